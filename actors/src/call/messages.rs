@@ -1,0 +1,139 @@
+//! Messages the CallActor receives from its children and from the server.
+
+use actix::prelude::*;
+
+use crate::audio::AudioFrame;
+use crate::engines::{CallContext, EngineError, TranscriptEvent};
+use crate::ids::MarkName;
+use crate::media::CloseFrame;
+
+/// MediaStream admitted a `start`: the call's engines can start.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StreamStarted {
+    /// Who the call is.
+    pub call: CallContext,
+}
+
+/// 20 ms of caller audio, decoded once by the MediaStream.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InboundAudio {
+    /// The frame.
+    pub frame: AudioFrame,
+}
+
+/// Twilio echoed a mark: the caller has heard the audio up to it (or it was cleared).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct MarkPlayed {
+    /// The echoed mark.
+    pub mark: MarkName,
+}
+
+/// The media stream is over; the call ends.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StreamEnded {
+    /// Why.
+    pub reason: EndReason,
+}
+
+/// The Transcriber heard something.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TranscriptReceived {
+    /// What it heard.
+    pub event: TranscriptEvent,
+}
+
+/// Ask the call to end (server shutdown, API hang-up).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct EndCall {
+    /// Why.
+    pub reason: EndReason,
+}
+
+/// Which child of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKind {
+    /// The Transcriber.
+    Transcriber,
+    /// The Responder.
+    Responder,
+    /// The Synthesizer.
+    Synthesizer,
+}
+
+/// A child's engine failed beyond its restart budget; the call cannot go on with it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ChildGaveUp {
+    /// Which child.
+    pub child: ChildKind,
+    /// The last error.
+    pub error: EngineError,
+}
+
+/// Query: what the caller has heard so far.
+#[derive(Debug, Message)]
+#[rtype(result = "PlaybackStatus")]
+pub struct GetPlayback;
+
+/// Answer to [`GetPlayback`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlaybackStatus {
+    /// Marks Twilio has echoed.
+    pub marks_heard: u64,
+    /// The latest echoed mark.
+    pub last_heard: Option<MarkName>,
+    /// Utterances handed to the Responder.
+    pub turns: u64,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// Twilio sent `stop`.
+    TwilioStop,
+    /// The peer closed the socket.
+    SocketClosed,
+    /// The peer violated the protocol; closed with this frame.
+    Protocol(CloseFrame),
+    /// No inbound message within the idle timeout.
+    IdleTimeout,
+    /// The socket stopped draining outbound messages.
+    SocketStalled,
+    /// The server is shutting down.
+    Shutdown,
+    /// An engine failed beyond its restart budget.
+    EngineFailure,
+}
+
+impl EndReason {
+    /// The close frame the peer gets for this reason.
+    pub fn close_frame(&self) -> CloseFrame {
+        match self {
+            Self::TwilioStop | Self::SocketClosed => CloseFrame::new(CloseFrame::NORMAL, "call ended"),
+            Self::Protocol(frame) => frame.clone(),
+            Self::IdleTimeout => CloseFrame::new(CloseFrame::GOING_AWAY, "idle timeout"),
+            Self::SocketStalled => CloseFrame::new(CloseFrame::GOING_AWAY, "socket not draining"),
+            Self::Shutdown => CloseFrame::new(CloseFrame::GOING_AWAY, "server shutting down"),
+            Self::EngineFailure => CloseFrame::new(CloseFrame::INTERNAL, "engine failure"),
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::TwilioStop => "twilio_stop",
+            Self::SocketClosed => "socket_closed",
+            Self::Protocol(_) => "protocol_violation",
+            Self::IdleTimeout => "idle_timeout",
+            Self::SocketStalled => "socket_stalled",
+            Self::Shutdown => "shutdown",
+            Self::EngineFailure => "engine_failure",
+        }
+    }
+}

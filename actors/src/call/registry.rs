@@ -1,0 +1,142 @@
+//! The live calls of this process: how many, which CallSids are streaming, and how to end them all.
+//!
+//! Each CallActor registers when it starts and holds a [`LiveCallGuard`]; the guard's `Drop`
+//! deregisters it however the actor stops, so the count cannot leak. The count is published on a
+//! watch channel so shutdown can await zero instead of polling.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::Recipient;
+use tokio::sync::watch;
+
+use super::messages::{EndCall, EndReason};
+use crate::ids::CallSid;
+use crate::media::admission::AdmissionError;
+
+/// Identifies one registered call inside this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallId(u64);
+
+struct Entry {
+    call_sid: Option<CallSid>,
+    end: Recipient<EndCall>,
+}
+
+struct Inner {
+    next_id: AtomicU64,
+    calls: Mutex<HashMap<CallId, Entry>>,
+    count: watch::Sender<usize>,
+    draining: std::sync::atomic::AtomicBool,
+}
+
+/// Shared handle to the registry of live calls.
+#[derive(Clone)]
+pub struct LiveCalls {
+    inner: Arc<Inner>,
+}
+
+impl Default for LiveCalls {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LiveCalls {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                next_id: AtomicU64::new(1),
+                calls: Mutex::new(HashMap::new()),
+                count: watch::channel(0).0,
+                draining: false.into(),
+            }),
+        }
+    }
+
+    /// Calls alive now (registered CallActors, streaming or not yet).
+    pub fn count(&self) -> usize {
+        *self.inner.count.borrow()
+    }
+
+    /// Whether the server stopped taking calls.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Stops taking calls: every later `start` is refused.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+    }
+
+    /// Asks every live call to end for `reason`.
+    pub fn end_all(&self, reason: EndReason) {
+        for entry in self.lock().values() {
+            entry.end.do_send(EndCall {
+                reason: reason.clone(),
+            });
+        }
+    }
+
+    /// Resolves once no call is alive.
+    pub async fn wait_until_empty(&self) {
+        let mut count = self.inner.count.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = count.wait_for(|&n| n == 0).await;
+    }
+
+    pub(crate) fn register(&self, end: Recipient<EndCall>) -> LiveCallGuard {
+        let id = CallId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut calls = self.lock();
+        calls.insert(id, Entry { call_sid: None, end });
+        self.inner.count.send_replace(calls.len());
+        LiveCallGuard {
+            id,
+            registry: self.clone(),
+        }
+    }
+
+    /// Binds `call_sid` to call `id`, unless another live call streams it or we are draining.
+    pub(crate) fn claim(&self, id: CallId, call_sid: &CallSid) -> Result<(), AdmissionError> {
+        if self.is_draining() {
+            return Err(AdmissionError::Draining);
+        }
+        let mut calls = self.lock();
+        if calls.values().any(|entry| entry.call_sid.as_ref() == Some(call_sid)) {
+            return Err(AdmissionError::AlreadyStreaming);
+        }
+        if let Some(entry) = calls.get_mut(&id) {
+            entry.call_sid = Some(call_sid.clone());
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<CallId, Entry>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.inner.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Keeps a call registered; deregisters it on drop.
+pub struct LiveCallGuard {
+    id: CallId,
+    registry: LiveCalls,
+}
+
+impl LiveCallGuard {
+    /// The registered call's id.
+    pub fn id(&self) -> CallId {
+        self.id
+    }
+}
+
+impl Drop for LiveCallGuard {
+    fn drop(&mut self) {
+        let mut calls = self.registry.lock();
+        calls.remove(&self.id);
+        self.registry.inner.count.send_replace(calls.len());
+    }
+}

@@ -1,0 +1,165 @@
+//! The engine traits (ports) the call's actors depend on. Implementations live in the server crate.
+//!
+//! Each engine is a shared factory (`Arc<dyn …>`, loaded once per process) that opens one session per
+//! call. Sessions stream: audio frames in and transcript events out for [`SpeechToText`], reply text
+//! out for [`Dialogue`], audio out for [`TextToSpeech`]. Dropping a returned stream cancels the work
+//! behind it; that is how barge-in stops an LLM or a synthesizer mid-sentence.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+
+use crate::audio::AudioFrame;
+use crate::ids::{CallSid, StreamSid, UtteranceId};
+
+/// A boxed stream of engine output, `Send` so engines may produce it on any thread.
+pub type EngineStream<T> = Pin<Box<dyn Stream<Item = Result<T, EngineError>> + Send>>;
+
+/// Why an engine failed. The call's actor restarts the session (with backoff) or degrades the call.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not be reached or its connection dropped.
+    #[error("{engine}: connection failed: {message}")]
+    Connection {
+        /// Engine name, e.g. `deepgram`.
+        engine: &'static str,
+        /// What happened, without secrets.
+        message: String,
+    },
+    /// The engine answered with something we cannot use.
+    #[error("{engine}: bad response: {message}")]
+    Protocol {
+        /// Engine name.
+        engine: &'static str,
+        /// What was wrong, without secrets.
+        message: String,
+    },
+    /// The engine could not be set up (missing model, bad configuration).
+    #[error("{engine}: unavailable: {message}")]
+    Unavailable {
+        /// Engine name.
+        engine: &'static str,
+        /// What is missing and how to fix it.
+        message: String,
+    },
+}
+
+/// What every engine session is told about its call.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The call.
+    pub call_sid: CallSid,
+    /// The call's media stream.
+    pub stream_sid: StreamSid,
+    /// `<Parameter>`s of the TwiML other than our stream token.
+    pub custom_parameters: BTreeMap<String, String>,
+}
+
+/// What a transcriber hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TranscriptEvent {
+    /// The caller started speaking (before any words are known).
+    SpeechStarted,
+    /// A hypothesis for the words so far; may change.
+    Partial {
+        /// Text of the hypothesis.
+        text: String,
+    },
+    /// Settled words; will not change.
+    Final {
+        /// The settled text.
+        text: String,
+    },
+    /// The engine thinks the caller finished their turn.
+    EndOfTurn,
+}
+
+/// One streaming recognition session: push audio, read events.
+pub struct SttSession {
+    /// Caller audio in. Bounded: when the engine falls behind, the Transcriber drops frames and
+    /// counts them rather than delay the call.
+    pub audio: mpsc::Sender<AudioFrame>,
+    /// Transcript events out; ends when the session ends. An `Err` item means the session failed.
+    pub events: EngineStream<TranscriptEvent>,
+}
+
+/// Streaming speech recognition.
+pub trait SpeechToText: Send + Sync + 'static {
+    /// Short name for logs, e.g. `deepgram`.
+    fn name(&self) -> &'static str;
+    /// Opens a session for one call. Connection work may continue in the background; its failure
+    /// arrives as an `Err` on the event stream.
+    fn open(&self, call: &CallContext) -> Result<SttSession, EngineError>;
+}
+
+/// Who said a line of the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The caller.
+    User,
+    /// The agent.
+    Assistant,
+}
+
+/// One line of the conversation so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// Who said it.
+    pub role: Role,
+    /// What was said (for the agent: what was actually played).
+    pub text: String,
+}
+
+/// One call's dialogue state (an LLM conversation, a scripted flow's slots).
+pub trait DialogueSession: Send {
+    /// Streams the reply to the conversation so far, whose last line is the caller's. Text arrives in
+    /// fragments of any size; dropping the stream cancels the reply.
+    fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String>;
+}
+
+/// Decides what the agent says.
+pub trait Dialogue: Send + Sync + 'static {
+    /// Short name for logs.
+    fn name(&self) -> &'static str;
+    /// Opens the dialogue of one call.
+    fn open(&self, call: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError>;
+}
+
+/// One call's synthesis session (a voice, a provider connection).
+pub trait TtsSession: Send {
+    /// Streams 8 kHz mu-law audio for one clause of `utterance`, in chunks of any length. Dropping
+    /// the stream cancels synthesis.
+    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Vec<u8>>;
+}
+
+/// Speech synthesis.
+pub trait TextToSpeech: Send + Sync + 'static {
+    /// Short name for logs.
+    fn name(&self) -> &'static str;
+    /// Opens the synthesis session of one call.
+    fn open(&self, call: &CallContext) -> Result<Box<dyn TtsSession>, EngineError>;
+}
+
+/// The three engines a call uses, shared by every call.
+#[derive(Clone)]
+pub struct EngineSet {
+    /// Speech recognition.
+    pub stt: Arc<dyn SpeechToText>,
+    /// What to say.
+    pub dialogue: Arc<dyn Dialogue>,
+    /// Speech synthesis.
+    pub tts: Arc<dyn TextToSpeech>,
+}
+
+impl std::fmt::Debug for EngineSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSet")
+            .field("stt", &self.stt.name())
+            .field("dialogue", &self.dialogue.name())
+            .field("tts", &self.tts.name())
+            .finish()
+    }
+}

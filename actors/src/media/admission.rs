@@ -1,0 +1,67 @@
+//! Admission of a media stream: the `start` message is checked before any audio is processed.
+//!
+//! The stream token (minted by the voice webhook, carried in `<Parameter name="token">`) must be
+//! valid, unused and bound to the `start`'s CallSid, and the call must not already be streaming
+//! (Twilio can open a second socket for the same call after a network handover).
+
+use std::sync::Arc;
+
+use crate::call::registry::{CallId, LiveCalls};
+use crate::ids::CallSid;
+
+/// Name of the `<Parameter>` that carries the stream token.
+pub const STREAM_TOKEN_PARAMETER: &str = "token";
+
+/// Why a stream was refused. Logged in detail; the peer only hears "stream rejected".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmissionError {
+    /// `start.callSid` is not a Twilio CallSid.
+    #[error("malformed CallSid")]
+    MalformedCallSid,
+    /// No `token` custom parameter.
+    #[error("no stream token")]
+    MissingToken,
+    /// The token is unknown, already used, expired, or minted for another call.
+    #[error("stream token invalid, used, expired or for another call")]
+    InvalidToken,
+    /// Another socket is already streaming this call.
+    #[error("call already has a live stream")]
+    AlreadyStreaming,
+    /// The server is draining and takes no new calls.
+    #[error("server is shutting down")]
+    Draining,
+}
+
+/// Checks stream tokens; implemented by the server, which mints them.
+pub trait StreamAuthorizer: Send + Sync + 'static {
+    /// Consumes `token` if it is valid for `call_sid`. A token is good for one `start` only.
+    fn redeem(&self, call_sid: &CallSid, token: &str) -> Result<(), AdmissionError>;
+}
+
+/// Everything a MediaStream needs to admit its `start`.
+#[derive(Clone)]
+pub struct Admission {
+    authorizer: Arc<dyn StreamAuthorizer>,
+    live_calls: LiveCalls,
+    call_id: CallId,
+}
+
+impl Admission {
+    /// Admission for the call registered as `call_id`.
+    pub(crate) fn new(authorizer: Arc<dyn StreamAuthorizer>, live_calls: LiveCalls, call_id: CallId) -> Self {
+        Self {
+            authorizer,
+            live_calls,
+            call_id,
+        }
+    }
+
+    /// Validates the CallSid and token, then claims the CallSid for this call.
+    pub fn admit(&self, call_sid: &str, token: Option<&str>) -> Result<CallSid, AdmissionError> {
+        let call_sid = CallSid::parse(call_sid).ok_or(AdmissionError::MalformedCallSid)?;
+        let token = token.ok_or(AdmissionError::MissingToken)?;
+        self.authorizer.redeem(&call_sid, token)?;
+        self.live_calls.claim(self.call_id, &call_sid)?;
+        Ok(call_sid)
+    }
+}

@@ -1,0 +1,441 @@
+//! MediaStream: the Twilio Media Streams protocol for one call, over an abstract socket.
+//!
+//! ```text
+//! socket reader --SocketEvent--> MediaStream --StreamStarted/InboundAudio/MarkPlayed/StreamEnded--> CallActor
+//! Synthesizer --PlayAudio--> MediaStream --SocketCommand (paced media, mark, clear, close)--> socket writer
+//! CallActor --ClearAudio/CloseStream--> MediaStream
+//! ```
+//!
+//! It owns the protocol state (before `start`, streaming, ended), admits the `start`, decodes
+//! inbound audio once into 20 ms [`AudioFrame`]s, and paces outbound audio with a [`Pacer`]. Every
+//! protocol violation ends here as one WebSocket close with a code and a reason. It never sees HTTP:
+//! the server pumps socket frames in as [`SocketEvent`]s and writes [`SocketCommand`]s out.
+
+pub mod admission;
+pub mod pacer;
+pub mod wire;
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::audio::{AudioFrame, Framer, FRAME_BYTES};
+use crate::call::messages::{EndReason, InboundAudio, MarkPlayed, StreamEnded, StreamStarted};
+use crate::call::CallActor;
+use crate::engines::CallContext;
+use crate::ids::{MarkName, StreamSid};
+use admission::{Admission, AdmissionError, STREAM_TOKEN_PARAMETER};
+use pacer::{Outgoing, Pacer};
+use wire::Inbound;
+
+/// A protocol violation by the peer; the stream is closed with [`ProtocolError::close_frame`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The text frame is not JSON.
+    #[error("invalid JSON")]
+    InvalidJson(#[source] serde_json::Error),
+    /// JSON, but not the shape of the event it names.
+    #[error("malformed {event:?} message")]
+    Malformed {
+        /// The `event` it named, if any.
+        event: String,
+        /// What serde found wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An `event` Twilio does not send.
+    #[error("unknown event {0:?}")]
+    UnknownEvent(String),
+    /// A binary frame; Twilio sends text only.
+    #[error("binary frames are not supported")]
+    BinaryFrame,
+    /// A frame larger than the configured limit.
+    #[error("message larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A `media` payload that is not base64.
+    #[error("media payload is not base64")]
+    InvalidPayload,
+    /// `start.mediaFormat` other than 8 kHz mono mu-law.
+    #[error("unsupported media format")]
+    UnsupportedFormat,
+    /// `media` before `start`.
+    #[error("media before start")]
+    MediaBeforeStart,
+    /// A second `start` on the same socket.
+    #[error("duplicate start")]
+    DuplicateStart,
+    /// A message naming another stream.
+    #[error("streamSid does not match the stream")]
+    StreamSidMismatch,
+    /// `start` refused by admission.
+    #[error("stream rejected: {0}")]
+    Rejected(#[from] AdmissionError),
+}
+
+impl ProtocolError {
+    /// The close frame this violation earns; reasons are fixed strings, never peer data.
+    pub fn close_frame(&self) -> CloseFrame {
+        let (code, reason) = match self {
+            Self::InvalidJson(_) => (CloseFrame::INVALID_DATA, "invalid JSON"),
+            Self::InvalidPayload => (CloseFrame::INVALID_DATA, "media payload is not base64"),
+            Self::Malformed { .. } => (CloseFrame::POLICY, "malformed message"),
+            Self::UnknownEvent(_) => (CloseFrame::POLICY, "unknown event"),
+            Self::BinaryFrame => (CloseFrame::UNSUPPORTED, "binary frames are not supported"),
+            Self::TooLarge { .. } => (CloseFrame::TOO_BIG, "message too large"),
+            Self::UnsupportedFormat => (CloseFrame::POLICY, "unsupported media format"),
+            Self::MediaBeforeStart => (CloseFrame::POLICY, "media before start"),
+            Self::DuplicateStart => (CloseFrame::POLICY, "duplicate start"),
+            Self::StreamSidMismatch => (CloseFrame::POLICY, "streamSid mismatch"),
+            Self::Rejected(AdmissionError::Draining) => (CloseFrame::TRY_AGAIN, "server is shutting down"),
+            Self::Rejected(_) => (CloseFrame::POLICY, "stream rejected"),
+        };
+        CloseFrame::new(code, reason)
+    }
+}
+
+/// A WebSocket close code and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// RFC 6455 close code.
+    pub code: u16,
+    /// Short, fixed, human-readable reason.
+    pub reason: &'static str,
+}
+
+impl CloseFrame {
+    /// 1000: the call ended normally.
+    pub const NORMAL: u16 = 1000;
+    /// 1001: we are going away (idle timeout, shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// 1003: a data type we do not accept (binary).
+    pub const UNSUPPORTED: u16 = 1003;
+    /// 1007: data inconsistent with the message type (bad JSON, bad base64).
+    pub const INVALID_DATA: u16 = 1007;
+    /// 1008: a message that violates the protocol.
+    pub const POLICY: u16 = 1008;
+    /// 1009: a message too big to process.
+    pub const TOO_BIG: u16 = 1009;
+    /// 1011: we failed (an engine gave up).
+    pub const INTERNAL: u16 = 1011;
+    /// 1013: try again later (draining).
+    pub const TRY_AGAIN: u16 = 1013;
+
+    /// A close frame.
+    pub const fn new(code: u16, reason: &'static str) -> Self {
+        Self { code, reason }
+    }
+}
+
+/// What the socket reader saw; sent with `send().await` so reading waits for processing.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum SocketEvent {
+    /// A text frame.
+    Text(String),
+    /// A binary frame (a violation).
+    Binary,
+    /// A frame over the size limit (a violation).
+    TooLarge,
+    /// The peer closed the socket or it failed.
+    Closed,
+}
+
+/// What the socket writer must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketCommand {
+    /// Send a text frame.
+    Text(String),
+    /// Send a ping (half-open detection).
+    Ping,
+    /// Close with this frame and stop writing.
+    Close(CloseFrame),
+}
+
+/// Capacity of the channel to the socket writer: about 5 s of paced audio and its marks. Full means
+/// the socket has stopped draining (a half-dead peer), and the call is closed.
+pub const SOCKET_QUEUE_CAPACITY: usize = 512;
+
+/// Timing and limits of a media stream.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaSettings {
+    /// Outbound audio is sent at most this far ahead of playback.
+    pub playback_lead: Duration,
+    /// The stream is closed after this long without an inbound message.
+    pub idle_timeout: Duration,
+    /// Pings go out this often.
+    pub ping_interval: Duration,
+    /// Largest inbound message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+/// Audio for Twilio: whole frames followed by a mark naming the chunk.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PlayAudio {
+    /// Mark sent after the frames; echoed once they have played.
+    pub mark: MarkName,
+    /// The chunk's frames, in order.
+    pub frames: Vec<[u8; FRAME_BYTES]>,
+}
+
+/// Barge-in: send `clear` to Twilio and drop every queued outbound frame at once.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ClearAudio;
+
+/// Close the socket with `frame`; sent by the CallActor when the call ends.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseStream {
+    /// Code and reason for the peer.
+    pub frame: CloseFrame,
+}
+
+enum State {
+    AwaitingStart,
+    Streaming { stream_sid: StreamSid },
+    Ended,
+}
+
+/// The media stream actor of one call.
+pub struct MediaStream {
+    call: Addr<CallActor>,
+    socket: mpsc::Sender<SocketCommand>,
+    admission: Admission,
+    settings: MediaSettings,
+    state: State,
+    inbound: Framer,
+    inbound_frames: Vec<AudioFrame>,
+    pacer: Pacer,
+    outgoing: Vec<Outgoing>,
+    pacer_timer: Option<SpawnHandle>,
+    last_message: Instant,
+    span: tracing::Span,
+}
+
+impl MediaStream {
+    /// A stream for `call`, writing to `socket`.
+    pub(crate) fn new(
+        call: Addr<CallActor>,
+        socket: mpsc::Sender<SocketCommand>,
+        admission: Admission,
+        settings: MediaSettings,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            call,
+            socket,
+            admission,
+            settings,
+            state: State::AwaitingStart,
+            inbound: Framer::new(),
+            inbound_frames: Vec::new(),
+            pacer: Pacer::new(settings.playback_lead),
+            outgoing: Vec::new(),
+            pacer_timer: None,
+            last_message: Instant::now(),
+            span,
+        }
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut Context<Self>) -> Result<(), ProtocolError> {
+        if text.len() > self.settings.max_message_bytes {
+            return Err(ProtocolError::TooLarge {
+                limit: self.settings.max_message_bytes,
+            });
+        }
+        match (wire::parse_inbound(text)?, &self.state) {
+            (_, State::Ended) => {}
+            (Inbound::Connected, _) => {
+                tracing::debug!(parent: &self.span, "media socket connected");
+            }
+            (Inbound::Start(start), State::AwaitingStart) => {
+                let token = start.custom_parameters.get(STREAM_TOKEN_PARAMETER).map(String::as_str);
+                let call_sid = self.admission.admit(&start.call_sid, token)?;
+                self.span.record("call_sid", call_sid.as_str());
+                self.span.record("stream_sid", start.stream_sid.as_str());
+                let mut custom_parameters = start.custom_parameters;
+                custom_parameters.remove(STREAM_TOKEN_PARAMETER);
+                tracing::info!(parent: &self.span, "media stream started");
+                self.state = State::Streaming {
+                    stream_sid: start.stream_sid.clone(),
+                };
+                self.call.do_send(StreamStarted {
+                    call: CallContext {
+                        call_sid,
+                        stream_sid: start.stream_sid,
+                        custom_parameters,
+                    },
+                });
+            }
+            (Inbound::Start(_), State::Streaming { .. }) => return Err(ProtocolError::DuplicateStart),
+            (_, State::AwaitingStart) => return Err(ProtocolError::MediaBeforeStart),
+            (Inbound::Media { stream_sid, payload }, State::Streaming { stream_sid: ours }) => {
+                if stream_sid.is_some_and(|sid| sid != ours.as_str()) {
+                    return Err(ProtocolError::StreamSidMismatch);
+                }
+                self.inbound.push(&payload, &mut self.inbound_frames);
+                let (call, span) = (&self.call, &self.span);
+                for frame in self.inbound_frames.drain(..) {
+                    // The CallActor runs on this thread; its mailbox fills only if it stalls, and then
+                    // dropping audio beats queueing it behind a stall.
+                    if call.try_send(InboundAudio { frame }).is_err() {
+                        tracing::warn!(parent: span, "call actor busy: inbound frame dropped");
+                    }
+                }
+            }
+            (Inbound::Mark { name }, State::Streaming { .. }) => match MarkName::parse(&name) {
+                Some(mark) => self.call.do_send(MarkPlayed { mark }),
+                None => tracing::debug!(parent: &self.span, "echo of a mark we did not send"),
+            },
+            (Inbound::Dtmf { digit }, State::Streaming { .. }) => {
+                tracing::info!(parent: &self.span, %digit, "dtmf");
+            }
+            (Inbound::Stop, State::Streaming { .. }) => {
+                tracing::info!(parent: &self.span, "twilio stopped the stream");
+                self.end(EndReason::TwilioStop, ctx);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what the pacer allows now and arms a timer for the rest.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let State::Streaming { stream_sid } = &self.state else {
+            return;
+        };
+        self.pacer.poll(Instant::now(), &mut self.outgoing);
+        let sent = self.outgoing.drain(..).try_for_each(|item| {
+            let text = match item {
+                Outgoing::Frame(payload) => wire::media_message(stream_sid, &payload[..]),
+                Outgoing::Mark(mark) => wire::mark_message(stream_sid, mark),
+            };
+            self.socket.try_send(SocketCommand::Text(text))
+        });
+        if sent.is_err() {
+            tracing::warn!(parent: &self.span, "socket not draining: closing the stream");
+            self.end(EndReason::SocketStalled, ctx);
+            return;
+        }
+        if let Some(handle) = self.pacer_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(at) = self.pacer.next_send_at() {
+            let wait = at.saturating_duration_since(Instant::now());
+            self.pacer_timer = Some(ctx.run_later(wait, |act, ctx| {
+                act.pacer_timer = None;
+                act.flush(ctx);
+            }));
+        }
+    }
+
+    fn violation(&mut self, error: ProtocolError, ctx: &mut Context<Self>) {
+        tracing::warn!(parent: &self.span, %error, "media protocol violation");
+        let frame = error.close_frame();
+        self.close(frame.clone(), ctx);
+        self.call.do_send(StreamEnded {
+            reason: EndReason::Protocol(frame),
+        });
+    }
+
+    /// Ends the stream for `reason`, telling the CallActor.
+    fn end(&mut self, reason: EndReason, ctx: &mut Context<Self>) {
+        self.close(reason.close_frame(), ctx);
+        self.call.do_send(StreamEnded { reason });
+    }
+
+    fn close(&mut self, frame: CloseFrame, ctx: &mut Context<Self>) {
+        if matches!(self.state, State::Ended) {
+            return;
+        }
+        self.state = State::Ended;
+        self.pacer.clear();
+        // A full queue means the writer is stuck; dropping the sender ends it all the same.
+        let _ = self.socket.try_send(SocketCommand::Close(frame));
+        ctx.stop();
+    }
+}
+
+impl Actor for MediaStream {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.settings.ping_interval, |act, ctx| {
+            if act.last_message.elapsed() >= act.settings.idle_timeout {
+                tracing::warn!(parent: &act.span, "no message from twilio: closing idle stream");
+                act.end(EndReason::IdleTimeout, ctx);
+            } else if act.socket.try_send(SocketCommand::Ping).is_err() {
+                act.end(EndReason::SocketStalled, ctx);
+            }
+        });
+    }
+}
+
+impl Handler<SocketEvent> for MediaStream {
+    type Result = ();
+
+    fn handle(&mut self, event: SocketEvent, ctx: &mut Context<Self>) {
+        self.last_message = Instant::now();
+        let result = match event {
+            SocketEvent::Text(text) => self.handle_text(&text, ctx),
+            SocketEvent::Binary => Err(ProtocolError::BinaryFrame),
+            SocketEvent::TooLarge => Err(ProtocolError::TooLarge {
+                limit: self.settings.max_message_bytes,
+            }),
+            SocketEvent::Closed => {
+                if !matches!(self.state, State::Ended) {
+                    tracing::info!(parent: &self.span, "media socket closed by peer");
+                    self.end(EndReason::SocketClosed, ctx);
+                }
+                Ok(())
+            }
+        };
+        if let Err(error) = result {
+            self.violation(error, ctx);
+        }
+    }
+}
+
+impl Handler<PlayAudio> for MediaStream {
+    type Result = ();
+
+    fn handle(&mut self, audio: PlayAudio, ctx: &mut Context<Self>) {
+        for frame in audio.frames {
+            self.pacer.push_frame(frame);
+        }
+        self.pacer.push_mark(audio.mark);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<ClearAudio> for MediaStream {
+    type Result = ();
+
+    fn handle(&mut self, _: ClearAudio, ctx: &mut Context<Self>) {
+        let State::Streaming { stream_sid } = &self.state else {
+            return;
+        };
+        // clear goes out before anything else: Twilio keeps playing what it has buffered.
+        let clear = wire::clear_message(stream_sid);
+        let dropped = self.pacer.clear();
+        if let Some(handle) = self.pacer_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        tracing::debug!(parent: &self.span, dropped, "outbound audio cleared");
+        if self.socket.try_send(SocketCommand::Text(clear)).is_err() {
+            self.end(EndReason::SocketStalled, ctx);
+        }
+    }
+}
+
+impl Handler<CloseStream> for MediaStream {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseStream, ctx: &mut Context<Self>) {
+        self.close(msg.frame, ctx);
+    }
+}

@@ -1,0 +1,122 @@
+//! Transcriber: caller audio in, transcript events out, over a [`SpeechToText`] engine.
+//!
+//! ```text
+//! CallActor --InboundAudio--> Transcriber --(engine session)--> TranscriptReceived --> CallActor
+//! ```
+//!
+//! Supervised (see [`ChildSupervision`]): when the engine session fails, the session is reopened
+//! after a backoff; audio that arrives meanwhile is dropped and counted.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::audio::AudioFrame;
+use crate::call::messages::{InboundAudio, TranscriptReceived};
+use crate::call::supervision::{ChildSupervision, StopChild};
+use crate::engines::{CallContext, EngineError, SpeechToText, TranscriptEvent};
+
+/// The recognition session of one call.
+pub struct Transcriber {
+    engine: Arc<dyn SpeechToText>,
+    call: CallContext,
+    events: Recipient<TranscriptReceived>,
+    supervision: ChildSupervision,
+    audio: Option<mpsc::Sender<AudioFrame>>,
+    dropped_frames: u64,
+}
+
+impl Transcriber {
+    /// A transcriber for `call` that reports to `events`.
+    pub fn new(
+        engine: Arc<dyn SpeechToText>,
+        call: CallContext,
+        events: Recipient<TranscriptReceived>,
+        supervision: ChildSupervision,
+    ) -> Self {
+        Self {
+            engine,
+            call,
+            events,
+            supervision,
+            audio: None,
+            dropped_frames: 0,
+        }
+    }
+
+    fn open_session(&mut self, ctx: &mut Context<Self>) {
+        match self.engine.open(&self.call) {
+            Ok(session) => {
+                self.audio = Some(session.audio);
+                ctx.add_stream(session.events);
+            }
+            Err(error) => self.fail(error, ctx),
+        }
+    }
+
+    fn fail(&mut self, error: EngineError, ctx: &mut Context<Self>) {
+        self.supervision.failed(error);
+        ctx.stop();
+    }
+}
+
+impl Actor for Transcriber {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.supervision.open_after_backoff(ctx, Self::open_session);
+    }
+}
+
+impl Supervised for Transcriber {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.audio = None;
+    }
+}
+
+impl Handler<InboundAudio> for Transcriber {
+    type Result = ();
+
+    fn handle(&mut self, msg: InboundAudio, _: &mut Context<Self>) {
+        let Some(audio) = &self.audio else {
+            self.dropped_frames += 1;
+            return;
+        };
+        // Overflow policy: the engine is behind; dropping keeps the call real time.
+        if audio.try_send(msg.frame).is_err() {
+            self.dropped_frames += 1;
+            if self.dropped_frames.is_power_of_two() {
+                tracing::warn!(parent: self.supervision.span(), dropped = self.dropped_frames, "recogniser behind: audio dropped");
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<TranscriptEvent, EngineError>> for Transcriber {
+    fn handle(&mut self, item: Result<TranscriptEvent, EngineError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(event) => self.events.do_send(TranscriptReceived { event }),
+            Err(error) => self.fail(error, ctx),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if !self.supervision.is_stopping() {
+            let error = EngineError::Connection {
+                engine: self.engine.name(),
+                message: "transcript stream ended".into(),
+            };
+            self.fail(error, ctx);
+        }
+    }
+}
+
+impl Handler<StopChild> for Transcriber {
+    type Result = ();
+
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        self.supervision.stop();
+        ctx.stop();
+    }
+}
