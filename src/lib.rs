@@ -1,0 +1,29 @@
+//! phone-agent: answers phone calls with an AI voice agent over Twilio Media Streams.
+//!
+//! # Layout
+//!
+//! The real-time core (audio, the per-call actor tree, engine traits) is the `phone-agent-actors`
+//! crate in `actors/`. This crate holds the edges:
+//!
+//! - [`cli`]: `phone-agent serve | loadgen` (clap).
+//! - [`config`]: environment/`.env` → a validated [`config::Config`].
+//! - [`logging`], [`redact`]: tracing set-up and masking of phone numbers.
+//! - [`server`]: binding, serving, draining shutdown.
+//! - [`http`]: the actix-web routes: voice webhook, media WebSocket, health.
+//! - [`twilio`]: stream tokens and TwiML.
+//! - [`engines`]: engine adapters (the loopback set for now).
+//! - [`sim`]: a Twilio-faithful client (voice webhook, media socket), used by loadgen and tests.
+//! - [`loadgen`]: many simulated calls, measuring the latency the server adds.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod engines;
+pub mod http;
+pub mod loadgen;
+pub mod logging;
+pub mod redact;
+pub mod server;
+pub mod sim;
+pub mod twilio;

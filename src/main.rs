@@ -1,1 +1,5 @@
-fn main(){}
+//! The `phone-agent` binary.
+
+fn main() -> std::process::ExitCode {
+    phone_agent::cli::main()
+}

@@ -151,6 +151,8 @@ pub enum SocketCommand {
     Text(String),
     /// Send a ping (half-open detection).
     Ping,
+    /// Answer the peer's ping.
+    Pong(Vec<u8>),
     /// Close with this frame and stop writing.
     Close(CloseFrame),
 }

@@ -1,0 +1,82 @@
+//! The command line: `phone-agent [serve]` runs the server, `phone-agent loadgen` generates load.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, EngineChoice};
+use crate::loadgen::{self, LoadgenArgs};
+use crate::{logging, server};
+
+/// phone-agent: answers phone calls with an AI voice agent over Twilio Media Streams.
+#[derive(Debug, Parser)]
+#[command(name = "phone-agent", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (configured by the environment and `.env`; see `.env.example`).
+    Serve,
+    /// Place many simulated Twilio calls against a running server and report latency.
+    Loadgen(LoadgenArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        Command::Loadgen(args) => {
+            if loadgen::run(args) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    if let Err(error) = dotenvy::dotenv() {
+        if !error.not_found() {
+            eprintln!("phone-agent: cannot read .env: {error}");
+            return ExitCode::from(2);
+        }
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("phone-agent: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(error) = logging::init(config.log_format) {
+        eprintln!("phone-agent: {error}");
+        return ExitCode::from(2);
+    }
+    if config.engines == EngineChoice::Loopback {
+        tracing::warn!("ENGINES=loopback: callers hear their own audio back (a diagnostic engine set)");
+    }
+    let result = actix_web::rt::System::new().block_on(async move {
+        let server = server::start(&config)?;
+        let trigger = server.shutdown_trigger();
+        actix_web::rt::spawn(async move {
+            server::shutdown_signal().await;
+            tracing::info!("shutdown signal received");
+            trigger.send_replace(true);
+        });
+        server.stopped().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "server failed");
+            eprintln!("phone-agent: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Configuration from the environment (and `.env`), validated once at start-up.
+//!
+//! Every variable is documented with its default in `.env.example`. An invalid value stops
+//! start-up with a [`ConfigError`] naming the variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use phone_agent_actors::media::MediaSettings;
+
+/// A variable with an unusable value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}: {message}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub variable: &'static str,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+/// Which engines calls use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// Echo: the caller's audio passes through the Transcriber, Responder and Synthesizer and comes
+    /// back. For measuring the framework itself, in tests and benchmarks.
+    Loopback,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The validated configuration of `phone-agent serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server binds (`LISTEN_ADDR`).
+    pub listen_addr: SocketAddr,
+    /// Host (and port) Twilio reaches us at, without scheme (`PUBLIC_HOST`).
+    pub public_host: String,
+    /// Engine set (`ENGINES`).
+    pub engines: EngineChoice,
+    /// Log format (`LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// Media stream timing and limits (`PLAYBACK_LEAD_MS`, `MEDIA_IDLE_TIMEOUT`,
+    /// `MEDIA_PING_INTERVAL`, `MEDIA_MAX_MESSAGE_BYTES`).
+    pub media: MediaSettings,
+    /// Longest a single socket write may take before the socket counts as dead
+    /// (`MEDIA_WRITE_TIMEOUT`).
+    pub media_write_timeout: Duration,
+    /// How long a stream token minted by the voice webhook stays valid (`STREAM_TOKEN_TTL`).
+    pub stream_token_ttl: Duration,
+    /// How long live calls may go on after a shutdown signal (`DRAIN_TIMEOUT`).
+    pub drain_timeout: Duration,
+    /// HTTP worker threads; calls run on the worker that accepted them (`HTTP_WORKERS`).
+    pub http_workers: usize,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let listen_addr: SocketAddr = vars.parse("LISTEN_ADDR", "127.0.0.1:8080", "a socket address such as 0.0.0.0:8080")?;
+        let public_host = vars.get("PUBLIC_HOST").unwrap_or_else(|| listen_addr.to_string());
+        validate_host(&public_host)?;
+        let engines = match vars.get("ENGINES").as_deref().unwrap_or("loopback") {
+            "loopback" => EngineChoice::Loopback,
+            other => return Err(vars.invalid("ENGINES", format!("unknown engine set {other:?} (expected: loopback)"))),
+        };
+        let log_format = match vars.get("LOG_FORMAT").as_deref().unwrap_or("pretty") {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => return Err(vars.invalid("LOG_FORMAT", format!("{other:?} (expected: pretty or json)"))),
+        };
+        let playback_lead = Duration::from_millis(vars.parse("PLAYBACK_LEAD_MS", "100", "milliseconds, 0 to 2000")?);
+        if playback_lead > Duration::from_secs(2) {
+            return Err(vars.invalid("PLAYBACK_LEAD_MS", "at most 2000".into()));
+        }
+        let media = MediaSettings {
+            playback_lead,
+            idle_timeout: vars.duration("MEDIA_IDLE_TIMEOUT", "15s")?,
+            ping_interval: vars.duration("MEDIA_PING_INTERVAL", "5s")?,
+            max_message_bytes: vars.parse("MEDIA_MAX_MESSAGE_BYTES", "65536", "bytes, at least 1024")?,
+        };
+        if media.max_message_bytes < 1024 {
+            return Err(vars.invalid("MEDIA_MAX_MESSAGE_BYTES", "at least 1024".into()));
+        }
+        let http_workers = match vars.get("HTTP_WORKERS") {
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+            Some(_) => vars.parse("HTTP_WORKERS", "", "a number of threads, 1 to 256")?,
+        };
+        if !(1..=256).contains(&http_workers) {
+            return Err(vars.invalid("HTTP_WORKERS", "1 to 256".into()));
+        }
+        Ok(Self {
+            listen_addr,
+            public_host,
+            engines,
+            log_format,
+            media,
+            media_write_timeout: vars.duration("MEDIA_WRITE_TIMEOUT", "5s")?,
+            stream_token_ttl: vars.duration("STREAM_TOKEN_TTL", "60s")?,
+            drain_timeout: vars.duration("DRAIN_TIMEOUT", "30s")?,
+            http_workers,
+        })
+    }
+}
+
+/// A host name or address with an optional port: what may follow `wss://` in the TwiML.
+fn validate_host(host: &str) -> Result<(), ConfigError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if host.is_empty() || !host.chars().all(allowed) {
+        return Err(ConfigError {
+            variable: "PUBLIC_HOST",
+            message: format!("{host:?} is not a host[:port] (no scheme, no path)"),
+        });
+    }
+    Ok(())
+}
+
+struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn invalid(&self, variable: &'static str, message: String) -> ConfigError {
+        ConfigError { variable, message }
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: &str, expected: &str) -> Result<T, ConfigError> {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        value
+            .parse()
+            .map_err(|_| self.invalid(name, format!("{value:?} (expected {expected})")))
+    }
+
+    fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        match humantime::parse_duration(&value) {
+            Ok(duration) if !duration.is_zero() => Ok(duration),
+            _ => Err(self.invalid(name, format!("{value:?} (expected a duration such as 15s or 500ms)"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_host, "127.0.0.1:8080");
+        assert_eq!(config.engines, EngineChoice::Loopback);
+        assert_eq!(config.media.playback_lead, Duration::from_millis(100));
+        assert_eq!(config.media.idle_timeout, Duration::from_secs(15));
+        assert_eq!(config.media.max_message_bytes, 65_536);
+        assert_eq!(config.drain_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases = [
+            ("LISTEN_ADDR", "localhost"),
+            ("PUBLIC_HOST", "https://example.com/x"),
+            ("ENGINES", "magic"),
+            ("LOG_FORMAT", "xml"),
+            ("MEDIA_IDLE_TIMEOUT", "soon"),
+            ("MEDIA_IDLE_TIMEOUT", "0s"),
+            ("PLAYBACK_LEAD_MS", "-1"),
+            ("MEDIA_MAX_MESSAGE_BYTES", "10"),
+            ("HTTP_WORKERS", "0"),
+        ];
+        for (variable, value) in cases {
+            let error = config(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}");
+            assert!(error.to_string().starts_with(&format!("invalid {variable}")));
+        }
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        let config = config(&[("DRAIN_TIMEOUT", "2m"), ("MEDIA_IDLE_TIMEOUT", "500ms")]).unwrap();
+        assert_eq!(config.drain_timeout, Duration::from_secs(120));
+        assert_eq!(config.media.idle_timeout, Duration::from_millis(500));
+    }
+}

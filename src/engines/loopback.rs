@@ -1,0 +1,136 @@
+//! The loopback engine set: the caller's audio goes through the whole actor path and comes back.
+//!
+//! Transcriber → Responder → Synthesizer exchange text, so the audio travels as text: the "STT"
+//! writes each 20 ms frame as hex and ends the turn, the "dialogue" says back what it heard, and the
+//! "TTS" turns the hex back into the same mu-law bytes. Every actor, message and engine seam of a real
+//! call is crossed, with engines of near-zero cost: what tests and benchmarks measure is the framework.
+//! Chosen only by configuration (`ENGINES=loopback`).
+
+use futures_util::{stream, StreamExt};
+use phone_agent_actors::engines::{
+    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, Role, SpeechToText,
+    SttSession, TextToSpeech, TranscriptEvent, TtsSession,
+};
+use phone_agent_actors::audio::AudioFrame;
+use phone_agent_actors::ids::UtteranceId;
+use tokio::sync::mpsc;
+
+/// Frames the loopback recogniser buffers: 1.28 s; more means the call's thread is stalled.
+const AUDIO_BUFFER_FRAMES: usize = 64;
+
+const NAME: &str = "loopback";
+
+/// "Recognises" each frame as its hex text, one turn per frame.
+pub struct LoopbackStt;
+
+impl SpeechToText for LoopbackStt {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn open(&self, _: &CallContext) -> Result<SttSession, EngineError> {
+        let (audio, frames) = mpsc::channel::<AudioFrame>(AUDIO_BUFFER_FRAMES);
+        let events = stream::unfold(frames, |mut frames| async move {
+            let frame = frames.recv().await?;
+            Some((frame, frames))
+        })
+        .flat_map(|frame| {
+            stream::iter([
+                Ok(TranscriptEvent::Final {
+                    text: to_hex(&frame.payload),
+                }),
+                Ok(TranscriptEvent::EndOfTurn),
+            ])
+        });
+        Ok(SttSession {
+            audio,
+            events: Box::pin(events),
+        })
+    }
+}
+
+/// Replies with the caller's last line.
+pub struct LoopbackDialogue;
+
+impl Dialogue for LoopbackDialogue {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
+        Ok(Box::new(LoopbackDialogue))
+    }
+}
+
+impl DialogueSession for LoopbackDialogue {
+    fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String> {
+        let heard = conversation
+            .iter()
+            .rev()
+            .find(|message| message.role == Role::User)
+            .map(|message| message.text.clone())
+            .unwrap_or_default();
+        Box::pin(stream::once(async move { Ok(heard) }))
+    }
+}
+
+/// "Synthesizes" hex text back into its bytes.
+pub struct LoopbackTts;
+
+impl TextToSpeech for LoopbackTts {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn open(&self, _: &CallContext) -> Result<Box<dyn TtsSession>, EngineError> {
+        Ok(Box::new(LoopbackTts))
+    }
+}
+
+impl TtsSession for LoopbackTts {
+    fn synthesize(&mut self, _: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
+        let audio = from_hex(text).ok_or_else(|| EngineError::Protocol {
+            engine: NAME,
+            message: "text is not hex audio".into(),
+        });
+        Box::pin(stream::once(async move { audio }))
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0x0F)] as char);
+    }
+    out
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    text.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| {
+            let high = char::from(pair[0]).to_digit(16)?;
+            let low = char::from(pair[1]).to_digit(16)?;
+            Some((high << 4 | low) as u8)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(from_hex(&to_hex(&bytes)), Some(bytes));
+        assert_eq!(from_hex("abc"), None);
+        assert_eq!(from_hex("zz"), None);
+        assert_eq!(from_hex("+f"), None);
+    }
+}

@@ -1,0 +1,121 @@
+//! Stream tokens: the voice webhook mints one per call and puts it in the TwiML's
+//! `<Parameter name="token">`; the media stream's `start` must present it before any audio flows.
+//!
+//! A token is 256 random bits, good once, for one CallSid, for `STREAM_TOKEN_TTL`. Only its SHA-256
+//! is kept, so lookups compare digests, never the secret itself, and a memory dump holds no token.
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use dashmap::DashMap;
+use phone_agent_actors::ids::CallSid;
+use phone_agent_actors::media::admission::{AdmissionError, StreamAuthorizer};
+use ring::digest::{digest, SHA256};
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// The system's random source failed; no token can be minted.
+#[derive(Debug, thiserror::Error)]
+#[error("random number generator failed")]
+pub struct RandomError;
+
+struct Minted {
+    call_sid: CallSid,
+    expires: Instant,
+}
+
+/// The stream tokens minted and not yet used or expired.
+pub struct StreamTokens {
+    ttl: Duration,
+    minted: DashMap<[u8; 32], Minted>,
+    random: SystemRandom,
+}
+
+impl StreamTokens {
+    /// An empty store whose tokens live for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            minted: DashMap::new(),
+            random: SystemRandom::new(),
+        }
+    }
+
+    /// Mints a token for `call_sid`. Expired tokens are swept on the way.
+    pub fn mint(&self, call_sid: &CallSid) -> Result<String, RandomError> {
+        let mut secret = [0u8; 32];
+        self.random.fill(&mut secret).map_err(|_| RandomError)?;
+        let token = URL_SAFE_NO_PAD.encode(secret);
+        let now = Instant::now();
+        self.minted.retain(|_, minted| minted.expires > now);
+        self.minted.insert(
+            hash(&token),
+            Minted {
+                call_sid: call_sid.clone(),
+                expires: now + self.ttl,
+            },
+        );
+        Ok(token)
+    }
+
+    /// Tokens waiting to be used.
+    pub fn outstanding(&self) -> usize {
+        self.minted.len()
+    }
+}
+
+impl StreamAuthorizer for StreamTokens {
+    fn redeem(&self, call_sid: &CallSid, token: &str) -> Result<(), AdmissionError> {
+        // Removed whatever the outcome: a token shown once with the wrong CallSid is burnt.
+        let (_, minted) = self.minted.remove(&hash(token)).ok_or(AdmissionError::InvalidToken)?;
+        if minted.expires <= Instant::now() || minted.call_sid != *call_sid {
+            return Err(AdmissionError::InvalidToken);
+        }
+        Ok(())
+    }
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(n: u8) -> CallSid {
+        CallSid::parse(&format!("CA{:032x}", n)).unwrap()
+    }
+
+    #[test]
+    fn a_token_works_once_for_its_call() {
+        let tokens = StreamTokens::new(Duration::from_secs(60));
+        let token = tokens.mint(&sid(1)).unwrap();
+        assert_eq!(token.len(), 43);
+        assert_eq!(tokens.redeem(&sid(1), &token), Ok(()));
+        assert_eq!(tokens.redeem(&sid(1), &token), Err(AdmissionError::InvalidToken));
+    }
+
+    #[test]
+    fn wrong_call_unknown_and_expired_tokens_fail() {
+        let tokens = StreamTokens::new(Duration::from_secs(60));
+        let token = tokens.mint(&sid(1)).unwrap();
+        assert_eq!(tokens.redeem(&sid(2), &token), Err(AdmissionError::InvalidToken));
+        assert_eq!(tokens.redeem(&sid(1), &token), Err(AdmissionError::InvalidToken), "burnt");
+        assert_eq!(tokens.redeem(&sid(1), "made-up"), Err(AdmissionError::InvalidToken));
+
+        let short = StreamTokens::new(Duration::from_millis(1));
+        let token = short.mint(&sid(3)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(short.redeem(&sid(3), &token), Err(AdmissionError::InvalidToken));
+    }
+
+    #[test]
+    fn tokens_differ() {
+        let tokens = StreamTokens::new(Duration::from_secs(60));
+        assert_ne!(tokens.mint(&sid(1)).unwrap(), tokens.mint(&sid(1)).unwrap());
+        assert_eq!(tokens.outstanding(), 2);
+    }
+}
