@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use phone_agent_actors::call::supervision::RestartPolicy;
 use phone_agent_actors::media::MediaSettings;
 
 /// A variable with an unusable value.
@@ -58,6 +59,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// HTTP worker threads; calls run on the worker that accepted them (`HTTP_WORKERS`).
     pub http_workers: usize,
+    /// How a call's failing engine sessions are restarted (`ENGINE_RESTART_BACKOFF`,
+    /// `ENGINE_RESTART_MAX_BACKOFF`, `ENGINE_MAX_RESTARTS`).
+    pub restart: RestartPolicy,
 }
 
 impl Config {
@@ -111,6 +115,12 @@ impl Config {
             stream_token_ttl: vars.duration("STREAM_TOKEN_TTL", "60s")?,
             drain_timeout: vars.duration("DRAIN_TIMEOUT", "30s")?,
             http_workers,
+            restart: RestartPolicy {
+                initial_backoff: vars.duration("ENGINE_RESTART_BACKOFF", "200ms")?,
+                max_backoff: vars.duration("ENGINE_RESTART_MAX_BACKOFF", "5s")?,
+                max_failures: vars.parse("ENGINE_MAX_RESTARTS", "5", "a number of restarts per minute")?,
+                window: Duration::from_secs(60),
+            },
         })
     }
 }

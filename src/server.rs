@@ -11,8 +11,8 @@ use std::time::Duration;
 use actix_web::{web, App, HttpServer};
 use phone_agent_actors::call::messages::EndReason;
 use phone_agent_actors::call::registry::LiveCalls;
-use phone_agent_actors::call::supervision::RestartPolicy;
 use phone_agent_actors::call::CallSettings;
+use phone_agent_actors::engines::EngineSet;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -34,8 +34,10 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Starts the graceful shutdown; returns at once.
+    /// Starts the graceful shutdown: from now on `/ready` is false and new calls are refused;
+    /// returns at once.
     pub fn shutdown(&self) {
+        self.live_calls.start_draining();
         self.shutdown.send_replace(true);
     }
 
@@ -50,17 +52,22 @@ impl RunningServer {
     }
 }
 
-/// Binds and starts serving on the current actix system.
+/// Binds and starts serving on the current actix system, with the engines `config` names.
 pub fn start(config: &Config) -> std::io::Result<RunningServer> {
+    start_with_engines(config, engines::build(config.engines))
+}
+
+/// Like [`start`], with the given engines (tests use engines that fail on purpose).
+pub fn start_with_engines(config: &Config, engines: EngineSet) -> std::io::Result<RunningServer> {
     let live_calls = LiveCalls::new();
     let tokens = Arc::new(StreamTokens::new(config.stream_token_ttl));
     let state = web::Data::new(AppState {
         public_host: config.public_host.clone(),
         tokens: tokens.clone(),
         calls: CallSettings {
-            engines: engines::build(config.engines),
+            engines,
             media: config.media,
-            restart: RestartPolicy::default(),
+            restart: config.restart,
             live_calls: live_calls.clone(),
             authorizer: tokens,
         },

@@ -5,8 +5,12 @@
 //! ```
 //!
 //! Supervised (see [`ChildSupervision`]): when the engine session fails, the session is reopened
-//! after a backoff; audio that arrives meanwhile is dropped and counted.
+//! after a backoff. Audio that arrives while no session is open (before the first opens, during a
+//! restart's backoff) is held, up to [`PENDING_AUDIO_FRAMES`], and handed to the next session, so a
+//! brief outage loses none of what the caller said; beyond that the oldest frames are dropped and
+//! counted.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -17,6 +21,9 @@ use crate::call::messages::{InboundAudio, TranscriptReceived};
 use crate::call::supervision::{ChildSupervision, StopChild};
 use crate::engines::{CallContext, EngineError, SpeechToText, TranscriptEvent};
 
+/// Frames held while no engine session is open: 2 s of audio.
+pub const PENDING_AUDIO_FRAMES: usize = 100;
+
 /// The recognition session of one call.
 pub struct Transcriber {
     engine: Arc<dyn SpeechToText>,
@@ -24,6 +31,7 @@ pub struct Transcriber {
     events: Recipient<TranscriptReceived>,
     supervision: ChildSupervision,
     audio: Option<mpsc::Sender<AudioFrame>>,
+    pending: VecDeque<AudioFrame>,
     dropped_frames: u64,
 }
 
@@ -41,6 +49,7 @@ impl Transcriber {
             events,
             supervision,
             audio: None,
+            pending: VecDeque::new(),
             dropped_frames: 0,
         }
     }
@@ -48,10 +57,37 @@ impl Transcriber {
     fn open_session(&mut self, ctx: &mut Context<Self>) {
         match self.engine.open(&self.call) {
             Ok(session) => {
-                self.audio = Some(session.audio);
                 ctx.add_stream(session.events);
+                let held = std::mem::take(&mut self.pending);
+                self.audio = Some(session.audio);
+                for frame in held {
+                    self.forward(frame);
+                }
             }
             Err(error) => self.fail(error, ctx),
+        }
+    }
+
+    /// Hands a frame to the open session, or holds it until one opens.
+    fn forward(&mut self, frame: AudioFrame) {
+        let Some(audio) = &self.audio else {
+            if self.pending.len() == PENDING_AUDIO_FRAMES {
+                self.pending.pop_front();
+                self.count_dropped();
+            }
+            self.pending.push_back(frame);
+            return;
+        };
+        // Overflow policy: the engine is behind; dropping keeps the call real time.
+        if audio.try_send(frame).is_err() {
+            self.count_dropped();
+        }
+    }
+
+    fn count_dropped(&mut self) {
+        self.dropped_frames += 1;
+        if self.dropped_frames.is_power_of_two() {
+            tracing::warn!(parent: self.supervision.span(), dropped = self.dropped_frames, "recogniser behind: audio dropped");
         }
     }
 
@@ -79,17 +115,7 @@ impl Handler<InboundAudio> for Transcriber {
     type Result = ();
 
     fn handle(&mut self, msg: InboundAudio, _: &mut Context<Self>) {
-        let Some(audio) = &self.audio else {
-            self.dropped_frames += 1;
-            return;
-        };
-        // Overflow policy: the engine is behind; dropping keeps the call real time.
-        if audio.try_send(msg.frame).is_err() {
-            self.dropped_frames += 1;
-            if self.dropped_frames.is_power_of_two() {
-                tracing::warn!(parent: self.supervision.span(), dropped = self.dropped_frames, "recogniser behind: audio dropped");
-            }
-        }
+        self.forward(msg.frame);
     }
 }
 

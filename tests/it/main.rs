@@ -1,1 +1,7 @@
+//! Integration tests: a real server on 127.0.0.1, a real WebSocket client speaking Twilio's protocol.
 
+mod bad_input;
+mod call_flow;
+mod shutdown;
+mod supervision;
+mod support;

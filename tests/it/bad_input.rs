@@ -1,0 +1,195 @@
+//! Each bad input closes its own socket with a code and a reason, and never touches another call.
+
+use awc::ws;
+use phone_agent::sim::MediaConnection;
+
+use crate::support::*;
+
+/// Runs `bad` while a good call streams; afterwards the good call still echoes, and every call ends.
+async fn with_good_call<F, Fut>(server: &TestServer, bad: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (_, mut good) = server.call(&call_sid(0xC0DE)).await;
+    exchange(&mut good, 9, 0, 5).await;
+    bad().await;
+    exchange(&mut good, 9, 5, 5).await;
+    assert_eq!(server.server.live_calls.count(), 1, "only the good call is left");
+    good.send_stop().await.unwrap();
+    assert_eq!(expect_close(&mut good).await.0, Some(1000));
+    server.until_no_live_calls().await;
+}
+
+async fn started(server: &TestServer, n: u32) -> MediaConnection {
+    let (_, mut media) = server.call(&call_sid(n)).await;
+    exchange(&mut media, 1, 0, 1).await;
+    media
+}
+
+async fn assert_closed(media: &mut MediaConnection, code: u16, reason: &str) {
+    assert_eq!(expect_close(media).await, (Some(code), reason.to_owned()));
+}
+
+#[actix_rt::test]
+async fn invalid_json_closes_with_invalid_data() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let mut media = started(&server, 1).await;
+        media.send_raw(ws::Message::Text("{not json".into())).await.unwrap();
+        assert_closed(&mut media, 1007, "invalid JSON").await;
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn unknown_event_closes_with_policy_violation() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let mut media = started(&server, 1).await;
+        media.send_raw(ws::Message::Text(r#"{"event":"dance"}"#.into())).await.unwrap();
+        assert_closed(&mut media, 1008, "unknown event").await;
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn malformed_media_closes_with_policy_violation() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let mut media = started(&server, 1).await;
+        media.send_raw(ws::Message::Text(r#"{"event":"media","media":{}}"#.into())).await.unwrap();
+        assert_closed(&mut media, 1008, "malformed message").await;
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn binary_frame_closes_with_unsupported_data() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let mut media = started(&server, 1).await;
+        media.send_raw(ws::Message::Binary(vec![0xFF; 160].into())).await.unwrap();
+        assert_closed(&mut media, 1003, "binary frames are not supported").await;
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn oversized_message_closes_with_message_too_big() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let mut media = started(&server, 1).await;
+        let huge = format!(r#"{{"event":"media","media":{{"payload":"{}"}}}}"#, "A".repeat(70_000));
+        media.send_raw(ws::Message::Text(huge.into())).await.unwrap();
+        assert_closed(&mut media, 1009, "message too large").await;
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn payload_not_base64_closes_with_invalid_data() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let mut media = started(&server, 1).await;
+        let text = r#"{"event":"media","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"%%%"}}"#;
+        media.send_raw(ws::Message::Text(text.into())).await.unwrap();
+        assert_closed(&mut media, 1007, "media payload is not base64").await;
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn media_before_start_closes_with_policy_violation() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let answer = server.sim.place_call(&call_sid(1)).await.unwrap();
+        let mut media = server.sim.open(&answer.path).await.unwrap();
+        media.send_connected().await.unwrap();
+        media.send_media(&[0xFF; 160]).await.unwrap();
+        assert_closed(&mut media, 1008, "media before start").await;
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn second_start_closes_with_policy_violation() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let (answer, mut media) = server.call(&call_sid(1)).await;
+        media.send_start(&answer.call_sid, &answer.token).await.unwrap();
+        assert_closed(&mut media, 1008, "duplicate start").await;
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn unknown_token_is_rejected_before_any_audio() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let answer = server.sim.place_call(&call_sid(1)).await.unwrap();
+        let mut media = server.sim.open(&answer.path).await.unwrap();
+        media.send_connected().await.unwrap();
+        media.send_start(&answer.call_sid, "guessed-token").await.unwrap();
+        media.send_media(&[0xFF; 160]).await.unwrap();
+        // No audio comes back: the close is the first thing the server sends.
+        assert_eq!(
+            within(media.recv()).await,
+            Some(phone_agent::sim::Received::Close {
+                code: Some(1008),
+                reason: "stream rejected".into()
+            })
+        );
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn used_token_and_token_of_another_call_are_rejected() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let (answer, mut first) = server.call(&call_sid(1)).await;
+        exchange(&mut first, 1, 0, 1).await;
+        first.send_stop().await.unwrap();
+        assert_eq!(expect_close(&mut first).await.0, Some(1000));
+
+        // The same token again (a replay after the call ended).
+        let mut replay = server.sim.connect(&answer).await.unwrap();
+        assert_closed(&mut replay, 1008, "stream rejected").await;
+
+        // A fresh token presented with another CallSid.
+        let other = server.sim.place_call(&call_sid(2)).await.unwrap();
+        let mut media = server.sim.open(&other.path).await.unwrap();
+        media.send_start(&call_sid(3), &other.token).await.unwrap();
+        assert_closed(&mut media, 1008, "stream rejected").await;
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_second_stream_for_a_streaming_call_is_rejected() {
+    let server = TestServer::start(&[]);
+    with_good_call(&server, || async {
+        let (_, mut first) = server.call(&call_sid(1)).await;
+        exchange(&mut first, 1, 0, 1).await;
+        // Twilio re-opening a socket for the same call (handover), with a valid token of its own.
+        let (_, mut second) = server.call(&call_sid(1)).await;
+        assert_closed(&mut second, 1008, "stream rejected").await;
+        // The first stream is untouched.
+        exchange(&mut first, 1, 1, 3).await;
+        first.send_stop().await.unwrap();
+        assert_eq!(expect_close(&mut first).await.0, Some(1000));
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_silent_socket_is_closed_after_the_idle_timeout() {
+    let server = TestServer::start(&[("MEDIA_IDLE_TIMEOUT", "1s"), ("MEDIA_PING_INTERVAL", "200ms")]);
+    let (_, mut silent) = server.call(&call_sid(1)).await;
+    let started = std::time::Instant::now();
+    assert_closed(&mut silent, 1001, "idle timeout").await;
+    let waited = started.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(1_000), "closed early: {waited:?}");
+    server.until_no_live_calls().await;
+}

@@ -1,0 +1,110 @@
+//! Whole calls through the loopback engines.
+
+use std::time::{Duration, Instant};
+
+use phone_agent::sim::Received;
+
+use crate::support::*;
+
+#[actix_rt::test]
+async fn voice_webhook_answers_connect_stream_with_a_token() {
+    let server = TestServer::start(&[]);
+    let answer = server.sim.place_call(&call_sid(1)).await.unwrap();
+    assert_eq!(answer.path, "/twilio/media");
+    assert_eq!(answer.token.len(), 43, "256-bit token, base64url");
+
+    let response = awc::Client::new()
+        .post(format!("{}/twilio/voice", server.base))
+        .send_form(&[("CallSid", call_sid(2).as_str())])
+        .await
+        .unwrap();
+    assert_eq!(response.headers().get("content-type").unwrap(), "text/xml; charset=utf-8");
+
+    let bad = awc::Client::new()
+        .post(format!("{}/twilio/voice", server.base))
+        .send_form(&[("CallSid", "not-a-sid")])
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[actix_rt::test]
+async fn a_whole_call_echoes_five_seconds_in_order_paced_at_real_time() {
+    let server = TestServer::start(&[]);
+    let (_, mut media) = server.call(&call_sid(1)).await;
+
+    // Twilio sends 20 ms frames at real time; a network hiccup delivers them in a burst. Send all
+    // 5 s at once: the audio must come back complete, in order, and no faster than real time.
+    const FRAMES: u32 = 250;
+    for n in 0..FRAMES {
+        media.send_media(&frame(7, n)).await.unwrap();
+    }
+    let mut first_at = None;
+    let mut marks = Vec::new();
+    let mut n = 0;
+    while n < FRAMES {
+        match within(media.recv()).await.expect("socket open") {
+            Received::Media(audio) => {
+                assert_eq!(audio, frame(7, n), "frame {n} out of order or changed");
+                first_at.get_or_insert_with(Instant::now);
+                n += 1;
+            }
+            Received::Mark(name) => {
+                media.send_mark(&name).await.unwrap();
+                marks.push(name);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let span = first_at.unwrap().elapsed();
+    // 249 frames after the first at 20 ms each, less the 100 ms lead; timers may run late, not early.
+    assert!(span >= Duration::from_millis(4_800), "sent faster than real time: {span:?}");
+    assert!(span < Duration::from_millis(6_000), "paced too slowly: {span:?}");
+
+    // Each loopback utterance is one chunk, followed by its mark.
+    if let Some(Received::Mark(name)) = within(media.recv()).await {
+        marks.push(name);
+    }
+    assert_eq!(marks.len(), FRAMES as usize);
+    assert_eq!(marks[0], "u1c0");
+    assert_eq!(marks[249], "u250c0");
+
+    media.send_stop().await.unwrap();
+    let (code, _) = expect_close(&mut media).await;
+    assert_eq!(code, Some(1000));
+    server.until_no_live_calls().await;
+}
+
+#[actix_rt::test]
+async fn two_concurrent_calls_stay_isolated() {
+    let server = TestServer::start(&[]);
+    let (_, mut a) = server.call(&call_sid(1)).await;
+    let (_, mut b) = server.call(&call_sid(2)).await;
+    assert_eq!(server.server.live_calls.count(), 2);
+    for round in 0..10 {
+        exchange(&mut a, 0xA1, round * 5, 5).await;
+        exchange(&mut b, 0xB2, round * 5, 5).await;
+    }
+    a.send_stop().await.unwrap();
+    assert_eq!(expect_close(&mut a).await.0, Some(1000));
+    // B is unaffected by A's end.
+    exchange(&mut b, 0xB2, 50, 10).await;
+    b.send_stop().await.unwrap();
+    assert_eq!(expect_close(&mut b).await.0, Some(1000));
+    server.until_no_live_calls().await;
+}
+
+#[actix_rt::test]
+async fn health_reports_live_calls_and_ready() {
+    let server = TestServer::start(&[]);
+    let client = awc::Client::new();
+    let (_, mut media) = server.call(&call_sid(1)).await;
+    exchange(&mut media, 1, 0, 1).await;
+    let mut health = client.get(format!("{}/health", server.base)).send().await.unwrap();
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["live_calls"], 1);
+    let ready = client.get(format!("{}/ready", server.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    media.close().await.unwrap();
+    server.until_no_live_calls().await;
+}

@@ -1,0 +1,91 @@
+//! A failing engine is restarted with backoff; one that keeps failing ends only its own call.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use futures_util::stream;
+use phone_agent::engines;
+use phone_agent::engines::loopback::LoopbackStt;
+use phone_agent::sim::Received;
+use phone_agent_actors::engines::{CallContext, EngineError, SpeechToText, SttSession};
+use tokio::sync::mpsc;
+
+use crate::support::*;
+
+/// Recognition whose first `failures` sessions drop their connection at once.
+struct FlakyStt {
+    failures: u32,
+    opened: Arc<AtomicU32>,
+}
+
+impl SpeechToText for FlakyStt {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+
+    fn open(&self, call: &CallContext) -> Result<SttSession, EngineError> {
+        let attempt = self.opened.fetch_add(1, Ordering::SeqCst);
+        if attempt >= self.failures {
+            return LoopbackStt.open(call);
+        }
+        let (audio, _) = mpsc::channel(1);
+        let error = EngineError::Connection {
+            engine: "flaky",
+            message: "connection reset".into(),
+        };
+        Ok(SttSession {
+            audio,
+            events: Box::pin(stream::iter([Err(error)])),
+        })
+    }
+}
+
+fn server_with_flaky_stt(failures: u32, opened: Arc<AtomicU32>) -> TestServer {
+    let config = test_config(&[
+        ("ENGINE_RESTART_BACKOFF", "10ms"),
+        ("ENGINE_RESTART_MAX_BACKOFF", "40ms"),
+        ("ENGINE_MAX_RESTARTS", "3"),
+    ]);
+    let mut engines = engines::build(config.engines);
+    engines.stt = Arc::new(FlakyStt { failures, opened });
+    TestServer::start_with(&config, engines)
+}
+
+#[actix_rt::test]
+async fn a_failing_recogniser_is_restarted_and_no_audio_is_lost() {
+    let opened = Arc::new(AtomicU32::new(0));
+    let server = server_with_flaky_stt(2, opened.clone());
+    let (_, mut media) = server.call(&call_sid(1)).await;
+
+    // Frames sent while the recogniser restarts are held for the next session; keep talking until
+    // audio comes back, and it must start at the very first frame.
+    let mut n = 0;
+    let echoed = within(async {
+        loop {
+            media.send_media(&frame(3, n)).await.unwrap();
+            n += 1;
+            let wait = actix_rt::time::timeout(std::time::Duration::from_millis(20), media.recv());
+            if let Ok(Some(Received::Media(audio))) = wait.await {
+                break audio;
+            }
+        }
+    })
+    .await;
+    assert_eq!(echoed, frame(3, 0), "the first frame survived two restarts");
+    assert_eq!(opened.load(Ordering::SeqCst), 3, "two failed sessions, then a good one");
+    media.send_stop().await.unwrap();
+    assert_eq!(expect_close(&mut media).await.0, Some(1000));
+    server.until_no_live_calls().await;
+}
+
+#[actix_rt::test]
+async fn a_recogniser_that_keeps_failing_ends_only_its_call() {
+    let opened = Arc::new(AtomicU32::new(0));
+    let server = server_with_flaky_stt(u32::MAX, opened.clone());
+    let (_, mut doomed) = server.call(&call_sid(1)).await;
+    assert_eq!(expect_close(&mut doomed).await, (Some(1011), "engine failure".to_owned()));
+    assert_eq!(opened.load(Ordering::SeqCst), 4, "first session and three restarts");
+    server.until_no_live_calls().await;
+    // The server takes the next call as usual (which fails the same way, on its own).
+    assert!(server.sim.place_call(&call_sid(2)).await.is_ok());
+}

@@ -1,0 +1,117 @@
+//! Helpers: a real server on 127.0.0.1:0 and a Twilio-faithful client.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use phone_agent::config::Config;
+use phone_agent::engines;
+use phone_agent::server::{self, RunningServer};
+use phone_agent::sim::{MediaConnection, Received, StreamAnswer, TwilioSim};
+use phone_agent_actors::engines::EngineSet;
+
+/// How long any single expected event may take before a test fails.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A server for one test, with its sim.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub sim: TwilioSim,
+    pub base: String,
+}
+
+/// Configuration for tests: an ephemeral port, two workers, overrides on top.
+pub fn test_config(overrides: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = [("LISTEN_ADDR", "127.0.0.1:0"), ("HTTP_WORKERS", "2"), ("PUBLIC_HOST", "agent.test")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for (key, value) in overrides {
+        vars.insert((*key).to_owned(), (*value).to_owned());
+    }
+    Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid")
+}
+
+impl TestServer {
+    /// Starts a loopback server with `overrides` applied to the test configuration.
+    pub fn start(overrides: &[(&str, &str)]) -> Self {
+        let config = test_config(overrides);
+        Self::start_with(&config, engines::build(config.engines))
+    }
+
+    /// Starts a server with the given engines.
+    pub fn start_with(config: &Config, engines: EngineSet) -> Self {
+        let server = server::start_with_engines(config, engines).expect("server starts");
+        let base = format!("http://{}", server.local_addr);
+        Self {
+            sim: TwilioSim::new(base.clone()),
+            server,
+            base,
+        }
+    }
+
+    /// Places a call and opens its media stream (`connected` + `start` sent).
+    pub async fn call(&self, call_sid: &str) -> (StreamAnswer, MediaConnection) {
+        let answer = self.sim.place_call(call_sid).await.expect("voice webhook answers");
+        let media = self.sim.connect(&answer).await.expect("media socket opens");
+        (answer, media)
+    }
+
+    /// Waits until no call is alive.
+    pub async fn until_no_live_calls(&self) {
+        within(self.server.live_calls.wait_until_empty()).await;
+    }
+}
+
+/// A CallSid made from a number.
+pub fn call_sid(n: u32) -> String {
+    format!("CA{n:032x}")
+}
+
+/// A 20 ms frame whose bytes identify (`tag`, `n`).
+pub fn frame(tag: u8, n: u32) -> [u8; 160] {
+    let mut frame = [tag; 160];
+    frame[..4].copy_from_slice(&n.to_be_bytes());
+    frame
+}
+
+/// Fails the test if `future` takes longer than [`EVENT_TIMEOUT`].
+pub async fn within<F: Future>(future: F) -> F::Output {
+    actix_rt::time::timeout(EVENT_TIMEOUT, future)
+        .await
+        .expect("event within the timeout")
+}
+
+/// The next message that is not a mark (marks are echoed back, as Twilio does once played).
+pub async fn next_non_mark(media: &mut MediaConnection) -> Received {
+    loop {
+        match within(media.recv()).await {
+            Some(Received::Mark(name)) => media.send_mark(&name).await.expect("mark echo sent"),
+            Some(other) => return other,
+            None => panic!("socket ended without a close frame"),
+        }
+    }
+}
+
+/// Waits for the server's close frame, skipping (and echoing) anything else.
+pub async fn expect_close(media: &mut MediaConnection) -> (Option<u16>, String) {
+    loop {
+        match next_non_mark(media).await {
+            Received::Close { code, reason } => return (code, reason),
+            Received::Media(_) => {}
+            other => panic!("unexpected {other:?} before close"),
+        }
+    }
+}
+
+/// Sends `count` frames one at a time and checks each comes back unchanged.
+pub async fn exchange(media: &mut MediaConnection, tag: u8, from: u32, count: u32) {
+    for n in from..from + count {
+        let sent = frame(tag, n);
+        media.send_media(&sent).await.expect("media sent");
+        match next_non_mark(media).await {
+            Received::Media(audio) => assert_eq!(audio, sent, "frame {n} of call {tag} came back changed"),
+            other => panic!("expected media, got {other:?}"),
+        }
+    }
+}
