@@ -59,7 +59,9 @@ fn serve() -> ExitCode {
         return ExitCode::from(2);
     }
     if config.engines == EngineChoice::Loopback {
-        tracing::warn!("ENGINES=loopback: callers hear their own audio back (a diagnostic engine set)");
+        tracing::warn!(
+            "ENGINES=loopback: callers hear their own audio back (a diagnostic engine set)"
+        );
     }
     let result = actix_web::rt::System::new().block_on(async move {
         let server = server::start(&config)?;

@@ -73,19 +73,39 @@ impl Config {
     /// Reads variables through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
-        let listen_addr: SocketAddr = vars.parse("LISTEN_ADDR", "127.0.0.1:8080", "a socket address such as 0.0.0.0:8080")?;
-        let public_host = vars.get("PUBLIC_HOST").unwrap_or_else(|| listen_addr.to_string());
+        let listen_addr: SocketAddr = vars.parse(
+            "LISTEN_ADDR",
+            "127.0.0.1:8080",
+            "a socket address such as 0.0.0.0:8080",
+        )?;
+        let public_host = vars
+            .get("PUBLIC_HOST")
+            .unwrap_or_else(|| listen_addr.to_string());
         validate_host(&public_host)?;
         let engines = match vars.get("ENGINES").as_deref().unwrap_or("loopback") {
             "loopback" => EngineChoice::Loopback,
-            other => return Err(vars.invalid("ENGINES", format!("unknown engine set {other:?} (expected: loopback)"))),
+            other => {
+                return Err(vars.invalid(
+                    "ENGINES",
+                    format!("unknown engine set {other:?} (expected: loopback)"),
+                ))
+            }
         };
         let log_format = match vars.get("LOG_FORMAT").as_deref().unwrap_or("pretty") {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
-            other => return Err(vars.invalid("LOG_FORMAT", format!("{other:?} (expected: pretty or json)"))),
+            other => {
+                return Err(vars.invalid(
+                    "LOG_FORMAT",
+                    format!("{other:?} (expected: pretty or json)"),
+                ))
+            }
         };
-        let playback_lead = Duration::from_millis(vars.parse("PLAYBACK_LEAD_MS", "100", "milliseconds, 0 to 2000")?);
+        let playback_lead = Duration::from_millis(vars.parse(
+            "PLAYBACK_LEAD_MS",
+            "100",
+            "milliseconds, 0 to 2000",
+        )?);
         if playback_lead > Duration::from_secs(2) {
             return Err(vars.invalid("PLAYBACK_LEAD_MS", "at most 2000".into()));
         }
@@ -93,7 +113,11 @@ impl Config {
             playback_lead,
             idle_timeout: vars.duration("MEDIA_IDLE_TIMEOUT", "15s")?,
             ping_interval: vars.duration("MEDIA_PING_INTERVAL", "5s")?,
-            max_message_bytes: vars.parse("MEDIA_MAX_MESSAGE_BYTES", "65536", "bytes, at least 1024")?,
+            max_message_bytes: vars.parse(
+                "MEDIA_MAX_MESSAGE_BYTES",
+                "65536",
+                "bytes, at least 1024",
+            )?,
         };
         if media.max_message_bytes < 1024 {
             return Err(vars.invalid("MEDIA_MAX_MESSAGE_BYTES", "at least 1024".into()));
@@ -118,7 +142,11 @@ impl Config {
             restart: RestartPolicy {
                 initial_backoff: vars.duration("ENGINE_RESTART_BACKOFF", "200ms")?,
                 max_backoff: vars.duration("ENGINE_RESTART_MAX_BACKOFF", "5s")?,
-                max_failures: vars.parse("ENGINE_MAX_RESTARTS", "5", "a number of restarts per minute")?,
+                max_failures: vars.parse(
+                    "ENGINE_MAX_RESTARTS",
+                    "5",
+                    "a number of restarts per minute",
+                )?,
                 window: Duration::from_secs(60),
             },
         })
@@ -141,14 +169,21 @@ struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
 
 impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn invalid(&self, variable: &'static str, message: String) -> ConfigError {
         ConfigError { variable, message }
     }
 
-    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: &str, expected: &str) -> Result<T, ConfigError> {
+    fn parse<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: &str,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
         let value = self.get(name).unwrap_or_else(|| default.to_owned());
         value
             .parse()
@@ -159,7 +194,10 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         let value = self.get(name).unwrap_or_else(|| default.to_owned());
         match humantime::parse_duration(&value) {
             Ok(duration) if !duration.is_zero() => Ok(duration),
-            _ => Err(self.invalid(name, format!("{value:?} (expected a duration such as 15s or 500ms)"))),
+            _ => Err(self.invalid(
+                name,
+                format!("{value:?} (expected a duration such as 15s or 500ms)"),
+            )),
         }
     }
 }
@@ -170,7 +208,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -202,7 +243,9 @@ mod tests {
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).unwrap_err();
             assert_eq!(error.variable, variable, "{value}");
-            assert!(error.to_string().starts_with(&format!("invalid {variable}")));
+            assert!(error
+                .to_string()
+                .starts_with(&format!("invalid {variable}")));
         }
     }
 

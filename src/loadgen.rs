@@ -1,7 +1,7 @@
 //! `phone-agent loadgen`: many Twilio-faithful calls against a server, measuring what it adds.
 //!
 //! Each call posts the voice webhook, opens the media socket, and sends a 20 ms frame every 20 ms
-//! whose first 8 bytes carry the frame's number. Against `ENGINES=loopback` every frame comes back
+//! whose first 16 bytes carry the frame's and the call's numbers. Against `ENGINES=loopback` every frame comes back
 //! through the whole actor path; the time from sending frame n to receiving it is the latency the
 //! server (and the loopback socket) adds. Marks are echoed on receipt. With `--idle` calls connect and
 //! stay silent, for memory measurements (`--server-pid` reads the server's RSS once all are up).
@@ -15,6 +15,9 @@ use futures_util::future::join_all;
 
 use crate::sim::{Received, TwilioSim};
 
+/// Twilio sends one 20 ms frame per 20 ms.
+const FRAME_PERIOD: Duration = Duration::from_millis(20);
+
 /// Options of `phone-agent loadgen`.
 #[derive(Debug, Clone, Args)]
 pub struct LoadgenArgs {
@@ -27,7 +30,7 @@ pub struct LoadgenArgs {
     /// How long each call streams (after the ramp).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
-    /// Calls start spread evenly over this period.
+    /// Calls start spread over this period (their frame clocks spread over the 20 ms period).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub ramp: Duration,
     /// Client threads (each runs its share of the calls).
@@ -84,7 +87,7 @@ async fn run_thread(args: &LoadgenArgs, thread: usize, threads: usize) -> Vec<Ca
     let sim = Rc::new(TwilioSim::new(args.url.clone()));
     let calls = (thread..args.calls).step_by(threads).map(|index| {
         let sim = sim.clone();
-        let stagger = args.ramp.mul_f64(index as f64 / args.calls.max(1) as f64);
+        let stagger = start_offset(index, args.calls, args.ramp);
         let args = args.clone();
         async move {
             actix_rt::time::sleep(stagger).await;
@@ -92,6 +95,16 @@ async fn run_thread(args: &LoadgenArgs, thread: usize, threads: usize) -> Vec<Ca
         }
     });
     join_all(calls).await
+}
+
+/// When call `index` of `calls` starts: spread over `ramp`, and with the calls' 20 ms frame clocks
+/// spread evenly over the frame period, as independent callers' are. (Naive `ramp × index / calls`
+/// puts every call on the same one or two phases, and the server sees all frames at once.)
+fn start_offset(index: usize, calls: usize, ramp: Duration) -> Duration {
+    let calls = calls.max(1) as u32;
+    let index = index as u32;
+    let whole_frames = (ramp * index / calls).as_micros() / FRAME_PERIOD.as_micros();
+    FRAME_PERIOD * whole_frames as u32 + FRAME_PERIOD * index / calls
 }
 
 async fn run_call(sim: &TwilioSim, index: usize, args: &LoadgenArgs) -> CallReport {
@@ -106,7 +119,7 @@ async fn run_call(sim: &TwilioSim, index: usize, args: &LoadgenArgs) -> CallRepo
         Err(error) => return failed(report, error.to_string()),
     };
     let mut sent_at: HashMap<u64, Instant> = HashMap::new();
-    let mut ticker = actix_rt::time::interval(Duration::from_millis(20));
+    let mut ticker = actix_rt::time::interval(FRAME_PERIOD);
     let end = actix_rt::time::sleep(args.duration);
     tokio::pin!(end);
     let mut closed = None;
@@ -117,6 +130,7 @@ async fn run_call(sim: &TwilioSim, index: usize, args: &LoadgenArgs) -> CallRepo
                 let number = report.sent;
                 let mut frame = [0xFFu8; 160];
                 frame[..8].copy_from_slice(&number.to_le_bytes());
+                frame[8..16].copy_from_slice(&(index as u64).to_le_bytes());
                 sent_at.insert(number, Instant::now());
                 if let Err(error) = media.send_media(&frame).await {
                     return failed(report, error.to_string());
@@ -170,7 +184,10 @@ fn failed(mut report: CallReport, reason: String) -> CallReport {
 }
 
 fn print_report(args: &LoadgenArgs, reports: &mut [CallReport]) -> bool {
-    let mut latencies: Vec<u32> = reports.iter_mut().flat_map(|r| std::mem::take(&mut r.latencies_us)).collect();
+    let mut latencies: Vec<u32> = reports
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.latencies_us))
+        .collect();
     latencies.sort_unstable();
     let failures: Vec<&str> = reports.iter().filter_map(|r| r.failed.as_deref()).collect();
     let sent: u64 = reports.iter().map(|r| r.sent).sum();
@@ -184,7 +201,8 @@ fn print_report(args: &LoadgenArgs, reports: &mut [CallReport]) -> bool {
         println!("  failed: {failure}");
     }
     if !args.idle && !latencies.is_empty() {
-        let at = |q: f64| f64::from(latencies[((latencies.len() - 1) as f64 * q) as usize]) / 1000.0;
+        let at =
+            |q: f64| f64::from(latencies[((latencies.len() - 1) as f64 * q) as usize]) / 1000.0;
         println!(
             "media->media latency (ms): p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}  (n={})",
             at(0.50),
@@ -201,4 +219,21 @@ fn resident_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_phases_are_spread_over_the_period() {
+        let ramp = Duration::from_secs(2);
+        let mut phases: Vec<u128> = (0..100)
+            .map(|i| start_offset(i, 100, ramp).as_micros() % FRAME_PERIOD.as_micros())
+            .collect();
+        phases.sort_unstable();
+        phases.dedup();
+        assert_eq!(phases.len(), 100);
+        assert!(start_offset(99, 100, ramp) <= ramp);
+    }
 }

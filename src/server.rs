@@ -73,18 +73,22 @@ pub fn start_with_engines(config: &Config, engines: EngineSet) -> std::io::Resul
         },
         media_write_timeout: config.media_write_timeout,
     });
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
-        // Media frames are small and latency-bound: Nagle's algorithm would hold each one back
-        // until the previous is acknowledged (tens of ms with delayed ACKs).
-        .on_connect(|connection, _| {
-            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
-        .workers(config.http_workers)
-        .disable_signals()
-        .shutdown_timeout(CLOSE_GRACE.as_secs())
-        .bind(config.listen_addr)?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(http::configure)
+    })
+    // Media frames are small and latency-bound: Nagle's algorithm would hold each one back
+    // until the previous is acknowledged (tens of ms with delayed ACKs).
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
+    .workers(config.http_workers)
+    .disable_signals()
+    .shutdown_timeout(CLOSE_GRACE.as_secs())
+    .bind(config.listen_addr)?;
     let local_addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();
@@ -111,13 +115,22 @@ pub fn start_with_engines(config: &Config, engines: EngineSet) -> std::io::Resul
 async fn drain(live_calls: &LiveCalls, timeout: Duration) {
     live_calls.start_draining();
     tracing::info!(live_calls = live_calls.count(), ?timeout, "draining");
-    if tokio::time::timeout(timeout, live_calls.wait_until_empty()).await.is_ok() {
+    if tokio::time::timeout(timeout, live_calls.wait_until_empty())
+        .await
+        .is_ok()
+    {
         tracing::info!("drained");
         return;
     }
-    tracing::warn!(live_calls = live_calls.count(), "drain timeout: ending live calls");
+    tracing::warn!(
+        live_calls = live_calls.count(),
+        "drain timeout: ending live calls"
+    );
     live_calls.end_all(EndReason::Shutdown);
-    if tokio::time::timeout(CLOSE_GRACE, live_calls.wait_until_empty()).await.is_err() {
+    if tokio::time::timeout(CLOSE_GRACE, live_calls.wait_until_empty())
+        .await
+        .is_err()
+    {
         tracing::warn!(live_calls = live_calls.count(), "calls still open at exit");
     }
 }

@@ -77,12 +77,12 @@ impl TwilioSim {
     pub fn new(base: impl Into<String>) -> Self {
         // Twilio's media frames are small and latency-bound; like the server, the sim disables
         // Nagle's algorithm, or each frame would wait for the previous one's (delayed) ACK.
-        let tcp = TcpConnector::new(Resolver::default())
-            .service()
-            .map(|connection: Connection<Uri, TcpStream>| {
+        let tcp = TcpConnector::new(Resolver::default()).service().map(
+            |connection: Connection<Uri, TcpStream>| {
                 let _ = connection.io_ref().set_nodelay(true);
                 connection
-            });
+            },
+        );
         let http = awc::Client::builder()
             .connector(awc::Connector::new().connector(tcp))
             .timeout(Duration::from_secs(10))
@@ -109,7 +109,10 @@ impl TwilioSim {
             .send_form(&form)
             .await
             .map_err(|e| SimError::Http(e.to_string()))?;
-        let body = response.body().await.map_err(|e| SimError::Http(e.to_string()))?;
+        let body = response
+            .body()
+            .await
+            .map_err(|e| SimError::Http(e.to_string()))?;
         let twiml = String::from_utf8_lossy(&body).into_owned();
         if !response.status().is_success() {
             return Err(SimError::Http(format!("{}: {twiml}", response.status())));
@@ -149,7 +152,9 @@ impl TwilioSim {
     pub async fn connect(&self, answer: &StreamAnswer) -> Result<MediaConnection, SimError> {
         let mut connection = self.open(&answer.path).await?;
         connection.send_connected().await?;
-        connection.send_start(&answer.call_sid, &answer.token).await?;
+        connection
+            .send_start(&answer.call_sid, &answer.token)
+            .await?;
         Ok(connection)
     }
 }
@@ -237,7 +242,8 @@ impl MediaConnection {
 
     /// Closes the socket from Twilio's side.
     pub async fn close(&mut self) -> Result<(), SimError> {
-        self.send_raw(ws::Message::Close(Some(CloseCode::Normal.into()))).await
+        self.send_raw(ws::Message::Close(Some(CloseCode::Normal.into())))
+            .await
     }
 
     /// The next message from the server; `None` once the socket is gone. Pings are answered.
@@ -264,7 +270,8 @@ impl MediaConnection {
     }
 
     async fn send_json(&mut self, value: Value) -> Result<(), SimError> {
-        self.send_raw(ws::Message::Text(value.to_string().into())).await
+        self.send_raw(ws::Message::Text(value.to_string().into()))
+            .await
     }
 
     fn next_sequence(&mut self) -> String {

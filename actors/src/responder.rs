@@ -121,7 +121,11 @@ impl Responder {
 
     fn speak(&self, utterance: UtteranceId, text: String, last: bool) {
         if let Some(synthesizer) = self.synthesizer.upgrade() {
-            synthesizer.do_send(Speak { utterance, text, last });
+            synthesizer.do_send(Speak {
+                utterance,
+                text,
+                last,
+            });
         }
     }
 }
@@ -267,10 +271,14 @@ mod tests {
     #[test]
     fn long_clauses_split_at_commas() {
         let mut splitter = ClauseSplitter::default();
-        let clauses = splitter.push("We are open every weekday from nine to five, and on Saturdays too. ");
+        let clauses =
+            splitter.push("We are open every weekday from nine to five, and on Saturdays too. ");
         assert_eq!(
             clauses,
-            vec!["We are open every weekday from nine to five,", "and on Saturdays too."]
+            vec![
+                "We are open every weekday from nine to five,",
+                "and on Saturdays too."
+            ]
         );
     }
 }

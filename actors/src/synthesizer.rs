@@ -191,8 +191,12 @@ impl Handler<CancelSpeech> for Synthesizer {
     type Result = ();
 
     fn handle(&mut self, cancel: CancelSpeech, ctx: &mut Context<Self>) {
-        self.queue.retain(|clause| clause.utterance > cancel.utterance);
-        if let Some(current) = self.current.take_if(|c| c.clause.utterance <= cancel.utterance) {
+        self.queue
+            .retain(|clause| clause.utterance > cancel.utterance);
+        if let Some(current) = self
+            .current
+            .take_if(|c| c.clause.utterance <= cancel.utterance)
+        {
             ctx.cancel_future(current.stream);
             self.framer.discard();
             self.next_chunk = 0;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::audio::AudioFrame;
 use crate::call::messages::{InboundAudio, TranscriptReceived};
@@ -71,17 +72,27 @@ impl Transcriber {
     /// Hands a frame to the open session, or holds it until one opens.
     fn forward(&mut self, frame: AudioFrame) {
         let Some(audio) = &self.audio else {
-            if self.pending.len() == PENDING_AUDIO_FRAMES {
-                self.pending.pop_front();
-                self.count_dropped();
-            }
-            self.pending.push_back(frame);
+            self.hold(frame);
             return;
         };
-        // Overflow policy: the engine is behind; dropping keeps the call real time.
-        if audio.try_send(frame).is_err() {
+        match audio.try_send(frame) {
+            Ok(()) => {}
+            // Overflow policy: the engine is behind; dropping keeps the call real time.
+            Err(TrySendError::Full(_)) => self.count_dropped(),
+            // The session is dying (its failure is on the way): keep the frame for the next one.
+            Err(TrySendError::Closed(frame)) => {
+                self.audio = None;
+                self.hold(frame);
+            }
+        }
+    }
+
+    fn hold(&mut self, frame: AudioFrame) {
+        if self.pending.len() == PENDING_AUDIO_FRAMES {
+            self.pending.pop_front();
             self.count_dropped();
         }
+        self.pending.push_back(frame);
     }
 
     fn count_dropped(&mut self) {

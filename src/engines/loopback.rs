@@ -7,11 +7,11 @@
 //! Chosen only by configuration (`ENGINES=loopback`).
 
 use futures_util::{stream, StreamExt};
-use phone_agent_actors::engines::{
-    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, Role, SpeechToText,
-    SttSession, TextToSpeech, TranscriptEvent, TtsSession,
-};
 use phone_agent_actors::audio::AudioFrame;
+use phone_agent_actors::engines::{
+    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, Role,
+    SpeechToText, SttSession, TextToSpeech, TranscriptEvent, TtsSession,
+};
 use phone_agent_actors::ids::UtteranceId;
 use tokio::sync::mpsc;
 
@@ -108,7 +108,7 @@ fn to_hex(bytes: &[u8]) -> String {
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     text.as_bytes()

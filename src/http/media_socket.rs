@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use actix::Addr;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
+use actix_ws::{
+    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
+};
 use phone_agent_actors::media::{MediaStream, SocketCommand, SocketEvent};
 use tokio::sync::mpsc;
 
@@ -46,7 +48,11 @@ pub async fn read(
 }
 
 /// Writes the MediaStream's commands to the socket until it says close or the socket fails.
-pub async fn write(mut commands: mpsc::Receiver<SocketCommand>, mut session: Session, timeout: Duration) {
+pub async fn write(
+    mut commands: mpsc::Receiver<SocketCommand>,
+    mut session: Session,
+    timeout: Duration,
+) {
     while let Some(command) = commands.recv().await {
         let written = match command {
             SocketCommand::Text(text) => tokio::time::timeout(timeout, session.text(text)).await,
@@ -65,7 +71,10 @@ pub async fn write(mut commands: mpsc::Receiver<SocketCommand>, mut session: Ses
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {
-                tracing::warn!(?timeout, "media socket write timed out: dropping the connection");
+                tracing::warn!(
+                    ?timeout,
+                    "media socket write timed out: dropping the connection"
+                );
                 return;
             }
         }

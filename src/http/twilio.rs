@@ -28,11 +28,15 @@ pub struct VoiceWebhook {
 }
 
 /// `POST /twilio/voice`: mint a stream token for the call and answer `<Connect><Stream>`.
-pub async fn voice(state: web::Data<AppState>, form: web::Form<VoiceWebhook>) -> Result<HttpResponse, HttpError> {
+pub async fn voice(
+    state: web::Data<AppState>,
+    form: web::Form<VoiceWebhook>,
+) -> Result<HttpResponse, HttpError> {
     if state.live_calls().is_draining() {
         return Err(HttpError::Draining);
     }
-    let call_sid = CallSid::parse(&form.call_sid).ok_or(HttpError::BadRequest("CallSid is not a Twilio CallSid"))?;
+    let call_sid = CallSid::parse(&form.call_sid)
+        .ok_or(HttpError::BadRequest("CallSid is not a Twilio CallSid"))?;
     let token = state.tokens.mint(&call_sid).map_err(|error| {
         tracing::error!(%error, "cannot mint a stream token");
         HttpError::Internal
@@ -45,7 +49,11 @@ pub async fn voice(state: web::Data<AppState>, form: web::Form<VoiceWebhook>) ->
     );
     Ok(HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
-        .body(twiml::connect_stream(&state.public_host, STREAM_TOKEN_PARAMETER, &token)))
+        .body(twiml::connect_stream(
+            &state.public_host,
+            STREAM_TOKEN_PARAMETER,
+            &token,
+        )))
 }
 
 /// `GET /twilio/media`: upgrade to a WebSocket and start the call's actors.
@@ -67,6 +75,10 @@ pub async fn media(
     let pongs = commands.downgrade();
     let call = CallActor::start(state.calls.clone(), commands);
     actix_web::rt::spawn(media_socket::read(call.media, messages, pongs));
-    actix_web::rt::spawn(media_socket::write(outbound, session, state.media_write_timeout));
+    actix_web::rt::spawn(media_socket::write(
+        outbound,
+        session,
+        state.media_write_timeout,
+    ));
     Ok(response)
 }

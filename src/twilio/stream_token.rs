@@ -67,7 +67,10 @@ impl StreamTokens {
 impl StreamAuthorizer for StreamTokens {
     fn redeem(&self, call_sid: &CallSid, token: &str) -> Result<(), AdmissionError> {
         // Removed whatever the outcome: a token shown once with the wrong CallSid is burnt.
-        let (_, minted) = self.minted.remove(&hash(token)).ok_or(AdmissionError::InvalidToken)?;
+        let (_, minted) = self
+            .minted
+            .remove(&hash(token))
+            .ok_or(AdmissionError::InvalidToken)?;
         if minted.expires <= Instant::now() || minted.call_sid != *call_sid {
             return Err(AdmissionError::InvalidToken);
         }
@@ -95,21 +98,37 @@ mod tests {
         let token = tokens.mint(&sid(1)).unwrap();
         assert_eq!(token.len(), 43);
         assert_eq!(tokens.redeem(&sid(1), &token), Ok(()));
-        assert_eq!(tokens.redeem(&sid(1), &token), Err(AdmissionError::InvalidToken));
+        assert_eq!(
+            tokens.redeem(&sid(1), &token),
+            Err(AdmissionError::InvalidToken)
+        );
     }
 
     #[test]
     fn wrong_call_unknown_and_expired_tokens_fail() {
         let tokens = StreamTokens::new(Duration::from_secs(60));
         let token = tokens.mint(&sid(1)).unwrap();
-        assert_eq!(tokens.redeem(&sid(2), &token), Err(AdmissionError::InvalidToken));
-        assert_eq!(tokens.redeem(&sid(1), &token), Err(AdmissionError::InvalidToken), "burnt");
-        assert_eq!(tokens.redeem(&sid(1), "made-up"), Err(AdmissionError::InvalidToken));
+        assert_eq!(
+            tokens.redeem(&sid(2), &token),
+            Err(AdmissionError::InvalidToken)
+        );
+        assert_eq!(
+            tokens.redeem(&sid(1), &token),
+            Err(AdmissionError::InvalidToken),
+            "burnt"
+        );
+        assert_eq!(
+            tokens.redeem(&sid(1), "made-up"),
+            Err(AdmissionError::InvalidToken)
+        );
 
         let short = StreamTokens::new(Duration::from_millis(1));
         let token = short.mint(&sid(3)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(short.redeem(&sid(3), &token), Err(AdmissionError::InvalidToken));
+        assert_eq!(
+            short.redeem(&sid(3), &token),
+            Err(AdmissionError::InvalidToken)
+        );
     }
 
     #[test]

@@ -15,7 +15,11 @@ where
     exchange(&mut good, 9, 0, 5).await;
     bad().await;
     exchange(&mut good, 9, 5, 5).await;
-    assert_eq!(server.server.live_calls.count(), 1, "only the good call is left");
+    assert_eq!(
+        server.server.live_calls.count(),
+        1,
+        "only the good call is left"
+    );
     good.send_stop().await.unwrap();
     assert_eq!(expect_close(&mut good).await.0, Some(1000));
     server.until_no_live_calls().await;
@@ -36,7 +40,10 @@ async fn invalid_json_closes_with_invalid_data() {
     let server = TestServer::start(&[]);
     with_good_call(&server, || async {
         let mut media = started(&server, 1).await;
-        media.send_raw(ws::Message::Text("{not json".into())).await.unwrap();
+        media
+            .send_raw(ws::Message::Text("{not json".into()))
+            .await
+            .unwrap();
         assert_closed(&mut media, 1007, "invalid JSON").await;
     })
     .await;
@@ -47,7 +54,10 @@ async fn unknown_event_closes_with_policy_violation() {
     let server = TestServer::start(&[]);
     with_good_call(&server, || async {
         let mut media = started(&server, 1).await;
-        media.send_raw(ws::Message::Text(r#"{"event":"dance"}"#.into())).await.unwrap();
+        media
+            .send_raw(ws::Message::Text(r#"{"event":"dance"}"#.into()))
+            .await
+            .unwrap();
         assert_closed(&mut media, 1008, "unknown event").await;
     })
     .await;
@@ -58,7 +68,10 @@ async fn malformed_media_closes_with_policy_violation() {
     let server = TestServer::start(&[]);
     with_good_call(&server, || async {
         let mut media = started(&server, 1).await;
-        media.send_raw(ws::Message::Text(r#"{"event":"media","media":{}}"#.into())).await.unwrap();
+        media
+            .send_raw(ws::Message::Text(r#"{"event":"media","media":{}}"#.into()))
+            .await
+            .unwrap();
         assert_closed(&mut media, 1008, "malformed message").await;
     })
     .await;
@@ -69,7 +82,10 @@ async fn binary_frame_closes_with_unsupported_data() {
     let server = TestServer::start(&[]);
     with_good_call(&server, || async {
         let mut media = started(&server, 1).await;
-        media.send_raw(ws::Message::Binary(vec![0xFF; 160].into())).await.unwrap();
+        media
+            .send_raw(ws::Message::Binary(vec![0xFF; 160].into()))
+            .await
+            .unwrap();
         assert_closed(&mut media, 1003, "binary frames are not supported").await;
     })
     .await;
@@ -80,8 +96,14 @@ async fn oversized_message_closes_with_message_too_big() {
     let server = TestServer::start(&[]);
     with_good_call(&server, || async {
         let mut media = started(&server, 1).await;
-        let huge = format!(r#"{{"event":"media","media":{{"payload":"{}"}}}}"#, "A".repeat(70_000));
-        media.send_raw(ws::Message::Text(huge.into())).await.unwrap();
+        let huge = format!(
+            r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+            "A".repeat(70_000)
+        );
+        media
+            .send_raw(ws::Message::Text(huge.into()))
+            .await
+            .unwrap();
         assert_closed(&mut media, 1009, "message too large").await;
     })
     .await;
@@ -117,7 +139,10 @@ async fn second_start_closes_with_policy_violation() {
     let server = TestServer::start(&[]);
     with_good_call(&server, || async {
         let (answer, mut media) = server.call(&call_sid(1)).await;
-        media.send_start(&answer.call_sid, &answer.token).await.unwrap();
+        media
+            .send_start(&answer.call_sid, &answer.token)
+            .await
+            .unwrap();
         assert_closed(&mut media, 1008, "duplicate start").await;
     })
     .await;
@@ -130,7 +155,10 @@ async fn unknown_token_is_rejected_before_any_audio() {
         let answer = server.sim.place_call(&call_sid(1)).await.unwrap();
         let mut media = server.sim.open(&answer.path).await.unwrap();
         media.send_connected().await.unwrap();
-        media.send_start(&answer.call_sid, "guessed-token").await.unwrap();
+        media
+            .send_start(&answer.call_sid, "guessed-token")
+            .await
+            .unwrap();
         media.send_media(&[0xFF; 160]).await.unwrap();
         // No audio comes back: the close is the first thing the server sends.
         assert_eq!(
@@ -185,11 +213,17 @@ async fn a_second_stream_for_a_streaming_call_is_rejected() {
 
 #[actix_rt::test]
 async fn a_silent_socket_is_closed_after_the_idle_timeout() {
-    let server = TestServer::start(&[("MEDIA_IDLE_TIMEOUT", "1s"), ("MEDIA_PING_INTERVAL", "200ms")]);
+    let server = TestServer::start(&[
+        ("MEDIA_IDLE_TIMEOUT", "1s"),
+        ("MEDIA_PING_INTERVAL", "200ms"),
+    ]);
     let (_, mut silent) = server.call(&call_sid(1)).await;
     let started = std::time::Instant::now();
     assert_closed(&mut silent, 1001, "idle timeout").await;
     let waited = started.elapsed();
-    assert!(waited >= std::time::Duration::from_millis(1_000), "closed early: {waited:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(1_000),
+        "closed early: {waited:?}"
+    );
     server.until_no_live_calls().await;
 }

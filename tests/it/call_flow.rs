@@ -18,7 +18,10 @@ async fn voice_webhook_answers_connect_stream_with_a_token() {
         .send_form(&[("CallSid", call_sid(2).as_str())])
         .await
         .unwrap();
-    assert_eq!(response.headers().get("content-type").unwrap(), "text/xml; charset=utf-8");
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/xml; charset=utf-8"
+    );
 
     let bad = awc::Client::new()
         .post(format!("{}/twilio/voice", server.base))
@@ -58,8 +61,14 @@ async fn a_whole_call_echoes_five_seconds_in_order_paced_at_real_time() {
     }
     let span = first_at.unwrap().elapsed();
     // 249 frames after the first at 20 ms each, less the 100 ms lead; timers may run late, not early.
-    assert!(span >= Duration::from_millis(4_800), "sent faster than real time: {span:?}");
-    assert!(span < Duration::from_millis(6_000), "paced too slowly: {span:?}");
+    assert!(
+        span >= Duration::from_millis(4_800),
+        "sent faster than real time: {span:?}"
+    );
+    assert!(
+        span < Duration::from_millis(6_000),
+        "paced too slowly: {span:?}"
+    );
 
     // Each loopback utterance is one chunk, followed by its mark.
     if let Some(Received::Mark(name)) = within(media.recv()).await {
@@ -100,10 +109,18 @@ async fn health_reports_live_calls_and_ready() {
     let client = awc::Client::new();
     let (_, mut media) = server.call(&call_sid(1)).await;
     exchange(&mut media, 1, 0, 1).await;
-    let mut health = client.get(format!("{}/health", server.base)).send().await.unwrap();
+    let mut health = client
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
     let body: serde_json::Value = health.json().await.unwrap();
     assert_eq!(body["live_calls"], 1);
-    let ready = client.get(format!("{}/ready", server.base)).send().await.unwrap();
+    let ready = client
+        .get(format!("{}/ready", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     media.close().await.unwrap();
     server.until_no_live_calls().await;

@@ -19,7 +19,10 @@ async fn shutdown_refuses_new_calls_and_waits_for_live_ones() {
         .await
         .unwrap();
     assert_eq!(voice.status(), 503);
-    assert!(sim.open("/twilio/media").await.is_err(), "no new media sockets");
+    assert!(
+        sim.open("/twilio/media").await.is_err(),
+        "no new media sockets"
+    );
 
     // The live call goes on while draining, then ends on its own; the server then stops.
     exchange(&mut media, 1, 3, 3).await;
@@ -36,7 +39,10 @@ async fn calls_still_up_after_the_drain_timeout_are_closed() {
     exchange(&mut media, 1, 0, 3).await;
     let live_calls = server.live_calls.clone();
     server.shutdown();
-    assert_eq!(expect_close(&mut media).await, (Some(1001), "server shutting down".to_owned()));
+    assert_eq!(
+        expect_close(&mut media).await,
+        (Some(1001), "server shutting down".to_owned())
+    );
     within(server.stopped()).await.unwrap();
     assert_eq!(live_calls.count(), 0);
 }

@@ -72,7 +72,11 @@ async fn a_failing_recogniser_is_restarted_and_no_audio_is_lost() {
     })
     .await;
     assert_eq!(echoed, frame(3, 0), "the first frame survived two restarts");
-    assert_eq!(opened.load(Ordering::SeqCst), 3, "two failed sessions, then a good one");
+    assert_eq!(
+        opened.load(Ordering::SeqCst),
+        3,
+        "two failed sessions, then a good one"
+    );
     media.send_stop().await.unwrap();
     assert_eq!(expect_close(&mut media).await.0, Some(1000));
     server.until_no_live_calls().await;
@@ -83,8 +87,15 @@ async fn a_recogniser_that_keeps_failing_ends_only_its_call() {
     let opened = Arc::new(AtomicU32::new(0));
     let server = server_with_flaky_stt(u32::MAX, opened.clone());
     let (_, mut doomed) = server.call(&call_sid(1)).await;
-    assert_eq!(expect_close(&mut doomed).await, (Some(1011), "engine failure".to_owned()));
-    assert_eq!(opened.load(Ordering::SeqCst), 4, "first session and three restarts");
+    assert_eq!(
+        expect_close(&mut doomed).await,
+        (Some(1011), "engine failure".to_owned())
+    );
+    assert_eq!(
+        opened.load(Ordering::SeqCst),
+        4,
+        "first session and three restarts"
+    );
     server.until_no_live_calls().await;
     // The server takes the next call as usual (which fails the same way, on its own).
     assert!(server.sim.place_call(&call_sid(2)).await.is_ok());

@@ -156,7 +156,10 @@ mod tests {
         framer.push(&[2; 100], &mut out);
         assert_eq!(out.len(), 1);
         assert!(out[0].payload.iter().all(|&b| b != SILENCE));
-        assert_eq!(framer.finish().map(|f| f.payload[39..41].to_vec()), Some(vec![2, SILENCE]));
+        assert_eq!(
+            framer.finish().map(|f| f.payload[39..41].to_vec()),
+            Some(vec![2, SILENCE])
+        );
     }
 
     #[test]

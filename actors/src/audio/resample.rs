@@ -54,7 +54,9 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_a_slow_signal() {
-        let input: Vec<i16> = (0..160).map(|i| ((i as f64 / 20.0).sin() * 8000.0) as i16).collect();
+        let input: Vec<i16> = (0..160)
+            .map(|i| ((i as f64 / 20.0).sin() * 8000.0) as i16)
+            .collect();
         let up = resample_linear(&input, 8_000, 16_000);
         let down = resample_linear(&up, 16_000, 8_000);
         assert_eq!(down, input);

@@ -115,7 +115,9 @@ impl EndReason {
     /// The close frame the peer gets for this reason.
     pub fn close_frame(&self) -> CloseFrame {
         match self {
-            Self::TwilioStop | Self::SocketClosed => CloseFrame::new(CloseFrame::NORMAL, "call ended"),
+            Self::TwilioStop | Self::SocketClosed => {
+                CloseFrame::new(CloseFrame::NORMAL, "call ended")
+            }
             Self::Protocol(frame) => frame.clone(),
             Self::IdleTimeout => CloseFrame::new(CloseFrame::GOING_AWAY, "idle timeout"),
             Self::SocketStalled => CloseFrame::new(CloseFrame::GOING_AWAY, "socket not draining"),

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
+use crate::engines::TranscriptEvent;
 use crate::engines::{CallContext, EngineSet};
 use crate::ids::UtteranceId;
 use crate::media::admission::{Admission, StreamAuthorizer};
@@ -29,10 +30,9 @@ use crate::media::{CloseStream, MediaSettings, MediaStream, SocketCommand};
 use crate::responder::{Responder, UserTurn};
 use crate::synthesizer::Synthesizer;
 use crate::transcriber::Transcriber;
-use crate::engines::TranscriptEvent;
 use messages::{
-    ChildGaveUp, ChildKind, EndCall, EndReason, GetPlayback, InboundAudio, MarkPlayed, PlaybackStatus,
-    StreamEnded, StreamStarted, TranscriptReceived,
+    ChildGaveUp, ChildKind, EndCall, EndReason, GetPlayback, InboundAudio, MarkPlayed,
+    PlaybackStatus, StreamEnded, StreamStarted, TranscriptReceived,
 };
 use registry::{LiveCallGuard, LiveCalls};
 use supervision::{ChildSupervision, RestartPolicy, StopChild};
@@ -104,7 +104,14 @@ impl CallActor {
                 settings.live_calls.clone(),
                 registration.id(),
             );
-            let stream = MediaStream::new(ctx.address(), socket, admission, settings.media, span.clone()).start();
+            let stream = MediaStream::new(
+                ctx.address(),
+                socket,
+                admission,
+                settings.media,
+                span.clone(),
+            )
+            .start();
             media = Some(stream.clone());
             CallActor {
                 settings,
@@ -138,7 +145,8 @@ impl CallActor {
             )
         };
         let transcriber = {
-            let (engine, call, events) = (engines.stt.clone(), call.clone(), ctx.address().recipient());
+            let (engine, call, events) =
+                (engines.stt.clone(), call.clone(), ctx.address().recipient());
             let supervision = supervision(ChildKind::Transcriber);
             Supervisor::start(move |ctx: &mut Context<Transcriber>| {
                 ctx.set_mailbox_capacity(AUDIO_MAILBOX_CAPACITY);
@@ -151,7 +159,11 @@ impl CallActor {
             Supervisor::start(move |_| Synthesizer::new(engine, call, media, supervision))
         };
         let responder = {
-            let (engine, call, synth) = (engines.dialogue.clone(), call.clone(), synthesizer.downgrade());
+            let (engine, call, synth) = (
+                engines.dialogue.clone(),
+                call.clone(),
+                synthesizer.downgrade(),
+            );
             let supervision = supervision(ChildKind::Responder);
             Supervisor::start(move |_| Responder::new(engine, call, synth, supervision))
         };

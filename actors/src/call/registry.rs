@@ -90,7 +90,13 @@ impl LiveCalls {
     pub(crate) fn register(&self, end: Recipient<EndCall>) -> LiveCallGuard {
         let id = CallId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let mut calls = self.lock();
-        calls.insert(id, Entry { call_sid: None, end });
+        calls.insert(
+            id,
+            Entry {
+                call_sid: None,
+                end,
+            },
+        );
         self.inner.count.send_replace(calls.len());
         LiveCallGuard {
             id,
@@ -104,7 +110,10 @@ impl LiveCalls {
             return Err(AdmissionError::Draining);
         }
         let mut calls = self.lock();
-        if calls.values().any(|entry| entry.call_sid.as_ref() == Some(call_sid)) {
+        if calls
+            .values()
+            .any(|entry| entry.call_sid.as_ref() == Some(call_sid))
+        {
             return Err(AdmissionError::AlreadyStreaming);
         }
         if let Some(entry) = calls.get_mut(&id) {
@@ -116,7 +125,10 @@ impl LiveCalls {
     fn lock(&self) -> MutexGuard<'_, HashMap<CallId, Entry>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts and
         // removes), so a poisoned lock is still usable.
-        self.inner.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -100,7 +100,12 @@ pub struct ChildSupervision {
 
 impl ChildSupervision {
     /// Supervision of a `kind` child reporting to `call`.
-    pub fn new(kind: ChildKind, policy: RestartPolicy, call: Recipient<ChildGaveUp>, span: tracing::Span) -> Self {
+    pub fn new(
+        kind: ChildKind,
+        policy: RestartPolicy,
+        call: Recipient<ChildGaveUp>,
+        span: tracing::Span,
+    ) -> Self {
         Self {
             kind,
             budget: RestartBudget::new(policy),
@@ -158,7 +163,7 @@ impl ChildSupervision {
         }
         // Deferred even without backoff: `open` needs the actor, which is borrowed here.
         let delay = self.backoff.take().unwrap_or(Duration::ZERO);
-        ctx.run_later(delay, move |act, ctx| open(act, ctx));
+        ctx.run_later(delay, open);
     }
 }
 

@@ -48,7 +48,11 @@ pub struct Admission {
 
 impl Admission {
     /// Admission for the call registered as `call_id`.
-    pub(crate) fn new(authorizer: Arc<dyn StreamAuthorizer>, live_calls: LiveCalls, call_id: CallId) -> Self {
+    pub(crate) fn new(
+        authorizer: Arc<dyn StreamAuthorizer>,
+        live_calls: LiveCalls,
+        call_id: CallId,
+    ) -> Self {
         Self {
             authorizer,
             live_calls,

@@ -90,7 +90,9 @@ impl ProtocolError {
             Self::MediaBeforeStart => (CloseFrame::POLICY, "media before start"),
             Self::DuplicateStart => (CloseFrame::POLICY, "duplicate start"),
             Self::StreamSidMismatch => (CloseFrame::POLICY, "streamSid mismatch"),
-            Self::Rejected(AdmissionError::Draining) => (CloseFrame::TRY_AGAIN, "server is shutting down"),
+            Self::Rejected(AdmissionError::Draining) => {
+                (CloseFrame::TRY_AGAIN, "server is shutting down")
+            }
             Self::Rejected(_) => (CloseFrame::POLICY, "stream rejected"),
         };
         CloseFrame::new(code, reason)
@@ -256,7 +258,10 @@ impl MediaStream {
                 tracing::debug!(parent: &self.span, "media socket connected");
             }
             (Inbound::Start(start), State::AwaitingStart) => {
-                let token = start.custom_parameters.get(STREAM_TOKEN_PARAMETER).map(String::as_str);
+                let token = start
+                    .custom_parameters
+                    .get(STREAM_TOKEN_PARAMETER)
+                    .map(String::as_str);
                 let call_sid = self.admission.admit(&start.call_sid, token)?;
                 self.span.record("call_sid", call_sid.as_str());
                 self.span.record("stream_sid", start.stream_sid.as_str());
@@ -274,9 +279,17 @@ impl MediaStream {
                     },
                 });
             }
-            (Inbound::Start(_), State::Streaming { .. }) => return Err(ProtocolError::DuplicateStart),
+            (Inbound::Start(_), State::Streaming { .. }) => {
+                return Err(ProtocolError::DuplicateStart)
+            }
             (_, State::AwaitingStart) => return Err(ProtocolError::MediaBeforeStart),
-            (Inbound::Media { stream_sid, payload }, State::Streaming { stream_sid: ours }) => {
+            (
+                Inbound::Media {
+                    stream_sid,
+                    payload,
+                },
+                State::Streaming { stream_sid: ours },
+            ) => {
                 if stream_sid.is_some_and(|sid| sid != ours.as_str()) {
                     return Err(ProtocolError::StreamSidMismatch);
                 }

@@ -110,7 +110,9 @@ mod tests {
     }
 
     fn frames(out: &[Outgoing]) -> usize {
-        out.iter().filter(|o| matches!(o, Outgoing::Frame(_))).count()
+        out.iter()
+            .filter(|o| matches!(o, Outgoing::Frame(_)))
+            .count()
     }
 
     #[test]
@@ -124,7 +126,10 @@ mod tests {
         pacer.poll(start, &mut out);
         // Frames starting at +0, +20, … +100 ms are within the lead.
         assert_eq!(frames(&out), 6);
-        assert_eq!(pacer.next_send_at(), Some(start + Duration::from_millis(20)));
+        assert_eq!(
+            pacer.next_send_at(),
+            Some(start + Duration::from_millis(20))
+        );
 
         out.clear();
         pacer.poll(start + Duration::from_millis(19), &mut out);

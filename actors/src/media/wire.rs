@@ -132,7 +132,10 @@ pub fn parse_inbound(text: &str) -> Result<Inbound, ProtocolError> {
         RawInbound::Connected {} => Inbound::Connected,
         RawInbound::Start { start } => {
             let format = &start.media_format;
-            if format.encoding != EXPECTED_ENCODING || format.sample_rate != 8_000 || format.channels != 1 {
+            if format.encoding != EXPECTED_ENCODING
+                || format.sample_rate != 8_000
+                || format.channels != 1
+            {
                 return Err(ProtocolError::UnsupportedFormat);
             }
             Inbound::Start(StartMessage {
@@ -168,7 +171,10 @@ fn classify(text: &str, error: serde_json::Error) -> ProtocolError {
     let event = serde_json::from_str::<EventName<'_>>(text)
         .map(|e| e.event.into_owned())
         .unwrap_or_default();
-    ProtocolError::Malformed { event, source: error }
+    ProtocolError::Malformed {
+        event,
+        source: error,
+    }
 }
 
 #[derive(Serialize)]
@@ -250,7 +256,10 @@ mod tests {
         };
         assert_eq!(start.stream_sid.as_str(), "MZ1");
         assert_eq!(start.call_sid, "CA1");
-        assert_eq!(start.custom_parameters.get("token").map(String::as_str), Some("t0k"));
+        assert_eq!(
+            start.custom_parameters.get("token").map(String::as_str),
+            Some("t0k")
+        );
     }
 
     #[test]
@@ -279,21 +288,28 @@ mod tests {
         );
         assert_eq!(
             parse_inbound(r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"u1c0"}}"#).unwrap(),
-            Inbound::Mark { name: "u1c0".into() }
+            Inbound::Mark {
+                name: "u1c0".into()
+            }
         );
         assert_eq!(
-            parse_inbound(r#"{"event":"dtmf","dtmf":{"track":"inbound_track","digit":"5"}}"#).unwrap(),
+            parse_inbound(r#"{"event":"dtmf","dtmf":{"track":"inbound_track","digit":"5"}}"#)
+                .unwrap(),
             Inbound::Dtmf { digit: "5".into() }
         );
         assert_eq!(
-            parse_inbound(r#"{"event":"stop","stop":{"accountSid":"AC1","callSid":"CA1"}}"#).unwrap(),
+            parse_inbound(r#"{"event":"stop","stop":{"accountSid":"AC1","callSid":"CA1"}}"#)
+                .unwrap(),
             Inbound::Stop
         );
     }
 
     #[test]
     fn bad_input_is_classified() {
-        assert!(matches!(parse_inbound("{not json"), Err(ProtocolError::InvalidJson(_))));
+        assert!(matches!(
+            parse_inbound("{not json"),
+            Err(ProtocolError::InvalidJson(_))
+        ));
         assert!(matches!(
             parse_inbound(r#"{"event":"dance"}"#),
             Err(ProtocolError::UnknownEvent(name)) if name == "dance"
@@ -306,9 +322,15 @@ mod tests {
             parse_inbound(r#"{"event":"media","media":{"payload":"***"}}"#),
             Err(ProtocolError::InvalidPayload)
         ));
-        assert!(matches!(parse_inbound(r#"{"no":"event"}"#), Err(ProtocolError::Malformed { .. })));
+        assert!(matches!(
+            parse_inbound(r#"{"no":"event"}"#),
+            Err(ProtocolError::Malformed { .. })
+        ));
         let pcm = START.replace("audio/x-mulaw", "audio/l16");
-        assert!(matches!(parse_inbound(&pcm), Err(ProtocolError::UnsupportedFormat)));
+        assert!(matches!(
+            parse_inbound(&pcm),
+            Err(ProtocolError::UnsupportedFormat)
+        ));
     }
 
     #[test]
@@ -323,6 +345,9 @@ mod tests {
             mark_message(&sid, mark),
             r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"u1c2"}}"#
         );
-        assert_eq!(clear_message(&sid), r#"{"event":"clear","streamSid":"MZ1"}"#);
+        assert_eq!(
+            clear_message(&sid),
+            r#"{"event":"clear","streamSid":"MZ1"}"#
+        );
     }
 }

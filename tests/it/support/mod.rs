@@ -22,10 +22,14 @@ pub struct TestServer {
 
 /// Configuration for tests: an ephemeral port, two workers, overrides on top.
 pub fn test_config(overrides: &[(&str, &str)]) -> Config {
-    let mut vars: HashMap<String, String> = [("LISTEN_ADDR", "127.0.0.1:0"), ("HTTP_WORKERS", "2"), ("PUBLIC_HOST", "agent.test")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let mut vars: HashMap<String, String> = [
+        ("LISTEN_ADDR", "127.0.0.1:0"),
+        ("HTTP_WORKERS", "2"),
+        ("PUBLIC_HOST", "agent.test"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     for (key, value) in overrides {
         vars.insert((*key).to_owned(), (*value).to_owned());
     }
@@ -52,7 +56,11 @@ impl TestServer {
 
     /// Places a call and opens its media stream (`connected` + `start` sent).
     pub async fn call(&self, call_sid: &str) -> (StreamAnswer, MediaConnection) {
-        let answer = self.sim.place_call(call_sid).await.expect("voice webhook answers");
+        let answer = self
+            .sim
+            .place_call(call_sid)
+            .await
+            .expect("voice webhook answers");
         let media = self.sim.connect(&answer).await.expect("media socket opens");
         (answer, media)
     }
@@ -110,7 +118,9 @@ pub async fn exchange(media: &mut MediaConnection, tag: u8, from: u32, count: u3
         let sent = frame(tag, n);
         media.send_media(&sent).await.expect("media sent");
         match next_non_mark(media).await {
-            Received::Media(audio) => assert_eq!(audio, sent, "frame {n} of call {tag} came back changed"),
+            Received::Media(audio) => {
+                assert_eq!(audio, sent, "frame {n} of call {tag} came back changed")
+            }
             other => panic!("expected media, got {other:?}"),
         }
     }
