@@ -4,6 +4,7 @@
 //! start-up with a [`ConfigError`] naming the variable.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use phone_agent_actors::call::supervision::RestartPolicy;
@@ -101,34 +102,20 @@ impl Config {
                 ))
             }
         };
-        let playback_lead = Duration::from_millis(vars.parse(
-            "PLAYBACK_LEAD_MS",
-            "100",
-            "milliseconds, 0 to 2000",
-        )?);
-        if playback_lead > Duration::from_secs(2) {
-            return Err(vars.invalid("PLAYBACK_LEAD_MS", "at most 2000".into()));
-        }
+        let playback_lead =
+            Duration::from_millis(vars.bounded("PLAYBACK_LEAD_MS", "100", 0..=2_000)?);
         let media = MediaSettings {
             playback_lead,
             idle_timeout: vars.duration("MEDIA_IDLE_TIMEOUT", "15s")?,
             ping_interval: vars.duration("MEDIA_PING_INTERVAL", "5s")?,
-            max_message_bytes: vars.parse(
+            max_message_bytes: vars.bounded(
                 "MEDIA_MAX_MESSAGE_BYTES",
                 "65536",
-                "bytes, at least 1024",
+                1_024..=16 << 20,
             )?,
         };
-        if media.max_message_bytes < 1024 {
-            return Err(vars.invalid("MEDIA_MAX_MESSAGE_BYTES", "at least 1024".into()));
-        }
-        let http_workers = match vars.get("HTTP_WORKERS") {
-            None => std::thread::available_parallelism().map_or(1, usize::from),
-            Some(_) => vars.parse("HTTP_WORKERS", "", "a number of threads, 1 to 256")?,
-        };
-        if !(1..=256).contains(&http_workers) {
-            return Err(vars.invalid("HTTP_WORKERS", "1 to 256".into()));
-        }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let http_workers = vars.bounded("HTTP_WORKERS", &cpus.to_string(), 1..=256)?;
         Ok(Self {
             listen_addr,
             public_host,
@@ -142,11 +129,7 @@ impl Config {
             restart: RestartPolicy {
                 initial_backoff: vars.duration("ENGINE_RESTART_BACKOFF", "200ms")?,
                 max_backoff: vars.duration("ENGINE_RESTART_MAX_BACKOFF", "5s")?,
-                max_failures: vars.parse(
-                    "ENGINE_MAX_RESTARTS",
-                    "5",
-                    "a number of restarts per minute",
-                )?,
+                max_failures: vars.bounded("ENGINE_MAX_RESTARTS", "5", 0..=1_000)?,
                 window: Duration::from_secs(60),
             },
         })
@@ -188,6 +171,24 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         value
             .parse()
             .map_err(|_| self.invalid(name, format!("{value:?} (expected {expected})")))
+    }
+
+    /// A number within `range`.
+    fn bounded<T>(
+        &self,
+        name: &'static str,
+        default: &str,
+        range: RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        let expected = format!("a number from {} to {}", range.start(), range.end());
+        let value: T = self.parse(name, default, &expected)?;
+        if !range.contains(&value) {
+            return Err(self.invalid(name, format!("{value} (expected {expected})")));
+        }
+        Ok(value)
     }
 
     fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
@@ -247,6 +248,19 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("invalid {variable}")));
         }
+    }
+
+    #[test]
+    fn env_example_is_valid_and_states_the_defaults() {
+        let example = include_str!("../.env.example");
+        let pairs: Vec<(&str, &str)> = example
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_once('='))
+            .collect();
+        assert!(pairs.len() >= 14, "every defaulted variable is set in .env.example");
+        let from_example = config(&pairs).expect(".env.example is valid");
+        assert_eq!(format!("{from_example:?}"), format!("{:?}", config(&[]).unwrap()));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Integration tests: a real server on 127.0.0.1, a real WebSocket client speaking Twilio's protocol.
 
+mod actor_tree;
 mod bad_input;
 mod call_flow;
 mod shutdown;
