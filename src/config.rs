@@ -49,10 +49,10 @@ pub struct Config {
     /// Log format (`LOG_FORMAT`).
     pub log_format: LogFormat,
     /// Media stream timing and limits (`PLAYBACK_LEAD_MS`, `MEDIA_IDLE_TIMEOUT`,
-    /// `MEDIA_PING_INTERVAL`, `MEDIA_MAX_MESSAGE_BYTES`).
+    /// `MEDIA_PING_INTERVAL`, `MEDIA_MAX_MESSAGE_BYTES`, `MEDIA_START_TIMEOUT`).
     pub media: MediaSettings,
-    /// Longest a single socket write may take before the socket counts as dead
-    /// (`MEDIA_WRITE_TIMEOUT`).
+    /// Longest a single socket write may take before the socket counts as dead; also the
+    /// kernel's limit for unacknowledged data on the connection (`MEDIA_WRITE_TIMEOUT`).
     pub media_write_timeout: Duration,
     /// How long a stream token minted by the voice webhook stays valid (`STREAM_TOKEN_TTL`).
     pub stream_token_ttl: Duration,
@@ -108,6 +108,7 @@ impl Config {
             playback_lead,
             idle_timeout: vars.duration("MEDIA_IDLE_TIMEOUT", "15s")?,
             ping_interval: vars.duration("MEDIA_PING_INTERVAL", "5s")?,
+            start_timeout: vars.duration("MEDIA_START_TIMEOUT", "5s")?,
             max_message_bytes: vars.bounded(
                 "MEDIA_MAX_MESSAGE_BYTES",
                 "65536",
@@ -240,6 +241,7 @@ mod tests {
             ("PLAYBACK_LEAD_MS", "-1"),
             ("MEDIA_MAX_MESSAGE_BYTES", "10"),
             ("HTTP_WORKERS", "0"),
+            ("MEDIA_START_TIMEOUT", "never"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).unwrap_err();
@@ -258,9 +260,15 @@ mod tests {
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| line.split_once('='))
             .collect();
-        assert!(pairs.len() >= 14, "every defaulted variable is set in .env.example");
+        assert!(
+            pairs.len() >= 14,
+            "every defaulted variable is set in .env.example"
+        );
         let from_example = config(&pairs).expect(".env.example is valid");
-        assert_eq!(format!("{from_example:?}"), format!("{:?}", config(&[]).unwrap()));
+        assert_eq!(
+            format!("{from_example:?}"),
+            format!("{:?}", config(&[]).unwrap())
+        );
     }
 
     #[test]

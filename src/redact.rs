@@ -1,14 +1,17 @@
 //! Masking of personal data before it reaches a log line.
 
-/// Masks a phone number for logs: `+14155555309` becomes `+1415***5309`. Numbers too short to
-/// keep anything of are fully masked.
+/// Masks a phone number for logs: `+14155555309` becomes `+1415***5309` (country and area code,
+/// last four). Shorter values keep less, so that at least half of them is always hidden: 8 to 11
+/// characters keep two at each end, shorter ones nothing.
 pub fn mask_phone(number: &str) -> String {
     let chars: Vec<char> = number.trim().chars().collect();
-    if chars.len() < 9 {
-        return "***".to_owned();
-    }
-    let head: String = chars[..5].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
+    let (head, tail) = match chars.len() {
+        0..=7 => return "***".to_owned(),
+        8..=11 => (2, 2),
+        _ => (5, 4),
+    };
+    let head: String = chars[..head].iter().collect();
+    let tail: String = chars[chars.len() - tail..].iter().collect();
     format!("{head}***{tail}")
 }
 
@@ -26,6 +29,7 @@ mod tests {
     fn short_values_are_fully_masked() {
         assert_eq!(mask_phone("12345"), "***");
         assert_eq!(mask_phone(""), "***");
-        assert_eq!(mask_phone("anonymous"), "anony***mous");
+        assert_eq!(mask_phone("anonymous"), "an***us");
+        assert_eq!(mask_phone("+4930123456"), "+4***56");
     }
 }

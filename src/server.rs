@@ -73,16 +73,15 @@ pub fn start_with_engines(config: &Config, engines: EngineSet) -> std::io::Resul
         },
         media_write_timeout: config.media_write_timeout,
     });
+    let unacked_limit = config.media_write_timeout;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(http::configure)
     })
-    // Media frames are small and latency-bound: Nagle's algorithm would hold each one back
-    // until the previous is acknowledged (tens of ms with delayed ACKs).
-    .on_connect(|connection, _| {
+    .on_connect(move |connection, _| {
         if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = tcp.set_nodelay(true);
+            tune_socket(tcp, unacked_limit);
         }
     })
     .workers(config.http_workers)
@@ -109,6 +108,20 @@ pub fn start_with_engines(config: &Config, engines: EngineSet) -> std::io::Resul
         shutdown,
         done,
     })
+}
+
+/// Media frames are small and latency-bound: Nagle's algorithm would hold each one back until the
+/// previous is acknowledged (tens of ms with delayed ACKs). And a peer that stops acknowledging
+/// (gone without a FIN) would hold the connection for the kernel's retransmission timeout, many
+/// minutes; `TCP_USER_TIMEOUT` aborts it after `unacked_limit` instead.
+fn tune_socket(tcp: &actix_web::rt::net::TcpStream, unacked_limit: Duration) {
+    let _ = tcp.set_nodelay(true);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(unacked_limit));
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = unacked_limit;
 }
 
 /// Refuses new calls, lets live ones finish for up to `timeout`, then ends the rest.

@@ -23,6 +23,10 @@ use crate::synthesizer::{Speak, Synthesizer};
 /// Lines of history kept and given to the dialogue; older lines are forgotten.
 pub const MAX_HISTORY: usize = 64;
 
+/// Turns waiting for the reply in progress; when more arrive, the oldest waiting turn is dropped
+/// (a caller who said many things while the agent composed wants the latest answered).
+pub const MAX_WAITING_TURNS: usize = 16;
+
 /// The caller finished a turn; answer it as `utterance`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -156,6 +160,10 @@ impl Handler<UserTurn> for Responder {
     type Result = ();
 
     fn handle(&mut self, turn: UserTurn, ctx: &mut Context<Self>) {
+        if self.waiting.len() == MAX_WAITING_TURNS {
+            self.waiting.pop_front();
+            tracing::warn!(parent: self.supervision.span(), "dialogue behind: oldest waiting turn dropped");
+        }
         self.waiting.push_back(turn);
         self.next_turn(ctx);
     }

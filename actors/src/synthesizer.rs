@@ -66,6 +66,9 @@ pub struct Synthesizer {
     frames: Vec<AudioFrame>,
     /// Next chunk number within the current utterance.
     next_chunk: u32,
+    /// The utterance a restart interrupted: its remaining clauses are not spoken (a reply missing
+    /// its middle is worse than a reply cut short), and its chunk numbers are not reused.
+    abandoned: Option<UtteranceId>,
 }
 
 impl Synthesizer {
@@ -87,6 +90,7 @@ impl Synthesizer {
             framer: Framer::new(),
             frames: Vec::new(),
             next_chunk: 0,
+            abandoned: None,
         }
     }
 
@@ -170,6 +174,9 @@ impl Actor for Synthesizer {
 
 impl Supervised for Synthesizer {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        let interrupted = self.current.as_ref().map(|c| c.clause.utterance);
+        let queued = self.queue.back().map(|clause| clause.utterance);
+        self.abandoned = self.abandoned.max(interrupted.max(queued));
         self.session = None;
         self.current = None;
         self.queue.clear();
@@ -182,6 +189,12 @@ impl Handler<Speak> for Synthesizer {
     type Result = ();
 
     fn handle(&mut self, clause: Speak, ctx: &mut Context<Self>) {
+        if self
+            .abandoned
+            .is_some_and(|abandoned| clause.utterance <= abandoned)
+        {
+            return;
+        }
         self.queue.push_back(clause);
         self.next_clause(ctx);
     }

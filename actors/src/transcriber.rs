@@ -5,10 +5,10 @@
 //! ```
 //!
 //! Supervised (see [`ChildSupervision`]): when the engine session fails, the session is reopened
-//! after a backoff. Audio that arrives while no session is open (before the first opens, during a
-//! restart's backoff) is held, up to [`PENDING_AUDIO_FRAMES`], and handed to the next session, so a
-//! brief outage loses none of what the caller said; beyond that the oldest frames are dropped and
-//! counted.
+//! after a backoff. Audio that arrives while no session takes it (before the first opens, during a
+//! restart's backoff, while the engine's buffer is full) is held in order, up to
+//! [`PENDING_AUDIO_FRAMES`], and handed over as soon as a session takes it, so a brief outage loses
+//! none of what the caller said; beyond that the oldest frames are dropped and counted.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -59,40 +59,50 @@ impl Transcriber {
         match self.engine.open(&self.call) {
             Ok(session) => {
                 ctx.add_stream(session.events);
-                let held = std::mem::take(&mut self.pending);
                 self.audio = Some(session.audio);
-                for frame in held {
-                    self.forward(frame);
-                }
+                self.drain_pending(ctx);
             }
             Err(error) => self.fail(error, ctx),
         }
     }
 
-    /// Hands a frame to the open session, or holds it until one opens.
-    fn forward(&mut self, frame: AudioFrame) {
-        let Some(audio) = &self.audio else {
-            self.hold(frame);
-            return;
-        };
-        match audio.try_send(frame) {
-            Ok(()) => {}
-            // Overflow policy: the engine is behind; dropping keeps the call real time.
-            Err(TrySendError::Full(_)) => self.count_dropped(),
-            // The session is dying (its failure is on the way): keep the frame for the next one.
-            Err(TrySendError::Closed(frame)) => {
-                self.audio = None;
-                self.hold(frame);
+    /// Hands held frames, oldest first, to the session while it takes them. Frames stay held (in
+    /// order) while the session's buffer is full, so a new session catching up loses nothing.
+    fn drain_pending(&mut self, ctx: &mut Context<Self>) {
+        while let Some(frame) = self.pending.pop_front() {
+            let Some(audio) = &self.audio else {
+                self.pending.push_front(frame);
+                return;
+            };
+            match audio.try_send(frame) {
+                Ok(()) => {}
+                Err(TrySendError::Full(frame)) => {
+                    self.pending.push_front(frame);
+                    return;
+                }
+                // The engine closed its audio input: the session is over, whatever its events say.
+                Err(TrySendError::Closed(frame)) => {
+                    self.pending.push_front(frame);
+                    let error = EngineError::Connection {
+                        engine: self.engine.name(),
+                        message: "audio input closed".into(),
+                    };
+                    self.fail(error, ctx);
+                    return;
+                }
             }
         }
     }
 
-    fn hold(&mut self, frame: AudioFrame) {
+    /// Queues a frame behind any held ones and hands over what the session takes. The queue is
+    /// bounded: past [`PENDING_AUDIO_FRAMES`] the oldest frame is dropped (the engine is behind).
+    fn forward(&mut self, frame: AudioFrame, ctx: &mut Context<Self>) {
         if self.pending.len() == PENDING_AUDIO_FRAMES {
             self.pending.pop_front();
             self.count_dropped();
         }
         self.pending.push_back(frame);
+        self.drain_pending(ctx);
     }
 
     fn count_dropped(&mut self) {
@@ -103,6 +113,7 @@ impl Transcriber {
     }
 
     fn fail(&mut self, error: EngineError, ctx: &mut Context<Self>) {
+        self.audio = None;
         self.supervision.failed(error);
         ctx.stop();
     }
@@ -125,8 +136,8 @@ impl Supervised for Transcriber {
 impl Handler<InboundAudio> for Transcriber {
     type Result = ();
 
-    fn handle(&mut self, msg: InboundAudio, _: &mut Context<Self>) {
-        self.forward(msg.frame);
+    fn handle(&mut self, msg: InboundAudio, ctx: &mut Context<Self>) {
+        self.forward(msg.frame, ctx);
     }
 }
 

@@ -37,6 +37,7 @@ pub fn settings(tokens: Arc<StreamTokens>) -> CallSettings {
             idle_timeout: Duration::from_secs(600),
             ping_interval: Duration::from_secs(60),
             max_message_bytes: 65_536,
+            start_timeout: Duration::from_secs(5),
         },
         restart: RestartPolicy::default(),
         live_calls: LiveCalls::new(),

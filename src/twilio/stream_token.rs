@@ -4,6 +4,7 @@
 //! A token is 256 random bits, good once, for one CallSid, for `STREAM_TOKEN_TTL`. Only its SHA-256
 //! is kept, so lookups compare digests, never the secret itself, and a memory dump holds no token.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,7 +30,11 @@ pub struct StreamTokens {
     ttl: Duration,
     minted: DashMap<[u8; 32], Minted>,
     random: SystemRandom,
+    last_sweep: Mutex<Instant>,
 }
+
+/// Expired tokens are swept at most this often.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl StreamTokens {
     /// An empty store whose tokens live for `ttl`.
@@ -38,16 +43,18 @@ impl StreamTokens {
             ttl,
             minted: DashMap::new(),
             random: SystemRandom::new(),
+            last_sweep: Mutex::new(Instant::now()),
         }
     }
 
-    /// Mints a token for `call_sid`. Expired tokens are swept on the way.
+    /// Mints a token for `call_sid`. Expired tokens are swept on the way, at most once per
+    /// [`SWEEP_INTERVAL`], so a burst of webhooks costs one sweep, not one per request.
     pub fn mint(&self, call_sid: &CallSid) -> Result<String, RandomError> {
         let mut secret = [0u8; 32];
         self.random.fill(&mut secret).map_err(|_| RandomError)?;
         let token = URL_SAFE_NO_PAD.encode(secret);
         let now = Instant::now();
-        self.minted.retain(|_, minted| minted.expires > now);
+        self.sweep_expired(now);
         self.minted.insert(
             hash(&token),
             Minted {
@@ -58,7 +65,20 @@ impl StreamTokens {
         Ok(token)
     }
 
-    /// Tokens waiting to be used.
+    fn sweep_expired(&self, now: Instant) {
+        let mut last = self
+            .last_sweep
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if now.duration_since(*last) < SWEEP_INTERVAL {
+            return;
+        }
+        *last = now;
+        drop(last);
+        self.minted.retain(|_, minted| minted.expires > now);
+    }
+
+    /// Tokens waiting to be used (expired ones may still be counted until the next sweep).
     pub fn outstanding(&self) -> usize {
         self.minted.len()
     }

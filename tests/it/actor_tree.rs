@@ -136,6 +136,7 @@ fn settings(sessions: &SessionCount, tokens: Arc<StreamTokens>) -> CallSettings 
             idle_timeout: Duration::from_secs(15),
             ping_interval: Duration::from_secs(5),
             max_message_bytes: 65_536,
+            start_timeout: Duration::from_secs(5),
         },
         restart: RestartPolicy::default(),
         live_calls: LiveCalls::new(),

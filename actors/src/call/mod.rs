@@ -110,6 +110,7 @@ impl CallActor {
                 admission,
                 settings.media,
                 span.clone(),
+                settings.live_calls.track_actor(),
             )
             .start();
             media = Some(stream.clone());
@@ -142,6 +143,7 @@ impl CallActor {
                 self.settings.restart,
                 ctx.address().recipient(),
                 self.span.clone(),
+                self.settings.live_calls.track_actor(),
             )
         };
         let transcriber = {

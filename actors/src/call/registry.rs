@@ -1,8 +1,10 @@
 //! The live calls of this process: how many, which CallSids are streaming, and how to end them all.
 //!
 //! Each CallActor registers when it starts and holds a [`LiveCallGuard`]; the guard's `Drop`
-//! deregisters it however the actor stops, so the count cannot leak. The count is published on a
-//! watch channel so shutdown can await zero instead of polling.
+//! deregisters it however the actor stops, so the count cannot leak. Every other actor of a call
+//! (MediaStream and the engine children) holds a [`LiveActorGuard`] the same way: it is dropped
+//! with the actor itself, not on a supervisor restart. Both counts are published on watch channels
+//! so shutdown and tests can await zero instead of polling.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +30,7 @@ struct Inner {
     next_id: AtomicU64,
     calls: Mutex<HashMap<CallId, Entry>>,
     count: watch::Sender<usize>,
+    actors: watch::Sender<usize>,
     draining: std::sync::atomic::AtomicBool,
 }
 
@@ -51,6 +54,7 @@ impl LiveCalls {
                 next_id: AtomicU64::new(1),
                 calls: Mutex::new(HashMap::new()),
                 count: watch::channel(0).0,
+                actors: watch::channel(0).0,
                 draining: false.into(),
             }),
         }
@@ -59,6 +63,11 @@ impl LiveCalls {
     /// Calls alive now (registered CallActors, streaming or not yet).
     pub fn count(&self) -> usize {
         *self.inner.count.borrow()
+    }
+
+    /// Actors of calls other than the CallActors (MediaStreams and engine children) alive now.
+    pub fn live_actors(&self) -> usize {
+        *self.inner.actors.borrow()
     }
 
     /// Whether the server stopped taking calls.
@@ -80,11 +89,19 @@ impl LiveCalls {
         }
     }
 
-    /// Resolves once no call is alive.
+    /// Resolves once no call is alive and every actor of every call has stopped.
     pub async fn wait_until_empty(&self) {
-        let mut count = self.inner.count.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = count.wait_for(|&n| n == 0).await;
+        let mut calls = self.inner.count.subscribe();
+        let mut actors = self.inner.actors.subscribe();
+        // The senders live in `self`, so the channels cannot close while we wait.
+        let _ = calls.wait_for(|&n| n == 0).await;
+        let _ = actors.wait_for(|&n| n == 0).await;
+    }
+
+    /// Counts one more live actor until the guard is dropped.
+    pub(crate) fn track_actor(&self) -> LiveActorGuard {
+        self.inner.actors.send_modify(|n| *n += 1);
+        LiveActorGuard(self.clone())
     }
 
     pub(crate) fn register(&self, end: Recipient<EndCall>) -> LiveCallGuard {
@@ -150,5 +167,14 @@ impl Drop for LiveCallGuard {
         let mut calls = self.registry.lock();
         calls.remove(&self.id);
         self.registry.inner.count.send_replace(calls.len());
+    }
+}
+
+/// Counts one actor of a call as alive; owned by the actor, dropped with it.
+pub struct LiveActorGuard(LiveCalls);
+
+impl Drop for LiveActorGuard {
+    fn drop(&mut self) {
+        self.0.inner.actors.send_modify(|n| *n -= 1);
     }
 }

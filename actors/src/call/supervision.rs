@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::messages::{ChildGaveUp, ChildKind};
+use super::registry::LiveActorGuard;
 use crate::engines::EngineError;
 
 /// How children are restarted.
@@ -96,15 +97,18 @@ pub struct ChildSupervision {
     gave_up: bool,
     stopping: bool,
     span: tracing::Span,
+    _alive: LiveActorGuard,
 }
 
 impl ChildSupervision {
-    /// Supervision of a `kind` child reporting to `call`.
-    pub fn new(
+    /// Supervision of a `kind` child reporting to `call`; `alive` counts the child as a live actor
+    /// until the child itself (not merely its session) is gone.
+    pub(crate) fn new(
         kind: ChildKind,
         policy: RestartPolicy,
         call: Recipient<ChildGaveUp>,
         span: tracing::Span,
+        alive: LiveActorGuard,
     ) -> Self {
         Self {
             kind,
@@ -114,6 +118,7 @@ impl ChildSupervision {
             gave_up: false,
             stopping: false,
             span,
+            _alive: alive,
         }
     }
 

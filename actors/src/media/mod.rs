@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::audio::{AudioFrame, Framer, FRAME_BYTES};
 use crate::call::messages::{EndReason, InboundAudio, MarkPlayed, StreamEnded, StreamStarted};
+use crate::call::registry::LiveActorGuard;
 use crate::call::CallActor;
 use crate::engines::CallContext;
 use crate::ids::{MarkName, StreamSid};
@@ -71,6 +72,9 @@ pub enum ProtocolError {
     /// A message naming another stream.
     #[error("streamSid does not match the stream")]
     StreamSidMismatch,
+    /// No `start` within the start timeout.
+    #[error("no start in time")]
+    StartTimeout,
     /// `start` refused by admission.
     #[error("stream rejected: {0}")]
     Rejected(#[from] AdmissionError),
@@ -90,6 +94,7 @@ impl ProtocolError {
             Self::MediaBeforeStart => (CloseFrame::POLICY, "media before start"),
             Self::DuplicateStart => (CloseFrame::POLICY, "duplicate start"),
             Self::StreamSidMismatch => (CloseFrame::POLICY, "streamSid mismatch"),
+            Self::StartTimeout => (CloseFrame::POLICY, "no start in time"),
             Self::Rejected(AdmissionError::Draining) => {
                 (CloseFrame::TRY_AGAIN, "server is shutting down")
             }
@@ -163,6 +168,9 @@ pub enum SocketCommand {
 /// the socket has stopped draining (a half-dead peer), and the call is closed.
 pub const SOCKET_QUEUE_CAPACITY: usize = 512;
 
+/// Most outbound audio queued for pacing: 2 minutes (about 1 MiB). Beyond it audio is dropped.
+pub const MAX_QUEUED_FRAMES: usize = 6_000;
+
 /// Timing and limits of a media stream.
 #[derive(Debug, Clone, Copy)]
 pub struct MediaSettings {
@@ -174,6 +182,8 @@ pub struct MediaSettings {
     pub ping_interval: Duration,
     /// Largest inbound message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// A socket that has not sent an admissible `start` this long after opening is closed.
+    pub start_timeout: Duration,
 }
 
 /// Audio for Twilio: whole frames followed by a mark naming the chunk.
@@ -217,8 +227,10 @@ pub struct MediaStream {
     pacer: Pacer,
     outgoing: Vec<Outgoing>,
     pacer_timer: Option<SpawnHandle>,
+    frames_over_cap: u64,
     last_message: Instant,
     span: tracing::Span,
+    _alive: LiveActorGuard,
 }
 
 impl MediaStream {
@@ -229,8 +241,10 @@ impl MediaStream {
         admission: Admission,
         settings: MediaSettings,
         span: tracing::Span,
+        alive: LiveActorGuard,
     ) -> Self {
         Self {
+            _alive: alive,
             call,
             socket,
             admission,
@@ -241,6 +255,7 @@ impl MediaStream {
             pacer: Pacer::new(settings.playback_lead),
             outgoing: Vec::new(),
             pacer_timer: None,
+            frames_over_cap: 0,
             last_message: Instant::now(),
             span,
         }
@@ -307,8 +322,10 @@ impl MediaStream {
                 Some(mark) => self.call.do_send(MarkPlayed { mark }),
                 None => tracing::debug!(parent: &self.span, "echo of a mark we did not send"),
             },
-            (Inbound::Dtmf { digit }, State::Streaming { .. }) => {
-                tracing::info!(parent: &self.span, %digit, "dtmf");
+            (Inbound::Dtmf { .. }, State::Streaming { .. }) => {
+                // Digits can be PINs or card numbers: never logged. The Responder gets them once
+                // DTMF input is wired (conversation issue).
+                tracing::debug!(parent: &self.span, "dtmf received");
             }
             (Inbound::Stop, State::Streaming { .. }) => {
                 tracing::info!(parent: &self.span, "twilio stopped the stream");
@@ -379,6 +396,13 @@ impl Actor for MediaStream {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Twilio sends `start` right after `connected`; a socket that does not is not Twilio, and
+        // must not hold a live call by trickling other messages past the idle timeout.
+        ctx.run_later(self.settings.start_timeout, |act, ctx| {
+            if matches!(act.state, State::AwaitingStart) {
+                act.violation(ProtocolError::StartTimeout, ctx);
+            }
+        });
         ctx.run_interval(self.settings.ping_interval, |act, ctx| {
             if act.last_message.elapsed() >= act.settings.idle_timeout {
                 tracing::warn!(parent: &act.span, "no message from twilio: closing idle stream");
@@ -419,7 +443,16 @@ impl Handler<PlayAudio> for MediaStream {
     type Result = ();
 
     fn handle(&mut self, audio: PlayAudio, ctx: &mut Context<Self>) {
-        for frame in audio.frames {
+        let room = MAX_QUEUED_FRAMES.saturating_sub(self.pacer.queued_frames());
+        if audio.frames.len() > room {
+            // Only a peer feeding audio faster than real time into an echoing engine gets here;
+            // a reply is never minutes long. Memory stays bounded; the excess is not played.
+            self.frames_over_cap += (audio.frames.len() - room) as u64;
+            if self.frames_over_cap.is_power_of_two() {
+                tracing::warn!(parent: &self.span, dropped = self.frames_over_cap, "outbound queue full: audio dropped");
+            }
+        }
+        for frame in audio.frames.into_iter().take(room) {
             self.pacer.push_frame(frame);
         }
         self.pacer.push_mark(audio.mark);

@@ -25,6 +25,8 @@ pub enum Outgoing {
 pub struct Pacer {
     lead: Duration,
     queue: VecDeque<Outgoing>,
+    /// Frames in `queue`.
+    frames: usize,
     /// When Twilio will have played everything sent so far; `None` when nothing is playing.
     playhead: Option<Instant>,
 }
@@ -35,6 +37,7 @@ impl Pacer {
         Self {
             lead,
             queue: VecDeque::new(),
+            frames: 0,
             playhead: None,
         }
     }
@@ -42,6 +45,7 @@ impl Pacer {
     /// Queues one frame behind everything already queued.
     pub fn push_frame(&mut self, payload: [u8; FRAME_BYTES]) {
         self.queue.push_back(Outgoing::Frame(Box::new(payload)));
+        self.frames += 1;
     }
 
     /// Queues a mark behind the frames already queued.
@@ -58,6 +62,7 @@ impl Pacer {
                     break;
                 }
                 self.playhead = Some(starts + FRAME_DURATION);
+                self.frames -= 1;
             }
             out.extend(self.queue.pop_front());
         }
@@ -76,22 +81,14 @@ impl Pacer {
     /// Drops everything queued (barge-in) and forgets the playhead, as Twilio does on `clear`.
     /// Returns how many frames were dropped.
     pub fn clear(&mut self) -> usize {
-        let frames = self
-            .queue
-            .iter()
-            .filter(|item| matches!(item, Outgoing::Frame(_)))
-            .count();
         self.queue.clear();
         self.playhead = None;
-        frames
+        std::mem::take(&mut self.frames)
     }
 
     /// Frames waiting to be sent.
     pub fn queued_frames(&self) -> usize {
-        self.queue
-            .iter()
-            .filter(|item| matches!(item, Outgoing::Frame(_)))
-            .count()
+        self.frames
     }
 }
 
