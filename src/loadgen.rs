@@ -72,8 +72,8 @@ pub fn run(args: LoadgenArgs) -> bool {
     if let Some(pid) = args.server_pid {
         std::thread::sleep(args.ramp + Duration::from_secs(2));
         match resident_kib(pid) {
-            Some(kib) => println!("server rss with {} calls: {kib} KiB", args.calls),
-            None => println!("server rss: cannot read /proc/{pid}/status"),
+            Some(kib) => say(format!("server rss with {} calls: {kib} KiB", args.calls)),
+            None => say(format!("server rss: cannot read /proc/{pid}/status")),
         }
     }
     let mut all: Vec<CallReport> = reports.iter().flatten().collect();
@@ -192,27 +192,33 @@ fn print_report(args: &LoadgenArgs, reports: &mut [CallReport]) -> bool {
     let failures: Vec<&str> = reports.iter().filter_map(|r| r.failed.as_deref()).collect();
     let sent: u64 = reports.iter().map(|r| r.sent).sum();
     let echoed: u64 = reports.iter().map(|r| r.echoed).sum();
-    println!(
+    say(format!(
         "calls: {} ok, {} failed; frames sent {sent}, echoed {echoed}",
         reports.len() - failures.len(),
         failures.len()
-    );
+    ));
     for failure in failures.iter().take(5) {
-        println!("  failed: {failure}");
+        say(format!("  failed: {failure}"));
     }
     if !args.idle && !latencies.is_empty() {
         let at =
             |q: f64| f64::from(latencies[((latencies.len() - 1) as f64 * q) as usize]) / 1000.0;
-        println!(
+        say(format!(
             "media->media latency (ms): p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}  (n={})",
             at(0.50),
             at(0.90),
             at(0.99),
             at(1.0),
             latencies.len()
-        );
+        ));
     }
     failures.is_empty()
+}
+
+/// Prints a report line; a reader that went away (`| head`) is not an error worth a panic.
+fn say(line: String) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn resident_kib(pid: u32) -> Option<u64> {
