@@ -1,8 +1,10 @@
 //! Engine adapters: implementations of the actors' `SpeechToText`, `Dialogue` and `TextToSpeech`.
 //!
 //! - [`loopback`]: the echo set that measures the framework itself (`ENGINES=loopback`).
+//! - [`script`]: the scripted agent, a `Dialogue` defined by an agent file.
 
 pub mod loopback;
+pub mod script;
 
 use std::sync::Arc;
 

@@ -1,0 +1,94 @@
+//! The scripted agent: a [`Dialogue`] defined by an agent file (`agents/default.toml`), for calls
+//! without an LLM. No network, no model: intents matched tolerantly, a booking flow with read-back,
+//! and the structured extraction the product records.
+//!
+//! - [`agent`]: the file's persona, prompts, intents and synonyms, loaded and checked.
+//! - [`matcher`]: normalisation and fuzzy intent scoring.
+//! - [`numbers`]: spoken phone numbers in, read-backs out.
+//! - [`conversation`]: one call's state machine and its [`conversation::Extraction`].
+//!
+//! The reply's text goes to the Responder now; its action (transfer, end of call) and the
+//! extraction reach the CallActor once the call's tools are wired (conversation-behaviour issue).
+
+pub mod agent;
+pub mod conversation;
+pub mod matcher;
+pub mod numbers;
+
+use std::sync::Arc;
+
+use futures_util::stream;
+use phone_agent_actors::engines::{
+    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, Role,
+};
+
+use agent::AgentScript;
+use conversation::Conversation;
+
+/// The scripted dialogue engine; one loaded agent shared by every call.
+pub struct ScriptDialogue {
+    script: Arc<AgentScript>,
+}
+
+impl ScriptDialogue {
+    /// An engine speaking for `script`.
+    pub fn new(script: AgentScript) -> Self {
+        Self {
+            script: Arc::new(script),
+        }
+    }
+}
+
+impl Dialogue for ScriptDialogue {
+    fn name(&self) -> &'static str {
+        "script"
+    }
+
+    fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
+        Ok(Box::new(ScriptSession {
+            conversation: Conversation::new(self.script.clone()),
+        }))
+    }
+}
+
+struct ScriptSession {
+    conversation: Conversation,
+}
+
+impl DialogueSession for ScriptSession {
+    fn reply(&mut self, history: &[ChatMessage]) -> EngineStream<String> {
+        let said = history
+            .iter()
+            .rev()
+            .find(|line| line.role == Role::User)
+            .map_or("", |line| line.text.as_str());
+        let reply = self.conversation.respond(said);
+        Box::pin(stream::once(async move { Ok(reply.text) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use phone_agent_actors::ids::{CallSid, StreamSid};
+
+    #[actix_rt::test]
+    async fn replies_through_the_dialogue_trait() {
+        let script = AgentScript::from_toml(include_str!("../../../agents/default.toml")).unwrap();
+        let engine = ScriptDialogue::new(script);
+        let call = CallContext {
+            call_sid: CallSid::parse("CA0123456789abcdef0123456789abcdef").unwrap(),
+            stream_sid: StreamSid::new("MZ1"),
+            custom_parameters: Default::default(),
+        };
+        let mut session = engine.open(&call).unwrap();
+        let history = [ChatMessage {
+            role: Role::User,
+            text: "how much is a cleaning".into(),
+        }];
+        let reply: Vec<_> = session.reply(&history).collect().await;
+        let text = reply.into_iter().collect::<Result<String, _>>().unwrap();
+        assert!(text.contains("ninety-five dollars"), "{text}");
+    }
+}
