@@ -113,6 +113,15 @@ pub struct ChatMessage {
     pub text: String,
 }
 
+/// What the caller said last in `conversation` (empty if nothing yet).
+pub fn last_caller_line(conversation: &[ChatMessage]) -> &str {
+    conversation
+        .iter()
+        .rev()
+        .find(|line| line.role == Role::User)
+        .map_or("", |line| line.text.as_str())
+}
+
 /// One call's dialogue state (an LLM conversation, a scripted flow's slots).
 pub trait DialogueSession: Send {
     /// Streams the reply to the conversation so far, whose last line is the caller's. Text arrives in

@@ -9,8 +9,8 @@
 use futures_util::{stream, StreamExt};
 use phone_agent_actors::audio::AudioFrame;
 use phone_agent_actors::engines::{
-    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, Role,
-    SpeechToText, SttSession, TextToSpeech, TranscriptEvent, TtsSession,
+    last_caller_line, CallContext, ChatMessage, Dialogue, DialogueSession, EngineError,
+    EngineStream, SpeechToText, SttSession, TextToSpeech, TranscriptEvent, TtsSession,
 };
 use phone_agent_actors::ids::UtteranceId;
 use tokio::sync::mpsc;
@@ -64,12 +64,7 @@ impl Dialogue for LoopbackDialogue {
 
 impl DialogueSession for LoopbackDialogue {
     fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String> {
-        let heard = conversation
-            .iter()
-            .rev()
-            .find(|message| message.role == Role::User)
-            .map(|message| message.text.clone())
-            .unwrap_or_default();
+        let heard = last_caller_line(conversation).to_owned();
         Box::pin(stream::once(async move { Ok(heard) }))
     }
 }

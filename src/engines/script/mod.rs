@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use futures_util::stream;
 use phone_agent_actors::engines::{
-    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, Role,
+    last_caller_line, CallContext, ChatMessage, Dialogue, DialogueSession, EngineError,
+    EngineStream,
 };
 
 use agent::AgentScript;
@@ -57,12 +58,7 @@ struct ScriptSession {
 
 impl DialogueSession for ScriptSession {
     fn reply(&mut self, history: &[ChatMessage]) -> EngineStream<String> {
-        let said = history
-            .iter()
-            .rev()
-            .find(|line| line.role == Role::User)
-            .map_or("", |line| line.text.as_str());
-        let reply = self.conversation.respond(said);
+        let reply = self.conversation.respond(last_caller_line(history));
         Box::pin(stream::once(async move { Ok(reply.text) }))
     }
 }
@@ -71,6 +67,7 @@ impl DialogueSession for ScriptSession {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+    use phone_agent_actors::engines::Role;
     use phone_agent_actors::ids::{CallSid, StreamSid};
 
     #[actix_rt::test]
