@@ -11,7 +11,7 @@
 //! - [`server`]: binding, serving, draining shutdown.
 //! - [`http`]: the actix-web routes: voice webhook, media WebSocket, health.
 //! - [`twilio`]: stream tokens and TwiML.
-//! - [`engines`]: engine adapters (the loopback set for now).
+//! - [`engines`]: engine adapters: the loopback set, and the scripted agent (a `Dialogue`).
 //! - [`sim`]: a Twilio-faithful client (voice webhook, media socket), used by loadgen and tests.
 //! - [`loadgen`]: many simulated calls, measuring the latency the server adds.
 

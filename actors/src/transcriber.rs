@@ -22,7 +22,7 @@ use crate::call::messages::{InboundAudio, TranscriptReceived};
 use crate::call::supervision::{ChildSupervision, StopChild};
 use crate::engines::{CallContext, EngineError, SpeechToText, TranscriptEvent};
 
-/// Frames held while no engine session is open: 2 s of audio.
+/// Frames held while no engine session takes them: 2 s of audio.
 pub const PENDING_AUDIO_FRAMES: usize = 100;
 
 /// The recognition session of one call.

@@ -22,8 +22,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::engines::TranscriptEvent;
-use crate::engines::{CallContext, EngineSet};
+use crate::engines::{CallContext, EngineSet, TranscriptEvent};
 use crate::ids::UtteranceId;
 use crate::media::admission::{Admission, StreamAuthorizer};
 use crate::media::{CloseStream, MediaSettings, MediaStream, SocketCommand};
@@ -75,7 +74,6 @@ pub struct CallActor {
     settings: CallSettings,
     media: Addr<MediaStream>,
     children: Option<Children>,
-    call: Option<CallContext>,
     /// Final transcript text of the caller's current turn.
     turn_text: String,
     next_utterance: u64,
@@ -118,7 +116,6 @@ impl CallActor {
                 settings,
                 media: stream,
                 children: None,
-                call: None,
                 turn_text: String::new(),
                 next_utterance: 1,
                 playback: PlaybackStatus::default(),
@@ -244,7 +241,6 @@ impl Handler<StreamStarted> for CallActor {
             return;
         }
         self.start_children(&msg.call, ctx);
-        self.call = Some(msg.call);
     }
 }
 
