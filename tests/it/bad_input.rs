@@ -35,90 +35,57 @@ async fn assert_closed(media: &mut MediaConnection, code: u16, reason: &str) {
     assert_eq!(expect_close(media).await, (Some(code), reason.to_owned()));
 }
 
-#[actix_rt::test]
-async fn invalid_json_closes_with_invalid_data() {
+/// On a fresh server, beside a good call: a started call sends `message` and is closed with
+/// `code` and `reason`.
+async fn message_closes_started_call(message: ws::Message, code: u16, reason: &str) {
     let server = TestServer::start(&[]);
     with_good_call(&server, || async {
         let mut media = started(&server, 1).await;
-        media
-            .send_raw(ws::Message::Text("{not json".into()))
-            .await
-            .unwrap();
-        assert_closed(&mut media, 1007, "invalid JSON").await;
+        media.send_raw(message).await.unwrap();
+        assert_closed(&mut media, code, reason).await;
     })
     .await;
+}
+
+fn text(json: &str) -> ws::Message {
+    ws::Message::Text(json.to_owned().into())
+}
+
+#[actix_rt::test]
+async fn invalid_json_closes_with_invalid_data() {
+    message_closes_started_call(text("{not json"), 1007, "invalid JSON").await;
 }
 
 #[actix_rt::test]
 async fn unknown_event_closes_with_policy_violation() {
-    let server = TestServer::start(&[]);
-    with_good_call(&server, || async {
-        let mut media = started(&server, 1).await;
-        media
-            .send_raw(ws::Message::Text(r#"{"event":"dance"}"#.into()))
-            .await
-            .unwrap();
-        assert_closed(&mut media, 1008, "unknown event").await;
-    })
-    .await;
+    message_closes_started_call(text(r#"{"event":"dance"}"#), 1008, "unknown event").await;
 }
 
 #[actix_rt::test]
 async fn malformed_media_closes_with_policy_violation() {
-    let server = TestServer::start(&[]);
-    with_good_call(&server, || async {
-        let mut media = started(&server, 1).await;
-        media
-            .send_raw(ws::Message::Text(r#"{"event":"media","media":{}}"#.into()))
-            .await
-            .unwrap();
-        assert_closed(&mut media, 1008, "malformed message").await;
-    })
-    .await;
+    let no_payload = r#"{"event":"media","media":{}}"#;
+    message_closes_started_call(text(no_payload), 1008, "malformed message").await;
 }
 
 #[actix_rt::test]
 async fn binary_frame_closes_with_unsupported_data() {
-    let server = TestServer::start(&[]);
-    with_good_call(&server, || async {
-        let mut media = started(&server, 1).await;
-        media
-            .send_raw(ws::Message::Binary(vec![0xFF; 160].into()))
-            .await
-            .unwrap();
-        assert_closed(&mut media, 1003, "binary frames are not supported").await;
-    })
-    .await;
+    let binary = ws::Message::Binary(vec![0xFF; 160].into());
+    message_closes_started_call(binary, 1003, "binary frames are not supported").await;
 }
 
 #[actix_rt::test]
 async fn oversized_message_closes_with_message_too_big() {
-    let server = TestServer::start(&[]);
-    with_good_call(&server, || async {
-        let mut media = started(&server, 1).await;
-        let huge = format!(
-            r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
-            "A".repeat(70_000)
-        );
-        media
-            .send_raw(ws::Message::Text(huge.into()))
-            .await
-            .unwrap();
-        assert_closed(&mut media, 1009, "message too large").await;
-    })
-    .await;
+    let huge = format!(
+        r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+        "A".repeat(70_000)
+    );
+    message_closes_started_call(text(&huge), 1009, "message too large").await;
 }
 
 #[actix_rt::test]
 async fn payload_not_base64_closes_with_invalid_data() {
-    let server = TestServer::start(&[]);
-    with_good_call(&server, || async {
-        let mut media = started(&server, 1).await;
-        let text = r#"{"event":"media","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"%%%"}}"#;
-        media.send_raw(ws::Message::Text(text.into())).await.unwrap();
-        assert_closed(&mut media, 1007, "media payload is not base64").await;
-    })
-    .await;
+    let bad = r#"{"event":"media","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"%%%"}}"#;
+    message_closes_started_call(text(bad), 1007, "media payload is not base64").await;
 }
 
 #[actix_rt::test]
