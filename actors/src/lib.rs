@@ -13,6 +13,7 @@
 //! - [`transcriber`], [`responder`], [`synthesizer`]: the call's children, each over an engine.
 //! - [`engines`]: the engine traits (ports) those children use; implementations live in the server.
 //! - [`ids`]: `CallSid`, `StreamSid`, `UtteranceId`, `MarkName`.
+//! - [`drops`]: counting dropped audio with log lines at powers of two.
 //!
 //! Nothing here speaks HTTP, opens a socket of its own or touches a database.
 
@@ -20,6 +21,7 @@
 
 pub mod audio;
 pub mod call;
+pub mod drops;
 pub mod engines;
 pub mod ids;
 pub mod media;

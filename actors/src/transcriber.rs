@@ -20,6 +20,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use crate::audio::AudioFrame;
 use crate::call::messages::{InboundAudio, TranscriptReceived};
 use crate::call::supervision::{ChildSupervision, StopChild};
+use crate::drops::DropCounter;
 use crate::engines::{CallContext, EngineError, SpeechToText, TranscriptEvent};
 
 /// Frames held while no engine session takes them: 2 s of audio.
@@ -33,7 +34,7 @@ pub struct Transcriber {
     supervision: ChildSupervision,
     audio: Option<mpsc::Sender<AudioFrame>>,
     pending: VecDeque<AudioFrame>,
-    dropped_frames: u64,
+    dropped: DropCounter,
 }
 
 impl Transcriber {
@@ -51,7 +52,7 @@ impl Transcriber {
             supervision,
             audio: None,
             pending: VecDeque::new(),
-            dropped_frames: 0,
+            dropped: DropCounter::default(),
         }
     }
 
@@ -106,9 +107,8 @@ impl Transcriber {
     }
 
     fn count_dropped(&mut self) {
-        self.dropped_frames += 1;
-        if self.dropped_frames.is_power_of_two() {
-            tracing::warn!(parent: self.supervision.span(), dropped = self.dropped_frames, "recogniser behind: audio dropped");
+        if let Some(dropped) = self.dropped.add(1) {
+            tracing::warn!(parent: self.supervision.span(), dropped, "recogniser behind: audio dropped");
         }
     }
 

@@ -24,6 +24,7 @@ use crate::audio::{AudioFrame, Framer, FRAME_BYTES};
 use crate::call::messages::{EndReason, InboundAudio, MarkPlayed, StreamEnded, StreamStarted};
 use crate::call::registry::LiveActorGuard;
 use crate::call::CallActor;
+use crate::drops::DropCounter;
 use crate::engines::CallContext;
 use crate::ids::{MarkName, StreamSid};
 use admission::{Admission, AdmissionError, STREAM_TOKEN_PARAMETER};
@@ -227,7 +228,8 @@ pub struct MediaStream {
     pacer: Pacer,
     outgoing: Vec<Outgoing>,
     pacer_timer: Option<SpawnHandle>,
-    frames_over_cap: u64,
+    inbound_dropped: DropCounter,
+    outbound_dropped: DropCounter,
     last_message: Instant,
     span: tracing::Span,
     _alive: LiveActorGuard,
@@ -255,7 +257,8 @@ impl MediaStream {
             pacer: Pacer::new(settings.playback_lead),
             outgoing: Vec::new(),
             pacer_timer: None,
-            frames_over_cap: 0,
+            inbound_dropped: DropCounter::default(),
+            outbound_dropped: DropCounter::default(),
             last_message: Instant::now(),
             span,
         }
@@ -309,12 +312,14 @@ impl MediaStream {
                     return Err(ProtocolError::StreamSidMismatch);
                 }
                 self.inbound.push(&payload, &mut self.inbound_frames);
-                let (call, span) = (&self.call, &self.span);
+                let (call, span, drops) = (&self.call, &self.span, &mut self.inbound_dropped);
                 for frame in self.inbound_frames.drain(..) {
                     // The CallActor runs on this thread; its mailbox fills only if it stalls, and then
                     // dropping audio beats queueing it behind a stall.
                     if call.try_send(InboundAudio { frame }).is_err() {
-                        tracing::warn!(parent: span, "call actor busy: inbound frame dropped");
+                        if let Some(dropped) = drops.add(1) {
+                            tracing::warn!(parent: span, dropped, "call actor busy: inbound audio dropped");
+                        }
                     }
                 }
             }
@@ -447,9 +452,11 @@ impl Handler<PlayAudio> for MediaStream {
         if audio.frames.len() > room {
             // Only a peer feeding audio faster than real time into an echoing engine gets here;
             // a reply is never minutes long. Memory stays bounded; the excess is not played.
-            self.frames_over_cap += (audio.frames.len() - room) as u64;
-            if self.frames_over_cap.is_power_of_two() {
-                tracing::warn!(parent: &self.span, dropped = self.frames_over_cap, "outbound queue full: audio dropped");
+            if let Some(dropped) = self
+                .outbound_dropped
+                .add((audio.frames.len() - room) as u64)
+            {
+                tracing::warn!(parent: &self.span, dropped, "outbound queue full: audio dropped");
             }
         }
         for frame in audio.frames.into_iter().take(room) {
