@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The project's one test command (README quick start; .ci/run calls exactly this).
-# Formatting, lints, then every test of the workspace. Needs nothing beyond Rust and cargo-nextest
-# (falls back to `cargo test` when nextest is missing).
+# Installs the embedded engines' packages and models (scripts/setup.sh, quick once done), then
+# formatting, lints and every test of the workspace. Uses cargo-nextest when installed, otherwise
+# `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

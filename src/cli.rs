@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, EngineChoice};
 use crate::loadgen::{self, LoadgenArgs};
-use crate::{logging, server};
+use crate::{engines, logging, server};
 
 /// phone-agent: answers phone calls with an AI voice agent over Twilio Media Streams.
 #[derive(Debug, Parser)]
@@ -63,8 +63,16 @@ fn serve() -> ExitCode {
             "ENGINES=loopback: callers hear their own audio back (a diagnostic engine set)"
         );
     }
+    let engines = match engines::build(&config) {
+        Ok(engines) => engines,
+        Err(error) => {
+            tracing::error!(%error, "engines unavailable");
+            eprintln!("phone-agent: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let result = actix_web::rt::System::new().block_on(async move {
-        let server = server::start(&config)?;
+        let server = server::start(&config, engines)?;
         let trigger = server.shutdown_trigger();
         actix_web::rt::spawn(async move {
             server::shutdown_signal().await;

@@ -5,10 +5,14 @@
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use phone_agent_actors::call::supervision::RestartPolicy;
 use phone_agent_actors::media::MediaSettings;
+
+use crate::engines::embedded::stt::Endpointing;
+use crate::engines::embedded::{EmbeddedSettings, VoiceChoice};
 
 /// A variable with an unusable value.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,9 @@ pub struct ConfigError {
 /// Which engines calls use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineChoice {
+    /// The offline engines: Moonshine recognition, Piper (or flite) synthesis and the scripted
+    /// agent. The default; needs `scripts/setup.sh` to have installed the models.
+    Embedded,
     /// Echo: the caller's audio passes through the Transcriber, Responder and Synthesizer and comes
     /// back. For measuring the framework itself, in tests and benchmarks.
     Loopback,
@@ -46,6 +53,11 @@ pub struct Config {
     pub public_host: String,
     /// Engine set (`ENGINES`).
     pub engines: EngineChoice,
+    /// The embedded engines' models, voice, workers and endpointing (`MODELS_DIR`, `TTS_VOICE`,
+    /// `STT_WORKERS`, `TTS_WORKERS`, `TURN_SILENCE_MS`, `STT_PARTIAL_INTERVAL_MS`).
+    pub embedded: EmbeddedSettings,
+    /// The scripted agent's definition (`AGENT_FILE`).
+    pub agent_file: PathBuf,
     /// Log format (`LOG_FORMAT`).
     pub log_format: LogFormat,
     /// Media stream timing and limits (`PLAYBACK_LEAD_MS`, `MEDIA_IDLE_TIMEOUT`,
@@ -83,12 +95,13 @@ impl Config {
             .get("PUBLIC_HOST")
             .unwrap_or_else(|| listen_addr.to_string());
         validate_host(&public_host)?;
-        let engines = match vars.get("ENGINES").as_deref().unwrap_or("loopback") {
+        let engines = match vars.get("ENGINES").as_deref().unwrap_or("embedded") {
+            "embedded" => EngineChoice::Embedded,
             "loopback" => EngineChoice::Loopback,
             other => {
                 return Err(vars.invalid(
                     "ENGINES",
-                    format!("unknown engine set {other:?} (expected: loopback)"),
+                    format!("unknown engine set {other:?} (expected: embedded or loopback)"),
                 ))
             }
         };
@@ -117,10 +130,35 @@ impl Config {
         };
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let http_workers = vars.bounded("HTTP_WORKERS", &cpus.to_string(), 1..=256)?;
+        let engine_workers = cpus.min(4).to_string();
+        let embedded = EmbeddedSettings {
+            models_dir: PathBuf::from(vars.get("MODELS_DIR").unwrap_or_else(|| "models".into())),
+            voice: voice(&vars)?,
+            stt_workers: vars.bounded("STT_WORKERS", &engine_workers, 1..=64)?,
+            tts_workers: vars.bounded("TTS_WORKERS", &engine_workers, 1..=64)?,
+            endpointing: Endpointing {
+                turn_silence: Duration::from_millis(vars.bounded(
+                    "TURN_SILENCE_MS",
+                    "600",
+                    100..=5_000,
+                )?),
+                partial_interval: Duration::from_millis(vars.bounded(
+                    "STT_PARTIAL_INTERVAL_MS",
+                    "1000",
+                    0..=10_000,
+                )?),
+            },
+        };
+        let agent_file = PathBuf::from(
+            vars.get("AGENT_FILE")
+                .unwrap_or_else(|| "agents/default.toml".into()),
+        );
         Ok(Self {
             listen_addr,
             public_host,
             engines,
+            embedded,
+            agent_file,
             log_format,
             media,
             media_write_timeout: vars.duration("MEDIA_WRITE_TIMEOUT", "5s")?,
@@ -147,6 +185,25 @@ fn validate_host(host: &str) -> Result<(), ConfigError> {
         });
     }
     Ok(())
+}
+
+/// `TTS_VOICE`: `piper`, or `flite:<voice>` (e.g. `flite:kal`, natively 8 kHz).
+fn voice<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<VoiceChoice, ConfigError> {
+    let value = vars.get("TTS_VOICE").unwrap_or_else(|| "piper".into());
+    if value == "piper" {
+        return Ok(VoiceChoice::Piper);
+    }
+    match value.strip_prefix("flite:") {
+        Some(name)
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            Ok(VoiceChoice::Flite(name.to_owned()))
+        }
+        _ => Err(vars.invalid(
+            "TTS_VOICE",
+            format!("{value:?} (expected piper or flite:<voice>, e.g. flite:kal)"),
+        )),
+    }
 }
 
 struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
@@ -222,7 +279,13 @@ mod tests {
         let config = config(&[]).unwrap();
         assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_host, "127.0.0.1:8080");
-        assert_eq!(config.engines, EngineChoice::Loopback);
+        assert_eq!(config.engines, EngineChoice::Embedded);
+        assert_eq!(config.embedded.voice, VoiceChoice::Piper);
+        assert_eq!(config.embedded.models_dir, PathBuf::from("models"));
+        assert_eq!(
+            config.embedded.endpointing.turn_silence,
+            Duration::from_millis(600)
+        );
         assert_eq!(config.media.playback_lead, Duration::from_millis(100));
         assert_eq!(config.media.idle_timeout, Duration::from_secs(15));
         assert_eq!(config.media.max_message_bytes, 65_536);
@@ -235,6 +298,9 @@ mod tests {
             ("LISTEN_ADDR", "localhost"),
             ("PUBLIC_HOST", "https://example.com/x"),
             ("ENGINES", "magic"),
+            ("TTS_VOICE", "flite:../x"),
+            ("TTS_VOICE", "espeak"),
+            ("TURN_SILENCE_MS", "20"),
             ("LOG_FORMAT", "xml"),
             ("MEDIA_IDLE_TIMEOUT", "soon"),
             ("MEDIA_IDLE_TIMEOUT", "0s"),
@@ -261,7 +327,7 @@ mod tests {
             .filter_map(|line| line.split_once('='))
             .collect();
         assert!(
-            pairs.len() >= 14,
+            pairs.len() >= 19,
             "every defaulted variable is set in .env.example"
         );
         let from_example = config(&pairs).expect(".env.example is valid");

@@ -27,3 +27,4 @@ pub mod redact;
 pub mod server;
 pub mod sim;
 pub mod twilio;
+pub mod wav;

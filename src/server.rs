@@ -16,7 +16,6 @@ use phone_agent_actors::engines::EngineSet;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::engines;
 use crate::http::{self, AppState};
 use crate::twilio::stream_token::StreamTokens;
 
@@ -52,13 +51,9 @@ impl RunningServer {
     }
 }
 
-/// Binds and starts serving on the current actix system, with the engines `config` names.
-pub fn start(config: &Config) -> std::io::Result<RunningServer> {
-    start_with_engines(config, engines::build(config.engines))
-}
-
-/// Like [`start`], with the given engines (tests use engines that fail on purpose).
-pub fn start_with_engines(config: &Config, engines: EngineSet) -> std::io::Result<RunningServer> {
+/// Binds and starts serving on the current actix system, answering calls with `engines` (built
+/// from the configuration by [`crate::engines::build`]; tests pass engines of their own).
+pub fn start(config: &Config, engines: EngineSet) -> std::io::Result<RunningServer> {
     let live_calls = LiveCalls::new();
     let tokens = Arc::new(StreamTokens::new(config.stream_token_ttl));
     let state = web::Data::new(AppState {

@@ -124,6 +124,12 @@ pub fn last_caller_line(conversation: &[ChatMessage]) -> &str {
 
 /// One call's dialogue state (an LLM conversation, a scripted flow's slots).
 pub trait DialogueSession: Send {
+    /// What the agent says as the call connects, before the caller speaks; `None` waits for the
+    /// caller. Asked once per call.
+    fn greeting(&mut self) -> Option<String> {
+        None
+    }
+
     /// Streams the reply to the conversation so far, whose last line is the caller's. Text arrives in
     /// fragments of any size; dropping the stream cancels the reply.
     fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String>;

@@ -27,6 +27,9 @@ pub const MAX_HISTORY: usize = 64;
 /// (a caller who said many things while the agent composed wants the latest answered).
 pub const MAX_WAITING_TURNS: usize = 16;
 
+/// The utterance id of the greeting; the CallActor numbers the caller's turns from 1.
+pub const GREETING: UtteranceId = UtteranceId(0);
+
 /// The caller finished a turn; answer it as `utterance`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -60,6 +63,7 @@ pub struct Responder {
     history: VecDeque<ChatMessage>,
     waiting: VecDeque<UserTurn>,
     replying: Option<Replying>,
+    greeted: bool,
 }
 
 impl Responder {
@@ -79,12 +83,19 @@ impl Responder {
             history: VecDeque::new(),
             waiting: VecDeque::new(),
             replying: None,
+            greeted: false,
         }
     }
 
     fn open_session(&mut self, ctx: &mut Context<Self>) {
         match self.engine.open(&self.call) {
-            Ok(session) => {
+            Ok(mut session) => {
+                if !self.greeted {
+                    self.greeted = true;
+                    if let Some(greeting) = session.greeting() {
+                        self.say_whole(GREETING, greeting);
+                    }
+                }
                 self.session = Some(session);
                 self.next_turn(ctx);
             }
@@ -121,6 +132,16 @@ impl Responder {
             text: String::new(),
         });
         ctx.add_stream(reply);
+    }
+
+    /// Speaks a complete text (not streamed) clause by clause and remembers it.
+    fn say_whole(&mut self, utterance: UtteranceId, text: String) {
+        let mut clauses = ClauseSplitter::default();
+        for clause in clauses.push(&text) {
+            self.speak(utterance, clause, false);
+        }
+        self.speak(utterance, clauses.finish(), true);
+        remember(&mut self.history, Role::Assistant, text);
     }
 
     fn speak(&self, utterance: UtteranceId, text: String, last: bool) {

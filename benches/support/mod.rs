@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use actix::Addr;
 use base64::Engine as _;
-use phone_agent::config::EngineChoice;
 use phone_agent::engines;
 use phone_agent::twilio::stream_token::StreamTokens;
 use phone_agent_actors::call::registry::LiveCalls;
@@ -31,7 +30,7 @@ pub struct BenchCall {
 /// Call settings with the loopback engines and real-time pacing.
 pub fn settings(tokens: Arc<StreamTokens>) -> CallSettings {
     CallSettings {
-        engines: engines::build(EngineChoice::Loopback),
+        engines: engines::loopback_set(),
         media: MediaSettings {
             playback_lead: Duration::from_millis(100),
             idle_timeout: Duration::from_secs(600),

@@ -1,24 +1,66 @@
 //! Engine adapters: implementations of the actors' `SpeechToText`, `Dialogue` and `TextToSpeech`.
 //!
+//! - [`embedded`]: offline recognition and synthesis on ONNX Runtime (the default).
+//! - [`script`]: the scripted agent, a `Dialogue` defined by an agent file (the default dialogue).
 //! - [`loopback`]: the echo set that measures the framework itself (`ENGINES=loopback`).
-//! - [`script`]: the scripted agent, a `Dialogue` defined by an agent file.
 
+pub mod embedded;
 pub mod loopback;
 pub mod script;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use phone_agent_actors::engines::EngineSet;
 
-use crate::config::EngineChoice;
+use crate::config::{Config, EngineChoice};
+use embedded::ModelError;
+use script::agent::{AgentError, AgentScript};
+use script::ScriptDialogue;
 
-/// Builds the engine set the configuration names.
-pub fn build(choice: EngineChoice) -> EngineSet {
-    match choice {
-        EngineChoice::Loopback => EngineSet {
-            stt: Arc::new(loopback::LoopbackStt),
-            dialogue: Arc::new(loopback::LoopbackDialogue),
-            tts: Arc::new(loopback::LoopbackTts),
-        },
+/// Why the configured engines could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A model, library or helper program of the embedded engines is missing or broken.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The agent file cannot be used.
+    #[error("{}: {source}", path.display())]
+    Agent {
+        /// The agent file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: AgentError,
+    },
+}
+
+/// Builds the engine set the configuration names. Loading the embedded models takes a few
+/// seconds; run it before serving.
+pub fn build(config: &Config) -> Result<EngineSet, BuildError> {
+    match config.engines {
+        EngineChoice::Loopback => Ok(loopback_set()),
+        EngineChoice::Embedded => {
+            let script =
+                AgentScript::load(&config.agent_file).map_err(|source| BuildError::Agent {
+                    path: config.agent_file.clone(),
+                    source,
+                })?;
+            let stt = embedded::load_stt(&config.embedded)?;
+            let tts = embedded::load_tts(&config.embedded, &script.fixed_lines())?;
+            Ok(EngineSet {
+                stt: Arc::new(stt),
+                dialogue: Arc::new(ScriptDialogue::new(script)),
+                tts: Arc::new(tts),
+            })
+        }
+    }
+}
+
+/// The loopback set (tests and benchmarks of the framework).
+pub fn loopback_set() -> EngineSet {
+    EngineSet {
+        stt: Arc::new(loopback::LoopbackStt),
+        dialogue: Arc::new(loopback::LoopbackDialogue),
+        tts: Arc::new(loopback::LoopbackTts),
     }
 }

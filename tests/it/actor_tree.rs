@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use phone_agent::config::EngineChoice;
 use phone_agent::engines;
 use phone_agent::twilio::stream_token::StreamTokens;
 use phone_agent_actors::call::messages::{GetPlayback, PlaybackStatus};
@@ -122,7 +121,7 @@ impl TtsSession for CountedTts {
 
 fn settings(sessions: &SessionCount, tokens: Arc<StreamTokens>) -> CallSettings {
     let counted = Arc::new(Counted {
-        inner: engines::build(EngineChoice::Loopback),
+        inner: engines::loopback_set(),
         sessions: sessions.clone(),
     });
     CallSettings {

@@ -3,6 +3,8 @@
 mod actor_tree;
 mod bad_input;
 mod call_flow;
+mod embedded;
 mod shutdown;
 mod supervision;
 mod support;
+mod wer;

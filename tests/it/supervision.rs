@@ -51,7 +51,7 @@ fn server_with_flaky_stt(victim: String, failures: u32, opened: Arc<AtomicU32>) 
         ("ENGINE_RESTART_MAX_BACKOFF", "40ms"),
         ("ENGINE_MAX_RESTARTS", "3"),
     ]);
-    let mut engines = engines::build(config.engines);
+    let mut engines = engines::loopback_set();
     engines.stt = Arc::new(FlakyStt {
         victim,
         failures,

@@ -57,6 +57,10 @@ struct ScriptSession {
 }
 
 impl DialogueSession for ScriptSession {
+    fn greeting(&mut self) -> Option<String> {
+        Some(self.conversation.greeting().to_owned())
+    }
+
     fn reply(&mut self, history: &[ChatMessage]) -> EngineStream<String> {
         let reply = self.conversation.respond(last_caller_line(history));
         Box::pin(stream::once(async move { Ok(reply.text) }))

@@ -26,6 +26,7 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
         ("LISTEN_ADDR", "127.0.0.1:0"),
         ("HTTP_WORKERS", "2"),
         ("PUBLIC_HOST", "agent.test"),
+        ("ENGINES", "loopback"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -40,12 +41,12 @@ impl TestServer {
     /// Starts a loopback server with `overrides` applied to the test configuration.
     pub fn start(overrides: &[(&str, &str)]) -> Self {
         let config = test_config(overrides);
-        Self::start_with(&config, engines::build(config.engines))
+        Self::start_with(&config, engines::loopback_set())
     }
 
     /// Starts a server with the given engines.
     pub fn start_with(config: &Config, engines: EngineSet) -> Self {
-        let server = server::start_with_engines(config, engines).expect("server starts");
+        let server = server::start(config, engines).expect("server starts");
         let base = format!("http://{}", server.local_addr);
         Self {
             sim: TwilioSim::new(base.clone()),

@@ -1,0 +1,52 @@
+//! flite, the light synthesizer (Debian `flite`; BSD-style licence): tens of milliseconds per reply
+//! and a native 8 kHz voice (`kal`), for low-CPU deployments. Run as a helper process, WAV on stdout.
+
+use std::process::{Command, Stdio};
+
+use super::piper::check_program;
+use super::ModelError;
+use crate::wav::{self, Clip};
+
+/// The flite program.
+pub const FLITE: &str = "flite";
+
+/// A flite voice.
+pub struct Flite {
+    voice: String,
+}
+
+impl Flite {
+    /// Checks flite runs and knows `voice`.
+    pub fn new(voice: &str) -> Result<Self, ModelError> {
+        check_program(FLITE, "flite")?;
+        let listed = Command::new(FLITE)
+            .arg("-lv")
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default();
+        if !listed.split_whitespace().any(|name| name == voice) {
+            return Err(ModelError::Load {
+                what: "flite voice",
+                path: voice.into(),
+                message: format!("unknown voice; flite has: {}", listed.trim()),
+            });
+        }
+        Ok(Self {
+            voice: voice.to_owned(),
+        })
+    }
+
+    /// Speaks `text`.
+    pub fn synthesize(&mut self, text: &str) -> Result<Clip, String> {
+        let output = Command::new(FLITE)
+            .args(["-voice", &self.voice, "-t", text, "-o", "/dev/stdout"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|error| format!("{FLITE}: {error}"))?;
+        if !output.status.success() {
+            return Err(format!("{FLITE} exited with {}", output.status));
+        }
+        wav::read(&output.stdout).map_err(|error| format!("{FLITE}: {error}"))
+    }
+}

@@ -1,0 +1,169 @@
+//! The embedded engines: offline speech recognition and synthesis, the default when no cloud
+//! provider is configured. Everything runs in-process on ONNX Runtime (loaded from the library
+//! `scripts/setup.sh` unpacks into `MODELS_DIR`), off the actors' threads on bounded worker pools.
+//!
+//! - [`stt`]: Silero VAD endpointing + Moonshine base (English) decoding, streaming.
+//! - [`tts`]: Piper `en_US-joe-medium` (or flite), 8 kHz mu-law, fixed answers cached.
+//! - [`onnx`], [`pool`], [`resample`]: the runtime, the worker pools, band-limited resampling.
+
+pub mod flite;
+pub mod moonshine;
+pub mod onnx;
+pub mod piper;
+pub mod pool;
+pub mod resample;
+pub mod stt;
+pub mod tts;
+pub mod vad;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use moonshine::Moonshine;
+use pool::WorkerPool;
+use stt::{EmbeddedStt, Endpointing, RecognitionWorker};
+use tts::{EmbeddedTts, SpeechCache, Voice};
+use vad::SileroVad;
+
+/// ONNX Runtime library inside `MODELS_DIR`.
+pub const RUNTIME_LIBRARY: &str = "lib/libonnxruntime.so.1.32.0";
+/// Moonshine model directory inside `MODELS_DIR`.
+pub const STT_MODEL_DIR: &str = "moonshine-base-en";
+/// Silero VAD model inside `MODELS_DIR`.
+pub const VAD_MODEL: &str = "vad/silero_vad.onnx";
+/// Piper voice inside `MODELS_DIR`.
+pub const PIPER_VOICE: &str = "piper-joe/en_US-joe-medium.onnx";
+/// Waiting jobs per pool before new ones are refused (each call has at most one recognition
+/// and one synthesis job in flight).
+const QUEUE_JOBS: usize = 64;
+
+/// Why the embedded engines could not start. Every message names what is missing and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A model file is not where it should be.
+    #[error("{what} not found at {}; run scripts/setup.sh (or set MODELS_DIR)", path.display())]
+    Missing {
+        /// What the file is.
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The ONNX Runtime library could not be loaded.
+    #[error("ONNX Runtime could not be loaded from {}: {message}; run scripts/setup.sh (or set MODELS_DIR)", path.display())]
+    Runtime {
+        /// The library path.
+        path: PathBuf,
+        /// The loader's message.
+        message: String,
+    },
+    /// A file is there but unusable.
+    #[error("{what} at {} could not be loaded: {message}; run scripts/setup.sh to reinstall it", path.display())]
+    Load {
+        /// What the file is.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A helper program is not installed.
+    #[error("{program} is not installed; run scripts/setup.sh (Debian package {package})")]
+    Program {
+        /// The program.
+        program: &'static str,
+        /// The Debian package that provides it.
+        package: &'static str,
+    },
+}
+
+/// Which voice the embedded synthesizer speaks with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoiceChoice {
+    /// Piper `en_US-joe-medium`: natural, about 0.15 × real time per core.
+    Piper,
+    /// A flite voice (`kal`, `slt`, …): robotic, nearly free.
+    Flite(String),
+}
+
+/// How the embedded engines are set up.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSettings {
+    /// Where `scripts/setup.sh` put the models (`MODELS_DIR`).
+    pub models_dir: PathBuf,
+    /// The voice (`TTS_VOICE`).
+    pub voice: VoiceChoice,
+    /// Recognition worker threads, each with its own model (`STT_WORKERS`).
+    pub stt_workers: usize,
+    /// Synthesis worker threads (`TTS_WORKERS`).
+    pub tts_workers: usize,
+    /// Endpointing (`TURN_SILENCE_MS`, `STT_PARTIAL_INTERVAL_MS`).
+    pub endpointing: Endpointing,
+}
+
+/// Loads the recogniser.
+pub fn load_stt(settings: &EmbeddedSettings) -> Result<EmbeddedStt, ModelError> {
+    let started = Instant::now();
+    let dir = &settings.models_dir;
+    let env = onnx::runtime(&dir.join(RUNTIME_LIBRARY))?;
+    let models = (0..settings.stt_workers.max(1))
+        .map(|_| Moonshine::load(env, &dir.join(STT_MODEL_DIR)).map(RecognitionWorker::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    let vad = SileroVad::load(env, &dir.join(VAD_MODEL))?;
+    tracing::info!(
+        workers = models.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "speech recognition loaded (Moonshine base, Silero VAD)"
+    );
+    Ok(EmbeddedStt::new(
+        WorkerPool::start("vad", vec![vad], QUEUE_JOBS * 4),
+        WorkerPool::start("stt", models, QUEUE_JOBS),
+        settings.endpointing,
+    ))
+}
+
+/// Loads the synthesizer, and synthesizes `fixed_lines` into its cache.
+pub fn load_tts(
+    settings: &EmbeddedSettings,
+    fixed_lines: &[&str],
+) -> Result<EmbeddedTts, ModelError> {
+    let started = Instant::now();
+    let mut voices = (0..settings.tts_workers.max(1))
+        .map(|_| load_voice(settings))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cache =
+        SpeechCache::build(&mut voices[0], fixed_lines).map_err(|message| ModelError::Load {
+            what: "TTS voice",
+            path: settings.models_dir.clone(),
+            message,
+        })?;
+    let name = match settings.voice {
+        VoiceChoice::Piper => "piper",
+        VoiceChoice::Flite(_) => "flite",
+    };
+    tracing::info!(
+        voice = name,
+        workers = voices.len(),
+        cached_clauses = cache.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "speech synthesis loaded"
+    );
+    Ok(EmbeddedTts::new(
+        name,
+        WorkerPool::start("tts", voices, QUEUE_JOBS),
+        cache,
+    ))
+}
+
+fn load_voice(settings: &EmbeddedSettings) -> Result<Voice, ModelError> {
+    match &settings.voice {
+        VoiceChoice::Piper => {
+            let dir: &Path = &settings.models_dir;
+            let env = onnx::runtime(&dir.join(RUNTIME_LIBRARY))?;
+            Ok(Voice::piper(piper::Piper::load(
+                env,
+                &dir.join(PIPER_VOICE),
+            )?))
+        }
+        VoiceChoice::Flite(voice) => Ok(Voice::flite(flite::Flite::new(voice)?)),
+    }
+}

@@ -1,0 +1,448 @@
+//! The embedded recogniser as a streaming [`SpeechToText`]: Silero VAD endpoints the caller's audio,
+//! Moonshine decodes each voiced segment on the recognition pool.
+//!
+//! Per call, audio is scored in 32 ms chunks. Speech starts after two voiced chunks (with 300 ms of
+//! audio before it kept, so first syllables are not clipped) and the turn ends after
+//! `turn_silence` of silence. Moonshine has no native partials, so the growing segment is
+//! re-decoded every `partial_interval` when a recognition worker is idle (best effort, never
+//! queued). Latency is hidden where it can be: the final decode starts speculatively once the
+//! caller has been quiet for [`SPECULATE_AFTER_MS`], and its result is used if they stay quiet.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream;
+use phone_agent_actors::audio::{mulaw, AudioFrame};
+use phone_agent_actors::engines::{
+    CallContext, EngineError, SpeechToText, SttSession, TranscriptEvent,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::moonshine::{Moonshine, SAMPLE_RATE_HZ as MODEL_RATE_HZ};
+use super::pool::WorkerPool;
+use super::resample::ClipResampler;
+use super::vad::{SileroVad, VadState, CHUNK_SAMPLES};
+
+const NAME: &str = "moonshine";
+const RATE_HZ: usize = 8_000;
+/// Frames buffered between the Transcriber and the endpointer (2 s).
+const AUDIO_BUFFER_FRAMES: usize = 100;
+/// Probability at or above which a chunk is speech (Silero's default).
+const SPEECH_THRESHOLD: f32 = 0.5;
+/// Probability below which a chunk is silence once speech started (hysteresis).
+const SILENCE_THRESHOLD: f32 = 0.35;
+/// Voiced chunks in a row that start speech (64 ms).
+const START_CHUNKS: usize = 2;
+/// Audio kept from before speech starts.
+const PREROLL_SAMPLES: usize = RATE_HZ * 3 / 10;
+/// Silence after speech at which the final decode starts speculatively.
+pub const SPECULATE_AFTER_MS: usize = 200;
+/// Silence kept after the last voiced chunk in what is decoded.
+const TAIL_SAMPLES: usize = RATE_HZ / 5;
+/// Voiced audio shorter than this is a click or a breath, not words.
+const MIN_SPEECH_SAMPLES: usize = RATE_HZ / 5;
+/// A turn longer than this is cut and decoded (the model's context is about 30 s).
+const MAX_SEGMENT_SAMPLES: usize = RATE_HZ * 20;
+
+/// One recognition worker: its model and its resampler.
+pub struct RecognitionWorker {
+    model: Moonshine,
+    upsample: ClipResampler,
+}
+
+impl RecognitionWorker {
+    /// A worker around a loaded model.
+    pub fn new(model: Moonshine) -> Self {
+        Self {
+            model,
+            upsample: ClipResampler::new(RATE_HZ as u32, MODEL_RATE_HZ),
+        }
+    }
+
+    /// Transcribes 8 kHz samples in [-1, 1].
+    pub fn transcribe(&mut self, telephony: &[f32]) -> Result<String, String> {
+        let wideband = self.upsample.process(telephony);
+        self.model.transcribe(&wideband)
+    }
+}
+
+/// Endpointing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpointing {
+    /// Silence that ends the caller's turn.
+    pub turn_silence: Duration,
+    /// How often partial hypotheses are produced while the caller speaks (zero: never).
+    pub partial_interval: Duration,
+}
+
+/// The embedded streaming recogniser, shared by every call.
+pub struct EmbeddedStt {
+    vad: Arc<WorkerPool<SileroVad>>,
+    recognition: Arc<WorkerPool<RecognitionWorker>>,
+    endpointing: Endpointing,
+}
+
+impl EmbeddedStt {
+    /// A recogniser over loaded pools.
+    pub fn new(
+        vad: WorkerPool<SileroVad>,
+        recognition: WorkerPool<RecognitionWorker>,
+        endpointing: Endpointing,
+    ) -> Self {
+        Self {
+            vad: Arc::new(vad),
+            recognition: Arc::new(recognition),
+            endpointing,
+        }
+    }
+}
+
+impl SpeechToText for EmbeddedStt {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn open(&self, _: &CallContext) -> Result<SttSession, EngineError> {
+        let (audio, frames) = mpsc::channel(AUDIO_BUFFER_FRAMES);
+        let listener = Listener::new(
+            frames,
+            self.vad.clone(),
+            self.recognition.clone(),
+            self.endpointing,
+        );
+        let events = stream::unfold(listener, |mut listener| async move {
+            let event = listener.next_event().await?;
+            Some((event, listener))
+        });
+        Ok(SttSession {
+            audio,
+            events: Box::pin(events),
+        })
+    }
+}
+
+type Decoded = Result<String, String>;
+
+/// What woke the endpointer.
+enum Woke {
+    Frame(Option<AudioFrame>),
+    Decoded(Result<Decoded, oneshot::error::RecvError>),
+}
+
+/// A decode on the recognition pool, of the segment's first `covers` samples.
+struct Decoding {
+    covers: usize,
+    is_final: bool,
+    result: oneshot::Receiver<Decoded>,
+}
+
+/// One call's endpointer.
+struct Listener {
+    frames: mpsc::Receiver<AudioFrame>,
+    vad: Arc<WorkerPool<SileroVad>>,
+    recognition: Arc<WorkerPool<RecognitionWorker>>,
+    vad_state: VadState,
+    turn_silence_samples: usize,
+    partial_interval_samples: usize,
+    /// Scored-chunk remainder.
+    unscored: Vec<f32>,
+    preroll: VecDeque<f32>,
+    voiced_chunks: usize,
+    speaking: bool,
+    segment: Vec<f32>,
+    /// End of the last voiced chunk in `segment`.
+    voiced_end: usize,
+    voiced_samples: usize,
+    silence_samples: usize,
+    last_partial_at: usize,
+    decoding: Option<Decoding>,
+    /// A speculative final that finished: (samples covered, text).
+    speculated: Option<(usize, String)>,
+    events: VecDeque<TranscriptEvent>,
+    closed: bool,
+}
+
+impl Listener {
+    fn new(
+        frames: mpsc::Receiver<AudioFrame>,
+        vad: Arc<WorkerPool<SileroVad>>,
+        recognition: Arc<WorkerPool<RecognitionWorker>>,
+        endpointing: Endpointing,
+    ) -> Self {
+        let samples = |duration: Duration| (duration.as_millis() as usize) * RATE_HZ / 1000;
+        Self {
+            frames,
+            vad,
+            recognition,
+            vad_state: VadState::default(),
+            turn_silence_samples: samples(endpointing.turn_silence).max(CHUNK_SAMPLES),
+            partial_interval_samples: samples(endpointing.partial_interval),
+            unscored: Vec::with_capacity(CHUNK_SAMPLES * 2),
+            preroll: VecDeque::with_capacity(PREROLL_SAMPLES + CHUNK_SAMPLES),
+            voiced_chunks: 0,
+            speaking: false,
+            segment: Vec::new(),
+            voiced_end: 0,
+            voiced_samples: 0,
+            silence_samples: 0,
+            last_partial_at: 0,
+            decoding: None,
+            speculated: None,
+            events: VecDeque::new(),
+            closed: false,
+        }
+    }
+
+    async fn next_event(&mut self) -> Option<Result<TranscriptEvent, EngineError>> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.closed {
+                return None;
+            }
+            let woke = {
+                let frames = &mut self.frames;
+                let decoding = self.decoding.as_mut().map(|decoding| &mut decoding.result);
+                tokio::select! {
+                    frame = frames.recv() => Woke::Frame(frame),
+                    decoded = async {
+                        match decoding {
+                            Some(result) => result.await,
+                            None => std::future::pending().await,
+                        }
+                    } => Woke::Decoded(decoded),
+                }
+            };
+            let step = match woke {
+                Woke::Frame(Some(frame)) => self.on_frame(&frame).await,
+                Woke::Frame(None) => {
+                    self.closed = true;
+                    if self.speaking {
+                        self.end_turn().await
+                    } else {
+                        Ok(())
+                    }
+                }
+                Woke::Decoded(decoded) => {
+                    let done = self.decoding.take().expect("a decode was in flight");
+                    self.on_decoded(done, decoded)
+                }
+            };
+            if let Err(error) = step {
+                return Some(Err(error));
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: &AudioFrame) -> Result<(), EngineError> {
+        let mut pcm = Vec::with_capacity(frame.payload.len());
+        mulaw::decode_into(&frame.payload, &mut pcm);
+        self.unscored
+            .extend(pcm.iter().map(|&sample| f32::from(sample) / 32768.0));
+        while self.unscored.len() >= CHUNK_SAMPLES {
+            let mut chunk = [0.0_f32; CHUNK_SAMPLES];
+            chunk.copy_from_slice(&self.unscored[..CHUNK_SAMPLES]);
+            self.unscored.drain(..CHUNK_SAMPLES);
+            let probability = self.score(chunk).await?;
+            self.on_chunk(&chunk, probability).await?;
+        }
+        Ok(())
+    }
+
+    async fn score(&mut self, chunk: [f32; CHUNK_SAMPLES]) -> Result<f32, EngineError> {
+        let mut state = std::mem::take(&mut self.vad_state);
+        let scored = self
+            .vad
+            .submit(move |vad| {
+                let probability = vad.speech_probability(&mut state, &chunk);
+                (probability, state)
+            })
+            .map_err(|error| failure(format!("voice activity detection: {error}")))?
+            .await
+            .map_err(|_| failure("voice activity worker stopped".into()))?;
+        let (probability, state) = scored;
+        self.vad_state = state;
+        probability.map_err(failure)
+    }
+
+    async fn on_chunk(
+        &mut self,
+        chunk: &[f32; CHUNK_SAMPLES],
+        probability: f32,
+    ) -> Result<(), EngineError> {
+        if !self.speaking {
+            self.preroll.extend(chunk.iter().copied());
+            while self.preroll.len() > PREROLL_SAMPLES {
+                self.preroll.pop_front();
+            }
+            self.voiced_chunks = if probability >= SPEECH_THRESHOLD {
+                self.voiced_chunks + 1
+            } else {
+                0
+            };
+            if self.voiced_chunks >= START_CHUNKS {
+                self.speaking = true;
+                self.segment.clear();
+                self.segment.extend(self.preroll.drain(..));
+                self.voiced_end = self.segment.len();
+                self.voiced_samples = START_CHUNKS * CHUNK_SAMPLES;
+                self.silence_samples = 0;
+                self.last_partial_at = self.segment.len();
+                self.events.push_back(TranscriptEvent::SpeechStarted);
+            }
+            return Ok(());
+        }
+
+        self.segment.extend_from_slice(chunk);
+        if probability >= SILENCE_THRESHOLD {
+            self.voiced_end = self.segment.len();
+            self.voiced_samples += CHUNK_SAMPLES;
+            self.silence_samples = 0;
+            // The caller went on: a speculative final no longer covers the turn.
+            if self
+                .decoding
+                .as_ref()
+                .is_some_and(|decoding| decoding.is_final)
+            {
+                self.decoding = None;
+            }
+            self.speculated = None;
+            self.maybe_partial();
+        } else {
+            self.silence_samples += CHUNK_SAMPLES;
+            if self.silence_samples >= SPECULATE_AFTER_MS * RATE_HZ / 1000 {
+                self.speculate();
+            }
+        }
+        if self.silence_samples >= self.turn_silence_samples
+            || self.segment.len() >= MAX_SEGMENT_SAMPLES
+        {
+            self.end_turn().await?;
+        }
+        Ok(())
+    }
+
+    /// What a decode of the turn so far covers: the voiced audio and a little silence after it.
+    fn decode_len(&self) -> usize {
+        (self.voiced_end + TAIL_SAMPLES).min(self.segment.len())
+    }
+
+    fn submit(&mut self, covers: usize, is_final: bool) -> Result<(), EngineError> {
+        let clip = self.segment[..covers].to_vec();
+        let result = self
+            .recognition
+            .submit(move |worker| worker.transcribe(&clip))
+            .map_err(|error| failure(format!("recognition: {error}")))?;
+        self.decoding = Some(Decoding {
+            covers,
+            is_final,
+            result,
+        });
+        Ok(())
+    }
+
+    fn maybe_partial(&mut self) {
+        if self.partial_interval_samples == 0
+            || self.decoding.is_some()
+            || self.segment.len() < self.last_partial_at + self.partial_interval_samples
+            || !self.recognition.has_idle_worker()
+        {
+            return;
+        }
+        self.last_partial_at = self.segment.len();
+        // Best effort: a saturated pool means no partial this time.
+        let _ = self.submit(self.segment.len(), false);
+    }
+
+    fn speculate(&mut self) {
+        let covers = self.decode_len();
+        let already = self.speculated.as_ref().map(|(covers, _)| *covers).or(self
+            .decoding
+            .as_ref()
+            .filter(|decoding| decoding.is_final)
+            .map(|decoding| decoding.covers));
+        if already.is_some() || self.voiced_samples < MIN_SPEECH_SAMPLES {
+            return;
+        }
+        // A partial in flight is superseded: the final matters more.
+        self.decoding = None;
+        let _ = self.submit(covers, true);
+    }
+
+    fn on_decoded(
+        &mut self,
+        done: Decoding,
+        decoded: Result<Decoded, oneshot::error::RecvError>,
+    ) -> Result<(), EngineError> {
+        let text = decoded
+            .map_err(|_| failure("recognition worker stopped".into()))?
+            .map_err(failure)?;
+        if done.is_final {
+            self.speculated = Some((done.covers, text));
+        } else if !text.is_empty() && self.speaking {
+            self.events.push_back(TranscriptEvent::Partial { text });
+        }
+        Ok(())
+    }
+
+    /// The caller finished: the final transcript (reusing the speculative decode when it covers
+    /// the whole turn), then the end of the turn.
+    async fn end_turn(&mut self) -> Result<(), EngineError> {
+        let covers = self.decode_len();
+        let text = if self.voiced_samples < MIN_SPEECH_SAMPLES {
+            String::new()
+        } else if let Some((_, text)) = self.speculated.take().filter(|(at, _)| *at == covers) {
+            text
+        } else {
+            let in_flight = self
+                .decoding
+                .take()
+                .filter(|decoding| decoding.is_final && decoding.covers == covers);
+            let decoding = match in_flight {
+                Some(decoding) => decoding,
+                None => match self.submit(covers, true) {
+                    Ok(()) => self.decoding.take().expect("just submitted"),
+                    Err(error) => {
+                        // Saturated: this turn's words are lost; the call goes on.
+                        tracing::warn!(%error, "caller turn not transcribed");
+                        self.reset();
+                        self.events.push_back(TranscriptEvent::EndOfTurn);
+                        return Ok(());
+                    }
+                },
+            };
+            decoding
+                .result
+                .await
+                .map_err(|_| failure("recognition worker stopped".into()))?
+                .map_err(failure)?
+        };
+        self.reset();
+        if !text.is_empty() {
+            self.events.push_back(TranscriptEvent::Final { text });
+        }
+        self.events.push_back(TranscriptEvent::EndOfTurn);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.speaking = false;
+        self.voiced_chunks = 0;
+        self.segment.clear();
+        self.preroll.clear();
+        self.voiced_end = 0;
+        self.voiced_samples = 0;
+        self.silence_samples = 0;
+        self.decoding = None;
+        self.speculated = None;
+    }
+}
+
+fn failure(message: String) -> EngineError {
+    EngineError::Protocol {
+        engine: NAME,
+        message,
+    }
+}
