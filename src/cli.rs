@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::caller::{self, CallArgs};
 use crate::config::{Config, EngineChoice};
 use crate::loadgen::{self, LoadgenArgs};
 use crate::{engines, logging, server};
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (configured by the environment and `.env`; see `.env.example`).
     Serve,
+    /// Call a running server as Twilio would, say things, and print what the agent answers.
+    Call(CallArgs),
     /// Place many simulated Twilio calls against a running server and report latency.
     Loadgen(LoadgenArgs),
 }
@@ -30,6 +33,13 @@ pub enum Command {
 pub fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
+        Command::Call(args) => {
+            if caller::run(args) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Loadgen(args) => {
             if loadgen::run(args) {
                 ExitCode::SUCCESS

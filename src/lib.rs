@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod caller;
 pub mod cli;
 pub mod config;
 pub mod engines;

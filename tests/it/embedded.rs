@@ -6,32 +6,28 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use phone_agent::engines::embedded::stt::Endpointing;
-use phone_agent::engines::embedded::{self, EmbeddedSettings, VoiceChoice};
+use phone_agent::engines::embedded::{self, EmbeddedSettings};
 use phone_agent::wav;
 use phone_agent_actors::audio::{mulaw, AudioFrame, Framer, FRAME_BYTES};
-use phone_agent_actors::engines::{CallContext, SpeechToText, TranscriptEvent};
-use phone_agent_actors::ids::{CallSid, StreamSid};
+use phone_agent_actors::engines::{CallContext, SpeechToText, TextToSpeech, TranscriptEvent};
+use phone_agent_actors::ids::{CallSid, StreamSid, UtteranceId};
 
 use crate::wer;
 
-fn models_dir() -> PathBuf {
+/// Calibrated on this set: 14.5% measured (flite voices slt, rms and awb through 8 kHz mu-law;
+/// Moonshine base). The margin absorbs small model or resampler changes, not a broken pipeline.
+const WER_LIMIT: f64 = 0.20;
+
+pub fn models_dir() -> PathBuf {
     std::env::var_os("MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
 }
 
 pub fn settings() -> EmbeddedSettings {
-    EmbeddedSettings {
-        models_dir: models_dir(),
-        voice: VoiceChoice::Piper,
-        stt_workers: 1,
-        tts_workers: 1,
-        endpointing: Endpointing {
-            turn_silence: Duration::from_millis(600),
-            partial_interval: Duration::ZERO,
-        },
-    }
+    let mut settings = EmbeddedSettings::single_worker(models_dir());
+    settings.endpointing.partial_interval = Duration::ZERO;
+    settings
 }
 
 fn call() -> CallContext {
@@ -108,5 +104,79 @@ async fn recognition_accuracy_on_the_telephony_set() {
     }
     let rate = errors as f64 / words as f64;
     println!("WER {:.1}% ({errors}/{words})", rate * 100.0);
-    assert!(rate < 0.5, "WER {:.1}%", rate * 100.0);
+    assert!(rate < WER_LIMIT, "WER {:.1}%", rate * 100.0);
+}
+
+#[actix_rt::test]
+async fn synthesis_is_framed_mulaw_that_the_recogniser_understands() {
+    let settings = settings();
+    let tts = embedded::load_tts(&settings, &[]).expect("models installed by scripts/setup.sh");
+    let mut session = tts.open(&call()).unwrap();
+    let sentence = "Our office opens at nine in the morning.";
+    let chunks: Vec<_> = session.synthesize(UtteranceId(1), sentence).collect().await;
+    let audio: Vec<u8> = chunks.into_iter().flat_map(Result::unwrap).collect();
+
+    let seconds = audio.len() as f64 / 8_000.0;
+    assert!((1.0..6.0).contains(&seconds), "{seconds} s of speech");
+    let mut pcm = Vec::new();
+    mulaw::decode_into(&audio, &mut pcm);
+    let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap();
+    assert!(
+        (16_000..=24_000).contains(&peak),
+        "peak {peak}: normalised to about -3 dBFS"
+    );
+
+    let mut framer = Framer::new();
+    let mut frames = Vec::new();
+    framer.push(&audio, &mut frames);
+    frames.extend(framer.finish());
+    assert!(frames
+        .iter()
+        .all(|frame| frame.payload.len() == FRAME_BYTES));
+    assert_eq!(frames.len(), audio.len().div_ceil(FRAME_BYTES));
+
+    let mut recognizer = embedded::load_recognizer(&settings).unwrap();
+    let samples: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    let heard = recognizer.transcribe(&samples).unwrap();
+    let reference = wer::normalise(sentence);
+    let wrong = wer::errors(&reference, &wer::normalise(&heard));
+    assert!(wrong <= 1, "heard {heard:?} for {sentence:?}");
+}
+
+#[test]
+fn missing_models_stop_start_up_with_the_path_and_the_fix() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_phone-agent"))
+        .env_clear()
+        .env("MODELS_DIR", "/nonexistent/models")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/models/lib/libonnxruntime.so.1.32.0")
+            && stderr.contains("run scripts/setup.sh"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_recognition_model_is_named() {
+    let dir = std::env::temp_dir().join(format!("phone-agent-models-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    let library = dir.join(embedded::RUNTIME_LIBRARY);
+    if !library.exists() {
+        std::os::unix::fs::symlink(models_dir().join(embedded::RUNTIME_LIBRARY), &library).unwrap();
+    }
+    let error = match embedded::load_stt(&EmbeddedSettings::single_worker(dir.clone())) {
+        Ok(_) => panic!("loaded without a model"),
+        Err(error) => error.to_string(),
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    let expected = format!(
+        "STT tokenizer not found at {}; run scripts/setup.sh",
+        dir.join("moonshine-base-en/tokenizer.bin").display()
+    );
+    assert!(error.starts_with(&expected), "{error}");
 }

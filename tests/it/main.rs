@@ -5,6 +5,7 @@ mod bad_input;
 mod call_flow;
 mod embedded;
 mod shutdown;
+mod spoken;
 mod supervision;
 mod support;
 mod wer;

@@ -17,7 +17,7 @@ pub mod tts;
 pub mod vad;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use moonshine::Moonshine;
 use pool::WorkerPool;
@@ -100,13 +100,29 @@ pub struct EmbeddedSettings {
     pub endpointing: Endpointing,
 }
 
-/// Loads the recogniser.
+impl EmbeddedSettings {
+    /// The defaults with one worker of each kind (for tools and tests).
+    pub fn single_worker(models_dir: PathBuf) -> Self {
+        Self {
+            models_dir,
+            voice: VoiceChoice::Piper,
+            stt_workers: 1,
+            tts_workers: 1,
+            endpointing: Endpointing {
+                turn_silence: Duration::from_millis(600),
+                partial_interval: Duration::from_millis(1000),
+            },
+        }
+    }
+}
+
+/// Loads the streaming recogniser: the VAD and `stt_workers` recognition workers.
 pub fn load_stt(settings: &EmbeddedSettings) -> Result<EmbeddedStt, ModelError> {
     let started = Instant::now();
     let dir = &settings.models_dir;
     let env = onnx::runtime(&dir.join(RUNTIME_LIBRARY))?;
     let models = (0..settings.stt_workers.max(1))
-        .map(|_| Moonshine::load(env, &dir.join(STT_MODEL_DIR)).map(RecognitionWorker::new))
+        .map(|_| load_recognizer(settings))
         .collect::<Result<Vec<_>, _>>()?;
     let vad = SileroVad::load(env, &dir.join(VAD_MODEL))?;
     tracing::info!(
@@ -154,15 +170,35 @@ pub fn load_tts(
     ))
 }
 
-fn load_voice(settings: &EmbeddedSettings) -> Result<Voice, ModelError> {
+/// Loads one recognition worker (a whole-clip recogniser, without endpointing).
+pub fn load_recognizer(settings: &EmbeddedSettings) -> Result<RecognitionWorker, ModelError> {
+    let dir = &settings.models_dir;
+    let env = onnx::runtime(&dir.join(RUNTIME_LIBRARY))?;
+    let mut worker = RecognitionWorker::new(Moonshine::load(env, &dir.join(STT_MODEL_DIR))?);
+    // The first inference of a session is several times slower (allocations, kernel set-up):
+    // pay it at start-up, not on the first caller's turn.
+    worker.warm_up().map_err(|message| ModelError::Load {
+        what: "STT model",
+        path: dir.join(STT_MODEL_DIR),
+        message,
+    })?;
+    Ok(worker)
+}
+
+/// Loads one voice of the configured kind.
+pub fn load_voice(settings: &EmbeddedSettings) -> Result<Voice, ModelError> {
     match &settings.voice {
         VoiceChoice::Piper => {
             let dir: &Path = &settings.models_dir;
             let env = onnx::runtime(&dir.join(RUNTIME_LIBRARY))?;
-            Ok(Voice::piper(piper::Piper::load(
-                env,
-                &dir.join(PIPER_VOICE),
-            )?))
+            let mut voice = Voice::piper(piper::Piper::load(env, &dir.join(PIPER_VOICE))?);
+            // As for recognition: the first inference is slow; pay it now.
+            voice.speak("Hello.").map_err(|message| ModelError::Load {
+                what: "TTS voice",
+                path: dir.join(PIPER_VOICE),
+                message,
+            })?;
+            Ok(voice)
         }
         VoiceChoice::Flite(voice) => Ok(Voice::flite(flite::Flite::new(voice)?)),
     }

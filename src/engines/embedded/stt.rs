@@ -37,7 +37,7 @@ const START_CHUNKS: usize = 2;
 /// Audio kept from before speech starts.
 const PREROLL_SAMPLES: usize = RATE_HZ * 3 / 10;
 /// Silence after speech at which the final decode starts speculatively.
-pub const SPECULATE_AFTER_MS: usize = 200;
+pub const SPECULATE_AFTER_MS: usize = 100;
 /// Silence kept after the last voiced chunk in what is decoded.
 const TAIL_SAMPLES: usize = RATE_HZ / 5;
 /// Voiced audio shorter than this is a click or a breath, not words.
@@ -58,6 +58,15 @@ impl RecognitionWorker {
             model,
             upsample: ClipResampler::new(RATE_HZ as u32, MODEL_RATE_HZ),
         }
+    }
+
+    /// Runs one throwaway decode (a second of faint noise), so the first caller does not pay for
+    /// the session's first inference.
+    pub fn warm_up(&mut self) -> Result<(), String> {
+        let noise: Vec<f32> = (0..RATE_HZ)
+            .map(|i| ((i * 7919 % 200) as f32 - 100.0) / 10_000.0)
+            .collect();
+        self.transcribe(&noise).map(drop)
     }
 
     /// Transcribes 8 kHz samples in [-1, 1].
@@ -130,9 +139,11 @@ enum Woke {
     Decoded(Result<Decoded, oneshot::error::RecvError>),
 }
 
-/// A decode on the recognition pool, of the segment's first `covers` samples.
+/// A decode on the recognition pool of the segment up to a little after `voiced_end`.
 struct Decoding {
-    covers: usize,
+    /// The segment's voiced end when the decode was submitted: a final is still valid while no
+    /// later voiced audio came.
+    voiced_end: usize,
     is_final: bool,
     result: oneshot::Receiver<Decoded>,
 }
@@ -157,7 +168,7 @@ struct Listener {
     silence_samples: usize,
     last_partial_at: usize,
     decoding: Option<Decoding>,
-    /// A speculative final that finished: (samples covered, text).
+    /// A speculative final that finished: (voiced end it covers, text).
     speculated: Option<(usize, String)>,
     events: VecDeque<TranscriptEvent>,
     closed: bool,
@@ -329,14 +340,14 @@ impl Listener {
         (self.voiced_end + TAIL_SAMPLES).min(self.segment.len())
     }
 
-    fn submit(&mut self, covers: usize, is_final: bool) -> Result<(), EngineError> {
-        let clip = self.segment[..covers].to_vec();
+    fn submit(&mut self, is_final: bool) -> Result<(), EngineError> {
+        let clip = self.segment[..self.decode_len()].to_vec();
         let result = self
             .recognition
             .submit(move |worker| worker.transcribe(&clip))
             .map_err(|error| failure(format!("recognition: {error}")))?;
         self.decoding = Some(Decoding {
-            covers,
+            voiced_end: self.voiced_end,
             is_final,
             result,
         });
@@ -353,22 +364,28 @@ impl Listener {
         }
         self.last_partial_at = self.segment.len();
         // Best effort: a saturated pool means no partial this time.
-        let _ = self.submit(self.segment.len(), false);
+        let _ = self.submit(false);
     }
 
     fn speculate(&mut self) {
-        let covers = self.decode_len();
-        let already = self.speculated.as_ref().map(|(covers, _)| *covers).or(self
-            .decoding
-            .as_ref()
-            .filter(|decoding| decoding.is_final)
-            .map(|decoding| decoding.covers));
-        if already.is_some() || self.voiced_samples < MIN_SPEECH_SAMPLES {
+        if self.final_is_current() || self.voiced_samples < MIN_SPEECH_SAMPLES {
             return;
         }
         // A partial in flight is superseded: the final matters more.
         self.decoding = None;
-        let _ = self.submit(covers, true);
+        let _ = self.submit(true);
+    }
+
+    /// Whether a final decode (done or in flight) covers all the voiced audio so far.
+    fn final_is_current(&self) -> bool {
+        let voiced_end = self.voiced_end;
+        self.speculated
+            .as_ref()
+            .is_some_and(|(at, _)| *at == voiced_end)
+            || self
+                .decoding
+                .as_ref()
+                .is_some_and(|decoding| decoding.is_final && decoding.voiced_end == voiced_end)
     }
 
     fn on_decoded(
@@ -380,7 +397,7 @@ impl Listener {
             .map_err(|_| failure("recognition worker stopped".into()))?
             .map_err(failure)?;
         if done.is_final {
-            self.speculated = Some((done.covers, text));
+            self.speculated = Some((done.voiced_end, text));
         } else if !text.is_empty() && self.speaking {
             self.events.push_back(TranscriptEvent::Partial { text });
         }
@@ -390,19 +407,21 @@ impl Listener {
     /// The caller finished: the final transcript (reusing the speculative decode when it covers
     /// the whole turn), then the end of the turn.
     async fn end_turn(&mut self) -> Result<(), EngineError> {
-        let covers = self.decode_len();
+        let waited = std::time::Instant::now();
+        let voiced_end = self.voiced_end;
+        let speculative = self.final_is_current();
         let text = if self.voiced_samples < MIN_SPEECH_SAMPLES {
             String::new()
-        } else if let Some((_, text)) = self.speculated.take().filter(|(at, _)| *at == covers) {
+        } else if let Some((_, text)) = self.speculated.take().filter(|(at, _)| *at == voiced_end) {
             text
         } else {
             let in_flight = self
                 .decoding
                 .take()
-                .filter(|decoding| decoding.is_final && decoding.covers == covers);
+                .filter(|decoding| decoding.is_final && decoding.voiced_end == voiced_end);
             let decoding = match in_flight {
                 Some(decoding) => decoding,
-                None => match self.submit(covers, true) {
+                None => match self.submit(true) {
                     Ok(()) => self.decoding.take().expect("just submitted"),
                     Err(error) => {
                         // Saturated: this turn's words are lost; the call goes on.
@@ -419,6 +438,12 @@ impl Listener {
                 .map_err(|_| failure("recognition worker stopped".into()))?
                 .map_err(failure)?
         };
+        tracing::debug!(
+            speech_ms = voiced_end * 1000 / RATE_HZ,
+            speculative,
+            decode_wait_ms = waited.elapsed().as_millis() as u64,
+            "end of caller turn"
+        );
         self.reset();
         if !text.is_empty() {
             self.events.push_back(TranscriptEvent::Final { text });

@@ -24,20 +24,46 @@ use phone_agent_actors::engines::{
 };
 
 use agent::AgentScript;
-use conversation::Conversation;
+use conversation::{Conversation, Extraction};
+
+use crate::redact::mask_phone;
+
+/// Told the call's [`Extraction`] each time a reply changes it (the call record's feed).
+pub type ExtractionObserver = Arc<dyn Fn(&CallContext, &Extraction) + Send + Sync>;
 
 /// The scripted dialogue engine; one loaded agent shared by every call.
 pub struct ScriptDialogue {
     script: Arc<AgentScript>,
+    observer: ExtractionObserver,
 }
 
 impl ScriptDialogue {
-    /// An engine speaking for `script`.
+    /// An engine speaking for `script` whose extractions are logged (PII-safe).
     pub fn new(script: AgentScript) -> Self {
+        Self::observed(script, Arc::new(log_extraction))
+    }
+
+    /// An engine whose extractions go to `observer`.
+    pub fn observed(script: AgentScript, observer: ExtractionObserver) -> Self {
         Self {
             script: Arc::new(script),
+            observer,
         }
     }
+}
+
+/// Logs what a call yielded without the personal data itself: whether a name was given, the
+/// phone number masked.
+fn log_extraction(call: &CallContext, extraction: &Extraction) {
+    tracing::info!(
+        call_sid = %call.call_sid,
+        name_given = extraction.name.is_some(),
+        phone = extraction.phone.as_deref().map(mask_phone),
+        intent = extraction.intent.as_deref(),
+        next_step = extraction.next_step.as_deref(),
+        consent_to_follow_up = extraction.consent_to_follow_up,
+        "call extraction updated"
+    );
 }
 
 impl Dialogue for ScriptDialogue {
@@ -45,15 +71,19 @@ impl Dialogue for ScriptDialogue {
         "script"
     }
 
-    fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
+    fn open(&self, call: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
         Ok(Box::new(ScriptSession {
             conversation: Conversation::new(self.script.clone()),
+            call: call.clone(),
+            observer: self.observer.clone(),
         }))
     }
 }
 
 struct ScriptSession {
     conversation: Conversation,
+    call: CallContext,
+    observer: ExtractionObserver,
 }
 
 impl DialogueSession for ScriptSession {
@@ -62,7 +92,11 @@ impl DialogueSession for ScriptSession {
     }
 
     fn reply(&mut self, history: &[ChatMessage]) -> EngineStream<String> {
+        let before = self.conversation.extraction().clone();
         let reply = self.conversation.respond(last_caller_line(history));
+        if *self.conversation.extraction() != before {
+            (self.observer)(&self.call, self.conversation.extraction());
+        }
         Box::pin(stream::once(async move { Ok(reply.text) }))
     }
 }

@@ -1,0 +1,80 @@
+//! The embedded engines' speed on this machine, one core each (the workers are single-threaded):
+//! recognition real-time factor over the telephony set, synthesis time to first audio, and the
+//! VAD's cost per 32 ms chunk. Needs the models (`scripts/setup.sh`).
+//!
+//! `cargo bench --bench engines` (pin it, e.g. `taskset -c 1 cargo bench --bench engines`, for
+//! one-core figures).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use phone_agent::engines::embedded::vad::{SileroVad, VadState, CHUNK_SAMPLES};
+use phone_agent::engines::embedded::{self, onnx, EmbeddedSettings, RUNTIME_LIBRARY, VAD_MODEL};
+use phone_agent::wav;
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let settings = EmbeddedSettings::single_worker(root.join("models"));
+
+    let mut recognizer =
+        embedded::load_recognizer(&settings).expect("models: run scripts/setup.sh");
+    let set = root.join("tests/data/telephony");
+    let index = std::fs::read_to_string(set.join("transcripts.tsv")).unwrap();
+    let (mut audio, mut busy, mut worst) = (Duration::ZERO, Duration::ZERO, 0.0_f64);
+    for line in index.lines() {
+        let file = line.split('\t').next().unwrap();
+        let clip = wav::read(&std::fs::read(set.join(file)).unwrap()).unwrap();
+        let length = Duration::from_secs_f64(clip.samples.len() as f64 / 8_000.0);
+        let started = Instant::now();
+        recognizer.transcribe(&clip.samples).unwrap();
+        let took = started.elapsed();
+        worst = worst.max(took.as_secs_f64() / length.as_secs_f64());
+        audio += length;
+        busy += took;
+    }
+    println!(
+        "stt: {:.1} s of telephony audio decoded in {:.2} s: real-time factor {:.3} (worst utterance {:.3})",
+        audio.as_secs_f64(),
+        busy.as_secs_f64(),
+        busy.as_secs_f64() / audio.as_secs_f64(),
+        worst
+    );
+
+    let env = onnx::runtime(&settings.models_dir.join(RUNTIME_LIBRARY)).unwrap();
+    let mut vad = SileroVad::load(env, &settings.models_dir.join(VAD_MODEL)).unwrap();
+    let mut state = VadState::default();
+    let chunk = [0.01_f32; CHUNK_SAMPLES];
+    let runs = 2_000;
+    let started = Instant::now();
+    for _ in 0..runs {
+        vad.speech_probability(&mut state, &chunk).unwrap();
+    }
+    let per_chunk = started.elapsed() / runs;
+    println!(
+        "vad: {} µs per 32 ms chunk ({:.2}% of one core per call)",
+        per_chunk.as_micros(),
+        per_chunk.as_secs_f64() / 0.032 * 100.0
+    );
+
+    let mut voice = embedded::load_voice(&settings).unwrap();
+    for sentence in [
+        "Sure, I can help with that.",
+        "We're open Monday to Friday from eight in the morning to six in the evening.",
+    ] {
+        let mut times = Vec::new();
+        let mut length = 0.0;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let audio = voice.speak(sentence).unwrap();
+            times.push(started.elapsed());
+            length = audio.len() as f64 / 8_000.0;
+        }
+        times.sort();
+        println!(
+            "tts: {sentence:?}: {:.2} s of speech, first audio after {} ms (median of 5), real-time factor {:.3}",
+            length,
+            times[2].as_millis(),
+            times[2].as_secs_f64() / length
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Spoken end to end: the real server with the embedded engines and the default scripted agent,
+//! called by the simulator (`phone-agent call`), which speaks with the embedded voice and
+//! transcribes the agent with the embedded recogniser.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use phone_agent::caller::turns::CallerTurn;
+use phone_agent::caller::{self, CallArgs, CallReport, CallerEngines};
+use phone_agent::engines::embedded;
+use phone_agent::engines::script::agent::AgentScript;
+use phone_agent::engines::script::conversation::Extraction;
+use phone_agent::engines::script::ScriptDialogue;
+use phone_agent_actors::engines::EngineSet;
+
+use crate::embedded::{models_dir, settings};
+use crate::support::{test_config, TestServer};
+
+/// A server on the embedded engines whose calls' extractions are kept.
+fn spoken_server() -> (TestServer, Arc<Mutex<Option<Extraction>>>) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script = AgentScript::load(&root.join("agents/default.toml")).unwrap();
+    let settings = settings();
+    let stt = embedded::load_stt(&settings).expect("models installed by scripts/setup.sh");
+    let tts = embedded::load_tts(&settings, &script.fixed_lines()).unwrap();
+    let extraction = Arc::new(Mutex::new(None));
+    let kept = extraction.clone();
+    let dialogue = ScriptDialogue::observed(
+        script,
+        Arc::new(move |_, latest: &Extraction| *kept.lock().unwrap() = Some(latest.clone())),
+    );
+    let engines = EngineSet {
+        stt: Arc::new(stt),
+        dialogue: Arc::new(dialogue),
+        tts: Arc::new(tts),
+    };
+    (
+        TestServer::start_with(&test_config(&[]), engines),
+        extraction,
+    )
+}
+
+async fn call(server: &TestServer, said: &[&str]) -> CallReport {
+    let args = CallArgs {
+        url: server.base.clone(),
+        say: said.iter().map(|s| s.to_string()).collect(),
+        wav: Vec::new(),
+        script: None,
+        barge_in_after: None,
+        record: None,
+        reply_gap: Duration::from_millis(1200),
+        reply_timeout: Duration::from_secs(15),
+        models_dir: models_dir(),
+        call_sid: None,
+    };
+    let turns: Vec<CallerTurn> = caller::turns_of(&args).unwrap();
+    let mut engines = CallerEngines::load(models_dir()).unwrap();
+    caller::place(&args, &turns, &mut engines).await.unwrap()
+}
+
+#[actix_rt::test]
+async fn asking_for_prices_is_answered_with_the_prices() {
+    let (server, _) = spoken_server();
+    let report = call(&server, &["What are your prices?"]).await;
+    let greeting = report.greeting.to_lowercase();
+    assert!(
+        greeting.contains("assistant"),
+        "greeting heard as {greeting:?}"
+    );
+    let answer = report.turns[0].heard.to_lowercase();
+    assert!(
+        answer.contains("cleaning") && (answer.contains("95") || answer.contains("ninety")),
+        "pricing answer heard as {answer:?}; the call: {report:#?}"
+    );
+    assert!(report.turns[0].latency.is_some());
+}
+
+#[actix_rt::test]
+async fn a_booking_yields_the_name_and_the_number() {
+    let (server, extraction) = spoken_server();
+    let report = call(
+        &server,
+        &[
+            "I'd like to book an appointment.",
+            "My name is Michael Brown.",
+            "Five five five, one two three four.",
+            "Yes.",
+            "Yes, please.",
+        ],
+    )
+    .await;
+    let heard: Vec<&str> = report.turns.iter().map(|t| t.heard.as_str()).collect();
+    let extraction = extraction.lock().unwrap().clone().expect("an extraction");
+    assert_eq!(extraction.phone.as_deref(), Some("5551234"), "{heard:?}");
+    let name = extraction.name.clone().unwrap_or_default().to_lowercase();
+    assert!(
+        name.contains("michael brown"),
+        "name {name:?}; agent said {heard:?}"
+    );
+    assert_eq!(extraction.consent_to_follow_up, Some(true), "{heard:?}");
+    // The read-back the caller confirmed, as the caller heard it.
+    let read_back = heard[2].to_lowercase();
+    assert!(
+        read_back.contains("five") || read_back.contains("555"),
+        "{read_back:?}"
+    );
+}
