@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use phone_agent::engines::embedded::{self, EmbeddedSettings};
+use phone_agent::engines::embedded::pool::WorkerPool;
+use phone_agent::engines::embedded::tts::{EmbeddedTts, SpeechCache};
+use phone_agent::engines::embedded::{self, EmbeddedSettings, VoiceChoice};
 use phone_agent::wav;
 use phone_agent_actors::audio::{mulaw, AudioFrame, Framer, FRAME_BYTES};
 use phone_agent_actors::engines::{CallContext, SpeechToText, TextToSpeech, TranscriptEvent};
@@ -179,4 +181,28 @@ fn a_missing_recognition_model_is_named() {
         dir.join("moonshine-base-en/tokenizer.bin").display()
     );
     assert!(error.starts_with(&expected), "{error}");
+}
+
+#[actix_rt::test]
+async fn fixed_answers_play_from_memory() {
+    let mut settings = settings();
+    settings.voice = VoiceChoice::Flite("kal".into());
+    let mut voice = embedded::load_voice(&settings).expect("flite installed by scripts/setup.sh");
+    let line = "We are open every weekday from nine to five. Goodbye!";
+    let cache = SpeechCache::build(&mut voice, &[line]).unwrap();
+    assert_eq!(cache.len(), 2, "one entry per clause, as the Responder cuts them");
+    // A pool without workers: only what is cached can be spoken.
+    let tts = EmbeddedTts::new("flite", WorkerPool::start("tts", Vec::new(), 4), cache);
+    let mut session = tts.open(&call()).unwrap();
+    let cached = session.synthesize(UtteranceId(1), "Goodbye!").next().await;
+    assert_eq!(cached.unwrap().unwrap(), voice.speak("Goodbye!").unwrap());
+    let uncached = tokio::time::timeout(
+        Duration::from_millis(300),
+        session.synthesize(UtteranceId(1), "Hello there.").next(),
+    )
+    .await;
+    assert!(
+        !matches!(uncached, Ok(Some(Ok(_)))),
+        "an uncached clause cannot be spoken without a worker"
+    );
 }

@@ -18,7 +18,7 @@ pub struct Flite {
 impl Flite {
     /// Checks flite runs and knows `voice`.
     pub fn new(voice: &str) -> Result<Self, ModelError> {
-        check_program(FLITE, "flite")?;
+        check_program(FLITE, "-lv", "flite")?;
         let listed = Command::new(FLITE)
             .arg("-lv")
             .output()

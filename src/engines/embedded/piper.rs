@@ -78,7 +78,7 @@ impl Piper {
         if [BOS, EOS, PAD].iter().any(|ch| !ids.contains_key(ch)) {
             return Err(bad_config("phoneme_id_map lacks ^, $ or _".into()));
         }
-        check_program(ESPEAK, "espeak-ng")?;
+        check_program(ESPEAK, "--version", "espeak-ng")?;
         Ok(Self {
             session: onnx::session(env, "TTS voice", model)?,
             ids,
@@ -174,10 +174,15 @@ fn phonemize(voice: &str, text: &str) -> Result<String, String> {
     Ok(clauses.join(", "))
 }
 
-/// Checks a helper program runs, naming its Debian package when it does not.
-pub fn check_program(program: &'static str, package: &'static str) -> Result<(), ModelError> {
+/// Checks a helper program runs (`program probe` succeeds), naming its Debian package when it
+/// does not.
+pub fn check_program(
+    program: &'static str,
+    probe: &str,
+    package: &'static str,
+) -> Result<(), ModelError> {
     let runs = Command::new(program)
-        .arg("--version")
+        .arg(probe)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

@@ -90,10 +90,11 @@ impl<E: 'static> WorkerPool<E> {
         }
     }
 
-    /// Whether a worker is free and nothing is queued (best-effort work such as partial
-    /// transcripts runs only then).
-    pub fn has_idle_worker(&self) -> bool {
-        self.jobs.is_empty() && self.busy.load(Ordering::Relaxed) < self.workers
+    /// Workers neither busy nor claimed by a queued job (best-effort work such as partial
+    /// transcripts runs only when there are spare workers to leave free).
+    pub fn spare_workers(&self) -> usize {
+        self.workers
+            .saturating_sub(self.busy.load(Ordering::Relaxed) + self.jobs.len())
     }
 
     /// Jobs refused because the pool was saturated, since start.
@@ -109,6 +110,7 @@ mod tests {
     #[actix_rt::test]
     async fn runs_jobs_on_the_workers_own_engine() {
         let pool = WorkerPool::start("test", vec![10_u32, 10], 4);
+        assert_eq!(pool.spare_workers(), 2);
         let a = pool.submit(|engine| *engine + 1).unwrap();
         let b = pool.submit(|engine| *engine * 2).unwrap();
         assert_eq!((a.await.unwrap(), b.await.unwrap()), (11, 20));
@@ -127,7 +129,7 @@ mod tests {
             })
             .unwrap();
         running.await.unwrap();
-        assert!(!pool.has_idle_worker());
+        assert_eq!(pool.spare_workers(), 0);
         let queued = pool.submit(|_| ()).unwrap();
         assert_eq!(pool.submit(|_| ()).unwrap_err(), PoolError::Saturated);
         assert_eq!(pool.refused(), 1);

@@ -4,8 +4,8 @@
 //! Per call, audio is scored in 32 ms chunks. Speech starts after two voiced chunks (with 300 ms of
 //! audio before it kept, so first syllables are not clipped) and the turn ends after
 //! `turn_silence` of silence. Moonshine has no native partials, so the growing segment is
-//! re-decoded every `partial_interval` when a recognition worker is idle (best effort, never
-//! queued). Latency is hidden where it can be: the final decode starts speculatively once the
+//! re-decoded every `partial_interval` while two recognition workers are spare (best effort,
+//! never queued, never in the way of a final). Latency is hidden where it can be: the final decode starts speculatively once the
 //! caller has been quiet for [`SPECULATE_AFTER_MS`], and its result is used if they stay quiet.
 
 use std::collections::VecDeque;
@@ -36,6 +36,9 @@ const SILENCE_THRESHOLD: f32 = 0.35;
 const START_CHUNKS: usize = 2;
 /// Audio kept from before speech starts.
 const PREROLL_SAMPLES: usize = RATE_HZ * 3 / 10;
+/// Partials run only while this many recognition workers are spare, so one is always free for
+/// a final: a final queued behind a partial would delay the reply. (With one worker, no partials.)
+const PARTIAL_SPARE_WORKERS: usize = 2;
 /// Silence after speech at which the final decode starts speculatively.
 pub const SPECULATE_AFTER_MS: usize = 100;
 /// Silence kept after the last voiced chunk in what is decoded.
@@ -358,7 +361,7 @@ impl Listener {
         if self.partial_interval_samples == 0
             || self.decoding.is_some()
             || self.segment.len() < self.last_partial_at + self.partial_interval_samples
-            || !self.recognition.has_idle_worker()
+            || self.recognition.spare_workers() < PARTIAL_SPARE_WORKERS
         {
             return;
         }
