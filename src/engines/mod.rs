@@ -46,7 +46,7 @@ pub fn build(config: &Config) -> Result<EngineSet, BuildError> {
                     source,
                 })?;
             let stt = embedded::load_stt(&config.embedded)?;
-            let tts = embedded::load_tts(&config.embedded, &script.fixed_lines())?;
+            let tts = embedded::load_tts(&config.embedded, &script.lines())?;
             Ok(EngineSet {
                 stt: Arc::new(stt),
                 dialogue: Arc::new(ScriptDialogue::new(script)),

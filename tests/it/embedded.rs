@@ -188,9 +188,27 @@ async fn fixed_answers_play_from_memory() {
     let mut settings = settings();
     settings.voice = VoiceChoice::Flite("kal".into());
     let mut voice = embedded::load_voice(&settings).expect("flite installed by scripts/setup.sh");
-    let line = "We are open every weekday from nine to five. Goodbye!";
-    let cache = SpeechCache::build(&mut voice, &[line]).unwrap();
-    assert_eq!(cache.len(), 2, "one entry per clause, as the Responder cuts them");
+    let lines = [
+        "We are open every weekday from nine to five. Goodbye!",
+        "Thanks, {name}. What's your number?",
+    ];
+    let clauses = SpeechCache::constant_clauses(&lines);
+    let expected = [
+        "Goodbye!",
+        "We are open every weekday from nine to five.",
+        "What's your number?",
+    ];
+    assert_eq!(
+        clauses.iter().map(String::as_str).collect::<Vec<_>>(),
+        expected
+    );
+    let workers = WorkerPool::start("tts", vec![embedded::load_voice(&settings).unwrap()], 8);
+    let cache = SpeechCache::build(&workers, clauses).unwrap();
+    assert_eq!(
+        cache.len(),
+        3,
+        "one entry per constant clause, as the Responder cuts them"
+    );
     // A pool without workers: only what is cached can be spoken.
     let tts = EmbeddedTts::new("flite", WorkerPool::start("tts", Vec::new(), 4), cache);
     let mut session = tts.open(&call()).unwrap();

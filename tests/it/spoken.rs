@@ -23,7 +23,7 @@ fn spoken_server() -> (TestServer, Arc<Mutex<Option<Extraction>>>) {
     let script = AgentScript::load(&root.join("agents/default.toml")).unwrap();
     let settings = settings();
     let stt = embedded::load_stt(&settings).expect("models installed by scripts/setup.sh");
-    let tts = embedded::load_tts(&settings, &script.fixed_lines()).unwrap();
+    let tts = embedded::load_tts(&settings, &script.lines()).unwrap();
     let extraction = Arc::new(Mutex::new(None));
     let kept = extraction.clone();
     let dialogue = ScriptDialogue::observed(

@@ -137,37 +137,33 @@ pub fn load_stt(settings: &EmbeddedSettings) -> Result<EmbeddedStt, ModelError> 
     ))
 }
 
-/// Loads the synthesizer, and synthesizes `fixed_lines` into its cache.
-pub fn load_tts(
-    settings: &EmbeddedSettings,
-    fixed_lines: &[&str],
-) -> Result<EmbeddedTts, ModelError> {
+/// Loads the synthesizer, and synthesizes the constant clauses of `lines` (everything the agent
+/// can say) into its cache, in parallel on its workers.
+pub fn load_tts(settings: &EmbeddedSettings, lines: &[&str]) -> Result<EmbeddedTts, ModelError> {
     let started = Instant::now();
-    let mut voices = (0..settings.tts_workers.max(1))
+    let voices = (0..settings.tts_workers.max(1))
         .map(|_| load_voice(settings))
         .collect::<Result<Vec<_>, _>>()?;
-    let cache =
-        SpeechCache::build(&mut voices[0], fixed_lines).map_err(|message| ModelError::Load {
-            what: "TTS voice",
-            path: settings.models_dir.clone(),
-            message,
-        })?;
+    let workers = voices.len();
+    let clauses = SpeechCache::constant_clauses(lines);
+    let pool = WorkerPool::start("tts", voices, QUEUE_JOBS.max(clauses.len()));
+    let cache = SpeechCache::build(&pool, clauses).map_err(|message| ModelError::Load {
+        what: "TTS voice",
+        path: settings.models_dir.clone(),
+        message,
+    })?;
     let name = match settings.voice {
         VoiceChoice::Piper => "piper",
         VoiceChoice::Flite(_) => "flite",
     };
     tracing::info!(
         voice = name,
-        workers = voices.len(),
+        workers,
         cached_clauses = cache.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "speech synthesis loaded"
     );
-    Ok(EmbeddedTts::new(
-        name,
-        WorkerPool::start("tts", voices, QUEUE_JOBS),
-        cache,
-    ))
+    Ok(EmbeddedTts::new(name, pool, cache))
 }
 
 /// Loads one recognition worker (a whole-clip recogniser, without endpointing).

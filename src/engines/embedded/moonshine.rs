@@ -51,11 +51,42 @@ impl Moonshine {
         })
     }
 
-    /// Transcribes 16 kHz mono samples in [-1, 1].
-    pub fn transcribe(&mut self, samples: &[f32]) -> Result<String, String> {
+    /// Transcribes 16 kHz mono samples in [-1, 1]; stops early (with an error) once `abandoned`
+    /// says nobody wants the result.
+    pub fn transcribe(
+        &mut self,
+        samples: &[f32],
+        abandoned: &dyn Fn() -> bool,
+    ) -> Result<String, String> {
         if samples.len() < SAMPLE_RATE_HZ as usize / 10 {
             return Ok(String::new());
         }
+        let seconds = samples.len() as f32 / SAMPLE_RATE_HZ as f32;
+        let max_tokens = (seconds * TOKENS_PER_SECOND) as usize + 8;
+        let ids = self.decode(samples, max_tokens, true, abandoned)?;
+        Ok(self.detokenize(&ids))
+    }
+
+    /// Runs the model once over `seconds` of faint noise and a full run of decoder steps (noise
+    /// alone would end at the first token): the first inferences of a session, and the first at
+    /// each cache length, are several times slower, so a caller should not pay for them.
+    pub fn warm_up(&mut self, seconds: f32) -> Result<(), String> {
+        let len = (seconds * SAMPLE_RATE_HZ as f32) as usize;
+        let noise: Vec<f32> = (0..len)
+            .map(|i| ((i * 7919 % 200) as f32 - 100.0) / 10_000.0)
+            .collect();
+        let steps = (seconds * TOKENS_PER_SECOND) as usize;
+        self.decode(&noise, steps, false, &|| false).map(drop)
+    }
+
+    /// Greedy decoding of up to `max_tokens` tokens, stopping at end of text if `stop_at_eos`.
+    fn decode(
+        &mut self,
+        samples: &[f32],
+        max_tokens: usize,
+        stop_at_eos: bool,
+        abandoned: &dyn Fn() -> bool,
+    ) -> Result<Vec<i64>, String> {
         let audio = TensorRef::from_array_view(([1_usize, samples.len()], samples))
             .map_err(onnx::run_error)?;
         let mut encoded = self
@@ -67,12 +98,13 @@ impl Moonshine {
             .ok_or("encoder output missing")?;
         drop(encoded);
 
-        let seconds = samples.len() as f32 / SAMPLE_RATE_HZ as f32;
-        let max_tokens = (seconds * TOKENS_PER_SECOND) as usize + 8;
         let mut cache = KvCache::empty()?;
         let mut token = BOS;
         let mut ids = Vec::new();
         for step in 0..max_tokens {
+            if abandoned() {
+                return Err("abandoned".into());
+            }
             let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
                 (
                     "input_ids".into(),
@@ -105,12 +137,12 @@ impl Moonshine {
                     .remove(&name.present)
                     .ok_or("decoder cache output missing")?;
             }
-            if token == EOS {
+            if token == EOS && stop_at_eos {
                 break;
             }
             ids.push(token);
         }
-        Ok(self.detokenize(&ids))
+        Ok(ids)
     }
 
     fn detokenize(&self, ids: &[i64]) -> String {

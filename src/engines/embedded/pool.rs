@@ -23,6 +23,16 @@ pub enum PoolError {
     Stopped,
 }
 
+/// Tells a running job whether anyone still waits for its result.
+pub struct Abandoned<'a>(&'a dyn Fn() -> bool);
+
+impl Abandoned<'_> {
+    /// Whether the result's receiver is gone (the job may stop).
+    pub fn now(&self) -> bool {
+        (self.0)()
+    }
+}
+
 /// Worker threads sharing one bounded job queue.
 pub struct WorkerPool<E> {
     name: &'static str,
@@ -64,16 +74,19 @@ impl<E: 'static> WorkerPool<E> {
     }
 
     /// Queues `work`; its result arrives on the returned receiver. A job whose receiver was dropped
-    /// before a worker took it (the call moved on) is skipped without running.
+    /// before a worker took it (the call moved on) is skipped without running; one that is running
+    /// can poll its [`Abandoned`] probe and stop early.
     pub fn submit<R: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut E) -> R + Send + 'static,
+        work: impl FnOnce(&mut E, &Abandoned<'_>) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<R>, PoolError> {
         let (reply, result) = oneshot::channel();
         let job: Job<E> = Box::new(move |engine| {
-            if !reply.is_closed() {
-                let _ = reply.send(work(engine));
+            if reply.is_closed() {
+                return;
             }
+            let output = work(engine, &Abandoned(&|| reply.is_closed()));
+            let _ = reply.send(output);
         });
         match self.jobs.try_send(job) {
             Ok(()) => Ok(result),
@@ -111,8 +124,8 @@ mod tests {
     async fn runs_jobs_on_the_workers_own_engine() {
         let pool = WorkerPool::start("test", vec![10_u32, 10], 4);
         assert_eq!(pool.spare_workers(), 2);
-        let a = pool.submit(|engine| *engine + 1).unwrap();
-        let b = pool.submit(|engine| *engine * 2).unwrap();
+        let a = pool.submit(|engine, _| *engine + 1).unwrap();
+        let b = pool.submit(|engine, _| *engine * 2).unwrap();
         assert_eq!((a.await.unwrap(), b.await.unwrap()), (11, 20));
     }
 
@@ -123,15 +136,15 @@ mod tests {
         let pool = WorkerPool::start("test", vec![()], 1);
         let (started, running) = oneshot::channel();
         let first = pool
-            .submit(move |_| {
+            .submit(move |_, _| {
                 let _ = started.send(());
                 hold.lock().unwrap().recv().unwrap();
             })
             .unwrap();
         running.await.unwrap();
         assert_eq!(pool.spare_workers(), 0);
-        let queued = pool.submit(|_| ()).unwrap();
-        assert_eq!(pool.submit(|_| ()).unwrap_err(), PoolError::Saturated);
+        let queued = pool.submit(|_, _| ()).unwrap();
+        assert_eq!(pool.submit(|_, _| ()).unwrap_err(), PoolError::Saturated);
         assert_eq!(pool.refused(), 1);
         release.send(()).unwrap();
         first.await.unwrap();

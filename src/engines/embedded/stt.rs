@@ -63,19 +63,26 @@ impl RecognitionWorker {
         }
     }
 
-    /// Runs one throwaway decode (a second of faint noise), so the first caller does not pay for
-    /// the session's first inference.
+    /// Warms the model up (see [`Moonshine::warm_up`]) on a turn's typical length and a long one.
     pub fn warm_up(&mut self) -> Result<(), String> {
-        let noise: Vec<f32> = (0..RATE_HZ)
-            .map(|i| ((i * 7919 % 200) as f32 - 100.0) / 10_000.0)
-            .collect();
-        self.transcribe(&noise).map(drop)
+        self.model.warm_up(2.0)?;
+        self.model.warm_up(6.0)
     }
 
     /// Transcribes 8 kHz samples in [-1, 1].
     pub fn transcribe(&mut self, telephony: &[f32]) -> Result<String, String> {
+        self.transcribe_unless(telephony, &|| false)
+    }
+
+    /// Like [`Self::transcribe`], giving up between decoder steps once `abandoned` is true (a
+    /// speculative final the caller talked over frees the worker at once).
+    pub fn transcribe_unless(
+        &mut self,
+        telephony: &[f32],
+        abandoned: &dyn Fn() -> bool,
+    ) -> Result<String, String> {
         let wideband = self.upsample.process(telephony);
-        self.model.transcribe(&wideband)
+        self.model.transcribe(&wideband, abandoned)
     }
 }
 
@@ -269,7 +276,7 @@ impl Listener {
         let mut state = std::mem::take(&mut self.vad_state);
         let scored = self
             .vad
-            .submit(move |vad| {
+            .submit(move |vad, _| {
                 let probability = vad.speech_probability(&mut state, &chunk);
                 (probability, state)
             })
@@ -347,7 +354,7 @@ impl Listener {
         let clip = self.segment[..self.decode_len()].to_vec();
         let result = self
             .recognition
-            .submit(move |worker| worker.transcribe(&clip))
+            .submit(move |worker, abandoned| worker.transcribe_unless(&clip, &|| abandoned.now()))
             .map_err(|error| failure(format!("recognition: {error}")))?;
         self.decoding = Some(Decoding {
             voiced_end: self.voiced_end,

@@ -1,8 +1,7 @@
 //! The embedded synthesizer as a [`TextToSpeech`]: Piper (natural) or flite (light) on the
 //! synthesis pool, converted once to 8 kHz mu-law, with fixed answers served from memory.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures_util::stream;
@@ -84,21 +83,42 @@ pub struct SpeechCache {
 }
 
 impl SpeechCache {
-    /// Synthesizes every clause of `lines` with `voice`, cut as the Responder cuts replies.
-    pub fn build(voice: &mut Voice, lines: &[&str]) -> Result<Self, String> {
-        let mut clauses = HashMap::new();
+    /// The clauses of `lines` worth caching, cut as the Responder cuts replies: every one without
+    /// a `{placeholder}` (those are filled in per call).
+    pub fn constant_clauses(lines: &[&str]) -> BTreeSet<String> {
+        let mut clauses = BTreeSet::new();
         for line in lines {
             let mut splitter = ClauseSplitter::default();
             let mut parts = splitter.push(line);
             parts.push(splitter.finish());
-            for clause in parts.into_iter().filter(|clause| !clause.is_empty()) {
-                if let Entry::Vacant(slot) = clauses.entry(clause) {
-                    let audio = voice.speak(slot.key())?;
-                    slot.insert(audio.into());
-                }
-            }
+            clauses.extend(
+                parts
+                    .into_iter()
+                    .filter(|clause| !clause.is_empty() && !clause.contains('{')),
+            );
         }
-        Ok(Self { clauses })
+        clauses
+    }
+
+    /// Synthesizes `clauses` on `pool`'s workers in parallel (the queue must hold them all).
+    pub fn build(pool: &WorkerPool<Voice>, clauses: BTreeSet<String>) -> Result<Self, String> {
+        let (done, results) = std::sync::mpsc::channel();
+        // Receivers kept until the end: a job whose receiver is gone is skipped.
+        let mut queued = Vec::with_capacity(clauses.len());
+        for clause in clauses {
+            let done = done.clone();
+            let job = pool.submit(move |voice, _| {
+                let audio = voice.speak(&clause);
+                let _ = done.send((clause, audio));
+            });
+            queued.push(job.map_err(|error| format!("caching speech: {error}"))?);
+        }
+        drop(done);
+        let mut cached = HashMap::new();
+        for (clause, audio) in results {
+            cached.insert(clause, Arc::from(audio?));
+        }
+        Ok(Self { clauses: cached })
     }
 
     /// Cached audio of `clause`.
@@ -162,7 +182,7 @@ impl TtsSession for EmbeddedTtsSession {
         }
         let engine = self.name;
         let text = text.to_owned();
-        let queued = self.pool.submit(move |voice| voice.speak(&text));
+        let queued = self.pool.submit(move |voice, _| voice.speak(&text));
         Box::pin(stream::once(async move {
             let failed = |message: String| EngineError::Protocol { engine, message };
             queued

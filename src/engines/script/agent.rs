@@ -57,9 +57,6 @@ pub struct Intent {
     /// What to do.
     #[serde(default)]
     pub action: IntentAction,
-    /// Whether the answer never changes (it can be synthesized once).
-    #[serde(default)]
-    pub fixed: bool,
 }
 
 /// The persona's fixed lines.
@@ -183,18 +180,31 @@ impl AgentScript {
         })
     }
 
-    /// Lines that never change: the greeting, the goodbye and the `fixed` answers.
-    pub fn fixed_lines(&self) -> Vec<&str> {
-        let answers = self
-            .intents
-            .iter()
-            .filter(|i| i.fixed)
-            .filter_map(|i| i.answer.as_deref());
+    /// Everything the agent can say, as written: the persona's lines, the booking prompts (with
+    /// their `{name}`/`{phone}` placeholders) and the answers. Their constant clauses are
+    /// synthesized once, at start-up.
+    pub fn lines(&self) -> Vec<&str> {
+        let persona = &self.persona;
+        let booking = &self.booking;
+        let answers = self.intents.iter().filter_map(|i| i.answer.as_deref());
         [
-            self.persona.greeting.as_str(),
-            self.persona.goodbye.as_str(),
+            &persona.greeting,
+            &persona.anything_else,
+            &persona.fallback,
+            &persona.offer_person,
+            &persona.transfer,
+            &persona.goodbye,
+            &booking.ask_name,
+            &booking.ask_name_again,
+            &booking.ask_phone,
+            &booking.ask_phone_again,
+            &booking.confirm_phone,
+            &booking.ask_consent,
+            &booking.done_with_consent,
+            &booking.done_without_consent,
         ]
         .into_iter()
+        .map(String::as_str)
         .chain(answers)
         .collect()
     }
@@ -221,7 +231,8 @@ mod tests {
         ] {
             assert!(agent.intents.iter().any(|i| i.name == name), "{name}");
         }
-        assert!(agent.fixed_lines().len() >= 5);
+        let answers = agent.intents.iter().filter(|i| i.answer.is_some()).count();
+        assert_eq!(agent.lines().len(), 14 + answers);
     }
 
     #[test]
