@@ -266,7 +266,7 @@ fn caller_audio(turn: &CallerTurn, voice: &mut Voice) -> Result<Vec<u8>, CallErr
             };
             let mut out = Vec::with_capacity(samples.len());
             mulaw::encode_into(&wav::to_i16(&samples), &mut out);
-            Ok(out)
+            Ok(trim_silence(&out).to_vec())
         }
     }
 }
@@ -274,8 +274,8 @@ fn caller_audio(turn: &CallerTurn, voice: &mut Voice) -> Result<Vec<u8>, CallErr
 /// Mu-law codes quieter than this (about -40 dBFS) count as silence at a turn's edges.
 const SILENCE_LEVEL: i16 = 330;
 
-/// `audio` without the silence a synthesizer leaves around speech, so a turn's end is the end of
-/// its speech (what latency is measured from).
+/// `audio` without the silence around its speech (a synthesizer's padding, a recording's lead-in),
+/// so a turn's end is the end of its speech: what latency is measured from.
 fn trim_silence(audio: &[u8]) -> &[u8] {
     let loud = |code: &u8| mulaw::decode_sample(*code).unsigned_abs() > SILENCE_LEVEL as u16;
     let start = audio.iter().position(loud).unwrap_or(audio.len());

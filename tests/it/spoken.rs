@@ -49,7 +49,7 @@ async fn call(server: &TestServer, said: &[&str]) -> CallReport {
         script: None,
         barge_in_after: None,
         record: None,
-        reply_gap: Duration::from_millis(1200),
+        reply_gap: Duration::from_millis(2000),
         reply_timeout: Duration::from_secs(15),
         models_dir: models_dir(),
         call_sid: None,
