@@ -122,6 +122,13 @@ pub fn last_caller_line(conversation: &[ChatMessage]) -> &str {
         .map_or("", |line| line.text.as_str())
 }
 
+/// What the agent does besides speaking, once its reply has been heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogueAction {
+    /// Hang up after the reply has played (its last mark echoed), not on a timer.
+    EndCall,
+}
+
 /// One call's dialogue state (an LLM conversation, a scripted flow's slots).
 pub trait DialogueSession: Send {
     /// What the agent says as the call connects, before the caller speaks; `None` waits for the
@@ -133,6 +140,11 @@ pub trait DialogueSession: Send {
     /// Streams the reply to the conversation so far, whose last line is the caller's. Text arrives in
     /// fragments of any size; dropping the stream cancels the reply.
     fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String>;
+
+    /// The action the reply just streamed asked for, if any (asked once, after the reply ends).
+    fn take_action(&mut self) -> Option<DialogueAction> {
+        None
+    }
 }
 
 /// Decides what the agent says.

@@ -15,6 +15,7 @@ use actix::prelude::*;
 use actix::WeakAddr;
 use futures_util::{stream, StreamExt};
 
+use crate::call::messages::AgentAction;
 use crate::call::supervision::{ChildSupervision, StopChild};
 use crate::engines::{CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, Role};
 use crate::ids::UtteranceId;
@@ -64,14 +65,17 @@ pub struct Responder {
     waiting: VecDeque<UserTurn>,
     replying: Option<Replying>,
     greeted: bool,
+    actions: Recipient<AgentAction>,
 }
 
 impl Responder {
-    /// A responder for `call` whose clauses go to `synthesizer`.
+    /// A responder for `call` whose clauses go to `synthesizer` and whose replies' actions go to
+    /// `actions` (the CallActor).
     pub fn new(
         engine: Arc<dyn Dialogue>,
         call: CallContext,
         synthesizer: WeakAddr<Synthesizer>,
+        actions: Recipient<AgentAction>,
         supervision: ChildSupervision,
     ) -> Self {
         Self {
@@ -84,6 +88,7 @@ impl Responder {
             waiting: VecDeque::new(),
             replying: None,
             greeted: false,
+            actions,
         }
     }
 
@@ -210,6 +215,9 @@ impl StreamHandler<ReplyItem> for Responder {
                 self.replying = None;
                 self.speak(utterance, rest, true);
                 remember(&mut self.history, Role::Assistant, text);
+                if let Some(action) = self.session.as_mut().and_then(|s| s.take_action()) {
+                    self.actions.do_send(AgentAction { utterance, action });
+                }
                 self.next_turn(ctx);
             }
             // Items of a reply abandoned by a restart.

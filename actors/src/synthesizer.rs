@@ -17,6 +17,7 @@ use actix::prelude::*;
 use futures_util::{stream, StreamExt};
 
 use crate::audio::{AudioFrame, Framer};
+use crate::call::messages::UtteranceSent;
 use crate::call::supervision::{ChildSupervision, StopChild};
 use crate::engines::{CallContext, EngineError, TextToSpeech, TtsSession};
 use crate::ids::{MarkName, UtteranceId};
@@ -58,6 +59,7 @@ pub struct Synthesizer {
     engine: Arc<dyn TextToSpeech>,
     call: CallContext,
     media: Addr<MediaStream>,
+    sent: Recipient<UtteranceSent>,
     supervision: ChildSupervision,
     session: Option<Box<dyn TtsSession>>,
     queue: VecDeque<Speak>,
@@ -72,17 +74,20 @@ pub struct Synthesizer {
 }
 
 impl Synthesizer {
-    /// A synthesizer for `call` whose audio goes to `media`.
+    /// A synthesizer for `call` whose audio goes to `media`; `sent` (the CallActor) learns each
+    /// utterance's last mark.
     pub fn new(
         engine: Arc<dyn TextToSpeech>,
         call: CallContext,
         media: Addr<MediaStream>,
+        sent: Recipient<UtteranceSent>,
         supervision: ChildSupervision,
     ) -> Self {
         Self {
             engine,
             call,
             media,
+            sent,
             supervision,
             session: None,
             queue: VecDeque::new(),
@@ -145,6 +150,14 @@ impl Synthesizer {
         }
         self.frames.extend(self.framer.finish());
         self.send_frames(clause.utterance);
+        let last_mark = self.next_chunk.checked_sub(1).map(|chunk| MarkName {
+            utterance: clause.utterance,
+            chunk,
+        });
+        self.sent.do_send(UtteranceSent {
+            utterance: clause.utterance,
+            last_mark,
+        });
         self.next_chunk = 0;
     }
 

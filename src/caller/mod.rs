@@ -103,8 +103,10 @@ pub struct TurnReport {
 pub struct CallReport {
     /// The greeting, as heard.
     pub greeting: String,
-    /// Every turn.
+    /// Every turn taken (fewer than given if the agent hung up first).
     pub turns: Vec<TurnReport>,
+    /// Whether the agent ended the call.
+    pub agent_hung_up: bool,
 }
 
 /// The simulator's engines: a voice for the caller and an ear for the agent.
@@ -186,6 +188,7 @@ pub async fn place(
                 interrupted: exchange.reply.cleared > 0,
             })
             .collect(),
+        agent_hung_up: recording.agent_hung_up,
     })
 }
 
@@ -231,6 +234,9 @@ fn print(report: &CallReport) {
             }
             None => println!("agent : (no reply)"),
         }
+    }
+    if report.agent_hung_up {
+        println!("(the agent ended the call)");
     }
     if latencies.len() > 1 {
         latencies.sort();

@@ -12,6 +12,8 @@ use crate::sim::{MediaConnection, Received, SimError};
 
 const FRAME_PERIOD: Duration = Duration::from_millis(20);
 const RATE_HZ: u64 = 8_000;
+/// WebSocket close code of a call ended on purpose.
+const NORMAL_CLOSE: u16 = 1000;
 
 /// When the caller speaks next.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +66,8 @@ pub struct Recording {
     pub caller_track: Vec<u8>,
     /// Agent side, as played, on the same timeline.
     pub agent_track: Vec<u8>,
+    /// Whether the agent ended the call (the server closed the stream normally).
+    pub agent_hung_up: bool,
 }
 
 enum Phase {
@@ -140,6 +144,10 @@ pub async fn talk(
                             connection.send_mark(&name).await?;
                         }
                     }
+                    Some(Received::Close { code: Some(NORMAL_CLOSE), .. }) => {
+                        recording.agent_hung_up = true;
+                        break;
+                    }
                     Some(Received::Close { code, reason }) => {
                         return Err(SimError::WebSocket(format!("server closed the call: {code:?} {reason}")));
                     }
@@ -154,8 +162,10 @@ pub async fn talk(
             }
         }
     }
-    connection.send_stop().await?;
-    let _ = connection.close().await;
+    if !recording.agent_hung_up {
+        connection.send_stop().await?;
+        let _ = connection.close().await;
+    }
     let len = recording
         .caller_track
         .len()

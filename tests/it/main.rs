@@ -4,6 +4,7 @@ mod actor_tree;
 mod bad_input;
 mod call_flow;
 mod embedded;
+mod lifecycle;
 mod shutdown;
 mod spoken;
 mod supervision;

@@ -3,8 +3,8 @@
 use actix::prelude::*;
 
 use crate::audio::AudioFrame;
-use crate::engines::{CallContext, EngineError, TranscriptEvent};
-use crate::ids::MarkName;
+use crate::engines::{CallContext, DialogueAction, EngineError, TranscriptEvent};
+use crate::ids::{MarkName, UtteranceId};
 use crate::media::CloseFrame;
 
 /// MediaStream admitted a `start`: the call's engines can start.
@@ -109,13 +109,15 @@ pub enum EndReason {
     Shutdown,
     /// An engine failed beyond its restart budget.
     EngineFailure,
+    /// The agent ended the call (its goodbye played).
+    AgentEnded,
 }
 
 impl EndReason {
     /// The close frame the peer gets for this reason.
     pub fn close_frame(&self) -> CloseFrame {
         match self {
-            Self::TwilioStop | Self::SocketClosed => {
+            Self::TwilioStop | Self::SocketClosed | Self::AgentEnded => {
                 CloseFrame::new(CloseFrame::NORMAL, "call ended")
             }
             Self::Protocol(frame) => frame.clone(),
@@ -136,6 +138,28 @@ impl EndReason {
             Self::SocketStalled => "socket_stalled",
             Self::Shutdown => "shutdown",
             Self::EngineFailure => "engine_failure",
+            Self::AgentEnded => "agent_ended",
         }
     }
+}
+
+/// The Responder's reply `utterance` asked for `action` once heard.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AgentAction {
+    /// The reply.
+    pub utterance: UtteranceId,
+    /// What to do after it.
+    pub action: DialogueAction,
+}
+
+/// The Synthesizer sent the last audio of `utterance`, followed by `last_mark` (`None`: the
+/// utterance had no audio).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UtteranceSent {
+    /// The utterance.
+    pub utterance: UtteranceId,
+    /// The mark after its last chunk.
+    pub last_mark: Option<MarkName>,
 }

@@ -22,16 +22,16 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::engines::{CallContext, EngineSet, TranscriptEvent};
-use crate::ids::UtteranceId;
+use crate::engines::{CallContext, DialogueAction, EngineSet, TranscriptEvent};
+use crate::ids::{MarkName, UtteranceId};
 use crate::media::admission::{Admission, StreamAuthorizer};
 use crate::media::{CloseStream, MediaSettings, MediaStream, SocketCommand};
 use crate::responder::{Responder, UserTurn};
 use crate::synthesizer::Synthesizer;
 use crate::transcriber::Transcriber;
 use messages::{
-    ChildGaveUp, ChildKind, EndCall, EndReason, GetPlayback, InboundAudio, MarkPlayed,
-    PlaybackStatus, StreamEnded, StreamStarted, TranscriptReceived,
+    AgentAction, ChildGaveUp, ChildKind, EndCall, EndReason, GetPlayback, InboundAudio, MarkPlayed,
+    PlaybackStatus, StreamEnded, StreamStarted, TranscriptReceived, UtteranceSent,
 };
 use registry::{LiveCallGuard, LiveCalls};
 use supervision::{ChildSupervision, RestartPolicy, StopChild};
@@ -80,6 +80,10 @@ pub struct CallActor {
     playback: PlaybackStatus,
     frames_in: u64,
     frames_dropped: u64,
+    /// The agent hangs up once this utterance has played.
+    hang_up_after: Option<UtteranceId>,
+    /// The latest utterance fully sent, and the mark after its last chunk.
+    last_sent: Option<(UtteranceId, Option<MarkName>)>,
     ended: Option<EndReason>,
     span: tracing::Span,
     _registration: LiveCallGuard,
@@ -121,6 +125,8 @@ impl CallActor {
                 playback: PlaybackStatus::default(),
                 frames_in: 0,
                 frames_dropped: 0,
+                hang_up_after: None,
+                last_sent: None,
                 ended: None,
                 span,
                 _registration: registration,
@@ -155,7 +161,8 @@ impl CallActor {
         let synthesizer = {
             let (engine, call, media) = (engines.tts.clone(), call.clone(), self.media.clone());
             let supervision = supervision(ChildKind::Synthesizer);
-            Supervisor::start(move |_| Synthesizer::new(engine, call, media, supervision))
+            let sent = ctx.address().recipient();
+            Supervisor::start(move |_| Synthesizer::new(engine, call, media, sent, supervision))
         };
         let responder = {
             let (engine, call, synth) = (
@@ -164,7 +171,8 @@ impl CallActor {
                 synthesizer.downgrade(),
             );
             let supervision = supervision(ChildKind::Responder);
-            Supervisor::start(move |_| Responder::new(engine, call, synth, supervision))
+            let actions = ctx.address().recipient();
+            Supervisor::start(move |_| Responder::new(engine, call, synth, actions, supervision))
         };
         self.children = Some(Children {
             transcriber,
@@ -194,6 +202,25 @@ impl CallActor {
                     children.responder.do_send(UserTurn { utterance, text });
                 }
             }
+        }
+    }
+
+    /// Hangs up when the utterance the agent ended the call with has played: its last mark came
+    /// back from Twilio (or it had no audio at all).
+    fn hang_up_if_heard(&mut self, ctx: &mut Context<Self>) {
+        let Some(utterance) = self.hang_up_after else {
+            return;
+        };
+        let heard = match self.last_sent {
+            Some((sent, None)) => sent == utterance,
+            Some((sent, Some(last_mark))) => {
+                sent == utterance && self.playback.last_heard == Some(last_mark)
+            }
+            None => false,
+        };
+        if heard {
+            tracing::info!(parent: &self.span, "agent ended the call");
+            self.end(EndReason::AgentEnded, ctx);
         }
     }
 
@@ -269,9 +296,32 @@ impl Handler<TranscriptReceived> for CallActor {
 impl Handler<MarkPlayed> for CallActor {
     type Result = ();
 
-    fn handle(&mut self, msg: MarkPlayed, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: MarkPlayed, ctx: &mut Context<Self>) {
         self.playback.marks_heard += 1;
         self.playback.last_heard = Some(msg.mark);
+        self.hang_up_if_heard(ctx);
+    }
+}
+
+impl Handler<AgentAction> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentAction, ctx: &mut Context<Self>) {
+        match msg.action {
+            DialogueAction::EndCall => {
+                self.hang_up_after = Some(msg.utterance);
+                self.hang_up_if_heard(ctx);
+            }
+        }
+    }
+}
+
+impl Handler<UtteranceSent> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UtteranceSent, ctx: &mut Context<Self>) {
+        self.last_sent = Some((msg.utterance, msg.last_mark));
+        self.hang_up_if_heard(ctx);
     }
 }
 

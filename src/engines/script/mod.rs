@@ -19,12 +19,12 @@ use std::sync::Arc;
 
 use futures_util::stream;
 use phone_agent_actors::engines::{
-    last_caller_line, CallContext, ChatMessage, Dialogue, DialogueSession, EngineError,
-    EngineStream,
+    last_caller_line, CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession,
+    EngineError, EngineStream,
 };
 
 use agent::AgentScript;
-use conversation::{Conversation, Extraction};
+use conversation::{Action, Conversation, Extraction};
 
 use crate::redact::mask_phone;
 
@@ -74,6 +74,7 @@ impl Dialogue for ScriptDialogue {
     fn open(&self, call: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
         Ok(Box::new(ScriptSession {
             conversation: Conversation::new(self.script.clone()),
+            action: None,
             call: call.clone(),
             observer: self.observer.clone(),
         }))
@@ -82,11 +83,17 @@ impl Dialogue for ScriptDialogue {
 
 struct ScriptSession {
     conversation: Conversation,
+    /// The last reply's action, until the Responder takes it.
+    action: Option<DialogueAction>,
     call: CallContext,
     observer: ExtractionObserver,
 }
 
 impl DialogueSession for ScriptSession {
+    fn take_action(&mut self) -> Option<DialogueAction> {
+        self.action.take()
+    }
+
     fn greeting(&mut self) -> Option<String> {
         Some(self.conversation.greeting().to_owned())
     }
@@ -97,6 +104,12 @@ impl DialogueSession for ScriptSession {
         if *self.conversation.extraction() != before {
             (self.observer)(&self.call, self.conversation.extraction());
         }
+        // Transfers need the telephony REST client (conversation-behaviour issue); until then the
+        // call stays with the agent.
+        self.action = match reply.action {
+            Some(Action::EndCall) => Some(DialogueAction::EndCall),
+            Some(Action::Transfer) | None => None,
+        };
         Box::pin(stream::once(async move { Ok(reply.text) }))
     }
 }

@@ -1,0 +1,73 @@
+//! How calls end from the agent's side: `end_call` hangs up once the goodbye was heard.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream;
+use phone_agent::engines;
+use phone_agent::sim::Received;
+use phone_agent_actors::engines::{
+    last_caller_line, CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession,
+    EngineError, EngineStream,
+};
+
+use crate::support::*;
+
+/// Says back what it heard, then ends the call.
+struct SayThenHangUp;
+
+impl Dialogue for SayThenHangUp {
+    fn name(&self) -> &'static str {
+        "say-then-hang-up"
+    }
+
+    fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
+        Ok(Box::new(SayThenHangUp))
+    }
+}
+
+impl DialogueSession for SayThenHangUp {
+    fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String> {
+        let heard = last_caller_line(conversation).to_owned();
+        Box::pin(stream::once(async move { Ok(heard) }))
+    }
+
+    fn take_action(&mut self) -> Option<DialogueAction> {
+        Some(DialogueAction::EndCall)
+    }
+}
+
+#[actix_rt::test]
+async fn end_call_hangs_up_when_the_last_mark_comes_back_not_before() {
+    let mut engines = engines::loopback_set();
+    engines.dialogue = Arc::new(SayThenHangUp);
+    let server = TestServer::start_with(&test_config(&[]), engines);
+    let (_, mut media) = server.call(&call_sid(1)).await;
+
+    // One frame is one loopback turn: its reply is that frame, then the mark after it.
+    media.send_media(&frame(3, 0)).await.unwrap();
+    assert_eq!(
+        within(media.recv()).await,
+        Some(Received::Media(frame(3, 0).to_vec()))
+    );
+    assert_eq!(
+        within(media.recv()).await,
+        Some(Received::Mark("u1c0".into()))
+    );
+
+    // Until the caller's phone has played the goodbye (echoed its mark), the call stays up.
+    let early = actix_rt::time::timeout(Duration::from_millis(500), media.recv()).await;
+    assert!(
+        early.is_err(),
+        "hung up before the goodbye played: {early:?}"
+    );
+
+    media.send_mark("u1c0").await.unwrap();
+    assert_eq!(
+        within(media.recv()).await,
+        Some(Received::Close {
+            code: Some(1000),
+            reason: "call ended".into()
+        })
+    );
+}
