@@ -12,9 +12,14 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$out"' EXIT
 taskset -c 0 env STT_WORKERS=1 TTS_WORKERS=1 HTTP_WORKERS=1 LOG_FORMAT=json RUST_LOG=info \
   "$bin" >"$out/server.log" 2>&1 &
 server=$!
-until grep -q '"listening"' "$out/server.log" 2>/dev/null; do sleep 1; done
+until grep -q '"listening"' "$out/server.log" 2>/dev/null; do
+  kill -0 "$server" 2>/dev/null || { cat "$out/server.log"; exit 1; }
+  sleep 1
+done
 others="1-$(($(nproc) - 1))"
-for k in "${@:-1 2 3 4}"; do
+counts=("$@")
+[ "${#counts[@]}" -gt 0 ] || counts=(1 2 3 4)
+for k in "${counts[@]}"; do
   for i in $(seq "$k"); do
     taskset -c "$others" "$bin" call --script tests/data/conversation.txt >"$out/call-$k-$i.txt" 2>&1 &
   done

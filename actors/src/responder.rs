@@ -17,7 +17,9 @@ use futures_util::{stream, StreamExt};
 
 use crate::call::messages::AgentAction;
 use crate::call::supervision::{ChildSupervision, StopChild};
-use crate::engines::{CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, Role};
+use crate::engines::{
+    CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError, Role,
+};
 use crate::ids::UtteranceId;
 use crate::synthesizer::{Speak, Synthesizer};
 
@@ -66,6 +68,8 @@ pub struct Responder {
     replying: Option<Replying>,
     greeted: bool,
     actions: Recipient<AgentAction>,
+    /// The dialogue ended the call: later turns are not answered (the goodbye plays out).
+    ending: bool,
 }
 
 impl Responder {
@@ -89,6 +93,7 @@ impl Responder {
             replying: None,
             greeted: false,
             actions,
+            ending: false,
         }
     }
 
@@ -186,6 +191,9 @@ impl Handler<UserTurn> for Responder {
     type Result = ();
 
     fn handle(&mut self, turn: UserTurn, ctx: &mut Context<Self>) {
+        if self.ending {
+            return;
+        }
         if self.waiting.len() == MAX_WAITING_TURNS {
             self.waiting.pop_front();
             tracing::warn!(parent: self.supervision.span(), "dialogue behind: oldest waiting turn dropped");
@@ -216,7 +224,11 @@ impl StreamHandler<ReplyItem> for Responder {
                 self.speak(utterance, rest, true);
                 remember(&mut self.history, Role::Assistant, text);
                 if let Some(action) = self.session.as_mut().and_then(|s| s.take_action()) {
+                    self.ending = action == DialogueAction::EndCall;
                     self.actions.do_send(AgentAction { utterance, action });
+                }
+                if self.ending {
+                    self.waiting.clear();
                 }
                 self.next_turn(ctx);
             }

@@ -1,4 +1,4 @@
-//! Word error rate, with the normalisation of `shared/ENGINES.md`: lower case, punctuation dropped,
+//! Word error rate, with the normalisation of `shared/ENGINES.md` (beside the repository): lower case, punctuation dropped,
 //! hyphens as spaces, numbers of three or more digits spelled digit by digit, smaller ones as words.
 
 const ONES: [&str; 20] = [

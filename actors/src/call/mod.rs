@@ -82,7 +82,10 @@ pub struct CallActor {
     frames_dropped: u64,
     /// The agent hangs up once this utterance has played.
     hang_up_after: Option<UtteranceId>,
-    /// The latest utterance fully sent, and the mark after its last chunk.
+    /// The mark after the last chunk of that utterance, once sent (`Some(None)`: it had no audio).
+    hang_up_mark: Option<Option<MarkName>>,
+    /// The latest utterance fully sent, and the mark after its last chunk (the Synthesizer may
+    /// finish before the Responder reports the action).
     last_sent: Option<(UtteranceId, Option<MarkName>)>,
     ended: Option<EndReason>,
     span: tracing::Span,
@@ -126,6 +129,7 @@ impl CallActor {
                 frames_in: 0,
                 frames_dropped: 0,
                 hang_up_after: None,
+                hang_up_mark: None,
                 last_sent: None,
                 ended: None,
                 span,
@@ -208,14 +212,9 @@ impl CallActor {
     /// Hangs up when the utterance the agent ended the call with has played: its last mark came
     /// back from Twilio (or it had no audio at all).
     fn hang_up_if_heard(&mut self, ctx: &mut Context<Self>) {
-        let Some(utterance) = self.hang_up_after else {
-            return;
-        };
-        let heard = match self.last_sent {
-            Some((sent, None)) => sent == utterance,
-            Some((sent, Some(last_mark))) => {
-                sent == utterance && self.playback.last_heard == Some(last_mark)
-            }
+        let heard = match self.hang_up_mark {
+            Some(None) => true,
+            Some(Some(mark)) => self.playback.last_heard == Some(mark),
             None => false,
         };
         if heard {
@@ -310,6 +309,10 @@ impl Handler<AgentAction> for CallActor {
         match msg.action {
             DialogueAction::EndCall => {
                 self.hang_up_after = Some(msg.utterance);
+                self.hang_up_mark = self
+                    .last_sent
+                    .filter(|(sent, _)| *sent == msg.utterance)
+                    .map(|(_, mark)| mark);
                 self.hang_up_if_heard(ctx);
             }
         }
@@ -321,7 +324,10 @@ impl Handler<UtteranceSent> for CallActor {
 
     fn handle(&mut self, msg: UtteranceSent, ctx: &mut Context<Self>) {
         self.last_sent = Some((msg.utterance, msg.last_mark));
-        self.hang_up_if_heard(ctx);
+        if self.hang_up_after == Some(msg.utterance) {
+            self.hang_up_mark = Some(msg.last_mark);
+            self.hang_up_if_heard(ctx);
+        }
     }
 }
 

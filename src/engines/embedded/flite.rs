@@ -39,7 +39,15 @@ impl Flite {
     /// Speaks `text`.
     pub fn synthesize(&mut self, text: &str) -> Result<Clip, String> {
         let output = Command::new(FLITE)
-            .args(["-voice", &self.voice, "-t", text, "-o", "/dev/stdout"])
+            // The leading space keeps a text such as "-o" from being read as an option.
+            .args([
+                "-voice",
+                &self.voice,
+                "-t",
+                &format!(" {text}"),
+                "-o",
+                "/dev/stdout",
+            ])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()

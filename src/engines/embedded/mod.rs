@@ -79,7 +79,7 @@ pub enum ModelError {
 /// Which voice the embedded synthesizer speaks with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoiceChoice {
-    /// Piper `en_US-joe-medium`: natural, about 0.15 × real time per core.
+    /// Piper `en_US-joe-medium`: natural, about 0.11 × real time per core.
     Piper,
     /// A flite voice (`kal`, `slt`, …): robotic, nearly free.
     Flite(String),

@@ -1,6 +1,6 @@
 //! Moonshine base (English) speech recognition on ONNX Runtime: an encoder over 16 kHz audio and a
 //! cached autoregressive decoder, decoded greedily. The recipe (tensor names, cache handling, token
-//! file format) is in `shared/ENGINES.md`; the wheel's own C library is not used (it needs AVX-512).
+//! file format) is in `shared/ENGINES.md` (beside the repository); the wheel's own C library is not used (it needs AVX-512).
 
 use std::borrow::Cow;
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! The embedded recogniser as a streaming [`SpeechToText`]: Silero VAD endpoints the caller's audio,
 //! Moonshine decodes each voiced segment on the recognition pool.
 //!
-//! Per call, audio is scored in 32 ms chunks. Speech starts after two voiced chunks (with 300 ms of
-//! audio before it kept, so first syllables are not clipped) and the turn ends after
+//! Per call, audio is scored in 32 ms chunks. Speech starts after two voiced chunks (the turn's
+//! audio begins 300 ms before the end of the second, so first syllables are not clipped) and the turn ends after
 //! `turn_silence` of silence. Moonshine has no native partials, so the growing segment is
 //! re-decoded every `partial_interval` while two recognition workers are spare (best effort,
 //! never queued, never in the way of a final). Latency is hidden where it can be: the final decode starts speculatively once the
@@ -39,14 +39,16 @@ const PREROLL_SAMPLES: usize = RATE_HZ * 3 / 10;
 /// Partials run only while this many recognition workers are spare, so one is always free for
 /// a final: a final queued behind a partial would delay the reply. (With one worker, no partials.)
 const PARTIAL_SPARE_WORKERS: usize = 2;
-/// Silence after speech at which the final decode starts speculatively.
-pub const SPECULATE_AFTER_MS: usize = 100;
+/// Silence after speech at which the final decode starts speculatively (the first check is at
+/// the end of the 32 ms chunk that reaches it).
+const SPECULATE_AFTER_MS: usize = 100;
 /// Silence kept after the last voiced chunk in what is decoded.
 const TAIL_SAMPLES: usize = RATE_HZ / 5;
 /// Voiced audio shorter than this is a click or a breath, not words.
 const MIN_SPEECH_SAMPLES: usize = RATE_HZ / 5;
-/// A turn longer than this is cut and decoded (the model's context is about 30 s).
-const MAX_SEGMENT_SAMPLES: usize = RATE_HZ * 20;
+/// A turn longer than this is cut and decoded. Its decode (about 0.4 s per second of audio) must
+/// finish within what the Transcriber and this session buffer meanwhile (4 s), or audio is lost.
+const MAX_SEGMENT_SAMPLES: usize = RATE_HZ * 8;
 
 /// One recognition worker: its model and its resampler.
 pub struct RecognitionWorker {
@@ -403,14 +405,19 @@ impl Listener {
         done: Decoding,
         decoded: Result<Decoded, oneshot::error::RecvError>,
     ) -> Result<(), EngineError> {
+        if !done.is_final {
+            // Best effort: a failed partial is skipped, not a failed session.
+            if let Ok(Ok(text)) = decoded {
+                if !text.is_empty() && self.speaking {
+                    self.events.push_back(TranscriptEvent::Partial { text });
+                }
+            }
+            return Ok(());
+        }
         let text = decoded
             .map_err(|_| failure("recognition worker stopped".into()))?
             .map_err(failure)?;
-        if done.is_final {
-            self.speculated = Some((done.voiced_end, text));
-        } else if !text.is_empty() && self.speaking {
-            self.events.push_back(TranscriptEvent::Partial { text });
-        }
+        self.speculated = Some((done.voiced_end, text));
         Ok(())
     }
 
@@ -449,7 +456,7 @@ impl Listener {
                 .map_err(failure)?
         };
         tracing::debug!(
-            speech_ms = voiced_end * 1000 / RATE_HZ,
+            turn_ms = voiced_end * 1000 / RATE_HZ,
             speculative,
             decode_wait_ms = waited.elapsed().as_millis() as u64,
             "end of caller turn"
