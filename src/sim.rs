@@ -221,6 +221,17 @@ impl MediaConnection {
         self.send_json(mark).await
     }
 
+    /// Sends `dtmf` for one keypad key, as Twilio does for each key the caller presses.
+    pub async fn send_dtmf(&mut self, digit: char) -> Result<(), SimError> {
+        let dtmf = json!({
+            "event": "dtmf",
+            "sequenceNumber": self.next_sequence(),
+            "dtmf": {"track": "inbound_track", "digit": digit.to_string()},
+            "streamSid": self.stream_sid,
+        });
+        self.send_json(dtmf).await
+    }
+
     /// Sends `stop`.
     pub async fn send_stop(&mut self) -> Result<(), SimError> {
         let stop = json!({

@@ -1,11 +1,13 @@
-//! How calls end from the agent's side: `end_call` hangs up once the goodbye was heard.
+//! The call's lifecycle beyond audio: `end_call` hangs up once the goodbye was heard; keypad
+//! digits are caller turns.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::stream;
 use phone_agent::engines;
 use phone_agent::sim::Received;
+use phone_agent_actors::call::KEYPAD_PAUSE;
 use phone_agent_actors::engines::{
     last_caller_line, CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession,
     EngineError, EngineStream,
@@ -69,4 +71,65 @@ async fn end_call_hangs_up_when_the_last_mark_comes_back_not_before() {
             reason: "call ended".into()
         })
     );
+}
+
+/// Remembers what the caller said (or keyed) and answers nothing.
+struct Listener(Arc<Mutex<Vec<String>>>);
+
+impl Dialogue for Listener {
+    fn name(&self) -> &'static str {
+        "listener"
+    }
+
+    fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
+        Ok(Box::new(Listener(self.0.clone())))
+    }
+}
+
+impl DialogueSession for Listener {
+    fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(last_caller_line(conversation).to_owned());
+        Box::pin(stream::once(async { Ok(String::new()) }))
+    }
+}
+
+async fn heard_after(lines: &Mutex<Vec<String>>, count: usize) -> Vec<String> {
+    within(async {
+        loop {
+            let heard = lines.lock().unwrap().clone();
+            if heard.len() >= count {
+                return heard;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[actix_rt::test]
+async fn keypad_digits_reach_the_dialogue_as_a_turn() {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let mut engines = engines::loopback_set();
+    engines.dialogue = Arc::new(Listener(lines.clone()));
+    let server = TestServer::start_with(&test_config(&[]), engines);
+    let (_, mut media) = server.call(&call_sid(1)).await;
+
+    // `#` ends a keypad turn at once; a key that is not on a keypad is ignored.
+    for key in ['1', '2', 'x', '3', '#'] {
+        media.send_dtmf(key).await.unwrap();
+    }
+    let started = Instant::now();
+    assert_eq!(heard_after(&lines, 1).await, vec!["123"]);
+    assert!(started.elapsed() < KEYPAD_PAUSE, "{:?}", started.elapsed());
+
+    // Without `#`, the turn ends after a pause.
+    for key in ['4', '5', '*'] {
+        media.send_dtmf(key).await.unwrap();
+    }
+    let started = Instant::now();
+    assert_eq!(heard_after(&lines, 2).await, vec!["123", "45*"]);
+    assert!(started.elapsed() >= KEYPAD_PAUSE, "{:?}", started.elapsed());
 }

@@ -31,6 +31,14 @@ pub struct MarkPlayed {
     pub mark: MarkName,
 }
 
+/// The caller pressed a key (a DTMF digit: `0`–`9`, `*`, `#`, `A`–`D`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct KeyPressed {
+    /// The key.
+    pub key: char,
+}
+
 /// The media stream is over; the call ends.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -18,6 +18,7 @@ pub mod registry;
 pub mod supervision;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
@@ -30,8 +31,8 @@ use crate::responder::{Responder, UserTurn};
 use crate::synthesizer::Synthesizer;
 use crate::transcriber::Transcriber;
 use messages::{
-    AgentAction, ChildGaveUp, ChildKind, EndCall, EndReason, GetPlayback, InboundAudio, MarkPlayed,
-    PlaybackStatus, StreamEnded, StreamStarted, TranscriptReceived, UtteranceSent,
+    AgentAction, ChildGaveUp, ChildKind, EndCall, EndReason, GetPlayback, InboundAudio, KeyPressed,
+    MarkPlayed, PlaybackStatus, StreamEnded, StreamStarted, TranscriptReceived, UtteranceSent,
 };
 use registry::{LiveCallGuard, LiveCalls};
 use supervision::{ChildSupervision, RestartPolicy, StopChild};
@@ -39,6 +40,12 @@ use supervision::{ChildSupervision, RestartPolicy, StopChild};
 /// Mailbox capacity of a CallActor and its Transcriber: about 1.3 s of 20 ms frames. Inbound audio
 /// is `try_send`; a full mailbox means the actor stalled, and frames are dropped rather than queued.
 pub const AUDIO_MAILBOX_CAPACITY: usize = 64;
+
+/// A pause after the last key that ends a keypad turn (as IVRs wait for more digits).
+pub const KEYPAD_PAUSE: Duration = Duration::from_millis(1500);
+
+/// Keys kept per keypad turn; more are ignored (no phone number or account id is longer).
+const MAX_KEYS: usize = 32;
 
 /// What every call of the process shares.
 #[derive(Clone)]
@@ -76,6 +83,10 @@ pub struct CallActor {
     children: Option<Children>,
     /// Final transcript text of the caller's current turn.
     turn_text: String,
+    /// Keys pressed since the last keypad turn; `#` or a pause of [`KEYPAD_PAUSE`] ends it.
+    keys: String,
+    /// Bumped per key, so only the latest key's pause timer ends the keypad turn.
+    keys_generation: u64,
     next_utterance: u64,
     playback: PlaybackStatus,
     frames_in: u64,
@@ -124,6 +135,8 @@ impl CallActor {
                 media: stream,
                 children: None,
                 turn_text: String::new(),
+                keys: String::new(),
+                keys_generation: 0,
                 next_utterance: 1,
                 playback: PlaybackStatus::default(),
                 frames_in: 0,
@@ -195,18 +208,44 @@ impl CallActor {
                 self.turn_text.push_str(&text);
             }
             TranscriptEvent::EndOfTurn => {
-                if self.turn_text.is_empty() {
-                    return;
-                }
                 let text = std::mem::take(&mut self.turn_text);
-                let utterance = UtteranceId(self.next_utterance);
-                self.next_utterance += 1;
-                self.playback.turns += 1;
-                if let Some(children) = &self.children {
-                    children.responder.do_send(UserTurn { utterance, text });
-                }
+                self.user_turn(text);
             }
         }
+    }
+
+    /// Hands a finished caller turn (speech or keys) to the Responder.
+    fn user_turn(&mut self, text: String) {
+        if text.is_empty() {
+            return;
+        }
+        let utterance = UtteranceId(self.next_utterance);
+        self.next_utterance += 1;
+        self.playback.turns += 1;
+        if let Some(children) = &self.children {
+            children.responder.do_send(UserTurn { utterance, text });
+        }
+    }
+
+    /// A key: `#` ends the keypad turn at once; any other key is collected, and the turn ends
+    /// after a pause.
+    fn on_key(&mut self, key: char, ctx: &mut Context<Self>) {
+        if key == '#' {
+            let keys = std::mem::take(&mut self.keys);
+            self.user_turn(keys);
+            return;
+        }
+        if self.keys.len() < MAX_KEYS {
+            self.keys.push(key);
+        }
+        self.keys_generation += 1;
+        let generation = self.keys_generation;
+        ctx.run_later(KEYPAD_PAUSE, move |call, _| {
+            if call.keys_generation == generation {
+                let keys = std::mem::take(&mut call.keys);
+                call.user_turn(keys);
+            }
+        });
     }
 
     /// Hangs up when the utterance the agent ended the call with has played: its last mark came
@@ -299,6 +338,14 @@ impl Handler<MarkPlayed> for CallActor {
         self.playback.marks_heard += 1;
         self.playback.last_heard = Some(msg.mark);
         self.hang_up_if_heard(ctx);
+    }
+}
+
+impl Handler<KeyPressed> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: KeyPressed, ctx: &mut Context<Self>) {
+        self.on_key(msg.key, ctx);
     }
 }
 

@@ -21,7 +21,9 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::audio::{AudioFrame, Framer, FRAME_BYTES};
-use crate::call::messages::{EndReason, InboundAudio, MarkPlayed, StreamEnded, StreamStarted};
+use crate::call::messages::{
+    EndReason, InboundAudio, KeyPressed, MarkPlayed, StreamEnded, StreamStarted,
+};
 use crate::call::registry::LiveActorGuard;
 use crate::call::CallActor;
 use crate::drops::DropCounter;
@@ -327,10 +329,14 @@ impl MediaStream {
                 Some(mark) => self.call.do_send(MarkPlayed { mark }),
                 None => tracing::debug!(parent: &self.span, "echo of a mark we did not send"),
             },
-            (Inbound::Dtmf { .. }, State::Streaming { .. }) => {
-                // Digits can be PINs or card numbers: never logged. The Responder gets them once
-                // DTMF input is wired (conversation issue).
-                tracing::debug!(parent: &self.span, "dtmf received");
+            (Inbound::Dtmf { digit }, State::Streaming { .. }) => {
+                // Digits can be PINs or card numbers: never logged.
+                match digit.chars().next().filter(|_| digit.len() == 1) {
+                    Some(key) if "0123456789*#ABCD".contains(key) => {
+                        self.call.do_send(KeyPressed { key });
+                    }
+                    _ => tracing::debug!(parent: &self.span, "dtmf event without a keypad digit"),
+                }
             }
             (Inbound::Stop, State::Streaming { .. }) => {
                 tracing::info!(parent: &self.span, "twilio stopped the stream");
