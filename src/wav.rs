@@ -95,9 +95,9 @@ fn decode(body: &[u8], tag: u16, bits: u16) -> Result<Vec<f32>, WavError> {
             .map(|&b| (f32::from(b) - 128.0) / 128.0)
             .collect(),
         (MULAW, 8) => {
-            let mut pcm = Vec::with_capacity(body.len());
-            mulaw::decode_into(body, &mut pcm);
-            pcm.into_iter().map(|s| f32::from(s) / 32768.0).collect()
+            let mut samples = Vec::with_capacity(body.len());
+            mulaw::decode_float_into(body, &mut samples);
+            samples
         }
         (FLOAT, 32) => body
             .chunks_exact(4)
@@ -114,14 +114,6 @@ fn mix_down(interleaved: &[f32], channels: usize) -> Vec<f32> {
     interleaved
         .chunks_exact(channels)
         .map(|frame| frame.iter().sum::<f32>() / channels as f32)
-        .collect()
-}
-
-/// Converts samples in [-1, 1] to 16-bit PCM, clipping.
-pub fn to_i16(samples: &[f32]) -> Vec<i16> {
-    samples
-        .iter()
-        .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
         .collect()
 }
 

@@ -127,7 +127,9 @@ impl CallerEngines {
 
     /// What the recogniser hears in 8 kHz mu-law audio.
     pub fn transcribe(&mut self, audio: &[u8]) -> Result<String, String> {
-        self.ear.transcribe(&to_float(audio))
+        let mut samples = Vec::with_capacity(audio.len());
+        mulaw::decode_float_into(audio, &mut samples);
+        self.ear.transcribe(&samples)
     }
 }
 
@@ -271,7 +273,7 @@ fn caller_audio(turn: &CallerTurn, voice: &mut Voice) -> Result<Vec<u8>, CallErr
                     .process(&clip.samples)
             };
             let mut out = Vec::with_capacity(samples.len());
-            mulaw::encode_into(&wav::to_i16(&samples), &mut out);
+            mulaw::encode_float_into(&samples, &mut out);
             Ok(trim_silence(&out).to_vec())
         }
     }
@@ -287,12 +289,6 @@ fn trim_silence(audio: &[u8]) -> &[u8] {
     let start = audio.iter().position(loud).unwrap_or(audio.len());
     let end = audio.iter().rposition(loud).map_or(start, |i| i + 1);
     &audio[start..end]
-}
-
-fn to_float(audio: &[u8]) -> Vec<f32> {
-    let mut pcm = Vec::with_capacity(audio.len());
-    mulaw::decode_into(audio, &mut pcm);
-    pcm.into_iter().map(|s| f32::from(s) / 32768.0).collect()
 }
 
 fn write_recording(path: &std::path::Path, recording: &Recording) -> Result<(), CallError> {

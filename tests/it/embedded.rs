@@ -78,7 +78,7 @@ pub async fn transcribe(stt: &dyn SpeechToText, mulaw_audio: &[u8]) -> String {
 
 fn encode(samples: &[f32]) -> Vec<u8> {
     let mut out = Vec::new();
-    mulaw::encode_into(&wav::to_i16(samples), &mut out);
+    mulaw::encode_float_into(samples, &mut out);
     out
 }
 
@@ -138,7 +138,8 @@ async fn synthesis_is_framed_mulaw_that_the_recogniser_understands() {
     assert_eq!(frames.len(), audio.len().div_ceil(FRAME_BYTES));
 
     let mut recognizer = embedded::load_recognizer(&settings).unwrap();
-    let samples: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    let mut samples = Vec::new();
+    mulaw::decode_float_into(&audio, &mut samples);
     let heard = recognizer.transcribe(&samples).unwrap();
     let reference = wer::normalise(sentence);
     let wrong = wer::errors(&reference, &wer::normalise(&heard));

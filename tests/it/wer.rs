@@ -1,31 +1,7 @@
 //! Word error rate, with the normalisation of `shared/ENGINES.md` (beside the repository): lower case, punctuation dropped,
 //! hyphens as spaces, numbers of three or more digits spelled digit by digit, smaller ones as words.
 
-const ONES: [&str; 20] = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-];
-const TENS: [&str; 10] = [
-    "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-];
+use phone_agent::engines::script::numbers::{DIGIT_WORDS, TEEN_WORDS, TENS_WORDS};
 
 /// The words `text` is compared by.
 pub fn normalise(text: &str) -> Vec<String> {
@@ -48,16 +24,17 @@ pub fn normalise(text: &str) -> Vec<String> {
             if word.len() >= 3 {
                 words.extend(
                     word.chars()
-                        .map(|d| ONES[d as usize - '0' as usize].to_owned()),
+                        .map(|d| DIGIT_WORDS[d as usize - '0' as usize].to_owned()),
                 );
             } else {
                 let n: usize = word.parse().expect("digits");
                 match n {
-                    0..20 => words.push(ONES[n].to_owned()),
-                    _ if n.is_multiple_of(10) => words.push(TENS[n / 10].to_owned()),
+                    0..10 => words.push(DIGIT_WORDS[n].to_owned()),
+                    10..20 => words.push(TEEN_WORDS[n - 10].to_owned()),
+                    _ if n.is_multiple_of(10) => words.push(TENS_WORDS[n / 10 - 2].to_owned()),
                     _ => {
-                        words.push(TENS[n / 10].to_owned());
-                        words.push(ONES[n % 10].to_owned());
+                        words.push(TENS_WORDS[n / 10 - 2].to_owned());
+                        words.push(DIGIT_WORDS[n % 10].to_owned());
                     }
                 }
             }

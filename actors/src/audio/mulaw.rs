@@ -81,9 +81,39 @@ pub fn encode_into(samples: &[i16], out: &mut Vec<u8>) {
     out.extend(samples.iter().map(|&sample| encode_sample(sample)));
 }
 
+/// Decodes mu-law bytes, appending samples in [-1, 1] to `out` (what speech engines take).
+pub fn decode_float_into(codes: &[u8], out: &mut Vec<f32>) {
+    out.extend(
+        codes
+            .iter()
+            .map(|&code| f32::from(decode_sample(code)) / 32768.0),
+    );
+}
+
+/// Encodes samples in [-1, 1] (clipped beyond), appending mu-law bytes to `out`.
+pub fn encode_float_into(samples: &[f32], out: &mut Vec<u8>) {
+    out.extend(
+        samples
+            .iter()
+            .map(|&sample| encode_sample((sample * 32767.0).clamp(-32768.0, 32767.0) as i16)),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_samples_round_trip_within_a_step() {
+        let samples = [0.0_f32, 0.5, -0.25, 0.999, 1.5];
+        let mut codes = Vec::new();
+        encode_float_into(&samples, &mut codes);
+        let mut back = Vec::new();
+        decode_float_into(&codes, &mut back);
+        assert_eq!(back[0], 0.0);
+        assert!((back[1] - 0.5).abs() < 0.02 && (back[2] + 0.25).abs() < 0.01);
+        assert_eq!(back[4], back[3], "beyond full scale clips");
+    }
 
     #[test]
     fn both_zero_codes_decode_to_zero() {

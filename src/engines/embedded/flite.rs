@@ -3,7 +3,6 @@
 
 use std::process::{Command, Stdio};
 
-use super::piper::check_program;
 use super::ModelError;
 use crate::wav::{self, Clip};
 
@@ -16,14 +15,18 @@ pub struct Flite {
 }
 
 impl Flite {
-    /// Checks flite runs and knows `voice`.
+    /// Checks flite runs (its voice list) and knows `voice`.
     pub fn new(voice: &str) -> Result<Self, ModelError> {
-        check_program(FLITE, "-lv", "flite")?;
         let listed = Command::new(FLITE)
             .arg("-lv")
             .output()
+            .ok()
+            .filter(|output| output.status.success())
             .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-            .unwrap_or_default();
+            .ok_or(ModelError::Program {
+                program: FLITE,
+                package: "flite",
+            })?;
         if !listed.split_whitespace().any(|name| name == voice) {
             return Err(ModelError::Load {
                 what: "flite voice",

@@ -78,7 +78,7 @@ impl Piper {
         if [BOS, EOS, PAD].iter().any(|ch| !ids.contains_key(ch)) {
             return Err(bad_config("phoneme_id_map lacks ^, $ or _".into()));
         }
-        check_program(ESPEAK, "--version", "espeak-ng")?;
+        check_espeak()?;
         Ok(Self {
             session: onnx::session(env, "TTS voice", model)?,
             ids,
@@ -174,15 +174,10 @@ fn phonemize(voice: &str, text: &str) -> Result<String, String> {
     Ok(clauses.join(", "))
 }
 
-/// Checks a helper program runs (`program probe` succeeds), naming its Debian package when it
-/// does not.
-pub fn check_program(
-    program: &'static str,
-    probe: &str,
-    package: &'static str,
-) -> Result<(), ModelError> {
-    let runs = Command::new(program)
-        .arg(probe)
+/// Checks espeak-ng runs, naming its Debian package when it does not.
+fn check_espeak() -> Result<(), ModelError> {
+    let runs = Command::new(ESPEAK)
+        .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -190,6 +185,9 @@ pub fn check_program(
     if runs {
         Ok(())
     } else {
-        Err(ModelError::Program { program, package })
+        Err(ModelError::Program {
+            program: ESPEAK,
+            package: "espeak-ng",
+        })
     }
 }

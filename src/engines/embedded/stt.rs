@@ -260,10 +260,7 @@ impl Listener {
     }
 
     async fn on_frame(&mut self, frame: &AudioFrame) -> Result<(), EngineError> {
-        let mut pcm = Vec::with_capacity(frame.payload.len());
-        mulaw::decode_into(&frame.payload, &mut pcm);
-        self.unscored
-            .extend(pcm.iter().map(|&sample| f32::from(sample) / 32768.0));
+        mulaw::decode_float_into(&frame.payload, &mut self.unscored);
         while self.unscored.len() >= CHUNK_SAMPLES {
             let mut chunk = [0.0_f32; CHUNK_SAMPLES];
             chunk.copy_from_slice(&self.unscored[..CHUNK_SAMPLES]);

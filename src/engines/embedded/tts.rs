@@ -67,12 +67,9 @@ impl Voice {
 fn to_mulaw(samples: &[f32]) -> Vec<u8> {
     let peak = samples.iter().fold(0.0_f32, |peak, s| peak.max(s.abs()));
     let gain = if peak > 1e-4 { PEAK / peak } else { 1.0 };
-    let pcm: Vec<i16> = samples
-        .iter()
-        .map(|s| (s * gain * 32767.0).clamp(-32768.0, 32767.0) as i16)
-        .collect();
-    let mut out = Vec::with_capacity(pcm.len());
-    mulaw::encode_into(&pcm, &mut out);
+    let scaled: Vec<f32> = samples.iter().map(|s| s * gain).collect();
+    let mut out = Vec::with_capacity(scaled.len());
+    mulaw::encode_float_into(&scaled, &mut out);
     out
 }
 

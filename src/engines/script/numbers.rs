@@ -5,10 +5,12 @@
 //! digit string; [`read_back`] says a digit string the way a person confirms one ("five five five,
 //! one two three four").
 
-const DIGIT_WORDS: [&str; 10] = [
+/// "zero" to "nine".
+pub const DIGIT_WORDS: [&str; 10] = [
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
 ];
-const TEEN_WORDS: [&str; 10] = [
+/// "ten" to "nineteen".
+pub const TEEN_WORDS: [&str; 10] = [
     "ten",
     "eleven",
     "twelve",
@@ -20,7 +22,8 @@ const TEEN_WORDS: [&str; 10] = [
     "eighteen",
     "nineteen",
 ];
-const TENS_WORDS: [&str; 8] = [
+/// "twenty" to "ninety".
+pub const TENS_WORDS: [&str; 8] = [
     "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
 ];
 
