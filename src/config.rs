@@ -8,6 +8,8 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use phone_agent_actors::call::barge_in::{Backchannels, BargeInSettings, DEFAULT_BACKCHANNELS};
+use phone_agent_actors::call::conversation::{AgentLines, ConversationSettings};
 use phone_agent_actors::call::supervision::RestartPolicy;
 use phone_agent_actors::media::MediaSettings;
 
@@ -58,6 +60,9 @@ pub struct Config {
     pub embedded: EmbeddedSettings,
     /// The scripted agent's definition (`AGENT_FILE`).
     pub agent_file: PathBuf,
+    /// Turn-taking, barge-in and lifecycle (`TURN_SILENCE_MS`, `BARGE_IN*`, `SILENCE_CHECKIN_S`,
+    /// `MAX_CALL_DURATION`).
+    pub conversation: ConversationSettings,
     /// Log format (`LOG_FORMAT`).
     pub log_format: LogFormat,
     /// Media stream timing and limits (`PLAYBACK_LEAD_MS`, `MEDIA_IDLE_TIMEOUT`,
@@ -149,6 +154,7 @@ impl Config {
                 )?),
             },
         };
+        let conversation = conversation(&vars, engines, embedded.endpointing.turn_silence)?;
         let agent_file = PathBuf::from(
             vars.get("AGENT_FILE")
                 .unwrap_or_else(|| "agents/default.toml".into()),
@@ -159,6 +165,7 @@ impl Config {
             engines,
             embedded,
             agent_file,
+            conversation,
             log_format,
             media,
             media_write_timeout: vars.duration("MEDIA_WRITE_TIMEOUT", "5s")?,
@@ -185,6 +192,64 @@ fn validate_host(host: &str) -> Result<(), ConfigError> {
         });
     }
     Ok(())
+}
+
+/// Turn-taking, barge-in and lifecycle settings. Barge-in is on by default, except with the
+/// loopback engines: they make every 20 ms frame a turn, so each would interrupt the last echo.
+fn conversation<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+    engines: EngineChoice,
+    turn_silence: Duration,
+) -> Result<ConversationSettings, ConfigError> {
+    let barge_in_default = if engines == EngineChoice::Loopback {
+        "off"
+    } else {
+        "on"
+    };
+    let enabled = match vars.get("BARGE_IN").as_deref().unwrap_or(barge_in_default) {
+        "on" => true,
+        "off" => false,
+        other => return Err(vars.invalid("BARGE_IN", format!("{other:?} (expected on or off)"))),
+    };
+    let backchannels = vars
+        .get("BARGE_IN_BACKCHANNELS")
+        .unwrap_or_else(|| DEFAULT_BACKCHANNELS.to_owned());
+    let barge_in = BargeInSettings {
+        enabled,
+        min_words: vars.bounded("BARGE_IN_MIN_WORDS", "2", 1..=20)?,
+        min_speech: Duration::from_millis(vars.bounded(
+            "BARGE_IN_MIN_SPEECH_MS",
+            "600",
+            100..=5_000,
+        )?),
+        resume_after: Duration::from_millis(vars.bounded(
+            "BARGE_IN_RESUME_MS",
+            "1000",
+            200..=10_000,
+        )?),
+        backchannels: Backchannels::parse(&backchannels),
+    };
+    let checkin: u64 = vars.bounded("SILENCE_CHECKIN_S", "8", 0..=600)?;
+    let max_duration = match vars.get("MAX_CALL_DURATION").as_deref() {
+        Some("off") => None,
+        _ => {
+            let max = vars.duration("MAX_CALL_DURATION", "15m")?;
+            if max > Duration::from_secs(4 * 3600) {
+                return Err(vars.invalid(
+                    "MAX_CALL_DURATION",
+                    format!("{max:?} (at most 4h, Twilio's own limit, or off)"),
+                ));
+            }
+            Some(max)
+        }
+    };
+    Ok(ConversationSettings {
+        turn_silence,
+        barge_in,
+        silence_checkin: (checkin > 0).then(|| Duration::from_secs(checkin)),
+        max_duration,
+        lines: AgentLines::default(),
+    })
 }
 
 /// `TTS_VOICE`: `piper`, or `flite:<voice>` (e.g. `flite:kal`, natively 8 kHz).
@@ -290,6 +355,25 @@ mod tests {
         assert_eq!(config.media.idle_timeout, Duration::from_secs(15));
         assert_eq!(config.media.max_message_bytes, 65_536);
         assert_eq!(config.drain_timeout, Duration::from_secs(30));
+        let conversation = &config.conversation;
+        assert!(conversation.barge_in.enabled);
+        assert_eq!(conversation.barge_in.min_words, 2);
+        assert!(conversation.barge_in.backchannels.covers("uh-huh"));
+        assert_eq!(conversation.silence_checkin, Some(Duration::from_secs(8)));
+        assert_eq!(conversation.max_duration, Some(Duration::from_secs(900)));
+    }
+
+    #[test]
+    fn loopback_turns_barge_in_off_and_lifecycle_timers_can_be() {
+        let config = config(&[
+            ("ENGINES", "loopback"),
+            ("SILENCE_CHECKIN_S", "0"),
+            ("MAX_CALL_DURATION", "off"),
+        ])
+        .unwrap();
+        assert!(!config.conversation.barge_in.enabled);
+        assert_eq!(config.conversation.silence_checkin, None);
+        assert_eq!(config.conversation.max_duration, None);
     }
 
     #[test]
@@ -308,6 +392,12 @@ mod tests {
             ("MEDIA_MAX_MESSAGE_BYTES", "10"),
             ("HTTP_WORKERS", "0"),
             ("MEDIA_START_TIMEOUT", "never"),
+            ("BARGE_IN", "maybe"),
+            ("BARGE_IN_MIN_WORDS", "0"),
+            ("BARGE_IN_MIN_SPEECH_MS", "50"),
+            ("SILENCE_CHECKIN_S", "-1"),
+            ("MAX_CALL_DURATION", "5h"),
+            ("MAX_CALL_DURATION", "never"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).unwrap_err();

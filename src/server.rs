@@ -13,6 +13,7 @@ use phone_agent_actors::call::messages::EndReason;
 use phone_agent_actors::call::registry::LiveCalls;
 use phone_agent_actors::call::CallSettings;
 use phone_agent_actors::engines::EngineSet;
+use phone_agent_actors::metrics::CallMetrics;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -65,6 +66,9 @@ pub fn start(config: &Config, engines: EngineSet) -> std::io::Result<RunningServ
             restart: config.restart,
             live_calls: live_calls.clone(),
             authorizer: tokens,
+            conversation: Arc::new(config.conversation.clone()),
+            metrics: Arc::new(CallMetrics::default()),
+            call_control: None,
         },
         media_write_timeout: config.media_write_timeout,
     });

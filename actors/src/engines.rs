@@ -127,6 +127,19 @@ pub fn last_caller_line(conversation: &[ChatMessage]) -> &str {
 pub enum DialogueAction {
     /// Hang up after the reply has played (its last mark echoed), not on a timer.
     EndCall,
+    /// Transfer the caller to a person after the reply has played, through [`CallControl`]; when
+    /// none is configured, the agent says it cannot.
+    TransferCall,
+}
+
+/// Control of the phone call itself, outside the media stream (Twilio's REST API).
+pub trait CallControl: Send + Sync + 'static {
+    /// Transfers the live call to the operator's configured destination. Once it succeeds, the
+    /// carrier ends the media stream.
+    fn transfer(
+        &self,
+        call: &CallSid,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send>>;
 }
 
 /// One call's dialogue state (an LLM conversation, a scripted flow's slots).

@@ -14,6 +14,7 @@
 //! - [`engines`]: the engine traits (ports) those children use; implementations live in the server.
 //! - [`ids`]: `CallSid`, `StreamSid`, `UtteranceId`, `MarkName`.
 //! - [`drops`]: counting dropped audio with log lines at powers of two.
+//! - [`metrics`]: per-turn latency histograms and barge-in and call-end counters.
 //!
 //! Nothing here speaks HTTP, opens a socket of its own or touches a database.
 
@@ -25,6 +26,7 @@ pub mod drops;
 pub mod engines;
 pub mod ids;
 pub mod media;
+pub mod metrics;
 pub mod responder;
 pub mod synthesizer;
 pub mod transcriber;

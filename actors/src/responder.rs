@@ -1,12 +1,16 @@
 //! Responder: the caller's turns in, the agent's reply out as clauses, over a [`Dialogue`] engine.
 //!
 //! ```text
-//! CallActor --UserTurn--> Responder --(dialogue session)--> Speak (one per clause) --> Synthesizer
+//! CallActor --UserTurn/SayLine/AmendTurn/CancelReply--> Responder
+//! Responder --(dialogue session)--> Speak (one per clause) --> Synthesizer
+//! Responder --ReplyStarted/AgentAction--> CallActor
 //! ```
 //!
 //! It keeps the conversation history (bounded) and answers one turn at a time, in order: a turn that
 //! arrives while a reply streams waits for it. Reply text is cut at clause boundaries so synthesis
-//! can start before the whole reply exists. Supervised like every child (see [`ChildSupervision`]).
+//! can start before the whole reply exists. On a barge-in the reply is cancelled (its stream is
+//! dropped, which stops the engine) and the agent's line in the history becomes what the caller
+//! actually heard. Supervised like every child (see [`ChildSupervision`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,8 +19,9 @@ use actix::prelude::*;
 use actix::WeakAddr;
 use futures_util::{stream, StreamExt};
 
-use crate::call::messages::AgentAction;
+use crate::call::messages::{AgentAction, ReplyStarted};
 use crate::call::supervision::{ChildSupervision, StopChild};
+use crate::call::CallActor;
 use crate::engines::{
     CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError, Role,
 };
@@ -30,7 +35,7 @@ pub const MAX_HISTORY: usize = 64;
 /// (a caller who said many things while the agent composed wants the latest answered).
 pub const MAX_WAITING_TURNS: usize = 16;
 
-/// The utterance id of the greeting; the CallActor numbers the caller's turns from 1.
+/// The utterance id of the greeting; the CallActor numbers everything else from 1.
 pub const GREETING: UtteranceId = UtteranceId(0);
 
 /// The caller finished a turn; answer it as `utterance`.
@@ -41,6 +46,43 @@ pub struct UserTurn {
     pub utterance: UtteranceId,
     /// What the caller said.
     pub text: String,
+    /// The turn continues the caller's previous one, whose reply was cancelled unheard: `text` is
+    /// the whole of it and replaces that line of the history.
+    pub amends: bool,
+}
+
+/// Words that belong to the caller's turn answered as `utterance`, recognised after its reply
+/// began: added to that line of the history, not answered again.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AmendTurn {
+    /// The reply whose turn the words belong to.
+    pub utterance: UtteranceId,
+    /// The words.
+    pub text: String,
+}
+
+/// Say a fixed line as `utterance` (a check-in, a goodbye), outside the dialogue.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SayLine {
+    /// Its id.
+    pub utterance: UtteranceId,
+    /// The line.
+    pub text: String,
+}
+
+/// Barge-in: cancel every reply up to `through`. The caller heard `heard` of `from` (the one
+/// playing) and nothing of the later ones.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CancelReply {
+    /// The oldest utterance cancelled: the one the caller was hearing.
+    pub from: UtteranceId,
+    /// The newest utterance cancelled.
+    pub through: UtteranceId,
+    /// What the caller heard of `from`.
+    pub heard: String,
 }
 
 /// An item of the current reply's stream.
@@ -54,6 +96,13 @@ struct Replying {
     utterance: UtteranceId,
     clauses: ClauseSplitter,
     text: String,
+    stream: SpawnHandle,
+}
+
+/// A line of the history, with the utterance it belongs to (a caller line: the reply to it).
+struct Line {
+    utterance: UtteranceId,
+    message: ChatMessage,
 }
 
 /// The dialogue side of one call.
@@ -63,23 +112,24 @@ pub struct Responder {
     synthesizer: WeakAddr<Synthesizer>,
     supervision: ChildSupervision,
     session: Option<Box<dyn DialogueSession>>,
-    history: VecDeque<ChatMessage>,
+    history: VecDeque<Line>,
     waiting: VecDeque<UserTurn>,
     replying: Option<Replying>,
     greeted: bool,
-    actions: Recipient<AgentAction>,
-    /// The dialogue ended the call: later turns are not answered (the goodbye plays out).
-    ending: bool,
+    reports: Addr<CallActor>,
+    /// The reply that ended the call: later turns are not answered (the goodbye plays out),
+    /// unless the caller interrupts it.
+    ending: Option<UtteranceId>,
 }
 
 impl Responder {
-    /// A responder for `call` whose clauses go to `synthesizer` and whose replies' actions go to
-    /// `actions` (the CallActor).
+    /// A responder for `call` whose clauses go to `synthesizer` and whose replies' starts and
+    /// actions go to `reports` (the CallActor).
     pub fn new(
         engine: Arc<dyn Dialogue>,
         call: CallContext,
         synthesizer: WeakAddr<Synthesizer>,
-        actions: Recipient<AgentAction>,
+        reports: Addr<CallActor>,
         supervision: ChildSupervision,
     ) -> Self {
         Self {
@@ -92,8 +142,8 @@ impl Responder {
             waiting: VecDeque::new(),
             replying: None,
             greeted: false,
-            actions,
-            ending: false,
+            reports,
+            ending: None,
         }
     }
 
@@ -102,9 +152,9 @@ impl Responder {
             Ok(mut session) => {
                 if !self.greeted {
                     self.greeted = true;
-                    if let Some(greeting) = session.greeting() {
-                        self.say_whole(GREETING, greeting);
-                    }
+                    // Always ends the greeting utterance, so the CallActor knows it is over.
+                    let greeting = session.greeting().unwrap_or_default();
+                    self.say_whole(GREETING, greeting);
                 }
                 self.session = Some(session);
                 self.next_turn(ctx);
@@ -123,25 +173,50 @@ impl Responder {
         if self.replying.is_some() {
             return;
         }
-        let Some(session) = self.session.as_mut() else {
+        if self.session.is_none() {
             return;
-        };
+        }
         let Some(turn) = self.waiting.pop_front() else {
             return;
         };
-        remember(&mut self.history, Role::User, turn.text);
         let utterance = turn.utterance;
-        let history: Vec<ChatMessage> = self.history.iter().cloned().collect();
+        self.remember_turn(turn);
+        let conversation: Vec<ChatMessage> = self
+            .history
+            .iter()
+            .map(|line| line.message.clone())
+            .collect();
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         let reply = session
-            .reply(&history)
+            .reply(&conversation)
             .map(move |item| ReplyItem::Text(utterance, item))
             .chain(stream::once(async move { ReplyItem::Done(utterance) }));
+        let stream = ctx.add_stream(reply);
         self.replying = Some(Replying {
             utterance,
             clauses: ClauseSplitter::default(),
             text: String::new(),
+            stream,
         });
-        ctx.add_stream(reply);
+    }
+
+    /// Adds the caller's turn to the history; an amending turn replaces the caller's last line
+    /// when nothing was said to it.
+    fn remember_turn(&mut self, turn: UserTurn) {
+        if turn.amends {
+            if let Some(line) = self
+                .history
+                .back_mut()
+                .filter(|l| l.message.role == Role::User)
+            {
+                line.utterance = turn.utterance;
+                line.message.text = turn.text;
+                return;
+            }
+        }
+        self.remember(turn.utterance, Role::User, turn.text);
     }
 
     /// Speaks a complete text (not streamed) clause by clause and remembers it.
@@ -151,7 +226,9 @@ impl Responder {
             self.speak(utterance, clause, false);
         }
         self.speak(utterance, clauses.finish(), true);
-        remember(&mut self.history, Role::Assistant, text);
+        if !text.is_empty() {
+            self.remember(utterance, Role::Assistant, text);
+        }
     }
 
     fn speak(&self, utterance: UtteranceId, text: String, last: bool) {
@@ -163,13 +240,34 @@ impl Responder {
             });
         }
     }
-}
 
-fn remember(history: &mut VecDeque<ChatMessage>, role: Role, text: String) {
-    if history.len() == MAX_HISTORY {
-        history.pop_front();
+    fn remember(&mut self, utterance: UtteranceId, role: Role, text: String) {
+        if self.history.len() == MAX_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(Line {
+            utterance,
+            message: ChatMessage { role, text },
+        });
     }
-    history.push_back(ChatMessage { role, text });
+
+    /// After a barge-in: the agent's line for `from` becomes what was heard (gone if nothing
+    /// was), and its lines for later cancelled replies go.
+    fn trim_to_heard(&mut self, cancel: &CancelReply) {
+        let spoken = |line: &Line| {
+            line.message.role == Role::Assistant
+                && (cancel.from..=cancel.through).contains(&line.utterance)
+        };
+        for line in self.history.iter_mut().filter(|line| spoken(line)) {
+            if line.utterance == cancel.from {
+                line.message.text.clone_from(&cancel.heard);
+            } else {
+                line.message.text.clear();
+            }
+        }
+        self.history
+            .retain(|line| !(spoken(line) && line.message.text.is_empty()));
+    }
 }
 
 impl Actor for Responder {
@@ -183,7 +281,10 @@ impl Actor for Responder {
 impl Supervised for Responder {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.session = None;
-        self.replying = None;
+        if let Some(replying) = self.replying.take() {
+            // Ends the interrupted reply, so the CallActor does not wait for it.
+            self.speak(replying.utterance, String::new(), true);
+        }
     }
 }
 
@@ -191,7 +292,8 @@ impl Handler<UserTurn> for Responder {
     type Result = ();
 
     fn handle(&mut self, turn: UserTurn, ctx: &mut Context<Self>) {
-        if self.ending {
+        if self.ending.is_some() {
+            self.remember_turn(turn);
             return;
         }
         if self.waiting.len() == MAX_WAITING_TURNS {
@@ -203,6 +305,66 @@ impl Handler<UserTurn> for Responder {
     }
 }
 
+impl Handler<AmendTurn> for Responder {
+    type Result = ();
+
+    fn handle(&mut self, amend: AmendTurn, _: &mut Context<Self>) {
+        let turn = self
+            .waiting
+            .iter_mut()
+            .find(|turn| turn.utterance == amend.utterance)
+            .map(|turn| &mut turn.text);
+        let line = self
+            .history
+            .iter_mut()
+            .rev()
+            .find(|l| l.utterance == amend.utterance && l.message.role == Role::User)
+            .map(|line| &mut line.message.text);
+        if let Some(text) = turn.or(line) {
+            text.push(' ');
+            text.push_str(&amend.text);
+        }
+    }
+}
+
+impl Handler<SayLine> for Responder {
+    type Result = ();
+
+    fn handle(&mut self, line: SayLine, _: &mut Context<Self>) {
+        self.say_whole(line.utterance, line.text);
+    }
+}
+
+impl Handler<CancelReply> for Responder {
+    type Result = ();
+
+    fn handle(&mut self, cancel: CancelReply, ctx: &mut Context<Self>) {
+        if let Some(replying) = self
+            .replying
+            .take_if(|replying| replying.utterance <= cancel.through)
+        {
+            // Dropping the stream cancels the engine's work on it.
+            ctx.cancel_future(replying.stream);
+            if !replying.text.is_empty() {
+                self.remember(replying.utterance, Role::Assistant, replying.text);
+            }
+        }
+        // Turns waiting for a cancelled reply were said, and are remembered, but not answered.
+        while let Some(turn) = self.waiting.pop_front() {
+            if turn.utterance > cancel.through {
+                self.waiting.push_front(turn);
+                break;
+            }
+            self.remember_turn(turn);
+        }
+        self.trim_to_heard(&cancel);
+        if self.ending.is_some_and(|ending| ending <= cancel.through) {
+            self.ending = None;
+        }
+        self.next_turn(ctx);
+    }
+}
+
 impl StreamHandler<ReplyItem> for Responder {
     fn handle(&mut self, item: ReplyItem, ctx: &mut Context<Self>) {
         let Some(replying) = self.replying.as_mut() else {
@@ -210,6 +372,9 @@ impl StreamHandler<ReplyItem> for Responder {
         };
         match item {
             ReplyItem::Text(utterance, Ok(fragment)) if utterance == replying.utterance => {
+                if replying.text.is_empty() && !fragment.is_empty() {
+                    self.reports.do_send(ReplyStarted { utterance });
+                }
                 replying.text.push_str(&fragment);
                 let clauses = replying.clauses.push(&fragment);
                 for clause in clauses {
@@ -222,17 +387,22 @@ impl StreamHandler<ReplyItem> for Responder {
                 let text = std::mem::take(&mut replying.text);
                 self.replying = None;
                 self.speak(utterance, rest, true);
-                remember(&mut self.history, Role::Assistant, text);
-                if let Some(action) = self.session.as_mut().and_then(|s| s.take_action()) {
-                    self.ending = action == DialogueAction::EndCall;
-                    self.actions.do_send(AgentAction { utterance, action });
+                if !text.is_empty() {
+                    self.remember(utterance, Role::Assistant, text);
                 }
-                if self.ending {
-                    self.waiting.clear();
+                if let Some(action) = self.session.as_mut().and_then(|s| s.take_action()) {
+                    if action == DialogueAction::EndCall {
+                        self.ending = Some(utterance);
+                        // Turns that came in meanwhile are remembered, not answered.
+                        while let Some(turn) = self.waiting.pop_front() {
+                            self.remember_turn(turn);
+                        }
+                    }
+                    self.reports.do_send(AgentAction { utterance, action });
                 }
                 self.next_turn(ctx);
             }
-            // Items of a reply abandoned by a restart.
+            // Items of a reply cancelled or abandoned by a restart.
             ReplyItem::Text(..) | ReplyItem::Done(_) => {}
         }
     }

@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! Responder --Speak--> Synthesizer --PlayAudio (frames + mark per chunk)--> MediaStream
+//! Synthesizer --ChunkSent (per chunk), UtteranceSent (per utterance)--> CallActor
 //! CallActor --CancelSpeech--> Synthesizer (barge-in: drop queued text and audio)
 //! ```
 //!
 //! Clauses are synthesized one at a time, in order. Each chunk the engine yields is re-framed into
 //! whole 160-byte frames (the remainder waits for the next chunk) and followed by a mark, so the
-//! CallActor learns from Twilio's echoes what the caller heard. Only an utterance's last frame is
-//! padded. Supervised like every child (see [`ChildSupervision`]).
+//! CallActor learns from Twilio's echoes what the caller heard, clause by clause. Only an
+//! utterance's last frame is padded. Supervised like every child (see [`ChildSupervision`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,8 +18,9 @@ use actix::prelude::*;
 use futures_util::{stream, StreamExt};
 
 use crate::audio::{AudioFrame, Framer};
-use crate::call::messages::UtteranceSent;
+use crate::call::messages::{ChunkSent, UtteranceSent};
 use crate::call::supervision::{ChildSupervision, StopChild};
+use crate::call::CallActor;
 use crate::engines::{CallContext, EngineError, TextToSpeech, TtsSession};
 use crate::ids::{MarkName, UtteranceId};
 use crate::media::{MediaStream, PlayAudio};
@@ -35,7 +37,8 @@ pub struct Speak {
     pub last: bool,
 }
 
-/// Barge-in: drop every queued clause of `utterance` and earlier, and the audio being made.
+/// Barge-in: drop every queued clause of `utterance` and earlier, the audio being made, and any
+/// clause of those utterances that arrives later.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct CancelSpeech {
@@ -59,7 +62,7 @@ pub struct Synthesizer {
     engine: Arc<dyn TextToSpeech>,
     call: CallContext,
     media: Addr<MediaStream>,
-    sent: Recipient<UtteranceSent>,
+    reports: Addr<CallActor>,
     supervision: ChildSupervision,
     session: Option<Box<dyn TtsSession>>,
     queue: VecDeque<Speak>,
@@ -68,26 +71,29 @@ pub struct Synthesizer {
     frames: Vec<AudioFrame>,
     /// Next chunk number within the current utterance.
     next_chunk: u32,
-    /// The utterance a restart interrupted: its remaining clauses are not spoken (a reply missing
-    /// its middle is worse than a reply cut short), and its chunk numbers are not reused.
-    abandoned: Option<UtteranceId>,
+    /// The text of the clause whose first chunk is still to be sent.
+    starting_clause: Option<Arc<str>>,
+    /// Utterances up to this one are not spoken any more: cancelled by a barge-in, or interrupted
+    /// by a restart (a reply missing its middle is worse than a reply cut short). Their chunk
+    /// numbers are not reused.
+    dropped_through: Option<UtteranceId>,
 }
 
 impl Synthesizer {
-    /// A synthesizer for `call` whose audio goes to `media`; `sent` (the CallActor) learns each
-    /// utterance's last mark.
+    /// A synthesizer for `call` whose audio goes to `media`; `reports` (the CallActor) learns each
+    /// chunk and each utterance's last mark.
     pub fn new(
         engine: Arc<dyn TextToSpeech>,
         call: CallContext,
         media: Addr<MediaStream>,
-        sent: Recipient<UtteranceSent>,
+        reports: Addr<CallActor>,
         supervision: ChildSupervision,
     ) -> Self {
         Self {
             engine,
             call,
             media,
-            sent,
+            reports,
             supervision,
             session: None,
             queue: VecDeque::new(),
@@ -95,7 +101,8 @@ impl Synthesizer {
             framer: Framer::new(),
             frames: Vec::new(),
             next_chunk: 0,
-            abandoned: None,
+            starting_clause: None,
+            dropped_through: None,
         }
     }
 
@@ -128,6 +135,7 @@ impl Synthesizer {
                 continue;
             }
             let utterance = clause.utterance;
+            self.starting_clause = Some(Arc::from(clause.text.as_str()));
             let audio = session
                 .synthesize(utterance, &clause.text)
                 .map(move |item| SynthItem::Audio(utterance, item))
@@ -154,7 +162,7 @@ impl Synthesizer {
             utterance: clause.utterance,
             chunk,
         });
-        self.sent.do_send(UtteranceSent {
+        self.reports.do_send(UtteranceSent {
             utterance: clause.utterance,
             last_mark,
         });
@@ -170,7 +178,12 @@ impl Synthesizer {
             chunk: self.next_chunk,
         };
         self.next_chunk += 1;
-        let frames = self.frames.drain(..).map(|frame| frame.payload).collect();
+        let frames: Vec<_> = self.frames.drain(..).map(|frame| frame.payload).collect();
+        self.reports.do_send(ChunkSent {
+            mark,
+            frames: frames.len() as u32,
+            clause: self.starting_clause.take(),
+        });
         // do_send: outbound audio must not be dropped; it is buffered as data in the MediaStream's
         // pacer (which barge-in clears), not here.
         self.media.do_send(PlayAudio { mark, frames });
@@ -189,7 +202,14 @@ impl Supervised for Synthesizer {
     fn restarting(&mut self, _: &mut Context<Self>) {
         let interrupted = self.current.as_ref().map(|c| c.clause.utterance);
         let queued = self.queue.back().map(|clause| clause.utterance);
-        self.abandoned = self.abandoned.max(interrupted.max(queued));
+        if let Some(utterance) = interrupted.max(queued) {
+            // The CallActor must not wait for marks that will never come.
+            self.reports.do_send(UtteranceSent {
+                utterance,
+                last_mark: None,
+            });
+        }
+        self.dropped_through = self.dropped_through.max(interrupted.max(queued));
         self.session = None;
         self.current = None;
         self.queue.clear();
@@ -203,8 +223,8 @@ impl Handler<Speak> for Synthesizer {
 
     fn handle(&mut self, clause: Speak, ctx: &mut Context<Self>) {
         if self
-            .abandoned
-            .is_some_and(|abandoned| clause.utterance <= abandoned)
+            .dropped_through
+            .is_some_and(|dropped| clause.utterance <= dropped)
         {
             return;
         }
@@ -217,6 +237,7 @@ impl Handler<CancelSpeech> for Synthesizer {
     type Result = ();
 
     fn handle(&mut self, cancel: CancelSpeech, ctx: &mut Context<Self>) {
+        self.dropped_through = self.dropped_through.max(Some(cancel.utterance));
         self.queue
             .retain(|clause| clause.utterance > cancel.utterance);
         if let Some(current) = self
@@ -226,6 +247,7 @@ impl Handler<CancelSpeech> for Synthesizer {
             ctx.cancel_future(current.stream);
             self.framer.discard();
             self.next_chunk = 0;
+            self.starting_clause = None;
         }
         self.next_clause(ctx);
     }

@@ -9,16 +9,26 @@ use std::time::Duration;
 
 use actix::Addr;
 use base64::Engine as _;
+use phone_agent::config::Config;
 use phone_agent::engines;
 use phone_agent::twilio::stream_token::StreamTokens;
+use phone_agent_actors::call::conversation::ConversationSettings;
 use phone_agent_actors::call::registry::LiveCalls;
 use phone_agent_actors::call::supervision::RestartPolicy;
 use phone_agent_actors::call::{CallActor, CallSettings};
-use phone_agent_actors::ids::CallSid;
+use phone_agent_actors::ids::{CallSid, UtteranceId};
 use phone_agent_actors::media::{
     ClearAudio, MediaSettings, MediaStream, SocketCommand, SocketEvent, SOCKET_QUEUE_CAPACITY,
 };
+use phone_agent_actors::metrics::CallMetrics;
 use tokio::sync::mpsc;
+
+/// The conversation settings of `ENGINES=loopback` (barge-in off: each frame is a turn).
+pub fn loopback_conversation() -> ConversationSettings {
+    Config::from_lookup(|name| (name == "ENGINES").then(|| "loopback".to_owned()))
+        .expect("loopback configuration")
+        .conversation
+}
 
 /// One call's actor tree, driven as the socket reader would drive it.
 pub struct BenchCall {
@@ -41,6 +51,9 @@ pub fn settings(tokens: Arc<StreamTokens>) -> CallSettings {
         restart: RestartPolicy::default(),
         live_calls: LiveCalls::new(),
         authorizer: tokens,
+        conversation: Arc::new(loopback_conversation()),
+        metrics: Arc::new(CallMetrics::default()),
+        call_control: None,
     }
 }
 
@@ -73,7 +86,12 @@ pub async fn start_call(settings: &CallSettings, tokens: &StreamTokens, n: u32) 
 impl BenchCall {
     /// Empties the playout model, as if everything sent had played.
     pub async fn reset_playout(&mut self) {
-        self.media.send(ClearAudio).await.expect("media stream up");
+        self.media
+            .send(ClearAudio {
+                through: UtteranceId(0),
+            })
+            .await
+            .expect("media stream up");
         while self.out.try_recv().is_ok() {}
     }
 

@@ -1,7 +1,7 @@
 //! The loopback engine set: the caller's audio goes through the whole actor path and comes back.
 //!
 //! Transcriber → Responder → Synthesizer exchange text, so the audio travels as text: the "STT"
-//! writes each 20 ms frame as hex and ends the turn, the "dialogue" says back what it heard, and the
+//! hears speech start, writes each 20 ms frame as hex and ends the turn, the "dialogue" says back what it heard, and the
 //! "TTS" turns the hex back into the same mu-law bytes. Every actor, message and engine seam of a real
 //! call is crossed, with engines of near-zero cost: what tests and benchmarks measure is the framework.
 //! Chosen only by configuration (`ENGINES=loopback`).
@@ -36,6 +36,7 @@ impl SpeechToText for LoopbackStt {
         })
         .flat_map(|frame| {
             stream::iter([
+                Ok(TranscriptEvent::SpeechStarted),
                 Ok(TranscriptEvent::Final {
                     text: to_hex(&frame.payload),
                 }),

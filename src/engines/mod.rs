@@ -46,7 +46,10 @@ pub fn build(config: &Config) -> Result<EngineSet, BuildError> {
                     source,
                 })?;
             let stt = embedded::load_stt(&config.embedded)?;
-            let tts = embedded::load_tts(&config.embedded, &script.lines())?;
+            // Lifecycle lines (check-ins, goodbyes) are said without the dialogue: cache them too.
+            let mut lines = script.lines();
+            lines.extend(config.conversation.lines.all());
+            let tts = embedded::load_tts(&config.embedded, &lines)?;
             Ok(EngineSet {
                 stt: Arc::new(stt),
                 dialogue: Arc::new(ScriptDialogue::new(script)),

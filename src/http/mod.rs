@@ -3,6 +3,7 @@
 //! - `POST /twilio/voice`: the voice webhook, answers TwiML ([`twilio`]).
 //! - `GET /twilio/media`: the Media Streams WebSocket ([`twilio`], pumps in [`media_socket`]).
 //! - `GET /health`: liveness and the live-call count; `GET /ready`: readiness (503 while draining).
+//! - `GET /metrics`: per-turn latency histograms and call counters (OpenMetrics text).
 
 pub mod error;
 pub mod media_socket;
@@ -51,12 +52,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(form)
         .route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics))
         .route("/twilio/voice", web::post().to(twilio::voice))
         .route("/twilio/media", web::get().to(twilio::media));
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok", "live_calls": state.live_calls().count() }))
+}
+
+/// OpenMetrics text; no phone numbers or call ids, only aggregates.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.calls.metrics.render())
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {

@@ -16,6 +16,7 @@ use phone_agent_actors::engines::{
 };
 use phone_agent_actors::ids::{CallSid, MarkName, UtteranceId};
 use phone_agent_actors::media::{MediaSettings, SocketCommand, SocketEvent, SOCKET_QUEUE_CAPACITY};
+use phone_agent_actors::metrics::CallMetrics;
 use tokio::sync::{mpsc, watch};
 
 use crate::support::*;
@@ -140,6 +141,9 @@ fn settings(sessions: &SessionCount, tokens: Arc<StreamTokens>) -> CallSettings 
         restart: RestartPolicy::default(),
         live_calls: LiveCalls::new(),
         authorizer: tokens,
+        conversation: Arc::new(test_config(&[]).conversation),
+        metrics: Arc::new(CallMetrics::default()),
+        call_control: None,
     }
 }
 

@@ -1,5 +1,7 @@
 //! Messages the CallActor receives from its children and from the server.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 
 use crate::audio::AudioFrame;
@@ -119,13 +121,15 @@ pub enum EndReason {
     EngineFailure,
     /// The agent ended the call (its goodbye played).
     AgentEnded,
+    /// The call reached its maximum duration (the goodbye played).
+    MaxDuration,
 }
 
 impl EndReason {
     /// The close frame the peer gets for this reason.
     pub fn close_frame(&self) -> CloseFrame {
         match self {
-            Self::TwilioStop | Self::SocketClosed | Self::AgentEnded => {
+            Self::TwilioStop | Self::SocketClosed | Self::AgentEnded | Self::MaxDuration => {
                 CloseFrame::new(CloseFrame::NORMAL, "call ended")
             }
             Self::Protocol(frame) => frame.clone(),
@@ -147,6 +151,7 @@ impl EndReason {
             Self::Shutdown => "shutdown",
             Self::EngineFailure => "engine_failure",
             Self::AgentEnded => "agent_ended",
+            Self::MaxDuration => "max_duration",
         }
     }
 }
@@ -170,4 +175,33 @@ pub struct UtteranceSent {
     pub utterance: UtteranceId,
     /// The mark after its last chunk.
     pub last_mark: Option<MarkName>,
+}
+
+/// The Synthesizer sent a chunk of `frames` frames followed by `mark` (the CallActor learns what
+/// the caller will hear, clause by clause).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ChunkSent {
+    /// The mark after the chunk.
+    pub mark: MarkName,
+    /// Frames in the chunk.
+    pub frames: u32,
+    /// The text of the clause this chunk starts; `None` when it continues the previous clause.
+    pub clause: Option<Arc<str>>,
+}
+
+/// The MediaStream wrote the first frame of `utterance` to the socket.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PlaybackStarted {
+    /// The utterance.
+    pub utterance: UtteranceId,
+}
+
+/// The Responder received the first text of the reply `utterance`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReplyStarted {
+    /// The reply.
+    pub utterance: UtteranceId,
 }

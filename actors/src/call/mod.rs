@@ -6,46 +6,54 @@
 //! ```
 //! MediaStream --InboundAudio--> CallActor --InboundAudio--> Transcriber --TranscriptReceived-->
 //! CallActor --UserTurn--> Responder --Speak--> Synthesizer --PlayAudio--> MediaStream;
-//! MediaStream --MarkPlayed--> CallActor (what the caller heard).
+//! Synthesizer --ChunkSent--> CallActor; MediaStream --MarkPlayed--> CallActor (what was heard).
 //!
 //! The CallActor registers in [`LiveCalls`] for its whole life, starts the MediaStream at once and
 //! the three engine children once the `start` is admitted. Children run under actix supervisors with
 //! the [`RestartPolicy`]; a child that spends its budget ends the call with a logged reason. When the
 //! call ends, for whatever reason, every child is stopped and the registration dropped.
+//!
+//! It owns the conversation's timing: the caller's side in [`turns`] (end of turn, late finals,
+//! keypad, two-stage barge-in) and the agent's side in [`agent`] (what is playing and was heard,
+//! check-ins, maximum duration, hanging up and transfers), with per-turn [`latency`].
 
+mod agent;
+pub mod barge_in;
+pub mod conversation;
+pub mod latency;
 pub mod messages;
+pub mod playback;
 pub mod registry;
 pub mod supervision;
+mod turns;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::engines::{CallContext, DialogueAction, EngineSet, TranscriptEvent};
-use crate::ids::{MarkName, UtteranceId};
+use crate::engines::{CallContext, CallControl, EngineSet};
 use crate::media::admission::{Admission, StreamAuthorizer};
 use crate::media::{CloseStream, MediaSettings, MediaStream, SocketCommand};
-use crate::responder::{Responder, UserTurn};
+use crate::metrics::CallMetrics;
+use crate::responder::Responder;
 use crate::synthesizer::Synthesizer;
 use crate::transcriber::Transcriber;
+use agent::AgentSide;
+use conversation::ConversationSettings;
 use messages::{
-    AgentAction, ChildGaveUp, ChildKind, EndCall, EndReason, GetPlayback, InboundAudio, KeyPressed,
-    MarkPlayed, PlaybackStatus, StreamEnded, StreamStarted, TranscriptReceived, UtteranceSent,
+    ChildGaveUp, ChildKind, EndCall, EndReason, GetPlayback, PlaybackStatus, StreamEnded,
+    StreamStarted,
 };
 use registry::{LiveCallGuard, LiveCalls};
 use supervision::{ChildSupervision, RestartPolicy, StopChild};
+use turns::CallerSide;
+
+pub use turns::KEYPAD_PAUSE;
 
 /// Mailbox capacity of a CallActor and its Transcriber: about 1.3 s of 20 ms frames. Inbound audio
 /// is `try_send`; a full mailbox means the actor stalled, and frames are dropped rather than queued.
 pub const AUDIO_MAILBOX_CAPACITY: usize = 64;
-
-/// A pause after the last key that ends a keypad turn (as IVRs wait for more digits).
-pub const KEYPAD_PAUSE: Duration = Duration::from_millis(1500);
-
-/// Keys kept per keypad turn; more are ignored (no phone number or account id is longer).
-const MAX_KEYS: usize = 32;
 
 /// What every call of the process shares.
 #[derive(Clone)]
@@ -60,6 +68,12 @@ pub struct CallSettings {
     pub live_calls: LiveCalls,
     /// Checks the stream tokens of `start` messages.
     pub authorizer: Arc<dyn StreamAuthorizer>,
+    /// Turn-taking, barge-in and lifecycle.
+    pub conversation: Arc<ConversationSettings>,
+    /// Where calls report their latencies, barge-ins and ends.
+    pub metrics: Arc<CallMetrics>,
+    /// Transfers calls; `None`: the agent says it cannot.
+    pub call_control: Option<Arc<dyn CallControl>>,
 }
 
 /// Addresses of a started call, for the server's socket pumps.
@@ -81,23 +95,13 @@ pub struct CallActor {
     settings: CallSettings,
     media: Addr<MediaStream>,
     children: Option<Children>,
-    /// Final transcript text of the caller's current turn.
-    turn_text: String,
-    /// Keys pressed since the last keypad turn; `#` or a pause of [`KEYPAD_PAUSE`] ends it.
-    keys: String,
-    /// Bumped per key, so only the latest key's pause timer ends the keypad turn.
-    keys_generation: u64,
-    next_utterance: u64,
+    /// Who the call is, once the stream started.
+    call: Option<CallContext>,
+    caller: CallerSide,
+    agent: AgentSide,
     playback: PlaybackStatus,
     frames_in: u64,
     frames_dropped: u64,
-    /// The agent hangs up once this utterance has played.
-    hang_up_after: Option<UtteranceId>,
-    /// The mark after the last chunk of that utterance, once sent (`Some(None)`: it had no audio).
-    hang_up_mark: Option<Option<MarkName>>,
-    /// The latest utterance fully sent, and the mark after its last chunk (the Synthesizer may
-    /// finish before the Responder reports the action).
-    last_sent: Option<(UtteranceId, Option<MarkName>)>,
     ended: Option<EndReason>,
     span: tracing::Span,
     _registration: LiveCallGuard,
@@ -134,16 +138,12 @@ impl CallActor {
                 settings,
                 media: stream,
                 children: None,
-                turn_text: String::new(),
-                keys: String::new(),
-                keys_generation: 0,
-                next_utterance: 1,
+                call: None,
+                caller: CallerSide::default(),
+                agent: AgentSide::default(),
                 playback: PlaybackStatus::default(),
                 frames_in: 0,
                 frames_dropped: 0,
-                hang_up_after: None,
-                hang_up_mark: None,
-                last_sent: None,
                 ended: None,
                 span,
                 _registration: registration,
@@ -178,8 +178,8 @@ impl CallActor {
         let synthesizer = {
             let (engine, call, media) = (engines.tts.clone(), call.clone(), self.media.clone());
             let supervision = supervision(ChildKind::Synthesizer);
-            let sent = ctx.address().recipient();
-            Supervisor::start(move |_| Synthesizer::new(engine, call, media, sent, supervision))
+            let reports = ctx.address();
+            Supervisor::start(move |_| Synthesizer::new(engine, call, media, reports, supervision))
         };
         let responder = {
             let (engine, call, synth) = (
@@ -188,78 +188,14 @@ impl CallActor {
                 synthesizer.downgrade(),
             );
             let supervision = supervision(ChildKind::Responder);
-            let actions = ctx.address().recipient();
-            Supervisor::start(move |_| Responder::new(engine, call, synth, actions, supervision))
+            let reports = ctx.address();
+            Supervisor::start(move |_| Responder::new(engine, call, synth, reports, supervision))
         };
         self.children = Some(Children {
             transcriber,
             responder,
             synthesizer,
         });
-    }
-
-    fn on_transcript(&mut self, event: TranscriptEvent) {
-        match event {
-            TranscriptEvent::SpeechStarted | TranscriptEvent::Partial { .. } => {}
-            TranscriptEvent::Final { text } => {
-                if !self.turn_text.is_empty() {
-                    self.turn_text.push(' ');
-                }
-                self.turn_text.push_str(&text);
-            }
-            TranscriptEvent::EndOfTurn => {
-                let text = std::mem::take(&mut self.turn_text);
-                self.user_turn(text);
-            }
-        }
-    }
-
-    /// Hands a finished caller turn (speech or keys) to the Responder.
-    fn user_turn(&mut self, text: String) {
-        if text.is_empty() {
-            return;
-        }
-        let utterance = UtteranceId(self.next_utterance);
-        self.next_utterance += 1;
-        self.playback.turns += 1;
-        if let Some(children) = &self.children {
-            children.responder.do_send(UserTurn { utterance, text });
-        }
-    }
-
-    /// A key: `#` ends the keypad turn at once; any other key is collected, and the turn ends
-    /// after a pause.
-    fn on_key(&mut self, key: char, ctx: &mut Context<Self>) {
-        if key == '#' {
-            let keys = std::mem::take(&mut self.keys);
-            self.user_turn(keys);
-            return;
-        }
-        if self.keys.len() < MAX_KEYS {
-            self.keys.push(key);
-        }
-        self.keys_generation += 1;
-        let generation = self.keys_generation;
-        ctx.run_later(KEYPAD_PAUSE, move |call, _| {
-            if call.keys_generation == generation {
-                let keys = std::mem::take(&mut call.keys);
-                call.user_turn(keys);
-            }
-        });
-    }
-
-    /// Hangs up when the utterance the agent ended the call with has played: its last mark came
-    /// back from Twilio (or it had no audio at all).
-    fn hang_up_if_heard(&mut self, ctx: &mut Context<Self>) {
-        let heard = match self.hang_up_mark {
-            Some(None) => true,
-            Some(Some(mark)) => self.playback.last_heard == Some(mark),
-            None => false,
-        };
-        if heard {
-            tracing::info!(parent: &self.span, "agent ended the call");
-            self.end(EndReason::AgentEnded, ctx);
-        }
     }
 
     /// Ends the call once: closes the socket, stops every child, stops itself.
@@ -276,6 +212,8 @@ impl CallActor {
             children.responder.do_send(StopChild);
             children.synthesizer.do_send(StopChild);
         }
+        self.report_turn();
+        self.settings.metrics.call_ended(reason.as_str());
         self.ended = Some(reason);
         ctx.stop();
     }
@@ -306,75 +244,8 @@ impl Handler<StreamStarted> for CallActor {
             return;
         }
         self.start_children(&msg.call, ctx);
-    }
-}
-
-impl Handler<InboundAudio> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: InboundAudio, _: &mut Context<Self>) {
-        self.frames_in += 1;
-        let Some(children) = &self.children else {
-            return;
-        };
-        if children.transcriber.try_send(msg).is_err() {
-            self.frames_dropped += 1;
-        }
-    }
-}
-
-impl Handler<TranscriptReceived> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: TranscriptReceived, _: &mut Context<Self>) {
-        self.on_transcript(msg.event);
-    }
-}
-
-impl Handler<MarkPlayed> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: MarkPlayed, ctx: &mut Context<Self>) {
-        self.playback.marks_heard += 1;
-        self.playback.last_heard = Some(msg.mark);
-        self.hang_up_if_heard(ctx);
-    }
-}
-
-impl Handler<KeyPressed> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: KeyPressed, ctx: &mut Context<Self>) {
-        self.on_key(msg.key, ctx);
-    }
-}
-
-impl Handler<AgentAction> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: AgentAction, ctx: &mut Context<Self>) {
-        match msg.action {
-            DialogueAction::EndCall => {
-                self.hang_up_after = Some(msg.utterance);
-                self.hang_up_mark = self
-                    .last_sent
-                    .filter(|(sent, _)| *sent == msg.utterance)
-                    .map(|(_, mark)| mark);
-                self.hang_up_if_heard(ctx);
-            }
-        }
-    }
-}
-
-impl Handler<UtteranceSent> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: UtteranceSent, ctx: &mut Context<Self>) {
-        self.last_sent = Some((msg.utterance, msg.last_mark));
-        if self.hang_up_after == Some(msg.utterance) {
-            self.hang_up_mark = Some(msg.last_mark);
-            self.hang_up_if_heard(ctx);
-        }
+        self.call = Some(msg.call);
+        self.arm_call_timers(ctx);
     }
 }
 

@@ -3,7 +3,8 @@
 //! ```text
 //! socket reader --SocketEvent--> MediaStream --StreamStarted/InboundAudio/MarkPlayed/StreamEnded--> CallActor
 //! Synthesizer --PlayAudio--> MediaStream --SocketCommand (paced media, mark, clear, close)--> socket writer
-//! CallActor --ClearAudio/CloseStream--> MediaStream
+//! MediaStream --PlaybackStarted--> CallActor
+//! CallActor --PausePlayback/ResumePlayback/ClearAudio/CloseStream--> MediaStream
 //! ```
 //!
 //! It owns the protocol state (before `start`, streaming, ended), admits the `start`, decodes
@@ -15,6 +16,7 @@ pub mod admission;
 pub mod pacer;
 pub mod wire;
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -22,13 +24,13 @@ use tokio::sync::mpsc;
 
 use crate::audio::{AudioFrame, Framer, FRAME_BYTES};
 use crate::call::messages::{
-    EndReason, InboundAudio, KeyPressed, MarkPlayed, StreamEnded, StreamStarted,
+    EndReason, InboundAudio, KeyPressed, MarkPlayed, PlaybackStarted, StreamEnded, StreamStarted,
 };
 use crate::call::registry::LiveActorGuard;
 use crate::call::CallActor;
 use crate::drops::DropCounter;
 use crate::engines::CallContext;
-use crate::ids::{MarkName, StreamSid};
+use crate::ids::{MarkName, StreamSid, UtteranceId};
 use admission::{Admission, AdmissionError, STREAM_TOKEN_PARAMETER};
 use pacer::{Outgoing, Pacer};
 use wire::Inbound;
@@ -199,10 +201,25 @@ pub struct PlayAudio {
     pub frames: Vec<[u8; FRAME_BYTES]>,
 }
 
-/// Barge-in: send `clear` to Twilio and drop every queued outbound frame at once.
+/// Barge-in, hard stage: send `clear` to Twilio and drop every queued outbound frame at once, and
+/// any audio of utterances up to `through` that arrives later (a cancelled generation in flight).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct ClearAudio;
+pub struct ClearAudio {
+    /// The newest utterance cleared.
+    pub through: UtteranceId,
+}
+
+/// Barge-in, soft stage: send nothing more until [`ResumePlayback`] or [`ClearAudio`]; what Twilio
+/// has buffered plays.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PausePlayback;
+
+/// The soft stage was not confirmed: go on sending from where playback paused.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ResumePlayback;
 
 /// Close the socket with `frame`; sent by the CallActor when the call ends.
 #[derive(Debug, Message)]
@@ -230,6 +247,12 @@ pub struct MediaStream {
     pacer: Pacer,
     outgoing: Vec<Outgoing>,
     pacer_timer: Option<SpawnHandle>,
+    /// The utterance of each chunk queued in the pacer (a chunk leaves with its mark).
+    queued_chunks: VecDeque<UtteranceId>,
+    /// The utterance whose first frame was sent last ([`PlaybackStarted`] goes out once each).
+    on_air: Option<UtteranceId>,
+    /// Audio of utterances up to this one was cleared; late arrivals are dropped.
+    cleared_through: Option<UtteranceId>,
     inbound_dropped: DropCounter,
     outbound_dropped: DropCounter,
     last_message: Instant,
@@ -259,6 +282,9 @@ impl MediaStream {
             pacer: Pacer::new(settings.playback_lead),
             outgoing: Vec::new(),
             pacer_timer: None,
+            queued_chunks: VecDeque::new(),
+            on_air: None,
+            cleared_through: None,
             inbound_dropped: DropCounter::default(),
             outbound_dropped: DropCounter::default(),
             last_message: Instant::now(),
@@ -352,10 +378,21 @@ impl MediaStream {
             return;
         };
         self.pacer.poll(Instant::now(), &mut self.outgoing);
+        let (chunks, on_air, call) = (&mut self.queued_chunks, &mut self.on_air, &self.call);
         let sent = self.outgoing.drain(..).try_for_each(|item| {
             let text = match item {
-                Outgoing::Frame(payload) => wire::media_message(stream_sid, &payload[..]),
-                Outgoing::Mark(mark) => wire::mark_message(stream_sid, mark),
+                Outgoing::Frame(payload) => {
+                    let starts = chunks.front().copied().filter(|u| Some(*u) != *on_air);
+                    if let Some(utterance) = starts {
+                        *on_air = Some(utterance);
+                        call.do_send(PlaybackStarted { utterance });
+                    }
+                    wire::media_message(stream_sid, &payload[..])
+                }
+                Outgoing::Mark(mark) => {
+                    chunks.pop_front();
+                    wire::mark_message(stream_sid, mark)
+                }
             };
             self.socket.try_send(SocketCommand::Text(text))
         });
@@ -454,6 +491,12 @@ impl Handler<PlayAudio> for MediaStream {
     type Result = ();
 
     fn handle(&mut self, audio: PlayAudio, ctx: &mut Context<Self>) {
+        if self
+            .cleared_through
+            .is_some_and(|cleared| audio.mark.utterance <= cleared)
+        {
+            return;
+        }
         let room = MAX_QUEUED_FRAMES.saturating_sub(self.pacer.queued_frames());
         if audio.frames.len() > room {
             // Only a peer feeding audio faster than real time into an echoing engine gets here;
@@ -469,6 +512,7 @@ impl Handler<PlayAudio> for MediaStream {
             self.pacer.push_frame(frame);
         }
         self.pacer.push_mark(audio.mark);
+        self.queued_chunks.push_back(audio.mark.utterance);
         self.flush(ctx);
     }
 }
@@ -476,13 +520,16 @@ impl Handler<PlayAudio> for MediaStream {
 impl Handler<ClearAudio> for MediaStream {
     type Result = ();
 
-    fn handle(&mut self, _: ClearAudio, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: ClearAudio, ctx: &mut Context<Self>) {
+        self.cleared_through = self.cleared_through.max(Some(msg.through));
         let State::Streaming { stream_sid } = &self.state else {
             return;
         };
         // clear goes out before anything else: Twilio keeps playing what it has buffered.
         let clear = wire::clear_message(stream_sid);
         let dropped = self.pacer.clear();
+        self.queued_chunks.clear();
+        self.on_air = None;
         if let Some(handle) = self.pacer_timer.take() {
             ctx.cancel_future(handle);
         }
@@ -490,6 +537,26 @@ impl Handler<ClearAudio> for MediaStream {
         if self.socket.try_send(SocketCommand::Text(clear)).is_err() {
             self.end(EndReason::SocketStalled, ctx);
         }
+    }
+}
+
+impl Handler<PausePlayback> for MediaStream {
+    type Result = ();
+
+    fn handle(&mut self, _: PausePlayback, ctx: &mut Context<Self>) {
+        self.pacer.pause();
+        if let Some(handle) = self.pacer_timer.take() {
+            ctx.cancel_future(handle);
+        }
+    }
+}
+
+impl Handler<ResumePlayback> for MediaStream {
+    type Result = ();
+
+    fn handle(&mut self, _: ResumePlayback, ctx: &mut Context<Self>) {
+        self.pacer.resume();
+        self.flush(ctx);
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Pacer {
     frames: usize,
     /// When Twilio will have played everything sent so far; `None` when nothing is playing.
     playhead: Option<Instant>,
+    /// Paused (barge-in's soft stage): nothing is sent; Twilio plays what it has.
+    paused: bool,
 }
 
 impl Pacer {
@@ -39,7 +41,18 @@ impl Pacer {
             queue: VecDeque::new(),
             frames: 0,
             playhead: None,
+            paused: false,
         }
+    }
+
+    /// Stops sending until [`Pacer::resume`]; what was sent still plays.
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// Sends again, from where it paused.
+    pub fn resume(&mut self) {
+        self.paused = false;
     }
 
     /// Queues one frame behind everything already queued.
@@ -55,6 +68,9 @@ impl Pacer {
 
     /// Moves every item that may be sent at `now` into `out`, in order.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Outgoing>) {
+        if self.paused {
+            return;
+        }
         while let Some(front) = self.queue.front() {
             if let Outgoing::Frame(_) = front {
                 let starts = self.playhead.map_or(now, |p| p.max(now));
@@ -72,17 +88,21 @@ impl Pacer {
     ///
     /// Call it after [`Pacer::poll`]: a frame left queued then is waiting for the playhead.
     pub fn next_send_at(&self) -> Option<Instant> {
+        if self.paused {
+            return None;
+        }
         self.queue.front()?;
         // A queued frame waits only while the playhead is more than `lead` ahead.
         let playhead = self.playhead?;
         Some(playhead.checked_sub(self.lead).unwrap_or(playhead))
     }
 
-    /// Drops everything queued (barge-in) and forgets the playhead, as Twilio does on `clear`.
-    /// Returns how many frames were dropped.
+    /// Drops everything queued (barge-in) and forgets the playhead, as Twilio does on `clear`;
+    /// a pause ends. Returns how many frames were dropped.
     pub fn clear(&mut self) -> usize {
         self.queue.clear();
         self.playhead = None;
+        self.paused = false;
         std::mem::take(&mut self.frames)
     }
 
@@ -170,6 +190,28 @@ mod tests {
         out.clear();
         pacer.poll(later, &mut out);
         assert_eq!(frames(&out), 6);
+    }
+
+    #[test]
+    fn a_pause_holds_everything_and_resume_goes_on_at_real_time() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(LEAD);
+        for _ in 0..20 {
+            pacer.push_frame([1; FRAME_BYTES]);
+        }
+        let mut out = Vec::new();
+        pacer.poll(start, &mut out);
+        assert_eq!(frames(&out), 6);
+        pacer.pause();
+        out.clear();
+        pacer.poll(start + Duration::from_millis(500), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(pacer.next_send_at(), None);
+        // Twilio played the 120 ms it had long ago: resuming sends a lead's worth again.
+        pacer.resume();
+        pacer.poll(start + Duration::from_millis(900), &mut out);
+        assert_eq!(frames(&out), 6);
+        assert_eq!(pacer.queued_frames(), 8);
     }
 
     #[test]

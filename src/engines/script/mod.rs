@@ -7,8 +7,8 @@
 //! - [`numbers`]: spoken phone numbers in, read-backs out.
 //! - [`conversation`]: one call's state machine and its [`conversation::Extraction`].
 //!
-//! The reply's text goes to the Responder now; its action (transfer, end of call) and the
-//! extraction reach the CallActor once the call's tools are wired (conversation-behaviour issue).
+//! The reply's text goes to the Responder; its action (transfer, end of call) reaches the
+//! CallActor after the reply, and the extraction goes to an [`ExtractionObserver`].
 
 pub mod agent;
 pub mod conversation;
@@ -104,12 +104,10 @@ impl DialogueSession for ScriptSession {
         if *self.conversation.extraction() != before {
             (self.observer)(&self.call, self.conversation.extraction());
         }
-        // Transfers need the telephony REST client (conversation-behaviour issue); until then the
-        // call stays with the agent.
-        self.action = match reply.action {
-            Some(Action::EndCall) => Some(DialogueAction::EndCall),
-            Some(Action::Transfer) | None => None,
-        };
+        self.action = reply.action.map(|action| match action {
+            Action::EndCall => DialogueAction::EndCall,
+            Action::Transfer => DialogueAction::TransferCall,
+        });
         Box::pin(stream::once(async move { Ok(reply.text) }))
     }
 }
