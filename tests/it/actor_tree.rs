@@ -1,6 +1,8 @@
 //! One call's actor tree, driven the way the socket pumps drive it: marks heard, children stopped.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -9,16 +11,17 @@ use phone_agent::twilio::stream_token::StreamTokens;
 use phone_agent_actors::call::messages::{GetPlayback, PlaybackStatus};
 use phone_agent_actors::call::registry::LiveCalls;
 use phone_agent_actors::call::supervision::RestartPolicy;
-use phone_agent_actors::call::{CallActor, CallSettings};
+use phone_agent_actors::call::{CallActor, CallHandle, CallSettings};
 use phone_agent_actors::engines::{
-    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineSet, EngineStream,
-    SpeechToText, SttSession, TextToSpeech, TtsSession,
+    CallContext, CallControl, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError,
+    EngineSet, EngineStream, SpeechToText, SttSession, TextToSpeech, TtsSession,
 };
 use phone_agent_actors::ids::{CallSid, MarkName, UtteranceId};
 use phone_agent_actors::media::{MediaSettings, SocketCommand, SocketEvent, SOCKET_QUEUE_CAPACITY};
 use phone_agent_actors::metrics::CallMetrics;
 use tokio::sync::{mpsc, watch};
 
+use crate::support::directed::{FixedDialogue, WordTts};
 use crate::support::*;
 
 /// Counts the engine sessions alive: each is owned by one child actor, so when the count is back to
@@ -161,6 +164,26 @@ async fn next_text(out: &mut mpsc::Receiver<SocketCommand>) -> serde_json::Value
     }
 }
 
+async fn send_start(call: &CallHandle, tokens: &StreamTokens, sid: &str) {
+    let token = tokens.mint(&CallSid::parse(sid).unwrap()).unwrap();
+    let start = serde_json::json!({"event": "start", "start": {"streamSid": "MZ7", "callSid": sid,
+        "customParameters": {"token": token},
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}});
+    call.media.send(text(start)).await.unwrap();
+}
+
+async fn send_frame(call: &CallHandle, frame: [u8; 160]) {
+    let payload = base64::engine::general_purpose::STANDARD.encode(frame);
+    let media =
+        serde_json::json!({"event": "media", "media": {"payload": payload}, "streamSid": "MZ7"});
+    call.media.send(text(media)).await.unwrap();
+}
+
+async fn echo_mark(call: &CallHandle, name: &str) {
+    let echo = serde_json::json!({"event": "mark", "mark": {"name": name}, "streamSid": "MZ7"});
+    call.media.send(text(echo)).await.unwrap();
+}
+
 #[actix_rt::test]
 async fn the_call_actor_knows_which_marks_were_heard_and_stops_every_child_at_the_end() {
     let sessions = SessionCount::new();
@@ -170,26 +193,16 @@ async fn the_call_actor_knows_which_marks_were_heard_and_stops_every_child_at_th
     let (commands, mut out) = mpsc::channel(SOCKET_QUEUE_CAPACITY);
     let call = CallActor::start(settings, commands);
 
-    let sid = call_sid(7);
-    let token = tokens.mint(&CallSid::parse(&sid).unwrap()).unwrap();
-    let start = serde_json::json!({"event": "start", "start": {"streamSid": "MZ7", "callSid": sid,
-        "customParameters": {"token": token},
-        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}});
-    call.media.send(text(start)).await.unwrap();
-
+    send_start(&call, &tokens, &call_sid(7)).await;
     for n in 0..3u32 {
-        let payload = base64::engine::general_purpose::STANDARD.encode(frame(5, n));
-        let media = serde_json::json!({"event": "media", "media": {"payload": payload}, "streamSid": "MZ7"});
-        call.media.send(text(media)).await.unwrap();
+        send_frame(&call, frame(5, n)).await;
         assert_eq!(next_text(&mut out).await["event"], "media");
         let mark = next_text(&mut out).await;
         let name = mark["mark"]["name"].as_str().unwrap().to_owned();
         assert_eq!(name, format!("u{}c0", n + 1));
         if n < 2 {
             // Twilio echoes a mark once the audio before it has played; the third is still playing.
-            let echo =
-                serde_json::json!({"event": "mark", "mark": {"name": name}, "streamSid": "MZ7"});
-            call.media.send(text(echo)).await.unwrap();
+            echo_mark(&call, &name).await;
         }
     }
     assert_eq!(sessions.now(), 3, "one session per engine child");
@@ -228,4 +241,61 @@ async fn expect_socket_close(out: &mut mpsc::Receiver<SocketCommand>) {
             None => panic!("socket queue closed without a close frame"),
         }
     }
+}
+
+/// Records the calls it was asked to transfer.
+#[derive(Default)]
+struct RecordingControl(Mutex<Vec<String>>);
+
+impl CallControl for RecordingControl {
+    fn transfer(
+        &self,
+        call: &CallSid,
+    ) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send>> {
+        self.0.lock().unwrap().push(call.to_string());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[actix_rt::test]
+async fn a_transfer_goes_through_call_control_once_the_reply_was_heard() {
+    let tokens = Arc::new(StreamTokens::new(Duration::from_secs(60)));
+    let mut settings = settings(&SessionCount::new(), tokens.clone());
+    let reply = ("Connecting you now.", Some(DialogueAction::TransferCall));
+    settings.engines.dialogue = Arc::new(FixedDialogue::new(&[reply], Duration::ZERO));
+    settings.engines.tts = Arc::new(WordTts);
+    let control = Arc::new(RecordingControl::default());
+    settings.call_control = Some(control.clone());
+    let (commands, mut out) = mpsc::channel(SOCKET_QUEUE_CAPACITY);
+    let call = CallActor::start(settings, commands);
+    send_start(&call, &tokens, &call_sid(8)).await;
+    send_frame(&call, frame(5, 0)).await;
+
+    // Three words, a mark after each; the transfer waits for the last echo.
+    let mut marks = Vec::new();
+    while marks.len() < 3 {
+        let message = next_text(&mut out).await;
+        if message["event"] == "mark" {
+            marks.push(message["mark"]["name"].as_str().unwrap().to_owned());
+        }
+    }
+    for name in &marks[..2] {
+        echo_mark(&call, name).await;
+    }
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    assert!(control.0.lock().unwrap().is_empty());
+    echo_mark(&call, &marks[2]).await;
+    within(async {
+        while control.0.lock().unwrap().is_empty() {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(*control.0.lock().unwrap(), vec![call_sid(8)]);
+    // No refusal follows: the carrier takes the call away.
+    let more = actix_rt::time::timeout(Duration::from_millis(300), out.recv()).await;
+    assert!(
+        !matches!(more, Ok(Some(SocketCommand::Text(_)))),
+        "{more:?}"
+    );
 }

@@ -82,21 +82,33 @@ pub enum Verdict {
     Interrupt,
 }
 
-/// The barge-in state of the agent's current utterance.
+/// Unvoiced frames that end a run of caller speech: 300 ms (the pause between words is shorter).
+const HANGOVER_FRAMES: u32 = 15;
+
+/// The barge-in state of one call.
 #[derive(Debug, Default)]
 pub struct BargeIn {
-    /// Voiced frames since the soft stage began; `None` while not paused.
-    paused: Option<u32>,
+    /// Soft stage: playback is paused.
+    paused: bool,
+    /// Voiced frames in the caller's current run of speech.
+    voiced: u32,
+    /// Unvoiced frames since the last voiced one.
+    quiet: u32,
 }
 
 impl BargeIn {
     /// Whether playback is paused (soft stage).
     pub fn is_paused(&self) -> bool {
-        self.paused.is_some()
+        self.paused
     }
 
-    /// The recogniser heard speech start: soft stage.
-    pub fn speech_started(&mut self) -> Verdict {
+    /// The recogniser heard speech start: soft stage, or hard at once if the energy VAD has
+    /// already heard enough.
+    pub fn speech_started(&mut self, settings: &BargeInSettings) -> Verdict {
+        if self.long_enough(settings) {
+            self.paused = false;
+            return Verdict::Interrupt;
+        }
         self.pause()
     }
 
@@ -107,20 +119,27 @@ impl BargeIn {
             return Verdict::Continue;
         }
         if count >= settings.min_words && !settings.backchannels.covers(text) {
-            self.paused = None;
+            self.paused = false;
             return Verdict::Interrupt;
         }
         self.pause()
     }
 
-    /// A frame of caller audio the energy VAD called voiced; counts only during the soft stage.
-    pub fn voiced_frame(&mut self, settings: &BargeInSettings) -> Verdict {
-        let Some(voiced) = self.paused.as_mut() else {
-            return Verdict::Continue;
-        };
-        *voiced += 1;
-        if FRAME_DURATION * *voiced >= settings.min_speech {
-            self.paused = None;
+    /// One frame of caller audio and whether the energy VAD called it voiced. Voiced audio counts
+    /// from the start of the speech run, even before the recogniser reports it, but confirms a
+    /// barge-in only in the soft stage.
+    pub fn frame(&mut self, voiced: bool, settings: &BargeInSettings) -> Verdict {
+        if voiced {
+            self.voiced += 1;
+            self.quiet = 0;
+        } else {
+            self.quiet += 1;
+            if self.quiet >= HANGOVER_FRAMES {
+                self.voiced = 0;
+            }
+        }
+        if self.paused && self.long_enough(settings) {
+            self.paused = false;
             return Verdict::Interrupt;
         }
         Verdict::Continue
@@ -128,14 +147,18 @@ impl BargeIn {
 
     /// Leaves the soft stage (resumed, or the utterance ended); returns whether it was paused.
     pub fn resume(&mut self) -> bool {
-        self.paused.take().is_some()
+        std::mem::take(&mut self.paused)
+    }
+
+    fn long_enough(&self, settings: &BargeInSettings) -> bool {
+        FRAME_DURATION * self.voiced >= settings.min_speech
     }
 
     fn pause(&mut self) -> Verdict {
-        if self.paused.is_some() {
+        if self.paused {
             return Verdict::Continue;
         }
-        self.paused = Some(0);
+        self.paused = true;
         Verdict::Pause
     }
 }
@@ -159,8 +182,8 @@ mod tests {
     fn speech_pauses_once_and_words_confirm() {
         let settings = BargeInSettings::default();
         let mut barge_in = BargeIn::default();
-        assert_eq!(barge_in.speech_started(), Verdict::Pause);
-        assert_eq!(barge_in.speech_started(), Verdict::Continue);
+        assert_eq!(barge_in.speech_started(&settings), Verdict::Pause);
+        assert_eq!(barge_in.speech_started(&settings), Verdict::Continue);
         assert_eq!(barge_in.heard("wait", &settings), Verdict::Continue);
         assert_eq!(barge_in.heard("yeah okay", &settings), Verdict::Continue);
         assert_eq!(barge_in.heard("wait, no", &settings), Verdict::Interrupt);
@@ -177,17 +200,27 @@ mod tests {
     }
 
     #[test]
-    fn long_voiced_audio_confirms_only_while_paused() {
+    fn voiced_audio_counts_from_the_start_of_the_run_and_confirms_while_paused() {
         let settings = BargeInSettings::default();
+        let needed = (settings.min_speech.as_millis() / 20) as usize;
         let mut barge_in = BargeIn::default();
-        for _ in 0..100 {
-            assert_eq!(barge_in.voiced_frame(&settings), Verdict::Continue);
+        for _ in 0..needed * 2 {
+            assert_eq!(barge_in.frame(true, &settings), Verdict::Continue);
         }
-        barge_in.speech_started();
-        let frames = (settings.min_speech.as_millis() / 20) as usize;
-        for _ in 1..frames {
-            assert_eq!(barge_in.voiced_frame(&settings), Verdict::Continue);
+        assert_eq!(barge_in.speech_started(&settings), Verdict::Interrupt);
+
+        // A pause longer than the hangover starts a new run.
+        let mut barge_in = BargeIn::default();
+        for _ in 0..needed - 1 {
+            barge_in.frame(true, &settings);
         }
-        assert_eq!(barge_in.voiced_frame(&settings), Verdict::Interrupt);
+        for _ in 0..HANGOVER_FRAMES {
+            barge_in.frame(false, &settings);
+        }
+        assert_eq!(barge_in.speech_started(&settings), Verdict::Pause);
+        for _ in 1..needed {
+            assert_eq!(barge_in.frame(true, &settings), Verdict::Continue);
+        }
+        assert_eq!(barge_in.frame(true, &settings), Verdict::Interrupt);
     }
 }

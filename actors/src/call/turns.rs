@@ -89,13 +89,13 @@ impl CallActor {
         let samples = &mut self.caller.samples;
         samples.clear();
         mulaw::decode_into(payload, samples);
-        if rms_dbfs(samples) < VadConfig::default().threshold_dbfs {
-            return;
+        let voiced = rms_dbfs(samples) >= VadConfig::default().threshold_dbfs;
+        if voiced {
+            self.caller.last_voiced = Some(Instant::now());
         }
-        self.caller.last_voiced = Some(Instant::now());
+        let settings = &self.settings.conversation.barge_in;
+        let verdict = self.caller.barge_in.frame(voiced, settings);
         if self.agent_interruptible().is_some() {
-            let settings = &self.settings.conversation.barge_in;
-            let verdict = self.caller.barge_in.voiced_frame(settings);
             self.barge_in(verdict, ctx);
         }
     }
@@ -108,7 +108,7 @@ impl CallActor {
         let verdict = match event {
             TranscriptEvent::SpeechStarted => {
                 self.open_turn(true, now);
-                interruptible.then(|| self.caller.barge_in.speech_started())
+                interruptible.then(|| self.caller.barge_in.speech_started(settings))
             }
             TranscriptEvent::Partial { text } => {
                 let turn = self.open_turn(true, now);

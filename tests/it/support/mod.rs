@@ -1,5 +1,7 @@
 //! Helpers: a real server on 127.0.0.1:0 and a Twilio-faithful client.
 
+pub mod directed;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -64,6 +66,17 @@ impl TestServer {
             .expect("voice webhook answers");
         let media = self.sim.connect(&answer).await.expect("media socket opens");
         (answer, media)
+    }
+
+    /// The body of a `GET` on `path`.
+    pub async fn get_text(&self, path: &str) -> String {
+        let mut response = awc::Client::new()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("server answers");
+        let body = response.body().await.expect("body");
+        String::from_utf8(body.to_vec()).expect("text body")
     }
 
     /// Waits until no call is alive.
