@@ -194,17 +194,19 @@ fn validate_host(host: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Turn-taking, barge-in and lifecycle settings. Barge-in is on by default, except with the
-/// loopback engines: they make every 20 ms frame a turn, so each would interrupt the last echo.
+/// Turn-taking, barge-in and lifecycle settings. Barge-in and the lifecycle timers are on by
+/// default, except with the loopback engines: they make every 20 ms frame a turn (each would
+/// interrupt the last echo), and they cannot say the lifecycle lines (their "speech" is audio).
 fn conversation<F: Fn(&str) -> Option<String>>(
     vars: &Vars<'_, F>,
     engines: EngineChoice,
     turn_silence: Duration,
 ) -> Result<ConversationSettings, ConfigError> {
-    let barge_in_default = if engines == EngineChoice::Loopback {
-        "off"
+    let loopback = engines == EngineChoice::Loopback;
+    let (barge_in_default, checkin_default, max_default) = if loopback {
+        ("off", "0", "off")
     } else {
-        "on"
+        ("on", "8", "15m")
     };
     let enabled = match vars.get("BARGE_IN").as_deref().unwrap_or(barge_in_default) {
         "on" => true,
@@ -229,11 +231,15 @@ fn conversation<F: Fn(&str) -> Option<String>>(
         )?),
         backchannels: Backchannels::parse(&backchannels),
     };
-    let checkin: u64 = vars.bounded("SILENCE_CHECKIN_S", "8", 0..=600)?;
-    let max_duration = match vars.get("MAX_CALL_DURATION").as_deref() {
-        Some("off") => None,
+    let checkin: u64 = vars.bounded("SILENCE_CHECKIN_S", checkin_default, 0..=600)?;
+    let max_duration = match vars
+        .get("MAX_CALL_DURATION")
+        .as_deref()
+        .unwrap_or(max_default)
+    {
+        "off" => None,
         _ => {
-            let max = vars.duration("MAX_CALL_DURATION", "15m")?;
+            let max = vars.duration("MAX_CALL_DURATION", max_default)?;
             if max > Duration::from_secs(4 * 3600) {
                 return Err(vars.invalid(
                     "MAX_CALL_DURATION",
@@ -364,16 +370,14 @@ mod tests {
     }
 
     #[test]
-    fn loopback_turns_barge_in_off_and_lifecycle_timers_can_be() {
-        let config = config(&[
-            ("ENGINES", "loopback"),
-            ("SILENCE_CHECKIN_S", "0"),
-            ("MAX_CALL_DURATION", "off"),
-        ])
-        .unwrap();
-        assert!(!config.conversation.barge_in.enabled);
-        assert_eq!(config.conversation.silence_checkin, None);
-        assert_eq!(config.conversation.max_duration, None);
+    fn loopback_turns_barge_in_and_lifecycle_timers_off_and_others_can() {
+        let loopback = config(&[("ENGINES", "loopback")]).unwrap().conversation;
+        assert!(!loopback.barge_in.enabled);
+        assert_eq!(loopback.silence_checkin, None);
+        assert_eq!(loopback.max_duration, None);
+        let quiet = config(&[("SILENCE_CHECKIN_S", "0"), ("MAX_CALL_DURATION", "off")]).unwrap();
+        assert_eq!(quiet.conversation.silence_checkin, None);
+        assert_eq!(quiet.conversation.max_duration, None);
     }
 
     #[test]

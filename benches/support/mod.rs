@@ -32,6 +32,8 @@ pub fn loopback_conversation() -> ConversationSettings {
 
 /// One call's actor tree, driven as the socket reader would drive it.
 pub struct BenchCall {
+    /// The call's supervisor.
+    pub call: Addr<CallActor>,
     media: Addr<MediaStream>,
     out: mpsc::Receiver<SocketCommand>,
     inbound: String,
@@ -77,6 +79,7 @@ pub async fn start_call(settings: &CallSettings, tokens: &StreamTokens, n: u32) 
         r#"{{"event":"media","sequenceNumber":"2","media":{{"track":"inbound","chunk":"1","timestamp":"0","payload":"{payload}"}},"streamSid":"{stream_sid}"}}"#
     );
     BenchCall {
+        call: handle.call,
         media: handle.media,
         out,
         inbound,
@@ -92,7 +95,7 @@ impl BenchCall {
             })
             .await
             .expect("media stream up");
-        while self.out.try_recv().is_ok() {}
+        self.drain();
     }
 
     /// Hands one inbound `media` frame to the MediaStream.
@@ -105,14 +108,23 @@ impl BenchCall {
 
     /// Waits for the next outbound `media` (skipping the marks that follow each chunk).
     pub async fn echoed(&mut self) {
+        self.next_event("media").await;
+    }
+
+    /// Waits for the next outbound message whose `event` is `event`, skipping others.
+    pub async fn next_event(&mut self, event: &str) {
+        let prefix = format!(r#"{{"event":"{event}""#);
         loop {
             match self.out.recv().await {
-                Some(SocketCommand::Text(text)) if text.starts_with(r#"{"event":"media""#) => {
-                    return
-                }
+                Some(SocketCommand::Text(text)) if text.starts_with(&prefix) => return,
                 Some(_) => {}
                 None => panic!("call ended"),
             }
         }
+    }
+
+    /// Drops whatever the socket queue holds.
+    pub fn drain(&mut self) {
+        while self.out.try_recv().is_ok() {}
     }
 }

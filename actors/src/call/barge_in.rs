@@ -97,11 +97,6 @@ pub struct BargeIn {
 }
 
 impl BargeIn {
-    /// Whether playback is paused (soft stage).
-    pub fn is_paused(&self) -> bool {
-        self.paused
-    }
-
     /// The recogniser heard speech start: soft stage, or hard at once if the energy VAD has
     /// already heard enough.
     pub fn speech_started(&mut self, settings: &BargeInSettings) -> Verdict {
@@ -187,7 +182,7 @@ mod tests {
         assert_eq!(barge_in.heard("wait", &settings), Verdict::Continue);
         assert_eq!(barge_in.heard("yeah okay", &settings), Verdict::Continue);
         assert_eq!(barge_in.heard("wait, no", &settings), Verdict::Interrupt);
-        assert!(!barge_in.is_paused());
+        assert!(!barge_in.resume(), "the hard stage ends the soft one");
     }
 
     #[test]

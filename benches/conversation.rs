@@ -1,0 +1,169 @@
+//! Conversation timing in process, no sockets: barge-in reaction and our own per-turn overhead.
+//!
+//! - **Barge-in reaction**: while the agent speaks, a confirming partial ("stop right now") is
+//!   handed to the CallActor; the clock stops when `clear` comes out of the socket queue.
+//! - **Per-turn overhead**: an inbound frame that ends a turn (the loopback recogniser emits its
+//!   final and end of turn at once) goes into the MediaStream; the clock stops when the reply's
+//!   first frame comes out of the socket queue. The dialogue's first text takes 20 ms and the
+//!   synthesizer's first audio 20 ms; each engine times its own wait, and what remains is the
+//!   processing of our actors between engine events.
+//!
+//! `cargo bench --bench conversation`; prints p50, p99 and max over 1000 turns of one call.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::stream;
+use phone_agent::engines;
+use phone_agent::twilio::stream_token::StreamTokens;
+use phone_agent_actors::call::conversation::ConversationSettings;
+use phone_agent_actors::call::messages::TranscriptReceived;
+use phone_agent_actors::call::CallSettings;
+use phone_agent_actors::engines::{
+    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, TextToSpeech,
+    TranscriptEvent, TtsSession,
+};
+use phone_agent_actors::ids::UtteranceId;
+use support::{settings, start_call};
+
+const TURNS: usize = 1_000;
+
+/// How long each engine takes to its first output.
+const ENGINE_LATENCY: Duration = Duration::from_millis(20);
+
+/// Time the engines spent waiting in the current turn.
+#[derive(Clone, Default)]
+struct EngineTime(Arc<Mutex<Duration>>);
+
+impl EngineTime {
+    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let spent = self.0.clone();
+        async move {
+            let start = Instant::now();
+            actix_rt::time::sleep(ENGINE_LATENCY).await;
+            *spent.lock().unwrap() += start.elapsed();
+        }
+    }
+
+    fn take(&self) -> Duration {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+struct SlowDialogue(EngineTime);
+
+impl Dialogue for SlowDialogue {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+
+    fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
+        Ok(Box::new(SlowDialogue(self.0.clone())))
+    }
+}
+
+impl DialogueSession for SlowDialogue {
+    fn reply(&mut self, _: &[ChatMessage]) -> EngineStream<String> {
+        let wait = self.0.wait();
+        Box::pin(stream::once(async move {
+            wait.await;
+            Ok("Here is a long answer for you.".to_owned())
+        }))
+    }
+}
+
+struct SlowTts(EngineTime);
+
+impl TextToSpeech for SlowTts {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+
+    fn open(&self, _: &CallContext) -> Result<Box<dyn TtsSession>, EngineError> {
+        Ok(Box::new(SlowTts(self.0.clone())))
+    }
+}
+
+impl TtsSession for SlowTts {
+    fn synthesize(&mut self, _: UtteranceId, _: &str) -> EngineStream<Vec<u8>> {
+        let wait = self.0.wait();
+        Box::pin(stream::once(async move {
+            wait.await;
+            // Two seconds of audio: the agent is still speaking when the caller barges in.
+            Ok(vec![0xD5; 16_000])
+        }))
+    }
+}
+
+fn call_settings(tokens: Arc<StreamTokens>, engine_time: &EngineTime) -> CallSettings {
+    let mut settings = settings(tokens);
+    settings.engines = phone_agent_actors::engines::EngineSet {
+        stt: engines::loopback_set().stt,
+        dialogue: Arc::new(SlowDialogue(engine_time.clone())),
+        tts: Arc::new(SlowTts(engine_time.clone())),
+    };
+    settings.conversation = Arc::new(ConversationSettings {
+        silence_checkin: None,
+        max_duration: None,
+        ..ConversationSettings::default()
+    });
+    settings
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{name:<28} p50 {:>8.1} µs   p99 {:>8.1} µs   max {:>8.1} µs   ({} turns)",
+        at(0.5).as_secs_f64() * 1e6,
+        at(0.99).as_secs_f64() * 1e6,
+        samples.last().unwrap().as_secs_f64() * 1e6,
+        samples.len()
+    );
+}
+
+fn main() {
+    let system = actix_rt::System::new();
+    let engine_time = EngineTime::default();
+    let tokens = Arc::new(StreamTokens::new(Duration::from_secs(600)));
+    let settings = call_settings(tokens.clone(), &engine_time);
+    let (overheads, reactions) = system.block_on(async {
+        let mut call = start_call(&settings, &tokens, 1).await;
+        let (mut overheads, mut reactions) = (Vec::new(), Vec::new());
+        for turn in 0..TURNS + 50 {
+            engine_time.take();
+            let start = Instant::now();
+            call.send().await;
+            call.echoed().await;
+            let overhead = start.elapsed().saturating_sub(engine_time.take());
+
+            let trigger = Instant::now();
+            let partial = TranscriptEvent::Partial {
+                text: "stop right now".into(),
+            };
+            call.call
+                .send(TranscriptReceived { event: partial })
+                .await
+                .expect("call up");
+            call.next_event("clear").await;
+            let reaction = trigger.elapsed();
+            // The caller's interrupting turn ends without words of its own.
+            call.call
+                .send(TranscriptReceived {
+                    event: TranscriptEvent::EndOfTurn,
+                })
+                .await
+                .expect("call up");
+            call.drain();
+            if turn >= 50 {
+                overheads.push(overhead);
+                reactions.push(reaction);
+            }
+        }
+        (overheads, reactions)
+    });
+    report("barge-in reaction", reactions);
+    report("per-turn overhead", overheads);
+}
