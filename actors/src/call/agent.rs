@@ -49,7 +49,7 @@ pub(super) struct AgentSide {
     ledger: PlaybackLedger,
     /// The latest utterance fully sent, and the mark after its last chunk.
     last_sent: Option<(UtteranceId, MarkName)>,
-    /// A goodbye: caller speech does not interrupt it.
+    /// The greeting, or a goodbye: caller speech does not interrupt it.
     uninterruptible: Option<UtteranceId>,
     clock: Option<TurnClock>,
     hang_up: Option<HangUp>,
@@ -68,7 +68,8 @@ impl Default for AgentSide {
             audio_through: None,
             ledger: PlaybackLedger::default(),
             last_sent: None,
-            uninterruptible: None,
+            // The greeting carries the AI disclosure: it is heard whole.
+            uninterruptible: Some(GREETING),
             clock: None,
             hang_up: None,
             transfer_after: None,
@@ -129,9 +130,9 @@ impl CallActor {
         self.agent.clock = Some(clock);
     }
 
-    fn clock_reached(&mut self, utterance: UtteranceId, stage: Stage) {
+    fn clock_reached(&mut self, utterance: UtteranceId, stage: Stage, at: Instant) {
         if let Some(clock) = self.agent.clock.as_mut() {
-            clock.reached(utterance, stage, Instant::now());
+            clock.reached(utterance, stage, at);
             if clock.is_heard() {
                 self.report_turn();
             }
@@ -370,7 +371,7 @@ impl Handler<ChunkSent> for CallActor {
             .ledger
             .chunk_sent(msg.mark, msg.frames, msg.clause, Instant::now());
         self.agent.audio_through = self.agent.audio_through.max(Some(utterance));
-        self.clock_reached(utterance, Stage::FirstAudio);
+        self.clock_reached(utterance, Stage::FirstAudio, Instant::now());
         self.settle(ctx);
     }
 }
@@ -379,7 +380,7 @@ impl Handler<PlaybackStarted> for CallActor {
     type Result = ();
 
     fn handle(&mut self, msg: PlaybackStarted, _: &mut Context<Self>) {
-        self.clock_reached(msg.utterance, Stage::FirstSent);
+        self.clock_reached(msg.utterance, Stage::FirstSent, Instant::now());
     }
 }
 
@@ -387,7 +388,7 @@ impl Handler<ReplyStarted> for CallActor {
     type Result = ();
 
     fn handle(&mut self, msg: ReplyStarted, _: &mut Context<Self>) {
-        self.clock_reached(msg.utterance, Stage::FirstText);
+        self.clock_reached(msg.utterance, Stage::FirstText, Instant::now());
     }
 }
 
@@ -397,8 +398,13 @@ impl Handler<MarkPlayed> for CallActor {
     fn handle(&mut self, msg: MarkPlayed, ctx: &mut Context<Self>) {
         self.playback.marks_heard += 1;
         self.playback.last_heard = Some(msg.mark);
-        if self.agent.ledger.mark_echoed(msg.mark, Instant::now()) {
-            self.clock_reached(msg.mark.utterance, Stage::FirstHeard);
+        let now = Instant::now();
+        if let Some(played) = self.agent.ledger.mark_echoed(msg.mark, now) {
+            if msg.mark.chunk == 0 {
+                // The first chunk started playing its own length before its mark came back.
+                let started = now.checked_sub(played).unwrap_or(now);
+                self.clock_reached(msg.mark.utterance, Stage::FirstHeard, started);
+            }
         }
         if let Some((utterance, _)) = self.agent.last_sent.filter(|(_, last)| *last == msg.mark) {
             self.utterance_done(utterance, ctx);

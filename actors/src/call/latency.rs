@@ -6,8 +6,8 @@
 //!                                                                             ─ first chunk heard
 //! ```
 //! The end of speech is the last frame the CallActor's energy VAD called voiced (the recogniser's
-//! end-of-turn silence comes after it). "Heard" is the echo of the reply's first mark: its first
-//! chunk has played. Sans-I/O: the CallActor passes the times.
+//! end-of-turn silence comes after it). "Heard" is when the reply's first chunk started playing:
+//! its mark's echo less the chunk's length. Sans-I/O: the CallActor passes the times.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ pub enum Stage {
     FirstAudio,
     /// The MediaStream wrote the first frame of the reply to the socket.
     FirstSent,
-    /// Twilio echoed the reply's first mark: the caller heard its first chunk.
+    /// The caller started hearing the reply: the echo of its first mark, less that chunk's length.
     FirstHeard,
 }
 

@@ -86,15 +86,12 @@ impl PlaybackLedger {
         });
     }
 
-    /// Twilio echoed `mark`: it and every chunk before it have played. Returns whether the mark
-    /// was one of the unheard chunks.
-    pub fn mark_echoed(&mut self, mark: MarkName, now: Instant) -> bool {
-        let Some(utterance) = self.utterances.get_mut(&mark.utterance) else {
-            return false;
-        };
-        if !utterance.unheard.iter().any(|chunk| chunk.mark == mark) {
-            return false;
-        }
+    /// Twilio echoed `mark`: it and every chunk before it have played. Returns how long the
+    /// echoed chunk played, if the mark was one of the unheard chunks.
+    pub fn mark_echoed(&mut self, mark: MarkName, now: Instant) -> Option<Duration> {
+        let utterance = self.utterances.get_mut(&mark.utterance)?;
+        let echoed = utterance.unheard.iter().find(|chunk| chunk.mark == mark)?;
+        let played = FRAME_DURATION * echoed.frames;
         while let Some(chunk) = utterance.unheard.pop_front() {
             utterance.clauses[chunk.clause].heard += chunk.frames;
             if chunk.mark == mark {
@@ -110,7 +107,7 @@ impl PlaybackLedger {
                 next.playing_since = Some(now);
             }
         }
-        true
+        Some(played)
     }
 
     /// Forgets every utterance up to `through` (cleared or cancelled).
@@ -191,7 +188,10 @@ mod tests {
         let half = start + Duration::from_millis(500);
         assert_eq!(ledger.heard_text(u, half, None), "Our prices");
 
-        assert!(ledger.mark_echoed(mark(3, 0), start + Duration::from_secs(1)));
+        assert_eq!(
+            ledger.mark_echoed(mark(3, 0), start + Duration::from_secs(1)),
+            Some(Duration::from_secs(1))
+        );
         let later = start + Duration::from_millis(1_800);
         // 0.8 s into the second clause's 2 s: 40 % of its 7 words, rounded down.
         assert_eq!(
@@ -203,8 +203,8 @@ mod tests {
             ledger.heard_text(u, later, Some(start + Duration::from_secs(1))),
             "Our prices are low."
         );
-        assert!(ledger.mark_echoed(mark(3, 1), later));
-        assert!(!ledger.mark_echoed(mark(3, 1), later), "echoed once");
+        assert!(ledger.mark_echoed(mark(3, 1), later).is_some());
+        assert_eq!(ledger.mark_echoed(mark(3, 1), later), None, "echoed once");
         assert_eq!(
             ledger.heard_text(u, later, None),
             "Our prices are low. A cleaning is ninety five dollars today."
@@ -218,7 +218,7 @@ mod tests {
         let mut ledger = PlaybackLedger::default();
         ledger.chunk_sent(mark(1, 0), 10, text("one two three four"), start);
         ledger.chunk_sent(mark(1, 1), 10, None, start);
-        assert!(ledger.mark_echoed(mark(1, 0), start));
+        assert!(ledger.mark_echoed(mark(1, 0), start).is_some());
         assert_eq!(ledger.heard_text(UtteranceId(1), start, None), "one two");
         assert_eq!(ledger.playing(), Some(UtteranceId(1)));
 
@@ -226,13 +226,13 @@ mod tests {
         let later = start + Duration::from_secs(1);
         ledger.chunk_sent(mark(2, 0), 10, text("five six"), start);
         assert_eq!(ledger.heard_text(UtteranceId(2), later, None), "");
-        assert!(ledger.mark_echoed(mark(1, 1), later));
+        assert!(ledger.mark_echoed(mark(1, 1), later).is_some());
         assert_eq!(ledger.playing(), Some(UtteranceId(2)));
         let half = later + Duration::from_millis(100);
         assert_eq!(ledger.heard_text(UtteranceId(2), half, None), "five");
 
         ledger.forget_through(UtteranceId(2));
         assert_eq!(ledger.playing(), None);
-        assert!(!ledger.mark_echoed(mark(2, 0), half));
+        assert_eq!(ledger.mark_echoed(mark(2, 0), half), None);
     }
 }
