@@ -120,8 +120,7 @@ impl Config {
                 ))
             }
         };
-        let playback_lead =
-            Duration::from_millis(vars.bounded("PLAYBACK_LEAD_MS", "100", 0..=2_000)?);
+        let playback_lead = vars.millis("PLAYBACK_LEAD_MS", "100", 0..=2_000)?;
         let media = MediaSettings {
             playback_lead,
             idle_timeout: vars.duration("MEDIA_IDLE_TIMEOUT", "15s")?,
@@ -142,16 +141,8 @@ impl Config {
             stt_workers: vars.bounded("STT_WORKERS", &engine_workers, 1..=64)?,
             tts_workers: vars.bounded("TTS_WORKERS", &engine_workers, 1..=64)?,
             endpointing: Endpointing {
-                turn_silence: Duration::from_millis(vars.bounded(
-                    "TURN_SILENCE_MS",
-                    "600",
-                    100..=5_000,
-                )?),
-                partial_interval: Duration::from_millis(vars.bounded(
-                    "STT_PARTIAL_INTERVAL_MS",
-                    "1000",
-                    0..=10_000,
-                )?),
+                turn_silence: vars.millis("TURN_SILENCE_MS", "600", 100..=5_000)?,
+                partial_interval: vars.millis("STT_PARTIAL_INTERVAL_MS", "1000", 0..=10_000)?,
             },
         };
         let conversation = conversation(&vars, engines, embedded.endpointing.turn_silence)?;
@@ -219,16 +210,8 @@ fn conversation<F: Fn(&str) -> Option<String>>(
     let barge_in = BargeInSettings {
         enabled,
         min_words: vars.bounded("BARGE_IN_MIN_WORDS", "2", 1..=20)?,
-        min_speech: Duration::from_millis(vars.bounded(
-            "BARGE_IN_MIN_SPEECH_MS",
-            "600",
-            100..=5_000,
-        )?),
-        resume_after: Duration::from_millis(vars.bounded(
-            "BARGE_IN_RESUME_MS",
-            "1000",
-            200..=10_000,
-        )?),
+        min_speech: vars.millis("BARGE_IN_MIN_SPEECH_MS", "600", 100..=5_000)?,
+        resume_after: vars.millis("BARGE_IN_RESUME_MS", "1000", 200..=10_000)?,
         backchannels: Backchannels::parse(&backchannels),
     };
     let checkin: u64 = vars.bounded("SILENCE_CHECKIN_S", checkin_default, 0..=600)?;
@@ -318,6 +301,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             return Err(self.invalid(name, format!("{value} (expected {expected})")));
         }
         Ok(value)
+    }
+
+    /// A whole number of milliseconds within `range` (for the `*_MS` variables).
+    fn millis(
+        &self,
+        name: &'static str,
+        default: &str,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.bounded(name, default, range)
+            .map(Duration::from_millis)
     }
 
     fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {

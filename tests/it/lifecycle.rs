@@ -1,7 +1,7 @@
 //! The call's lifecycle beyond audio: `end_call` hangs up once the goodbye was heard; keypad
 //! digits are caller turns.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream;
@@ -13,6 +13,7 @@ use phone_agent_actors::engines::{
     EngineError, EngineStream,
 };
 
+use crate::support::directed::FixedDialogue;
 use crate::support::*;
 
 /// Says back what it heard, then ends the call.
@@ -73,35 +74,16 @@ async fn end_call_hangs_up_when_the_last_mark_comes_back_not_before() {
     );
 }
 
-/// Remembers what the caller said (or keyed) and answers nothing.
-struct Listener(Arc<Mutex<Vec<String>>>);
-
-impl Dialogue for Listener {
-    fn name(&self) -> &'static str {
-        "listener"
-    }
-
-    fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
-        Ok(Box::new(Listener(self.0.clone())))
-    }
-}
-
-impl DialogueSession for Listener {
-    fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(last_caller_line(conversation).to_owned());
-        Box::pin(stream::once(async { Ok(String::new()) }))
-    }
-}
-
-async fn heard_after(lines: &Mutex<Vec<String>>, count: usize) -> Vec<String> {
+/// The caller's last line in each conversation the dialogue was given, once there are `count`.
+async fn heard_after(dialogue: &FixedDialogue, count: usize) -> Vec<String> {
     within(async {
         loop {
-            let heard = lines.lock().unwrap().clone();
-            if heard.len() >= count {
-                return heard;
+            let seen = dialogue.seen();
+            if seen.len() >= count {
+                return seen
+                    .iter()
+                    .map(|conversation| last_caller_line(conversation).to_owned())
+                    .collect();
             }
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
@@ -111,9 +93,10 @@ async fn heard_after(lines: &Mutex<Vec<String>>, count: usize) -> Vec<String> {
 
 #[actix_rt::test]
 async fn keypad_digits_reach_the_dialogue_as_a_turn() {
-    let lines = Arc::new(Mutex::new(Vec::new()));
+    // Answers nothing; remembers what it was given.
+    let dialogue = FixedDialogue::new(&[("", None)], Duration::ZERO);
     let mut engines = engines::loopback_set();
-    engines.dialogue = Arc::new(Listener(lines.clone()));
+    engines.dialogue = Arc::new(dialogue.clone());
     let server = TestServer::start_with(&test_config(&[]), engines);
     let (_, mut media) = server.call(&call_sid(1)).await;
 
@@ -122,7 +105,7 @@ async fn keypad_digits_reach_the_dialogue_as_a_turn() {
         media.send_dtmf(key).await.unwrap();
     }
     let started = Instant::now();
-    assert_eq!(heard_after(&lines, 1).await, vec!["123"]);
+    assert_eq!(heard_after(&dialogue, 1).await, vec!["123"]);
     assert!(started.elapsed() < KEYPAD_PAUSE, "{:?}", started.elapsed());
 
     // Without `#`, the turn ends after a pause.
@@ -130,6 +113,6 @@ async fn keypad_digits_reach_the_dialogue_as_a_turn() {
         media.send_dtmf(key).await.unwrap();
     }
     let started = Instant::now();
-    assert_eq!(heard_after(&lines, 2).await, vec!["123", "45*"]);
+    assert_eq!(heard_after(&dialogue, 2).await, vec!["123", "45*"]);
     assert!(started.elapsed() >= KEYPAD_PAUSE, "{:?}", started.elapsed());
 }

@@ -122,9 +122,8 @@ impl CallActor {
                 }
                 turn.text.push_str(text.trim());
                 turn.final_at = Some(now);
-                let speech = turn.speech;
-                let verdict = (interruptible && speech)
-                    .then(|| self.caller.barge_in.heard(&self.turn_text(), settings));
+                let so_far = (interruptible && turn.speech).then(|| turn.text.clone());
+                let verdict = so_far.map(|text| self.caller.barge_in.heard(&text, settings));
                 self.end_turn_on_silence(ctx);
                 verdict
             }
@@ -151,13 +150,6 @@ impl CallActor {
         });
         turn.speech |= speech;
         turn
-    }
-
-    fn turn_text(&self) -> String {
-        self.caller
-            .turn
-            .as_ref()
-            .map_or_else(String::new, |turn| turn.text.clone())
     }
 
     /// Arms the fallback end of turn: `turn_silence` after the energy VAD last heard the caller.
