@@ -1,0 +1,510 @@
+//! Bearer-token authentication: the [`Authenticator`] every worker checks requests with, and the
+//! [`AuthActor`] that owns the token state behind it.
+//!
+//! The hot path is a SHA-256 of the presented token, one lookup in a read-mostly `DashMap` keyed
+//! by hash, a constant-time comparison of the hashes, and two counters: no mailbox, no database.
+//! Through a mailbox every request would queue behind one actor (`cargo bench --bench guard`
+//! compares the two). The actor loads the cache from the store at start and every
+//! `AUTH_CACHE_REFRESH` (so tokens changed by the CLI or another instance take effect), applies
+//! API token changes and refreshes at once, flushes the audit trail and `last_used_at`, and
+//! forgets quiet IPs.
+//!
+//! Failed authentications count against the client's IP: `AUTH_LOCKOUT_FAILURES` within
+//! `AUTH_LOCKOUT_WINDOW` lock it out for `AUTH_LOCKOUT`, doubling up to `AUTH_LOCKOUT_MAX`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorFutureExt as _, AsyncContext, Context, Handler, Message, ResponseFuture,
+    WrapFuture as _,
+};
+use dashmap::DashMap;
+
+use super::admin::{self, AdminError, ChangedBy, Issued, NewToken};
+use super::audit::AuditLog;
+use super::penalty::{PenaltyBox, PenaltySettings, Strike};
+use super::token::{hash_token, Scope, Scopes, TokenHash, TOKEN_PREFIX};
+use crate::store::audit::AuditEvent;
+use crate::store::tokens::{HashedToken, TokenRecord};
+use crate::store::{now_ms, Store, StoreError};
+
+/// How authentication behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSettings {
+    /// When failures lock an IP out.
+    pub lockout: PenaltySettings,
+    /// How often the token cache is reloaded from the store.
+    pub cache_refresh: Duration,
+    /// How often audit rows and last-used times are written.
+    pub flush_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct CachedToken {
+    id: Arc<str>,
+    hash: TokenHash,
+    scopes: Scopes,
+    expires_at: Option<i64>,
+    revoked: bool,
+}
+
+/// Who a request is: a valid token's id and scopes.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's id.
+    pub token_id: Arc<str>,
+    /// What it may do.
+    pub scopes: Scopes,
+    /// The key of its rate limit (from its hash).
+    pub limit_key: u64,
+    /// The client's address.
+    pub client: IpAddr,
+}
+
+impl Principal {
+    /// Whether the token carries `scope`.
+    pub fn can(&self, scope: Scope) -> bool {
+        self.scopes.contains(scope)
+    }
+}
+
+/// Why a request is not authenticated. The HTTP answer is the same 401 for all but the lockout;
+/// the reason goes to the audit log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization: Bearer …` header.
+    Missing,
+    /// A token we never issued (or not a token at all).
+    Unknown,
+    /// A token past its expiry (or its rotation overlap).
+    Expired,
+    /// A revoked token.
+    Revoked,
+    /// The client's IP is locked out for repeated failures; this long to go.
+    LockedOut(Duration),
+}
+
+impl AuthFailure {
+    fn reason(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing credentials",
+            AuthFailure::Unknown => "unknown token",
+            AuthFailure::Expired => "expired token",
+            AuthFailure::Revoked => "revoked token",
+            AuthFailure::LockedOut(_) => "client locked out",
+        }
+    }
+}
+
+/// Checks bearer tokens against the cached token state.
+#[derive(Debug)]
+pub struct Authenticator {
+    tokens: DashMap<TokenHash, CachedToken>,
+    lockout: PenaltyBox,
+    audit: Arc<AuditLog>,
+}
+
+impl Authenticator {
+    /// An authenticator with no tokens yet (see [`Authenticator::load`]).
+    pub fn new(lockout: PenaltySettings, audit: Arc<AuditLog>) -> Self {
+        Self {
+            tokens: DashMap::new(),
+            lockout: PenaltyBox::new(lockout),
+            audit,
+        }
+    }
+
+    /// Replaces the cached token state with `tokens` (as stored).
+    pub fn load(&self, tokens: &[HashedToken]) {
+        let fresh: Vec<CachedToken> = tokens
+            .iter()
+            .filter_map(|token| {
+                Some(CachedToken {
+                    id: token.record.id.as_str().into(),
+                    hash: parse_hash(&token.hash_hex)?,
+                    scopes: token.record.scopes,
+                    expires_at: token.record.expires_at,
+                    revoked: token.record.revoked_at.is_some(),
+                })
+            })
+            .collect();
+        self.tokens
+            .retain(|hash, _| fresh.iter().any(|token| token.hash == *hash));
+        for token in fresh {
+            self.tokens.insert(token.hash, token);
+        }
+    }
+
+    /// Authenticates `authorization` (the header's value) from `client`.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        client: IpAddr,
+    ) -> Result<Principal, AuthFailure> {
+        if let Some(left) = self.lockout.blocked(client, Instant::now()) {
+            return Err(AuthFailure::LockedOut(left));
+        }
+        let outcome = self.check(authorization, client);
+        match &outcome {
+            Ok(principal) => {
+                self.lockout.forgive(client);
+                self.audit.success(&principal.token_id, client);
+            }
+            Err(failure) => self.fail(*failure, client),
+        }
+        outcome
+    }
+
+    fn check(
+        &self,
+        authorization: Option<&[u8]>,
+        client: IpAddr,
+    ) -> Result<Principal, AuthFailure> {
+        let token = authorization
+            .and_then(bearer_token)
+            .ok_or(AuthFailure::Missing)?;
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(AuthFailure::Unknown);
+        }
+        let hash = hash_token(token);
+        let cached = self.tokens.get(&hash).ok_or(AuthFailure::Unknown)?;
+        // The map found it by hash; compare the hashes again in constant time all the same.
+        if !ring_eq(&cached.hash, &hash) {
+            return Err(AuthFailure::Unknown);
+        }
+        if cached.revoked {
+            return Err(AuthFailure::Revoked);
+        }
+        if cached.expires_at.is_some_and(|at| at <= now_ms()) {
+            return Err(AuthFailure::Expired);
+        }
+        Ok(Principal {
+            token_id: cached.id.clone(),
+            scopes: cached.scopes,
+            limit_key: u64::from_le_bytes(hash[..8].try_into().expect("8 bytes")),
+            client,
+        })
+    }
+
+    fn fail(&self, failure: AuthFailure, client: IpAddr) {
+        let mut detail = failure.reason().to_owned();
+        let kind = match self.lockout.strike(client, Instant::now()) {
+            Strike::Counted => "auth.failure",
+            Strike::Blocked(length, blocks) => {
+                detail = format!(
+                    "{detail}; locked out for {}s (lockout {blocks})",
+                    length.as_secs()
+                );
+                "auth.lockout"
+            }
+        };
+        self.audit.record(AuditEvent {
+            at: now_ms(),
+            kind: kind.into(),
+            token_id: None,
+            client: Some(client.to_string()),
+            detail,
+            count: 1,
+        });
+    }
+
+    /// Forgets IPs whose failures are old.
+    fn sweep(&self) {
+        self.lockout.sweep(Instant::now());
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
+fn bearer_token(header: &[u8]) -> Option<&str> {
+    let header = std::str::from_utf8(header).ok()?;
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn ring_eq(a: &TokenHash, b: &TokenHash) -> bool {
+    #[allow(deprecated)]
+    ring::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+fn parse_hash(hex: &str) -> Option<TokenHash> {
+    let mut hash = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (byte, pair) in hash.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(hash)
+}
+
+/// Owns the token state: loads and refreshes the [`Authenticator`]'s cache, applies token changes
+/// from the API, and flushes the audit trail.
+pub struct AuthActor {
+    store: Store,
+    authenticator: Arc<Authenticator>,
+    audit: Arc<AuditLog>,
+    settings: AuthSettings,
+}
+
+impl AuthActor {
+    /// An actor over `store`, keeping `authenticator` current.
+    pub fn new(
+        store: Store,
+        authenticator: Arc<Authenticator>,
+        audit: Arc<AuditLog>,
+        settings: AuthSettings,
+    ) -> Self {
+        Self {
+            store,
+            authenticator,
+            audit,
+            settings,
+        }
+    }
+
+    fn refresh(&self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let authenticator = self.authenticator.clone();
+        ctx.spawn(
+            async move { reload(&store, &authenticator).await }
+                .into_actor(self)
+                .map(|result, _, _| {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "token cache refresh failed; keeping the last state");
+                    }
+                }),
+        );
+    }
+
+    fn flush(&self, ctx: &mut Context<Self>) {
+        let (events, used) = self.audit.drain();
+        if events.is_empty() && used.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        ctx.spawn(
+            async move {
+                store.append_audit(&events).await?;
+                store.touch_tokens(&used).await
+            }
+            .into_actor(self)
+            .map(|result, _, _| {
+                if let Err(error) = result {
+                    tracing::error!(%error, "audit flush failed");
+                }
+            }),
+        );
+    }
+}
+
+/// Loads every token from `store` into `authenticator`.
+pub async fn reload(store: &Store, authenticator: &Authenticator) -> Result<(), StoreError> {
+    authenticator.load(&store.tokens().await?);
+    Ok(())
+}
+
+impl Actor for AuthActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.settings.cache_refresh, |actor, ctx| actor.refresh(ctx));
+        ctx.run_interval(self.settings.flush_interval, |actor, ctx| {
+            actor.flush(ctx);
+            actor.authenticator.sweep();
+        });
+    }
+
+    fn stopping(&mut self, ctx: &mut Self::Context) -> actix::Running {
+        self.flush(ctx);
+        actix::Running::Stop
+    }
+}
+
+/// A token change asked for through the API.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TokenChange, AdminError>")]
+pub enum ManageTokens {
+    /// Create a token.
+    Create(NewToken, ChangedBy),
+    /// Revoke a token by id.
+    Revoke(String, ChangedBy),
+    /// Rotate a token by id, with this overlap.
+    Rotate(String, Duration, ChangedBy),
+    /// List every token.
+    List,
+    /// Write pending audit rows now (tests, shutdown).
+    Flush,
+}
+
+/// What a [`ManageTokens`] did.
+#[derive(Debug)]
+pub enum TokenChange {
+    /// A token was issued (created or rotated in).
+    Issued(Issued),
+    /// A revocation happened (true) or found no live token (false).
+    Revoked(bool),
+    /// A rotation found no live, unrotated token.
+    NotFound,
+    /// The tokens.
+    Listed(Vec<TokenRecord>),
+    /// The audit rows were written.
+    Flushed,
+}
+
+impl Handler<ManageTokens> for AuthActor {
+    type Result = ResponseFuture<Result<TokenChange, AdminError>>;
+
+    fn handle(&mut self, request: ManageTokens, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        let authenticator = self.authenticator.clone();
+        let audit = self.audit.clone();
+        Box::pin(async move {
+            let change = match request {
+                ManageTokens::Create(new, by) => {
+                    TokenChange::Issued(admin::create(&store, &new, &by).await?)
+                }
+                ManageTokens::Revoke(id, by) => {
+                    TokenChange::Revoked(admin::revoke(&store, &id, &by).await?)
+                }
+                ManageTokens::Rotate(id, overlap, by) => {
+                    match admin::rotate(&store, &id, overlap, &by).await? {
+                        Some(issued) => TokenChange::Issued(issued),
+                        None => TokenChange::NotFound,
+                    }
+                }
+                ManageTokens::List => return Ok(TokenChange::Listed(admin::list(&store).await?)),
+                ManageTokens::Flush => {
+                    let (events, used) = audit.drain();
+                    store.append_audit(&events).await?;
+                    store.touch_tokens(&used).await?;
+                    return Ok(TokenChange::Flushed);
+                }
+            };
+            reload(&store, &authenticator).await?;
+            Ok(change)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::token::mint;
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+    fn authenticator(threshold: u32) -> Authenticator {
+        Authenticator::new(
+            PenaltySettings {
+                threshold,
+                window: Duration::from_secs(60),
+                base: Duration::from_secs(30),
+                cap: Duration::from_secs(300),
+            },
+            Arc::new(AuditLog::default()),
+        )
+    }
+
+    fn stored(
+        secret_hash: &TokenHash,
+        id: &str,
+        expires_at: Option<i64>,
+        revoked_at: Option<i64>,
+    ) -> HashedToken {
+        HashedToken {
+            record: TokenRecord {
+                id: id.into(),
+                name: "t".into(),
+                scopes: [Scope::CallsRead].into_iter().collect(),
+                created_at: 0,
+                expires_at,
+                last_used_at: None,
+                revoked_at,
+                replaced_by: None,
+            },
+            hash_hex: crate::guard::token::hex(secret_hash),
+        }
+    }
+
+    fn header(token: &str) -> Vec<u8> {
+        format!("Bearer {token}").into_bytes()
+    }
+
+    #[test]
+    fn valid_tokens_pass_and_each_kind_of_bad_one_fails() {
+        let auth = authenticator(100);
+        let [good, expired, revoked] = [mint().unwrap(), mint().unwrap(), mint().unwrap()];
+        auth.load(&[
+            stored(&good.hash, "tok_good", Some(now_ms() + 60_000), None),
+            stored(&expired.hash, "tok_expired", Some(now_ms() - 1), None),
+            stored(&revoked.hash, "tok_revoked", None, Some(1)),
+        ]);
+        let principal = auth
+            .authenticate(Some(&header(&good.secret)), CLIENT)
+            .unwrap();
+        assert_eq!(&*principal.token_id, "tok_good");
+        assert!(principal.can(Scope::CallsRead));
+        assert!(!principal.can(Scope::TokensAdmin));
+        let lowercase = format!("bearer {}", good.secret).into_bytes();
+        assert!(auth.authenticate(Some(&lowercase), CLIENT).is_ok());
+        let cases: [(Option<Vec<u8>>, AuthFailure); 6] = [
+            (None, AuthFailure::Missing),
+            (Some(b"Basic abc".to_vec()), AuthFailure::Missing),
+            (Some(header("pa_live_nope")), AuthFailure::Unknown),
+            (Some(header("something-else")), AuthFailure::Unknown),
+            (Some(header(&expired.secret)), AuthFailure::Expired),
+            (Some(header(&revoked.secret)), AuthFailure::Revoked),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(
+                auth.authenticate(header.as_deref(), CLIENT).unwrap_err(),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_ip_out_even_for_good_tokens() {
+        let auth = authenticator(3);
+        let good = mint().unwrap();
+        auth.load(&[stored(&good.hash, "tok_good", None, None)]);
+        for _ in 0..3 {
+            assert!(auth
+                .authenticate(Some(&header("pa_live_x")), CLIENT)
+                .is_err());
+        }
+        assert!(matches!(
+            auth.authenticate(Some(&header(&good.secret)), CLIENT),
+            Err(AuthFailure::LockedOut(left)) if left > Duration::from_secs(29)
+        ));
+        let elsewhere: IpAddr = [192, 0, 2, 2].into();
+        assert!(auth
+            .authenticate(Some(&header(&good.secret)), elsewhere)
+            .is_ok());
+    }
+
+    #[test]
+    fn reloading_drops_deleted_tokens_and_applies_revocations() {
+        let auth = authenticator(100);
+        let token = mint().unwrap();
+        auth.load(&[stored(&token.hash, "tok_a", None, None)]);
+        assert!(auth
+            .authenticate(Some(&header(&token.secret)), CLIENT)
+            .is_ok());
+        auth.load(&[stored(&token.hash, "tok_a", None, Some(5))]);
+        assert_eq!(
+            auth.authenticate(Some(&header(&token.secret)), CLIENT)
+                .unwrap_err(),
+            AuthFailure::Revoked
+        );
+        auth.load(&[]);
+        assert_eq!(
+            auth.authenticate(Some(&header(&token.secret)), CLIENT)
+                .unwrap_err(),
+            AuthFailure::Unknown
+        );
+    }
+}

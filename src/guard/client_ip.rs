@@ -1,0 +1,154 @@
+//! Who is asking: the client's IP address, and the operator's allow and deny lists.
+
+use std::net::{IpAddr, SocketAddr};
+
+use actix_web::http::header::HeaderMap;
+use ipnet::IpNet;
+
+/// Which client address to believe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyTrust {
+    /// The TCP peer is the client; `X-Forwarded-For`/`Forwarded` are ignored (they are spoofable).
+    None,
+    /// One reverse proxy of ours is the TCP peer: the client is the address it appended, the last
+    /// in `X-Forwarded-For` (or the last `for=` of `Forwarded`). Earlier entries came from the
+    /// client and are ignored.
+    OneProxy,
+}
+
+/// The client's address under `trust`; `None` when there is no peer address at all.
+pub fn client_ip(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    trust: ProxyTrust,
+) -> Option<IpAddr> {
+    if trust == ProxyTrust::OneProxy {
+        if let Some(ip) = forwarded_for(headers) {
+            return Some(ip);
+        }
+    }
+    peer.map(|peer| peer.ip())
+}
+
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let last_of = |name: &str| {
+        headers
+            .get_all(name)
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .last()
+            .map(str::trim)
+    };
+    if let Some(address) = last_of("x-forwarded-for") {
+        return parse_address(address);
+    }
+    let element = last_of("forwarded")?;
+    let value = element.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        key.eq_ignore_ascii_case("for").then_some(value)
+    })?;
+    parse_address(value.trim_matches('"'))
+}
+
+/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `[::1]`, `[::1]:5678`, `::1`.
+fn parse_address(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse() {
+        return Some(ip);
+    }
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    text.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+/// A list of networks (`IP_ALLOW_LIST`, `IP_DENY_LIST`): CIDRs or single addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpList(Vec<IpNet>);
+
+impl IpList {
+    /// Parses comma-separated entries (`54.172.60.0/23, 10.0.0.7`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("{entry:?} is not an IP address or CIDR network"))
+            })
+            .collect::<Result<_, _>>()
+            .map(IpList)
+    }
+
+    /// Whether `ip` is in one of the networks (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        map
+    }
+
+    const PEER: &str = "192.0.2.1:4000";
+
+    #[test]
+    fn forwarding_headers_are_ignored_unless_a_proxy_is_trusted() {
+        let peer = Some(PEER.parse().unwrap());
+        let spoofed = headers(&[("x-forwarded-for", "1.1.1.1"), ("forwarded", "for=2.2.2.2")]);
+        assert_eq!(
+            client_ip(peer, &spoofed, ProxyTrust::None),
+            Some("192.0.2.1".parse().unwrap())
+        );
+        let proxied = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9")]);
+        assert_eq!(
+            client_ip(peer, &proxied, ProxyTrust::OneProxy),
+            Some("203.0.113.9".parse().unwrap()),
+            "the entry our proxy appended, not the client's own"
+        );
+        let forwarded = headers(&[(
+            "forwarded",
+            "for=6.6.6.6, for=\"[2001:db8::1]:443\";proto=https",
+        )]);
+        assert_eq!(
+            client_ip(peer, &forwarded, ProxyTrust::OneProxy),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        let garbage = headers(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(
+            client_ip(peer, &garbage, ProxyTrust::OneProxy),
+            Some("192.0.2.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn lists_match_networks_and_single_addresses() {
+        let list = IpList::parse("54.172.60.0/23, 10.0.0.7 ,2001:db8::/32").unwrap();
+        assert!(list.contains("54.172.61.200".parse().unwrap()));
+        assert!(list.contains("::ffff:10.0.0.7".parse().unwrap()));
+        assert!(list.contains("2001:db8::5".parse().unwrap()));
+        assert!(!list.contains("10.0.0.8".parse().unwrap()));
+        assert!(IpList::parse("").unwrap().is_empty());
+        assert!(IpList::parse("10.0.0.0/33").is_err());
+        assert!(IpList::parse("example.com").is_err());
+    }
+}

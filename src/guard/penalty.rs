@@ -1,0 +1,188 @@
+//! Temporary IP blocks that grow: the graduated response shared by authentication lockout and
+//! rate limiting.
+//!
+//! Each offence (a failed authentication, a request over the limit) is a strike. `threshold`
+//! strikes within `window` block the IP for `base`; each further block doubles, up to `cap`. An
+//! IP's record (and so its doubling) is forgotten once it has been quiet for `cap` after its last
+//! block ended.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+/// How strikes turn into blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PenaltySettings {
+    /// Strikes within `window` that start a block.
+    pub threshold: u32,
+    /// The window strikes are counted in.
+    pub window: Duration,
+    /// The first block's length.
+    pub base: Duration,
+    /// The longest block.
+    pub cap: Duration,
+}
+
+#[derive(Debug)]
+struct Record {
+    strikes: u32,
+    window_start: Instant,
+    blocks: u32,
+    blocked_until: Option<Instant>,
+}
+
+/// What a strike led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strike {
+    /// Counted; no block yet.
+    Counted,
+    /// The IP is now blocked for this long (the `n`th block in a row).
+    Blocked(Duration, u32),
+}
+
+/// Per-IP strikes and blocks.
+#[derive(Debug)]
+pub struct PenaltyBox {
+    settings: PenaltySettings,
+    records: DashMap<IpAddr, Record>,
+}
+
+impl PenaltyBox {
+    /// An empty box.
+    pub fn new(settings: PenaltySettings) -> Self {
+        Self {
+            settings,
+            records: DashMap::new(),
+        }
+    }
+
+    /// How much longer `ip` is blocked, if it is.
+    pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let record = self.records.get(&ip)?;
+        let until = record.blocked_until?;
+        (until > now).then(|| until - now)
+    }
+
+    /// Counts an offence by `ip`.
+    pub fn strike(&self, ip: IpAddr, now: Instant) -> Strike {
+        let settings = self.settings;
+        let mut record = self.records.entry(ip).or_insert(Record {
+            strikes: 0,
+            window_start: now,
+            blocks: 0,
+            blocked_until: None,
+        });
+        if now.duration_since(record.window_start) > settings.window {
+            record.strikes = 0;
+            record.window_start = now;
+        }
+        record.strikes += 1;
+        if record.strikes < settings.threshold {
+            return Strike::Counted;
+        }
+        let doubling = 1u32 << record.blocks.min(20);
+        let length = settings.base.saturating_mul(doubling).min(settings.cap);
+        record.blocks += 1;
+        record.strikes = 0;
+        record.window_start = now;
+        record.blocked_until = Some(now + length);
+        Strike::Blocked(length, record.blocks)
+    }
+
+    /// Clears `ip`'s strikes (a success); its block history stays until it is forgotten.
+    pub fn forgive(&self, ip: IpAddr) {
+        if let Some(mut record) = self.records.get_mut(&ip) {
+            record.strikes = 0;
+        }
+    }
+
+    /// Forgets IPs that have been quiet long enough; bounds memory under a spray of addresses.
+    pub fn sweep(&self, now: Instant) {
+        let PenaltySettings { window, cap, .. } = self.settings;
+        self.records.retain(|_, record| match record.blocked_until {
+            Some(until) => until + cap > now,
+            None => now.duration_since(record.window_start) <= window,
+        });
+    }
+
+    /// IPs with a record.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no IP has a record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn penalties() -> PenaltyBox {
+        PenaltyBox::new(PenaltySettings {
+            threshold: 3,
+            window: 10 * SECOND,
+            base: 2 * SECOND,
+            cap: 5 * SECOND,
+        })
+    }
+
+    #[test]
+    fn threshold_strikes_block_and_blocks_double_up_to_the_cap() {
+        let penalties = penalties();
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let t0 = Instant::now();
+        assert_eq!(penalties.strike(ip, t0), Strike::Counted);
+        assert_eq!(penalties.strike(ip, t0), Strike::Counted);
+        assert_eq!(penalties.strike(ip, t0), Strike::Blocked(2 * SECOND, 1));
+        assert_eq!(penalties.blocked(ip, t0 + SECOND), Some(SECOND));
+        assert_eq!(penalties.blocked(ip, t0 + 2 * SECOND), None);
+        let t1 = t0 + 3 * SECOND;
+        penalties.strike(ip, t1);
+        penalties.strike(ip, t1);
+        assert_eq!(penalties.strike(ip, t1), Strike::Blocked(4 * SECOND, 2));
+        let t2 = t1 + 5 * SECOND;
+        penalties.strike(ip, t2);
+        penalties.strike(ip, t2);
+        assert_eq!(penalties.strike(ip, t2), Strike::Blocked(5 * SECOND, 3));
+        assert_eq!(penalties.blocked([10, 0, 0, 2].into(), t2), None);
+    }
+
+    #[test]
+    fn strikes_expire_with_their_window_and_forgiveness() {
+        let penalties = penalties();
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let t0 = Instant::now();
+        penalties.strike(ip, t0);
+        penalties.strike(ip, t0);
+        assert_eq!(penalties.strike(ip, t0 + 11 * SECOND), Strike::Counted);
+        penalties.strike(ip, t0 + 11 * SECOND);
+        penalties.forgive(ip);
+        assert_eq!(penalties.strike(ip, t0 + 12 * SECOND), Strike::Counted);
+    }
+
+    #[test]
+    fn quiet_ips_are_forgotten() {
+        let penalties = penalties();
+        let t0 = Instant::now();
+        penalties.strike([10, 0, 0, 1].into(), t0);
+        for _ in 0..3 {
+            penalties.strike([10, 0, 0, 2].into(), t0);
+        }
+        penalties.sweep(t0 + 6 * SECOND);
+        assert_eq!(penalties.len(), 2);
+        penalties.sweep(t0 + 8 * SECOND);
+        assert_eq!(
+            penalties.len(),
+            1,
+            "a block is remembered for the cap after it ends"
+        );
+        penalties.sweep(t0 + 11 * SECOND);
+        assert!(penalties.is_empty());
+    }
+}

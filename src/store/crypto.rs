@@ -1,0 +1,226 @@
+//! AES-256-GCM for sensitive columns (phone numbers, transcripts, extracted details, webhook
+//! secrets), under the data key.
+//!
+//! A sealed value is `v1.` followed by base64 of a fresh random 96-bit nonce and the ciphertext
+//! with its tag. The associated data names the column and row (`calls.from:CA…`), so a sealed
+//! value copied into another row or column does not open.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// Prefix of every sealed value (the format version).
+const SEALED_PREFIX: &str = "v1.";
+/// Length of the key in bytes.
+const KEY_LEN: usize = 32;
+
+/// What went wrong with the data key or a sealed value.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// `DATA_KEY` or the key file is not base64 of 32 bytes.
+    #[error("the data key must be base64 of 32 random bytes")]
+    BadKey,
+    /// The key file could not be read or created.
+    #[error("data key file {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A sealed value does not open under this key (wrong key, tampered, or moved between rows).
+    #[error("a sealed value does not open under the data key")]
+    Open,
+    /// The system's random generator failed.
+    #[error("no randomness available")]
+    Random,
+}
+
+/// The key sealing sensitive columns.
+pub struct DataKey {
+    key: LessSafeKey,
+    random: SystemRandom,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+/// Where a key came from, for the start-up log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// The `DATA_KEY` variable.
+    Environment,
+    /// The key file, as found.
+    File,
+    /// The key file, created just now.
+    Generated,
+}
+
+impl DataKey {
+    /// A key from base64 of 32 bytes (the `DATA_KEY` format).
+    pub fn from_base64(encoded: &str) -> Result<Self, CryptoError> {
+        let bytes = BASE64
+            .decode(encoded.trim())
+            .map_err(|_| CryptoError::BadKey)?;
+        let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| CryptoError::BadKey)?;
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
+        let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
+        Self {
+            key: LessSafeKey::new(key),
+            random: SystemRandom::new(),
+        }
+    }
+
+    /// Reads the key file at `path`, or creates it (mode 0600, never overwriting) with a new
+    /// random key when there is none.
+    pub fn load_or_create(path: &Path) -> Result<(Self, KeySource), CryptoError> {
+        let key_file = |source| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
+        match fs::read_to_string(path) {
+            Ok(text) => return Ok((Self::from_base64(&text)?, KeySource::File)),
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(key_file(error))
+            }
+            Err(_) => {}
+        }
+        let mut bytes = [0u8; KEY_LEN];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| CryptoError::Random)?;
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(key_file)?;
+        }
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(key_file)?;
+        file.write_all(format!("{}\n", BASE64.encode(bytes)).as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(key_file)?;
+        Ok((Self::from_bytes(&bytes), KeySource::Generated))
+    }
+
+    /// Seals `plaintext` for the column and row named by `context`.
+    pub fn seal(&self, plaintext: &str, context: &str) -> Result<String, CryptoError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.random
+            .fill(&mut nonce)
+            .map_err(|_| CryptoError::Random)?;
+        let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
+        sealed.extend_from_slice(&nonce);
+        let mut body = plaintext.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut body,
+            )
+            .map_err(|_| CryptoError::Random)?;
+        sealed.extend_from_slice(&body);
+        Ok(format!("{SEALED_PREFIX}{}", BASE64.encode(sealed)))
+    }
+
+    /// Opens a value sealed for `context`.
+    pub fn open(&self, sealed: &str, context: &str) -> Result<String, CryptoError> {
+        let encoded = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or(CryptoError::Open)?;
+        let mut bytes = BASE64.decode(encoded).map_err(|_| CryptoError::Open)?;
+        if bytes.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return Err(CryptoError::Open);
+        }
+        let mut body = bytes.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&bytes).map_err(|_| CryptoError::Open)?;
+        let plaintext = self
+            .key
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut body)
+            .map_err(|_| CryptoError::Open)?;
+        String::from_utf8(plaintext.to_vec()).map_err(|_| CryptoError::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> DataKey {
+        DataKey::from_bytes(&[7; KEY_LEN])
+    }
+
+    #[test]
+    fn sealed_values_open_only_in_their_context() {
+        let key = key();
+        let sealed = key.seal("+14155550100", "calls.from:CA1").unwrap();
+        assert!(sealed.starts_with("v1."));
+        assert!(!sealed.contains("4155550100"));
+        assert_eq!(key.open(&sealed, "calls.from:CA1").unwrap(), "+14155550100");
+        assert!(key.open(&sealed, "calls.from:CA2").is_err());
+        assert!(key.open(&sealed, "calls.to:CA1").is_err());
+        assert!(DataKey::from_bytes(&[8; KEY_LEN])
+            .open(&sealed, "calls.from:CA1")
+            .is_err());
+    }
+
+    #[test]
+    fn each_seal_uses_a_fresh_nonce() {
+        let key = key();
+        assert_ne!(
+            key.seal("same", "c").unwrap(),
+            key.seal("same", "c").unwrap()
+        );
+    }
+
+    #[test]
+    fn tampered_or_malformed_values_are_refused() {
+        let key = key();
+        let sealed = key.seal("secret", "c").unwrap();
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 3;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert!(key
+            .open(&String::from_utf8(tampered).unwrap(), "c")
+            .is_err());
+        for bad in ["", "v1.", "v1.!!!", "v2.AAAA", "v1.AAAA"] {
+            assert!(key.open(bad, "c").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_file_is_created_once_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/data.key");
+        let (first, source) = DataKey::load_or_create(&path).unwrap();
+        assert_eq!(source, KeySource::Generated);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let sealed = first.seal("x", "c").unwrap();
+        let (second, source) = DataKey::load_or_create(&path).unwrap();
+        assert_eq!(source, KeySource::File);
+        assert_eq!(second.open(&sealed, "c").unwrap(), "x");
+    }
+
+    #[test]
+    fn environment_keys_must_be_32_bytes_of_base64() {
+        assert!(DataKey::from_base64(&BASE64.encode([1u8; 32])).is_ok());
+        assert!(DataKey::from_base64(&BASE64.encode([1u8; 16])).is_err());
+        assert!(DataKey::from_base64("not base64").is_err());
+    }
+}
