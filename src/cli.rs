@@ -1,4 +1,5 @@
-//! The command line: `phone-agent [serve]` runs the server, `phone-agent loadgen` generates load.
+//! The command line: `phone-agent [serve]` runs the server; `call` and `loadgen` act as Twilio;
+//! `token` manages API tokens.
 
 use std::process::ExitCode;
 
@@ -7,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::caller::{self, CallArgs};
 use crate::config::{Config, EngineChoice};
 use crate::loadgen::{self, LoadgenArgs};
+use crate::token_cli::{self, TokenCommand};
 use crate::{engines, logging, server};
 
 /// phone-agent: answers phone calls with an AI voice agent over Twilio Media Streams.
@@ -27,10 +29,20 @@ pub enum Command {
     Call(CallArgs),
     /// Place many simulated Twilio calls against a running server and report latency.
     Loadgen(LoadgenArgs),
+    /// Manage API tokens (the way to the first admin token: no token exists at first).
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // `.env` first: the simulator's options read the server's variables too.
+    if let Err(error) = dotenvy::dotenv() {
+        if !error.not_found() {
+            eprintln!("phone-agent: cannot read .env: {error}");
+            return ExitCode::from(2);
+        }
+    }
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
         Command::Call(args) => {
@@ -47,27 +59,29 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Token(command) => token_cli::run(command),
     }
 }
 
-fn serve() -> ExitCode {
-    if let Err(error) = dotenvy::dotenv() {
-        if !error.not_found() {
-            eprintln!("phone-agent: cannot read .env: {error}");
-            return ExitCode::from(2);
-        }
-    }
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("phone-agent: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(error) = logging::init(config.log_format) {
+/// Reads the environment (with `.env`) into a validated configuration and starts logging; the
+/// error is the exit code, its message already printed.
+pub fn configure() -> Result<Config, ExitCode> {
+    let config = Config::from_env().map_err(|error| {
         eprintln!("phone-agent: {error}");
-        return ExitCode::from(2);
-    }
+        ExitCode::from(2)
+    })?;
+    logging::init(config.log_format).map_err(|error| {
+        eprintln!("phone-agent: {error}");
+        ExitCode::from(2)
+    })?;
+    Ok(config)
+}
+
+fn serve() -> ExitCode {
+    let config = match configure() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
     if config.engines == EngineChoice::Loopback {
         tracing::warn!(
             "ENGINES=loopback: callers hear their own audio back (a diagnostic engine set)"
@@ -82,7 +96,9 @@ fn serve() -> ExitCode {
         }
     };
     let result = actix_web::rt::System::new().block_on(async move {
-        let server = server::start(&config, engines)?;
+        let server = server::start(&config, engines)
+            .await
+            .map_err(std::io::Error::other)?;
         let trigger = server.shutdown_trigger();
         actix_web::rt::spawn(async move {
             server::shutdown_signal().await;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures_util::future::join_all;
 
-use crate::sim::{Received, TwilioSim};
+use crate::sim::{Received, TwilioAccountArgs, TwilioSim};
 
 /// Twilio sends one 20 ms frame per 20 ms.
 const FRAME_PERIOD: Duration = Duration::from_millis(20);
@@ -24,6 +24,9 @@ pub struct LoadgenArgs {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// How to sign like Twilio.
+    #[command(flatten)]
+    pub account: TwilioAccountArgs,
     /// Concurrent calls.
     #[arg(long, default_value_t = 1)]
     pub calls: usize,
@@ -84,7 +87,7 @@ pub fn run(args: LoadgenArgs) -> bool {
 }
 
 async fn run_thread(args: &LoadgenArgs, thread: usize, threads: usize) -> Vec<CallReport> {
-    let sim = Rc::new(TwilioSim::new(args.url.clone()));
+    let sim = Rc::new(args.account.sim(&args.url));
     let calls = (thread..args.calls).step_by(threads).map(|index| {
         let sim = sim.clone();
         let stagger = start_offset(index, args.calls, args.ramp);

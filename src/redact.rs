@@ -1,4 +1,27 @@
-//! Masking of personal data before it reaches a log line.
+//! Masking of personal data before it reaches a log line, and secrets that never print.
+
+/// A secret setting (auth token, key, database URL with a password): `Debug` prints
+/// `<redacted>`; [`Secret::expose`] is the only way to the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// Masks a phone number for logs: `+14155555309` becomes `+1415***5309` (country and area code,
 /// last four). Shorter values keep less, so that at least half of them is always hidden: 8 to 11

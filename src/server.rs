@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::{Actor as _, Addr};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use phone_agent_actors::call::messages::EndReason;
 use phone_agent_actors::call::registry::LiveCalls;
@@ -16,9 +18,23 @@ use phone_agent_actors::engines::EngineSet;
 use phone_agent_actors::metrics::CallMetrics;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, SecuritySettings};
+use crate::guard::audit::AuditLog;
+use crate::guard::auth::{reload, AuthActor, Authenticator, ManageTokens};
+use crate::guard::client_ip::ProxyTrust;
+use crate::guard::rate_limit::{RateLimitActor, RateLimits};
+use crate::guard::Guard;
+use crate::http::guarded::TwilioValidation;
 use crate::http::{self, AppState};
+use crate::store::audit::AuditEvent;
+use crate::store::crypto::{load_or_create_secret, CryptoError, DataKey, KeySource};
+use crate::store::{now_ms, sqlite_path, Store, StoreError};
+use crate::tls::{self, TlsError};
+use crate::twilio::signature::{TwilioSigner, DEV_TWILIO_AUTH_TOKEN_FILE};
 use crate::twilio::stream_token::StreamTokens;
+
+/// The data key's file in `DATA_DIR` when `DATA_KEY` is not set.
+pub const DATA_KEY_FILE: &str = "data.key";
 
 /// How long ended calls get to close their sockets after the drain timeout.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -29,6 +45,10 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     /// Its live calls.
     pub live_calls: LiveCalls,
+    /// Its storage.
+    pub store: Store,
+    /// Its token-state owner.
+    pub auth: Addr<AuthActor>,
     shutdown: watch::Sender<bool>,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -52,9 +72,49 @@ impl RunningServer {
     }
 }
 
-/// Binds and starts serving on the current actix system, answering calls with `engines` (built
-/// from the configuration by [`crate::engines::build`]; tests pass engines of their own).
-pub fn start(config: &Config, engines: EngineSet) -> std::io::Result<RunningServer> {
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The database could not be opened or migrated.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// The data key or the generated Twilio auth token could not be read or created.
+    #[error("{0}")]
+    Key(#[from] CryptoError),
+    /// `TLS_CERT`/`TLS_KEY` are unusable.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+}
+
+/// Opens storage, loads the token state, binds and starts serving on the current actix system,
+/// answering calls with `engines` (built from the configuration by [`crate::engines::build`];
+/// tests pass engines of their own).
+pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer, StartError> {
+    let security = &config.security;
+    let store = open_store(security).await?;
+    let signer = twilio_signer(security)?;
+    let audit = Arc::new(AuditLog::default());
+    audit.record(config_event(config, signer.is_some()));
+    let authenticator = Arc::new(Authenticator::new(security.auth.lockout, audit.clone()));
+    reload(&store, &authenticator).await?;
+    let auth_actor =
+        AuthActor::new(store.clone(), authenticator.clone(), audit, security.auth).start();
+    let rate_limits = Arc::new(RateLimits::new(&security.rate_limits));
+    RateLimitActor::new(rate_limits.clone()).start();
+    let guard = web::Data::new(Guard {
+        authenticator,
+        auth_actor: auth_actor.clone(),
+        rate_limits,
+        proxy_trust: security.proxy_trust,
+    });
+    let validation = web::Data::new(TwilioValidation {
+        signer,
+        public_host: config.public_host.clone(),
+        body_limit: http::WEBHOOK_BODY_LIMIT,
+    });
     let live_calls = LiveCalls::new();
     let tokens = Arc::new(StreamTokens::new(config.stream_token_ttl));
     let state = web::Data::new(AppState {
@@ -71,11 +131,19 @@ pub fn start(config: &Config, engines: EngineSet) -> std::io::Result<RunningServ
             call_control: None,
         },
         media_write_timeout: config.media_write_timeout,
+        store: store.clone(),
     });
+    let store_data = web::Data::new(store.clone());
+    let actor_data = web::Data::new(auth_actor.clone());
     let unacked_limit = config.media_write_timeout;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(http::frame::frame))
             .app_data(state.clone())
+            .app_data(guard.clone())
+            .app_data(validation.clone())
+            .app_data(store_data.clone())
+            .app_data(actor_data.clone())
             .configure(http::configure)
     })
     .on_connect(move |connection, _| {
@@ -85,28 +153,124 @@ pub fn start(config: &Config, engines: EngineSet) -> std::io::Result<RunningServ
     })
     .workers(config.http_workers)
     .disable_signals()
-    .shutdown_timeout(CLOSE_GRACE.as_secs())
-    .bind(config.listen_addr)?;
+    .shutdown_timeout(CLOSE_GRACE.as_secs());
+    let server = match &security.tls {
+        Some(files) => server.bind_rustls_0_23(config.listen_addr, tls::server_config(files)?)?,
+        None => server.bind(config.listen_addr)?,
+    };
     let local_addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();
     let (shutdown, mut requested) = watch::channel(false);
     let drain_timeout = config.drain_timeout;
     let calls = live_calls.clone();
+    let flush = auth_actor.clone();
     actix_web::rt::spawn(async move {
         if requested.wait_for(|&yes| yes).await.is_ok() {
             drain(&calls, drain_timeout).await;
         }
         handle.stop(true).await;
+        let _ = flush.send(ManageTokens::Flush).await;
     });
     let done = actix_web::rt::spawn(server);
-    tracing::info!(%local_addr, "listening");
+    tracing::info!(%local_addr, tls = security.tls.is_some(), "listening");
     Ok(RunningServer {
         local_addr,
         live_calls,
+        store,
+        auth: auth_actor,
         shutdown,
         done,
     })
+}
+
+/// Opens (creating and migrating) the configured store with its data key.
+pub async fn open_store(security: &SecuritySettings) -> Result<Store, StartError> {
+    let key = data_key(security)?;
+    Ok(Store::open(security.storage.database_url.expose(), key).await?)
+}
+
+/// The data key: `DATA_KEY`, or the key file in the data directory (created on first run).
+fn data_key(security: &SecuritySettings) -> Result<DataKey, CryptoError> {
+    if let Some(key) = &security.storage.data_key {
+        return DataKey::from_base64(key.expose());
+    }
+    let path = security.storage.data_dir.join(DATA_KEY_FILE);
+    let (key, source) = DataKey::load_or_create(&path)?;
+    if source == KeySource::Generated {
+        if security.production {
+            tracing::error!(
+                path = %path.display(),
+                "DATA_KEY is not set: GENERATED A NEW DATA KEY in production. Sealed data \
+                 (phone numbers, transcripts) is unreadable without it: back it up, or set \
+                 DATA_KEY from a secret store"
+            );
+        } else {
+            tracing::warn!(path = %path.display(), "DATA_KEY is not set: generated a data key");
+        }
+    }
+    Ok(key)
+}
+
+/// The Twilio signature checker, or none when validation is explicitly off.
+fn twilio_signer(security: &SecuritySettings) -> Result<Option<TwilioSigner>, CryptoError> {
+    let twilio = &security.twilio;
+    if !twilio.validate {
+        tracing::warn!(
+            "TWILIO_VALIDATE=false: Twilio request signatures are NOT checked; anyone who can \
+             reach /twilio/ can start calls"
+        );
+        return Ok(None);
+    }
+    if let Some(token) = &twilio.auth_token {
+        return Ok(Some(TwilioSigner::new(token.expose())));
+    }
+    // Configuration refuses production without a token; in development the simulator signs
+    // with a generated one.
+    let path = security.storage.data_dir.join(DEV_TWILIO_AUTH_TOKEN_FILE);
+    let (token, _) = load_or_create_secret(&path)?;
+    tracing::warn!(
+        path = %path.display(),
+        "TWILIO_AUTH_TOKEN is not set: Twilio requests are checked against a generated \
+         development token (phone-agent call uses it); set your account's auth token to take \
+         real calls"
+    );
+    Ok(Some(TwilioSigner::new(token.expose())))
+}
+
+/// The security-relevant configuration as an audit event (never a secret).
+fn config_event(config: &Config, validating: bool) -> AuditEvent {
+    let security = &config.security;
+    let limits = &security.rate_limits;
+    let detail = format!(
+        "app_env={} database={} twilio_validate={validating} trust_proxy={} tls={} \
+         allow_list={} deny_list={} limits={:?}",
+        if security.production {
+            "production"
+        } else {
+            "development"
+        },
+        if sqlite_path(security.storage.database_url.expose()).is_some() {
+            "sqlite"
+        } else {
+            "postgres"
+        },
+        security.proxy_trust == ProxyTrust::OneProxy,
+        security.tls.is_some(),
+        !limits.allow.is_empty(),
+        !limits.deny.is_empty(),
+        limits
+            .limits
+            .map(|l| format!("{}/{}s", l.requests, l.per.as_secs())),
+    );
+    AuditEvent {
+        at: now_ms(),
+        kind: "config.loaded".into(),
+        token_id: None,
+        client: None,
+        detail,
+        count: 1,
+    }
 }
 
 /// Media frames are small and latency-bound: Nagle's algorithm would hold each one back until the

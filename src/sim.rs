@@ -21,6 +21,8 @@ use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
+use crate::twilio::signature::{TwilioSigner, DEV_TWILIO_AUTH_TOKEN_FILE, SIGNATURE_HEADER};
+
 /// What went wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -66,10 +68,55 @@ pub enum Received {
     Other(String),
 }
 
+/// How `phone-agent call` and `loadgen` sign like Twilio (flattened into their options).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TwilioAccountArgs {
+    /// The auth token to sign requests with. Default: the development token the server generated
+    /// in DATA_DIR when TWILIO_AUTH_TOKEN is not set.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    /// The host the server believes Twilio uses (its PUBLIC_HOST). Default: the --url's host.
+    #[arg(long, env = "PUBLIC_HOST")]
+    pub public_host: Option<String>,
+    /// Where the server keeps its data (for the development token).
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: std::path::PathBuf,
+}
+
+impl TwilioAccountArgs {
+    /// A sim for the server at `url`, signing when a token is known (unsigned otherwise, for a
+    /// server run with `TWILIO_VALIDATE=false`).
+    pub fn sim(&self, url: &str) -> TwilioSim {
+        let sim = TwilioSim::new(url);
+        let token = self.twilio_auth_token.clone().or_else(|| {
+            let path = self.data_dir.join(DEV_TWILIO_AUTH_TOKEN_FILE);
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|t| t.trim().to_owned())
+        });
+        let host = self.public_host.clone().unwrap_or_else(|| {
+            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+            rest.split('/').next().unwrap_or(rest).to_owned()
+        });
+        match token {
+            Some(token) => sim.signing(&token, &host),
+            None => sim,
+        }
+    }
+}
+
 /// Talks to one phone-agent server as Twilio would.
 pub struct TwilioSim {
     http: awc::Client,
     base: String,
+    signing: Option<Signing>,
+}
+
+/// How the sim signs its requests, as Twilio does: the account's auth token and the public host
+/// the URLs are written with.
+struct Signing {
+    signer: TwilioSigner,
+    public_host: String,
 }
 
 impl TwilioSim {
@@ -90,7 +137,34 @@ impl TwilioSim {
         Self {
             http,
             base: base.into().trim_end_matches('/').to_owned(),
+            signing: None,
         }
+    }
+
+    /// Signs every request with `X-Twilio-Signature` under `auth_token`, over URLs on
+    /// `public_host` (the server's `PUBLIC_HOST`).
+    pub fn signing(mut self, auth_token: &str, public_host: &str) -> Self {
+        self.signing = Some(Signing {
+            signer: TwilioSigner::new(auth_token),
+            public_host: public_host.to_owned(),
+        });
+        self
+    }
+
+    /// The signature header for `scheme://PUBLIC_HOST{path}` with `params`, when signing.
+    fn signature(
+        &self,
+        scheme: &str,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Option<(&'static str, String)> {
+        let signing = self.signing.as_ref()?;
+        let url = format!("{scheme}://{}{path}", signing.public_host);
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        Some((SIGNATURE_HEADER, signing.signer.sign(&url, &params)))
     }
 
     /// Posts the voice webhook for `call_sid` and reads the TwiML.
@@ -103,9 +177,11 @@ impl TwilioSim {
             ("CallStatus", "ringing"),
             ("Direction", "inbound"),
         ];
-        let mut response = self
-            .http
-            .post(format!("{}/twilio/voice", self.base))
+        let mut request = self.http.post(format!("{}/twilio/voice", self.base));
+        if let Some(signature) = self.signature("https", "/twilio/voice", &form) {
+            request = request.insert_header(signature);
+        }
+        let mut response = request
             .send_form(&form)
             .await
             .map_err(|e| SimError::Http(e.to_string()))?;
@@ -133,10 +209,11 @@ impl TwilioSim {
     /// Opens the media socket without sending anything.
     pub async fn open(&self, path: &str) -> Result<MediaConnection, SimError> {
         let url = format!("{}{path}", self.base.replacen("http", "ws", 1));
-        let (_, framed) = self
-            .http
-            .ws(url)
-            .max_frame_size(1 << 20)
+        let mut request = self.http.ws(url).max_frame_size(1 << 20);
+        if let Some(signature) = self.signature("wss", path, &[]) {
+            request = request.set_header(signature.0, signature.1);
+        }
+        let (_, framed) = request
             .connect()
             .await
             .map_err(|e| SimError::WebSocket(e.to_string()))?;

@@ -20,7 +20,7 @@ use crate::engines::embedded::resample::ClipResampler;
 use crate::engines::embedded::stt::RecognitionWorker;
 use crate::engines::embedded::tts::Voice;
 use crate::engines::embedded::{self, EmbeddedSettings, ModelError};
-use crate::sim::{SimError, TwilioSim};
+use crate::sim::{SimError, TwilioAccountArgs};
 use crate::wav;
 use session::{Recording, Timing};
 use turns::CallerTurn;
@@ -31,6 +31,9 @@ pub struct CallArgs {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// How to sign like Twilio.
+    #[command(flatten)]
+    pub account: TwilioAccountArgs,
     /// Say this (repeatable; turns are taken in order, after any --wav).
     #[arg(long = "say", value_name = "TEXT")]
     pub say: Vec<String>,
@@ -160,7 +163,7 @@ pub async fn place(
         .iter()
         .map(|turn| caller_audio(turn, &mut engines.voice))
         .collect::<Result<Vec<_>, _>>()?;
-    let sim = TwilioSim::new(args.url.clone());
+    let sim = args.account.sim(&args.url);
     let call_sid = args.call_sid.clone().unwrap_or_else(random_call_sid);
     let answer = sim.place_call(&call_sid).await?;
     let mut connection = sim.connect(&answer).await?;

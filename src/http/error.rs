@@ -1,15 +1,42 @@
-//! The one place errors become HTTP responses: `{"error":{"code","message"}}`, generic messages.
+//! The one place errors become HTTP responses: `{"error":{"code","message","request_id"}}` with
+//! generic public messages (details go to the logs where they happen). [`super::frame`] adds the
+//! request id and gives every other error status (actix's own 404/405, extractor errors) the same
+//! envelope.
 
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-/// An error a handler returns; its public message is fixed text, never a cause.
+use crate::guard::auth::AuthFailure;
+use crate::guard::rate_limit::Refusal;
+
+/// An error a handler or guard returns; its public message never carries a cause.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// The request is missing something or has a bad value; the message names the field.
     #[error("bad request: {0}")]
-    BadRequest(&'static str),
+    BadRequest(String),
+    /// No valid credentials (missing, unknown, expired or revoked: the answer does not say which).
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Valid credentials without the scope, a bad Twilio signature, or a denied client.
+    #[error("forbidden")]
+    Forbidden,
+    /// No such resource.
+    #[error("not found")]
+    NotFound,
+    /// The body is larger than the route accepts.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// The body's content type is not what the route accepts.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// Over a rate limit, blocked, or locked out; retry after this long.
+    #[error("too many requests")]
+    TooManyRequests(Duration),
     /// The server is draining and takes no new calls.
     #[error("shutting down")]
     Draining,
@@ -19,19 +46,66 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    fn code(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::Draining => "unavailable",
-            Self::Internal => "internal",
-        }
+    /// A bad request naming the field.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
     }
 
-    fn public_message(&self) -> &'static str {
+    /// The code and public message of the envelope.
+    pub fn public(&self) -> (&'static str, &str) {
         match self {
-            Self::BadRequest(message) => message,
-            Self::Draining => "the server is shutting down",
-            Self::Internal => "internal error",
+            Self::BadRequest(message) => ("bad_request", message),
+            Self::Unauthorized => ("unauthorized", "authentication required"),
+            Self::Forbidden => ("forbidden", "not allowed"),
+            Self::NotFound => ("not_found", "not found"),
+            Self::PayloadTooLarge => ("payload_too_large", "request body too large"),
+            Self::UnsupportedMediaType => ("unsupported_media_type", "unsupported content type"),
+            Self::TooManyRequests(_) => ("too_many_requests", "too many requests; retry later"),
+            Self::Draining => ("unavailable", "the server is shutting down"),
+            Self::Internal => ("internal", "internal error"),
+        }
+    }
+}
+
+/// The envelope's code and message for an error status that is not an [`HttpError`].
+pub fn public_for_status(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
+        400 => ("bad_request", "bad request"),
+        401 => ("unauthorized", "authentication required"),
+        403 => ("forbidden", "not allowed"),
+        404 => ("not_found", "not found"),
+        405 => ("method_not_allowed", "method not allowed"),
+        408 => ("timeout", "request timeout"),
+        413 => ("payload_too_large", "request body too large"),
+        415 => ("unsupported_media_type", "unsupported content type"),
+        429 => ("too_many_requests", "too many requests; retry later"),
+        503 => ("unavailable", "service unavailable"),
+        500..=599 => ("internal", "internal error"),
+        _ => ("error", "request failed"),
+    }
+}
+
+/// The envelope.
+pub fn envelope(code: &str, message: &str, request_id: Option<&str>) -> serde_json::Value {
+    json!({ "error": { "code": code, "message": message, "request_id": request_id } })
+}
+
+impl From<AuthFailure> for HttpError {
+    fn from(failure: AuthFailure) -> Self {
+        match failure {
+            AuthFailure::LockedOut(left) => Self::TooManyRequests(left),
+            _ => Self::Unauthorized,
+        }
+    }
+}
+
+impl From<Refusal> for HttpError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Denied => Self::Forbidden,
+            Refusal::Limited { retry_after, .. } | Refusal::Blocked { retry_after } => {
+                Self::TooManyRequests(retry_after)
+            }
         }
     }
 }
@@ -40,14 +114,37 @@ impl ResponseError for HttpError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(json!({
-            "error": { "code": self.code(), "message": self.public_message() }
-        }))
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::Unauthorized => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"phone-agent\""),
+                ));
+            }
+            Self::TooManyRequests(retry_after) => {
+                response.insert_header((header::RETRY_AFTER, whole_seconds(*retry_after)));
+            }
+            _ => {}
+        }
+        let (code, message) = self.public();
+        response.json(envelope(code, message, None))
     }
+}
+
+/// Seconds, rounded up (a `Retry-After` of 0 would invite an immediate retry).
+pub fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }

@@ -1,27 +1,38 @@
-//! The actix-web application: routes and shared state.
+//! The actix-web application: middleware, routes and shared state.
+//!
+//! Every request passes [`frame::frame`] (request id, security headers, error envelope), then
+//! [`guarded::guard`] (rate limits; bearer tokens on `/api/`); `/twilio/` also passes
+//! [`guarded::twilio_signature`].
 //!
 //! - `POST /twilio/voice`: the voice webhook, answers TwiML ([`twilio`]).
 //! - `GET /twilio/media`: the Media Streams WebSocket ([`twilio`], pumps in [`media_socket`]).
+//! - `/api/…`: the bearer-token API ([`api`]).
 //! - `GET /health`: liveness and the live-call count; `GET /ready`: readiness (503 while draining).
 //! - `GET /metrics`: per-turn latency histograms and call counters (OpenMetrics text).
 
+pub mod api;
 pub mod error;
+pub mod frame;
+pub mod guarded;
 pub mod media_socket;
 pub mod twilio;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::error::UrlencodedError;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use phone_agent_actors::call::registry::LiveCalls;
 use phone_agent_actors::call::CallSettings;
 use serde_json::json;
 
+use crate::store::Store;
 use crate::twilio::stream_token::StreamTokens;
 use error::HttpError;
 
-/// Largest voice-webhook body accepted; Twilio's form posts are a few KiB.
-const WEBHOOK_BODY_LIMIT: usize = 16 * 1024;
+/// Largest Twilio webhook body accepted; Twilio's form posts are a few KiB.
+pub const WEBHOOK_BODY_LIMIT: usize = 16 * 1024;
 
 /// What handlers share.
 pub struct AppState {
@@ -33,6 +44,8 @@ pub struct AppState {
     pub calls: CallSettings,
     /// Socket write timeout.
     pub media_write_timeout: Duration,
+    /// Call records.
+    pub store: Store,
 }
 
 impl AppState {
@@ -41,20 +54,39 @@ impl AppState {
     }
 }
 
-/// Registers every route on an app.
+/// Registers every route and the guard middleware (the app wraps [`frame::frame`] outermost).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let form = web::FormConfig::default()
         .limit(WEBHOOK_BODY_LIMIT)
         .error_handler(|error, _| {
-            tracing::info!(%error, "rejected voice webhook body");
-            HttpError::BadRequest("invalid form body").into()
+            tracing::info!(%error, "rejected webhook form body");
+            match error {
+                UrlencodedError::ContentType => HttpError::UnsupportedMediaType,
+                UrlencodedError::Overflow { .. } => HttpError::PayloadTooLarge,
+                _ => HttpError::bad_request("invalid form body"),
+            }
+            .into()
         });
-    cfg.app_data(form)
-        .route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics))
-        .route("/twilio/voice", web::post().to(twilio::voice))
-        .route("/twilio/media", web::get().to(twilio::media));
+    cfg.service(
+        web::scope("")
+            .wrap(from_fn(guarded::guard))
+            .app_data(form)
+            .service(web::resource("/health").get(health))
+            .service(web::resource("/ready").get(ready))
+            .service(web::resource("/metrics").get(metrics))
+            .service(
+                web::scope("/twilio")
+                    .wrap(from_fn(guarded::twilio_signature))
+                    .service(web::resource("/voice").post(twilio::voice))
+                    .service(web::resource("/media").get(twilio::media)),
+            )
+            .configure(api::configure)
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn not_found() -> Result<HttpResponse, HttpError> {
+    Err(HttpError::NotFound)
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {

@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 use super::error::HttpError;
 use super::{media_socket, AppState};
 use crate::redact::mask_phone;
+use crate::store::calls::CallRecord;
+use crate::store::now_ms;
 use crate::twilio::twiml;
 
 /// The fields of Twilio's voice webhook we use; Twilio sends many more, which are ignored.
@@ -25,6 +27,12 @@ pub struct VoiceWebhook {
     /// Called number (logged masked only).
     #[serde(rename = "To", default)]
     to: String,
+    /// `inbound`, `outbound-api`, …
+    #[serde(rename = "Direction")]
+    direction: Option<String>,
+    /// `ringing`, `in-progress`, …
+    #[serde(rename = "CallStatus")]
+    call_status: Option<String>,
 }
 
 /// `POST /twilio/voice`: mint a stream token for the call and answer `<Connect><Stream>`.
@@ -36,7 +44,7 @@ pub async fn voice(
         return Err(HttpError::Draining);
     }
     let call_sid = CallSid::parse(&form.call_sid)
-        .ok_or(HttpError::BadRequest("CallSid is not a Twilio CallSid"))?;
+        .ok_or_else(|| HttpError::bad_request("CallSid: not a Twilio CallSid"))?;
     let token = state.tokens.mint(&call_sid).map_err(|error| {
         tracing::error!(%error, "cannot mint a stream token");
         HttpError::Internal
@@ -47,6 +55,20 @@ pub async fn voice(
         to = %mask_phone(&form.to),
         "incoming call"
     );
+    let now = now_ms();
+    let record = CallRecord {
+        call_sid: call_sid.to_string(),
+        direction: form.direction.clone().unwrap_or_else(|| "inbound".into()),
+        from: form.from.clone(),
+        to: form.to.clone(),
+        status: form.call_status.clone().unwrap_or_else(|| "ringing".into()),
+        created_at: now,
+        updated_at: now,
+    };
+    // A storage failure must not drop a caller: the call goes on, unrecorded, and it is logged.
+    if let Err(error) = state.store.insert_call(&record).await {
+        tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
         .body(twiml::connect_stream(

@@ -14,6 +14,8 @@ use base64::Engine as _;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::redact::Secret;
+
 /// Prefix of every sealed value (the format version).
 const SEALED_PREFIX: &str = "v1.";
 /// Length of the key in bytes.
@@ -41,6 +43,37 @@ pub enum CryptoError {
     Random,
 }
 
+/// Reads the secret in the file at `path` (trimmed), or creates the file (mode 0600, never
+/// overwriting) holding base64 of 32 new random bytes.
+pub fn load_or_create_secret(path: &Path) -> Result<(Secret, KeySource), CryptoError> {
+    let key_file = |source| CryptoError::KeyFile {
+        path: path.display().to_string(),
+        source,
+    };
+    match fs::read_to_string(path) {
+        Ok(text) => return Ok((Secret::new(text.trim()), KeySource::File)),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(key_file(error)),
+        Err(_) => {}
+    }
+    let mut bytes = [0u8; KEY_LEN];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| CryptoError::Random)?;
+    let encoded = BASE64.encode(bytes);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(key_file)?;
+    }
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(key_file)?;
+    file.write_all(format!("{encoded}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(key_file)?;
+    Ok((Secret::new(encoded), KeySource::Generated))
+}
+
 /// The key sealing sensitive columns.
 pub struct DataKey {
     key: LessSafeKey,
@@ -53,14 +86,14 @@ impl std::fmt::Debug for DataKey {
     }
 }
 
-/// Where a key came from, for the start-up log.
+/// Where a key or secret came from, for the start-up log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
     /// The `DATA_KEY` variable.
     Environment,
-    /// The key file, as found.
+    /// Its file, as found.
     File,
-    /// The key file, created just now.
+    /// Its file, created just now.
     Generated,
 }
 
@@ -82,36 +115,10 @@ impl DataKey {
         }
     }
 
-    /// Reads the key file at `path`, or creates it (mode 0600, never overwriting) with a new
-    /// random key when there is none.
+    /// Reads the key file at `path`, or creates it (see [`load_or_create_secret`]).
     pub fn load_or_create(path: &Path) -> Result<(Self, KeySource), CryptoError> {
-        let key_file = |source| CryptoError::KeyFile {
-            path: path.display().to_string(),
-            source,
-        };
-        match fs::read_to_string(path) {
-            Ok(text) => return Ok((Self::from_base64(&text)?, KeySource::File)),
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(key_file(error))
-            }
-            Err(_) => {}
-        }
-        let mut bytes = [0u8; KEY_LEN];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| CryptoError::Random)?;
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(key_file)?;
-        }
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(key_file)?;
-        file.write_all(format!("{}\n", BASE64.encode(bytes)).as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(key_file)?;
-        Ok((Self::from_bytes(&bytes), KeySource::Generated))
+        let (encoded, source) = load_or_create_secret(path)?;
+        Ok((Self::from_base64(encoded.expose())?, source))
     }
 
     /// Seals `plaintext` for the column and row named by `context`.

@@ -38,7 +38,7 @@ async fn assert_closed(media: &mut MediaConnection, code: u16, reason: &str) {
 /// On a fresh server, beside a good call: a started call sends `message` and is closed with
 /// `code` and `reason`.
 async fn message_closes_started_call(message: ws::Message, code: u16, reason: &str) {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     with_good_call(&server, || async {
         let mut media = started(&server, 1).await;
         media.send_raw(message).await.unwrap();
@@ -90,7 +90,7 @@ async fn payload_not_base64_closes_with_invalid_data() {
 
 #[actix_rt::test]
 async fn media_before_start_closes_with_policy_violation() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     with_good_call(&server, || async {
         let answer = server.sim.place_call(&call_sid(1)).await.unwrap();
         let mut media = server.sim.open(&answer.path).await.unwrap();
@@ -103,7 +103,7 @@ async fn media_before_start_closes_with_policy_violation() {
 
 #[actix_rt::test]
 async fn second_start_closes_with_policy_violation() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     with_good_call(&server, || async {
         let (answer, mut media) = server.call(&call_sid(1)).await;
         media
@@ -117,7 +117,7 @@ async fn second_start_closes_with_policy_violation() {
 
 #[actix_rt::test]
 async fn unknown_token_is_rejected_before_any_audio() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     with_good_call(&server, || async {
         let answer = server.sim.place_call(&call_sid(1)).await.unwrap();
         let mut media = server.sim.open(&answer.path).await.unwrap();
@@ -141,7 +141,7 @@ async fn unknown_token_is_rejected_before_any_audio() {
 
 #[actix_rt::test]
 async fn used_token_and_token_of_another_call_are_rejected() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     with_good_call(&server, || async {
         let (answer, mut first) = server.call(&call_sid(1)).await;
         exchange(&mut first, 1, 0, 1).await;
@@ -163,7 +163,7 @@ async fn used_token_and_token_of_another_call_are_rejected() {
 
 #[actix_rt::test]
 async fn a_second_stream_for_a_streaming_call_is_rejected() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     with_good_call(&server, || async {
         let (_, mut first) = server.call(&call_sid(1)).await;
         exchange(&mut first, 1, 0, 1).await;
@@ -183,7 +183,8 @@ async fn a_silent_socket_is_closed_after_the_idle_timeout() {
     let server = TestServer::start(&[
         ("MEDIA_IDLE_TIMEOUT", "1s"),
         ("MEDIA_PING_INTERVAL", "200ms"),
-    ]);
+    ])
+    .await;
     let (_, mut silent) = server.call(&call_sid(1)).await;
     let started = std::time::Instant::now();
     assert_closed(&mut silent, 1001, "idle timeout").await;

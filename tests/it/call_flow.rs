@@ -8,7 +8,7 @@ use crate::support::*;
 
 #[actix_rt::test]
 async fn voice_webhook_answers_connect_stream_with_a_token() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     let answer = server.sim.place_call(&call_sid(1)).await.unwrap();
     assert_eq!(answer.path, "/twilio/media");
     assert_eq!(answer.token.len(), 43, "256-bit token, base64url");
@@ -33,7 +33,7 @@ async fn voice_webhook_answers_connect_stream_with_a_token() {
 
 #[actix_rt::test]
 async fn a_whole_call_echoes_five_seconds_in_order_paced_at_real_time() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     let (_, mut media) = server.call(&call_sid(1)).await;
 
     // Twilio sends 20 ms frames at real time; a network hiccup delivers them in a burst. Send all
@@ -86,7 +86,7 @@ async fn a_whole_call_echoes_five_seconds_in_order_paced_at_real_time() {
 
 #[actix_rt::test]
 async fn two_concurrent_calls_stay_isolated() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     let (_, mut a) = server.call(&call_sid(1)).await;
     let (_, mut b) = server.call(&call_sid(2)).await;
     assert_eq!(server.server.live_calls.count(), 2);
@@ -105,7 +105,7 @@ async fn two_concurrent_calls_stay_isolated() {
 
 #[actix_rt::test]
 async fn health_reports_live_calls_and_ready() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[]).await;
     let client = awc::Client::new();
     let (_, mut media) = server.call(&call_sid(1)).await;
     exchange(&mut media, 1, 0, 1).await;

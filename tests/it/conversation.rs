@@ -114,7 +114,8 @@ async fn converse(dialogue: FixedDialogue, overrides: &[(&str, &str)]) -> Conver
     let server = TestServer::start_with(
         &conversation_config(overrides),
         directed_set(&stt, &dialogue),
-    );
+    )
+    .await;
     let (_, media) = server.call(&call_sid(1)).await;
     within(stt.opened()).await;
     Conversation {

@@ -44,7 +44,7 @@ impl DialogueSession for SayThenHangUp {
 async fn end_call_hangs_up_when_the_last_mark_comes_back_not_before() {
     let mut engines = engines::loopback_set();
     engines.dialogue = Arc::new(SayThenHangUp);
-    let server = TestServer::start_with(&test_config(&[]), engines);
+    let server = TestServer::start_with(&test_config(&[]), engines).await;
     let (_, mut media) = server.call(&call_sid(1)).await;
 
     // One frame is one loopback turn: its reply is that frame, then the mark after it.
@@ -97,7 +97,7 @@ async fn keypad_digits_reach_the_dialogue_as_a_turn() {
     let dialogue = FixedDialogue::new(&[("", None)], Duration::ZERO);
     let mut engines = engines::loopback_set();
     engines.dialogue = Arc::new(dialogue.clone());
-    let server = TestServer::start_with(&test_config(&[]), engines);
+    let server = TestServer::start_with(&test_config(&[]), engines).await;
     let (_, mut media) = server.call(&call_sid(1)).await;
 
     // `#` ends a keypad turn at once; a key that is not on a keypad is ignored.

@@ -1,10 +1,16 @@
 //! Graceful shutdown: refuse new calls, let live ones finish, close the rest after the drain timeout.
 
 use crate::support::*;
+use phone_agent::sim::SimError;
 
 #[actix_rt::test]
 async fn shutdown_refuses_new_calls_and_waits_for_live_ones() {
-    let TestServer { server, sim, base } = TestServer::start(&[("DRAIN_TIMEOUT", "30s")]);
+    let TestServer {
+        server,
+        sim,
+        base,
+        data: _data,
+    } = TestServer::start(&[("DRAIN_TIMEOUT", "30s")]).await;
     let answer = sim.place_call(&call_sid(1)).await.unwrap();
     let mut media = sim.connect(&answer).await.unwrap();
     exchange(&mut media, 1, 0, 3).await;
@@ -13,12 +19,10 @@ async fn shutdown_refuses_new_calls_and_waits_for_live_ones() {
     let client = awc::Client::new();
     let ready = client.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
-    let voice = client
-        .post(format!("{base}/twilio/voice"))
-        .send_form(&[("CallSid", call_sid(2).as_str())])
-        .await
-        .unwrap();
-    assert_eq!(voice.status(), 503);
+    match sim.place_call(&call_sid(2)).await {
+        Err(SimError::Http(status)) => assert!(status.starts_with("503"), "{status}"),
+        other => panic!("a new call while draining: {other:?}"),
+    }
     assert!(
         sim.open("/twilio/media").await.is_err(),
         "no new media sockets"
@@ -33,7 +37,12 @@ async fn shutdown_refuses_new_calls_and_waits_for_live_ones() {
 
 #[actix_rt::test]
 async fn calls_still_up_after_the_drain_timeout_are_closed() {
-    let TestServer { server, sim, .. } = TestServer::start(&[("DRAIN_TIMEOUT", "300ms")]);
+    let TestServer {
+        server,
+        sim,
+        data: _data,
+        ..
+    } = TestServer::start(&[("DRAIN_TIMEOUT", "300ms")]).await;
     let answer = sim.place_call(&call_sid(1)).await.unwrap();
     let mut media = sim.connect(&answer).await.unwrap();
     exchange(&mut media, 1, 0, 3).await;

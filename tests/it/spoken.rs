@@ -15,10 +15,11 @@ use phone_agent::engines::script::ScriptDialogue;
 use phone_agent_actors::engines::EngineSet;
 
 use crate::embedded::{models_dir, settings};
-use crate::support::{test_config, TestServer};
+use crate::support::{test_config, TestServer, PUBLIC_HOST, TWILIO_AUTH_TOKEN};
+use phone_agent::sim::TwilioAccountArgs;
 
 /// A server on the embedded engines whose calls' extractions are kept.
-fn spoken_server() -> (TestServer, Arc<Mutex<Option<Extraction>>>) {
+async fn spoken_server() -> (TestServer, Arc<Mutex<Option<Extraction>>>) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let script = AgentScript::load(&root.join("agents/default.toml")).unwrap();
     let settings = settings();
@@ -36,7 +37,7 @@ fn spoken_server() -> (TestServer, Arc<Mutex<Option<Extraction>>>) {
         tts: Arc::new(tts),
     };
     (
-        TestServer::start_with(&test_config(&[]), engines),
+        TestServer::start_with(&test_config(&[]), engines).await,
         extraction,
     )
 }
@@ -44,6 +45,11 @@ fn spoken_server() -> (TestServer, Arc<Mutex<Option<Extraction>>>) {
 async fn call(server: &TestServer, said: &[&str]) -> CallReport {
     let args = CallArgs {
         url: server.base.clone(),
+        account: TwilioAccountArgs {
+            twilio_auth_token: Some(TWILIO_AUTH_TOKEN.into()),
+            public_host: Some(PUBLIC_HOST.into()),
+            data_dir: server.data.path().to_owned(),
+        },
         say: said.iter().map(|s| s.to_string()).collect(),
         wav: Vec::new(),
         script: None,
@@ -61,7 +67,7 @@ async fn call(server: &TestServer, said: &[&str]) -> CallReport {
 
 #[actix_rt::test]
 async fn asking_for_prices_is_answered_with_the_prices() {
-    let (server, _) = spoken_server();
+    let (server, _) = spoken_server().await;
     let report = call(&server, &["What are your prices?"]).await;
     let greeting = report.greeting.to_lowercase();
     assert!(
@@ -78,7 +84,7 @@ async fn asking_for_prices_is_answered_with_the_prices() {
 
 #[actix_rt::test]
 async fn a_booking_yields_the_name_and_the_number() {
-    let (server, extraction) = spoken_server();
+    let (server, extraction) = spoken_server().await;
     let report = call(
         &server,
         &[

@@ -45,7 +45,11 @@ impl SpeechToText for FlakyStt {
     }
 }
 
-fn server_with_flaky_stt(victim: String, failures: u32, opened: Arc<AtomicU32>) -> TestServer {
+async fn server_with_flaky_stt(
+    victim: String,
+    failures: u32,
+    opened: Arc<AtomicU32>,
+) -> TestServer {
     let config = test_config(&[
         ("ENGINE_RESTART_BACKOFF", "10ms"),
         ("ENGINE_RESTART_MAX_BACKOFF", "40ms"),
@@ -57,13 +61,13 @@ fn server_with_flaky_stt(victim: String, failures: u32, opened: Arc<AtomicU32>) 
         failures,
         opened,
     });
-    TestServer::start_with(&config, engines)
+    TestServer::start_with(&config, engines).await
 }
 
 #[actix_rt::test]
 async fn a_failing_recogniser_is_restarted_and_no_audio_is_lost() {
     let opened = Arc::new(AtomicU32::new(0));
-    let server = server_with_flaky_stt(call_sid(1), 2, opened.clone());
+    let server = server_with_flaky_stt(call_sid(1), 2, opened.clone()).await;
     let (_, mut media) = server.call(&call_sid(1)).await;
 
     // Frames sent while the recogniser restarts are held for the next session; keep talking, as a
@@ -101,7 +105,7 @@ async fn a_failing_recogniser_is_restarted_and_no_audio_is_lost() {
 #[actix_rt::test]
 async fn a_recogniser_that_keeps_failing_ends_only_its_call() {
     let opened = Arc::new(AtomicU32::new(0));
-    let server = server_with_flaky_stt(call_sid(1), u32::MAX, opened.clone());
+    let server = server_with_flaky_stt(call_sid(1), u32::MAX, opened.clone()).await;
     let (_, mut healthy) = server.call(&call_sid(2)).await;
     exchange(&mut healthy, 2, 0, 5).await;
 

@@ -6,10 +6,15 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use phone_agent::config::Config;
+use awc::http::Method;
+use phone_agent::config::{Config, StorageSettings};
 use phone_agent::engines;
+use phone_agent::guard::admin::{ChangedBy, NewToken};
+use phone_agent::guard::auth::{ManageTokens, TokenChange};
+use phone_agent::guard::token::Scope;
 use phone_agent::server::{self, RunningServer};
 use phone_agent::sim::{MediaConnection, Received, StreamAnswer, TwilioSim};
+use phone_agent::store::sqlite_path;
 use phone_agent_actors::engines::EngineSet;
 
 /// How long any single expected event may take before a test fails.
@@ -20,15 +25,23 @@ pub struct TestServer {
     pub server: RunningServer,
     pub sim: TwilioSim,
     pub base: String,
+    /// The server's data directory (its SQLite file and data key), removed with the server.
+    pub data: tempfile::TempDir,
 }
+
+/// The Twilio auth token test servers check signatures with (and the sim signs with).
+pub const TWILIO_AUTH_TOKEN: &str = "test-twilio-auth-token";
+/// The public host test servers believe Twilio uses.
+pub const PUBLIC_HOST: &str = "agent.test";
 
 /// Configuration for tests: an ephemeral port, two workers, overrides on top.
 pub fn test_config(overrides: &[(&str, &str)]) -> Config {
     let mut vars: HashMap<String, String> = [
         ("LISTEN_ADDR", "127.0.0.1:0"),
         ("HTTP_WORKERS", "2"),
-        ("PUBLIC_HOST", "agent.test"),
+        ("PUBLIC_HOST", PUBLIC_HOST),
         ("ENGINES", "loopback"),
+        ("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -41,19 +54,31 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
 
 impl TestServer {
     /// Starts a loopback server with `overrides` applied to the test configuration.
-    pub fn start(overrides: &[(&str, &str)]) -> Self {
+    pub async fn start(overrides: &[(&str, &str)]) -> Self {
         let config = test_config(overrides);
-        Self::start_with(&config, engines::loopback_set())
+        Self::start_with(&config, engines::loopback_set()).await
     }
 
-    /// Starts a server with the given engines.
-    pub fn start_with(config: &Config, engines: EngineSet) -> Self {
-        let server = server::start(config, engines).expect("server starts");
+    /// Starts a server with the given engines, on a fresh SQLite file unless the configuration
+    /// names a PostgreSQL database.
+    pub async fn start_with(config: &Config, engines: EngineSet) -> Self {
+        let data = tempfile::tempdir().expect("temporary data directory");
+        let mut config = config.clone();
+        let storage = &mut config.security.storage;
+        if sqlite_path(storage.database_url.expose()).is_some() {
+            let data_key = storage.data_key.take();
+            *storage = StorageSettings::in_dir(data.path().to_owned());
+            storage.data_key = data_key;
+        }
+        let server = server::start(&config, engines)
+            .await
+            .expect("server starts");
         let base = format!("http://{}", server.local_addr);
         Self {
-            sim: TwilioSim::new(base.clone()),
+            sim: TwilioSim::new(base.clone()).signing(TWILIO_AUTH_TOKEN, PUBLIC_HOST),
             server,
             base,
+            data,
         }
     }
 
@@ -77,6 +102,35 @@ impl TestServer {
             .expect("server answers");
         let body = response.body().await.expect("body");
         String::from_utf8(body.to_vec()).expect("text body")
+    }
+
+    /// Creates a token with `scopes` through the server's AuthActor (so its cache has it).
+    pub async fn token(&self, scopes: &[Scope]) -> String {
+        let request = NewToken {
+            name: "test".into(),
+            scopes: scopes.iter().copied().collect(),
+            expires_in: None,
+        };
+        match self
+            .server
+            .auth
+            .send(ManageTokens::Create(request, ChangedBy::Cli))
+            .await
+            .expect("auth actor answers")
+            .expect("token created")
+        {
+            TokenChange::Issued(issued) => issued.token,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// A request to `path` with `Authorization: Bearer token` when given.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> awc::ClientRequest {
+        let request = awc::Client::new().request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// Waits until no call is alive.
@@ -138,4 +192,18 @@ pub async fn exchange(media: &mut MediaConnection, tag: u8, from: u32, count: u3
             other => panic!("expected media, got {other:?}"),
         }
     }
+}
+
+/// The status, headers and JSON body of a response.
+pub async fn json(
+    response: awc::SendClientRequest,
+) -> (u16, awc::http::header::HeaderMap, serde_json::Value) {
+    let mut response = response.await.expect("server answers");
+    let body = response.body().await.expect("body");
+    let json = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or_else(|_| panic!("JSON body: {body:?}"))
+    };
+    (response.status().as_u16(), response.headers().clone(), json)
 }

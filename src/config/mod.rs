@@ -4,7 +4,6 @@
 //! start-up with a [`ConfigError`] naming the variable.
 
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +14,12 @@ use phone_agent_actors::media::MediaSettings;
 
 use crate::engines::embedded::stt::Endpointing;
 use crate::engines::embedded::{EmbeddedSettings, VoiceChoice};
+
+mod security;
+mod vars;
+
+pub use security::{SecuritySettings, StorageSettings, TlsFiles, TwilioSettings};
+use vars::Vars;
 
 /// A variable with an unusable value.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,8 @@ pub struct Config {
     /// How a call's failing engine sessions are restarted (`ENGINE_RESTART_BACKOFF`,
     /// `ENGINE_RESTART_MAX_BACKOFF`, `ENGINE_MAX_RESTARTS`).
     pub restart: RestartPolicy,
+    /// Storage, Twilio validation, authentication, rate limits, proxy trust and TLS.
+    pub security: SecuritySettings,
 }
 
 impl Config {
@@ -169,6 +176,7 @@ impl Config {
                 max_failures: vars.bounded("ENGINE_MAX_RESTARTS", "5", 0..=1_000)?,
                 window: Duration::from_secs(60),
             },
+            security: SecuritySettings::from_vars(&vars)?,
         })
     }
 }
@@ -260,72 +268,6 @@ fn voice<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<VoiceChoic
     }
 }
 
-struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
-
-impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
-    fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn invalid(&self, variable: &'static str, message: String) -> ConfigError {
-        ConfigError { variable, message }
-    }
-
-    fn parse<T: std::str::FromStr>(
-        &self,
-        name: &'static str,
-        default: &str,
-        expected: &str,
-    ) -> Result<T, ConfigError> {
-        let value = self.get(name).unwrap_or_else(|| default.to_owned());
-        value
-            .parse()
-            .map_err(|_| self.invalid(name, format!("{value:?} (expected {expected})")))
-    }
-
-    /// A number within `range`.
-    fn bounded<T>(
-        &self,
-        name: &'static str,
-        default: &str,
-        range: RangeInclusive<T>,
-    ) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + std::fmt::Display,
-    {
-        let expected = format!("a number from {} to {}", range.start(), range.end());
-        let value: T = self.parse(name, default, &expected)?;
-        if !range.contains(&value) {
-            return Err(self.invalid(name, format!("{value} (expected {expected})")));
-        }
-        Ok(value)
-    }
-
-    /// A whole number of milliseconds within `range` (for the `*_MS` variables).
-    fn millis(
-        &self,
-        name: &'static str,
-        default: &str,
-        range: RangeInclusive<u64>,
-    ) -> Result<Duration, ConfigError> {
-        self.bounded(name, default, range)
-            .map(Duration::from_millis)
-    }
-
-    fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
-        let value = self.get(name).unwrap_or_else(|| default.to_owned());
-        match humantime::parse_duration(&value) {
-            Ok(duration) if !duration.is_zero() => Ok(duration),
-            _ => Err(self.invalid(
-                name,
-                format!("{value:?} (expected a duration such as 15s or 500ms)"),
-            )),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,7 +350,7 @@ mod tests {
 
     #[test]
     fn env_example_is_valid_and_states_the_defaults() {
-        let example = include_str!("../.env.example");
+        let example = include_str!("../../.env.example");
         let pairs: Vec<(&str, &str)> = example
             .lines()
             .filter(|line| !line.starts_with('#'))

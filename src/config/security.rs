@@ -1,0 +1,218 @@
+//! The security-related settings: storage, Twilio request validation, authentication, rate
+//! limits, proxy trust, TLS.
+
+use std::path::PathBuf;
+
+use super::vars::Vars;
+use super::ConfigError;
+use crate::guard::auth::AuthSettings;
+use crate::guard::client_ip::{IpList, ProxyTrust};
+use crate::guard::penalty::PenaltySettings;
+use crate::guard::rate_limit::{Limit, RateLimitSettings};
+use crate::redact::Secret;
+
+/// Where data lives and the key sealing it.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// The data directory: the SQLite file, the generated data key (`DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…` (`DATABASE_URL`; may carry a password, so it is secret).
+    pub database_url: Secret,
+    /// Base64 of the 32-byte data key (`DATA_KEY`); generated into `DATA_DIR/data.key` if unset.
+    pub data_key: Option<Secret>,
+}
+
+impl StorageSettings {
+    /// The SQLite default inside `data_dir`.
+    pub fn in_dir(data_dir: PathBuf) -> Self {
+        let url = format!("sqlite://{}", data_dir.join("phone-agent.db").display());
+        Self {
+            data_dir,
+            database_url: Secret::new(url),
+            data_key: None,
+        }
+    }
+}
+
+/// How Twilio's requests are checked.
+#[derive(Debug, Clone)]
+pub struct TwilioSettings {
+    /// The account's auth token (`TWILIO_AUTH_TOKEN`); in development, when unset, one is
+    /// generated into `DATA_DIR/twilio-auth-token` for the simulator.
+    pub auth_token: Option<Secret>,
+    /// Whether `X-Twilio-Signature` is checked (`TWILIO_VALIDATE`, true unless explicitly false).
+    pub validate: bool,
+}
+
+/// Certificate and key files for in-process TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain (`TLS_CERT`).
+    pub cert: PathBuf,
+    /// PEM private key (`TLS_KEY`).
+    pub key: PathBuf,
+}
+
+/// Everything in front of the handlers.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// `APP_ENV=production`: no generated Twilio auth token; loud warnings for generated keys.
+    pub production: bool,
+    /// Storage.
+    pub storage: StorageSettings,
+    /// Twilio request validation.
+    pub twilio: TwilioSettings,
+    /// Bearer-token authentication and lockout.
+    pub auth: AuthSettings,
+    /// Rate limits, blocks and IP lists.
+    pub rate_limits: RateLimitSettings,
+    /// Whether `X-Forwarded-For`/`Forwarded` are believed (`TRUST_PROXY`).
+    pub proxy_trust: ProxyTrust,
+    /// In-process TLS, when both `TLS_CERT` and `TLS_KEY` are set.
+    pub tls: Option<TlsFiles>,
+}
+
+impl SecuritySettings {
+    pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<'_, F>,
+    ) -> Result<Self, ConfigError> {
+        let production = match vars.get("APP_ENV").as_deref().unwrap_or("development") {
+            "development" => false,
+            "production" => true,
+            other => {
+                return Err(vars.invalid(
+                    "APP_ENV",
+                    format!("{other:?} (expected development or production)"),
+                ))
+            }
+        };
+        let data_dir = PathBuf::from(vars.get("DATA_DIR").unwrap_or_else(|| "data".into()));
+        let mut storage = StorageSettings::in_dir(data_dir);
+        if let Some(url) = vars.get("DATABASE_URL") {
+            if !["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                return Err(vars.invalid(
+                    "DATABASE_URL",
+                    "expected sqlite://path or postgres://user:password@host/db".into(),
+                ));
+            }
+            storage.database_url = Secret::new(url);
+        }
+        if let Some(key) = vars.get("DATA_KEY") {
+            crate::store::crypto::DataKey::from_base64(&key).map_err(|_| {
+                vars.invalid(
+                    "DATA_KEY",
+                    "expected base64 of 32 random bytes (openssl rand -base64 32)".into(),
+                )
+            })?;
+            storage.data_key = Some(Secret::new(key));
+        }
+        let twilio = TwilioSettings {
+            auth_token: vars.get("TWILIO_AUTH_TOKEN").map(Secret::new),
+            validate: flag(vars, "TWILIO_VALIDATE", true)?,
+        };
+        if production && twilio.validate && twilio.auth_token.is_none() {
+            return Err(vars.invalid(
+                "TWILIO_AUTH_TOKEN",
+                "required with APP_ENV=production (or TWILIO_VALIDATE=false, not recommended)"
+                    .into(),
+            ));
+        }
+        let penalty = |prefix: &'static str,
+                       names: [&'static str; 4],
+                       defaults: [&str; 4]|
+         -> Result<PenaltySettings, ConfigError> {
+            let settings = PenaltySettings {
+                threshold: vars.bounded(names[0], defaults[0], 1..=10_000)?,
+                window: vars.duration(names[1], defaults[1])?,
+                base: vars.duration(names[2], defaults[2])?,
+                cap: vars.duration(names[3], defaults[3])?,
+            };
+            if settings.cap < settings.base {
+                return Err(vars.invalid(names[3], format!("must be at least {prefix}")));
+            }
+            Ok(settings)
+        };
+        let auth = AuthSettings {
+            lockout: penalty(
+                "AUTH_LOCKOUT",
+                [
+                    "AUTH_LOCKOUT_FAILURES",
+                    "AUTH_LOCKOUT_WINDOW",
+                    "AUTH_LOCKOUT",
+                    "AUTH_LOCKOUT_MAX",
+                ],
+                ["10", "10m", "1m", "1h"],
+            )?,
+            cache_refresh: vars.duration("AUTH_CACHE_REFRESH", "30s")?,
+            flush_interval: vars.duration("AUDIT_FLUSH_INTERVAL", "2s")?,
+        };
+        let limit = |name: &'static str, default: &str| {
+            Limit::parse(&vars.get(name).unwrap_or_else(|| default.to_owned()))
+                .map_err(|message| vars.invalid(name, message))
+        };
+        let list = |name: &'static str| {
+            IpList::parse(&vars.get(name).unwrap_or_default())
+                .map_err(|message| vars.invalid(name, message))
+        };
+        let rate_limits = RateLimitSettings {
+            limits: [
+                limit("RATE_LIMIT_API_READ", "600/min")?,
+                limit("RATE_LIMIT_API_WRITE", "60/min")?,
+                limit("RATE_LIMIT_WEBHOOKS", "600/min")?,
+                limit("RATE_LIMIT_TWILIO", "3000/min")?,
+            ],
+            blocks: penalty(
+                "RATE_LIMIT_BLOCK",
+                [
+                    "RATE_LIMIT_STRIKES",
+                    "RATE_LIMIT_STRIKE_WINDOW",
+                    "RATE_LIMIT_BLOCK",
+                    "RATE_LIMIT_BLOCK_MAX",
+                ],
+                ["20", "1m", "1m", "1h"],
+            )?,
+            allow: list("IP_ALLOW_LIST")?,
+            deny: list("IP_DENY_LIST")?,
+        };
+        let proxy_trust = if flag(vars, "TRUST_PROXY", false)? {
+            ProxyTrust::OneProxy
+        } else {
+            ProxyTrust::None
+        };
+        let tls = match (vars.get("TLS_CERT"), vars.get("TLS_KEY")) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => return Err(vars.invalid("TLS_KEY", "required with TLS_CERT".into())),
+            (None, Some(_)) => return Err(vars.invalid("TLS_CERT", "required with TLS_KEY".into())),
+        };
+        Ok(Self {
+            production,
+            storage,
+            twilio,
+            auth,
+            rate_limits,
+            proxy_trust,
+            tls,
+        })
+    }
+}
+
+/// `true`/`false` (also `on`/`off`, `1`/`0`).
+fn flag<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match vars.get(name).as_deref() {
+        None => Ok(default),
+        Some("true" | "on" | "1") => Ok(true),
+        Some("false" | "off" | "0") => Ok(false),
+        Some(other) => Err(vars.invalid(name, format!("{other:?} (expected true or false)"))),
+    }
+}

@@ -1,0 +1,144 @@
+//! The bearer-token API under `/api/`. The guard middleware has authenticated the token (401
+//! otherwise); each handler names the scope it needs with an [`Authorized`] extractor (403
+//! without it), which runs before the body is read.
+//!
+//! - [`calls`]: `GET /api/calls`, `GET /api/calls/{call_sid}` (`calls:read`).
+//! - [`tokens`]: `GET|POST /api/tokens`, `DELETE /api/tokens/{id}`,
+//!   `POST /api/tokens/{id}/rotate` (`tokens:admin`).
+
+pub mod calls;
+pub mod tokens;
+
+use std::future::{ready, Ready};
+use std::marker::PhantomData;
+
+use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use super::error::HttpError;
+use crate::guard::auth::Principal;
+use crate::guard::token::Scope;
+
+/// Largest JSON body the API accepts.
+const JSON_BODY_LIMIT: usize = 16 * 1024;
+
+/// A scope a route requires.
+pub trait RequiredScope {
+    /// The scope.
+    const SCOPE: Scope;
+}
+
+macro_rules! scope_markers {
+    ($($(#[$doc:meta])* $marker:ident => $scope:ident,)*) => {$(
+        $(#[$doc])*
+        pub struct $marker;
+        impl RequiredScope for $marker {
+            const SCOPE: Scope = Scope::$scope;
+        }
+    )*};
+}
+
+scope_markers! {
+    /// `calls:read`.
+    CallsRead => CallsRead,
+    /// `tokens:admin`.
+    TokensAdmin => TokensAdmin,
+}
+
+/// The request's principal, known to carry `S`'s scope.
+pub struct Authorized<S: RequiredScope>(pub Principal, PhantomData<S>);
+
+impl<S: RequiredScope> FromRequest for Authorized<S> {
+    type Error = HttpError;
+    type Future = Ready<Result<Self, HttpError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let principal = request.extensions().get::<Principal>().cloned();
+        ready(match principal {
+            None => Err(HttpError::Unauthorized),
+            Some(principal) if principal.can(S::SCOPE) => Ok(Self(principal, PhantomData)),
+            Some(principal) => {
+                tracing::info!(
+                    target: "audit",
+                    kind = "auth.forbidden",
+                    token_id = %principal.token_id,
+                    client = %principal.client,
+                    scope = S::SCOPE.name(),
+                    path = request.path(),
+                    "token lacks the scope"
+                );
+                Err(HttpError::Forbidden)
+            }
+        })
+    }
+}
+
+/// Registers the API routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .app_data(web::PayloadConfig::new(JSON_BODY_LIMIT))
+            .service(web::resource("/calls").get(calls::list))
+            .service(web::resource("/calls/{call_sid}").get(calls::get))
+            .service(
+                web::resource("/tokens")
+                    .get(tokens::list)
+                    .post(tokens::create),
+            )
+            .service(web::resource("/tokens/{id}").delete(tokens::revoke))
+            .service(web::resource("/tokens/{id}/rotate").post(tokens::rotate)),
+    );
+}
+
+/// A JSON body deserialised into `T` (whose fields are `deny_unknown_fields`): 415 unless it is
+/// `application/json`, 413 past the route's limit, 400 naming the field that is wrong. An empty
+/// body without a content type reads as `{}`, so bodies whose fields are all optional may be left
+/// out.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let content_type = request.content_type().to_ascii_lowercase();
+        let body = web::Bytes::from_request(request, payload);
+        Box::pin(async move {
+            let body = body.await?;
+            let json: &[u8] = if body.is_empty() && content_type.is_empty() {
+                b"{}"
+            } else if content_type != "application/json" {
+                return Err(HttpError::UnsupportedMediaType.into());
+            } else {
+                &body
+            };
+            let mut deserializer = serde_json::Deserializer::from_slice(json);
+            let value =
+                serde_path_to_error::deserialize(&mut deserializer).map_err(HttpError::from)?;
+            deserializer
+                .end()
+                .map_err(|_| HttpError::bad_request("invalid body: malformed JSON"))?;
+            Ok(ApiJson(value))
+        })
+    }
+}
+
+impl From<serde_path_to_error::Error<serde_json::Error>> for HttpError {
+    /// serde's data errors name the expected type, from our own schema; the path names the field.
+    /// Syntax errors say only that the JSON is malformed.
+    fn from(error: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = error.path().to_string();
+        let inner = error.inner();
+        if !inner.is_data() {
+            return HttpError::bad_request("invalid body: malformed JSON");
+        }
+        let message = inner.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        if path == "." {
+            HttpError::bad_request(format!("invalid body: {message}"))
+        } else {
+            HttpError::bad_request(format!("invalid body: {path}: {message}"))
+        }
+    }
+}

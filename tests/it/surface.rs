@@ -1,0 +1,340 @@
+//! The HTTP surface's defaults on a real server: Twilio signatures (webhook and WebSocket
+//! upgrade), security headers and request ids on every response, one error envelope for every
+//! error status, validation messages naming the field, phone numbers sealed at rest.
+
+use awc::http::Method;
+use phone_agent::guard::token::Scope;
+use phone_agent::sim::TwilioSim;
+use phone_agent::twilio::signature::TwilioSigner;
+use serde_json::json;
+
+use crate::support::*;
+
+const VOICE_FORM: [(&str, &str); 3] = [
+    ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+    ("From", "+14155550100"),
+    ("To", "+14155550199"),
+];
+
+fn signed_voice(server: &TestServer, signature: &str) -> awc::SendClientRequest {
+    server
+        .request(Method::POST, "/twilio/voice", None)
+        .insert_header(("x-twilio-signature", signature.to_owned()))
+        .send_form(&VOICE_FORM)
+}
+
+fn voice_signature(auth_token: &str, url: &str) -> String {
+    let params: Vec<(String, String)> = VOICE_FORM
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    TwilioSigner::new(auth_token).sign(url, &params)
+}
+
+#[actix_rt::test]
+async fn twilio_requests_need_a_valid_signature_including_the_websocket_upgrade() {
+    let server = TestServer::start(&[]).await;
+    let good = voice_signature(TWILIO_AUTH_TOKEN, "https://agent.test/twilio/voice");
+    let mut response = signed_voice(&server, &good).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(String::from_utf8_lossy(&response.body().await.unwrap()).contains("<Stream"));
+    let with_port = voice_signature(TWILIO_AUTH_TOKEN, "https://agent.test:443/twilio/voice");
+    assert_eq!(
+        signed_voice(&server, &with_port).await.unwrap().status(),
+        200
+    );
+    let refused = [
+        voice_signature("another-token", "https://agent.test/twilio/voice"),
+        voice_signature(TWILIO_AUTH_TOKEN, "https://evil.test/twilio/voice"),
+        voice_signature(TWILIO_AUTH_TOKEN, "http://agent.test/twilio/voice"),
+        "garbage".to_owned(),
+    ];
+    for signature in refused {
+        let (status, _, body) = json(signed_voice(&server, &signature)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("forbidden"))
+        );
+    }
+    let (status, _, _) = json(
+        server
+            .request(Method::POST, "/twilio/voice", None)
+            .send_form(&VOICE_FORM),
+    )
+    .await;
+    assert_eq!(status, 403, "no signature");
+
+    // The media socket: a signed upgrade works (every call test does it); unsigned or signed
+    // with another token it is refused before any WebSocket exists.
+    let unsigned = TwilioSim::new(server.base.clone());
+    assert!(unsigned.open("/twilio/media").await.is_err());
+    let forged = TwilioSim::new(server.base.clone()).signing("another-token", PUBLIC_HOST);
+    assert!(forged.open("/twilio/media").await.is_err());
+    let (_, mut media) = server.call(&call_sid(1)).await;
+    exchange(&mut media, 1, 0, 2).await;
+}
+
+#[actix_rt::test]
+async fn validation_can_be_turned_off_explicitly() {
+    let server = TestServer::start(&[("TWILIO_VALIDATE", "false")]).await;
+    let response = server
+        .request(Method::POST, "/twilio/voice", None)
+        .send_form(&VOICE_FORM)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+];
+
+#[actix_rt::test]
+async fn every_response_has_the_security_headers_a_request_id_and_errors_one_envelope() {
+    // Four writes from this client pass; the fifth (the last case) is over the limit.
+    let server = TestServer::start(&[("RATE_LIMIT_API_WRITE", "4/min")]).await;
+    let admin = server.token(&[Scope::TokensAdmin, Scope::CallsRead]).await;
+    let reader = server.token(&[Scope::CallsRead]).await;
+    let tokens = |token: &str| server.request(Method::POST, "/api/tokens", Some(token));
+    let cases: Vec<(u16, Option<&str>, awc::SendClientRequest)> = vec![
+        (
+            200,
+            None,
+            server.request(Method::GET, "/health", None).send(),
+        ),
+        (
+            200,
+            None,
+            server.request(Method::GET, "/ready", None).send(),
+        ),
+        (
+            200,
+            None,
+            server
+                .request(Method::GET, "/api/calls", Some(&admin))
+                .send(),
+        ),
+        (
+            400,
+            Some("bad_request"),
+            tokens(&admin)
+                .insert_header(("content-type", "application/json"))
+                .send_body("{not json"),
+        ),
+        (
+            400,
+            Some("bad_request"),
+            server
+                .request(Method::GET, "/api/calls?limit=1000", Some(&admin))
+                .send(),
+        ),
+        (
+            401,
+            Some("unauthorized"),
+            server.request(Method::GET, "/api/calls", None).send(),
+        ),
+        (
+            403,
+            Some("forbidden"),
+            tokens(&reader).send_json(&json!({})),
+        ),
+        (
+            404,
+            Some("not_found"),
+            server.request(Method::GET, "/nowhere", None).send(),
+        ),
+        (
+            404,
+            Some("not_found"),
+            server
+                .request(Method::GET, "/api/calls/CAnone", Some(&admin))
+                .send(),
+        ),
+        (
+            405,
+            Some("method_not_allowed"),
+            server.request(Method::DELETE, "/health", None).send(),
+        ),
+        (
+            413,
+            Some("payload_too_large"),
+            tokens(&admin)
+                .insert_header(("content-type", "application/json"))
+                .send_body(vec![b' '; 20_000]),
+        ),
+        (
+            415,
+            Some("unsupported_media_type"),
+            tokens(&admin)
+                .insert_header(("content-type", "text/plain"))
+                .send_body("name=x"),
+        ),
+        (
+            415,
+            Some("unsupported_media_type"),
+            server
+                .request(Method::POST, "/twilio/voice", None)
+                .insert_header((
+                    "x-twilio-signature",
+                    // A body that is not a form is not signed: the URL alone is.
+                    TwilioSigner::new(TWILIO_AUTH_TOKEN)
+                        .sign("https://agent.test/twilio/voice", &[]),
+                ))
+                .insert_header(("content-type", "application/json"))
+                .send_body("{}"),
+        ),
+        (
+            429,
+            Some("too_many_requests"),
+            tokens(&admin).send_json(&json!({})),
+        ),
+    ];
+    for (expected, code, request) in cases {
+        let mut response = request.await.expect("server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.body().await.unwrap();
+        assert_eq!(status, expected, "{code:?}: {body:?}");
+        for (name, value) in SECURITY_HEADERS {
+            assert_eq!(
+                headers.get(name).unwrap().to_str().unwrap(),
+                value,
+                "{name} on {status}"
+            );
+        }
+        let request_id = headers
+            .get("x-request-id")
+            .expect("a request id")
+            .to_str()
+            .unwrap();
+        if let Some(code) = code {
+            assert_eq!(headers.get("content-type").unwrap(), "application/json");
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let error = body["error"].as_object().expect("the envelope");
+            assert_eq!(error.len(), 3, "{body}");
+            assert_eq!(error["code"], code);
+            assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert_eq!(error["request_id"], request_id);
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_storage_failure_is_a_generic_500_in_the_envelope() {
+    let server = TestServer::start(&[]).await;
+    let admin = server.token(&[Scope::CallsRead]).await;
+    server.server.store.close().await;
+    let (status, headers, body) = json(
+        server
+            .request(Method::GET, "/api/calls", Some(&admin))
+            .send(),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        body,
+        json!({ "error": { "code": "internal", "message": "internal error",
+                           "request_id": headers.get("x-request-id").unwrap().to_str().unwrap() } })
+    );
+}
+
+#[actix_rt::test]
+async fn json_bodies_are_typed_and_errors_name_the_field() {
+    let server = TestServer::start(&[]).await;
+    let admin = server.token(&[Scope::TokensAdmin]).await;
+    let create = |body: serde_json::Value| {
+        json(
+            server
+                .request(Method::POST, "/api/tokens", Some(&admin))
+                .send_json(&body),
+        )
+    };
+    let cases = [
+        (
+            json!({ "name": "x", "scopes": ["calls:read"], "admin": true }),
+            "admin",
+        ),
+        (json!({ "name": "x" }), "scopes"),
+        (json!({ "name": "x", "scopes": ["root"] }), "root"),
+        (json!({ "name": "", "scopes": ["calls:read"] }), "name"),
+        (json!({ "name": "x", "scopes": [] }), "scopes"),
+        (
+            json!({ "name": "x", "scopes": ["calls:read"], "expires_in_seconds": -5 }),
+            "expires_in_seconds",
+        ),
+        (
+            json!({ "name": "x", "scopes": ["calls:read"], "expires_in_seconds": 0 }),
+            "expires_in",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, _, response) = create(body.clone()).await;
+        assert_eq!(status, 400, "{body}");
+        let message = response["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{message:?} names {field}");
+        assert!(!message.contains("line"), "{message:?}");
+    }
+}
+
+#[actix_rt::test]
+async fn phone_numbers_are_sealed_at_rest_and_masked_in_responses() {
+    let server = TestServer::start(&[]).await;
+    let reader = server.token(&[Scope::CallsRead]).await;
+    let (answer, mut media) = server.call(&call_sid(7)).await;
+    media.send_stop().await.unwrap();
+    let (status, _, call) = json(
+        server
+            .request(
+                Method::GET,
+                &format!("/api/calls/{}", answer.call_sid),
+                Some(&reader),
+            )
+            .send(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(call["from"], "+1415***0100");
+    assert_eq!(call["to"], "+1415***0199");
+    let (_, _, list) = json(
+        server
+            .request(Method::GET, "/api/calls", Some(&reader))
+            .send(),
+    )
+    .await;
+    assert_eq!(list["calls"][0]["call_sid"], answer.call_sid.as_str());
+
+    server.server.store.close().await;
+    let mut raw = Vec::new();
+    for entry in std::fs::read_dir(server.data.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("phone-agent.db")
+        {
+            raw.extend(std::fs::read(path).unwrap());
+        }
+    }
+    assert!(
+        raw.windows(answer.call_sid.len())
+            .any(|w| w == answer.call_sid.as_bytes()),
+        "the call is stored"
+    );
+    for number in ["4155550100", "4155550199"] {
+        assert!(
+            !raw.windows(number.len()).any(|w| w == number.as_bytes()),
+            "{number} in the database file"
+        );
+    }
+}
