@@ -338,6 +338,18 @@ mod tests {
             ("SILENCE_CHECKIN_S", "-1"),
             ("MAX_CALL_DURATION", "5h"),
             ("MAX_CALL_DURATION", "never"),
+            ("APP_ENV", "staging"),
+            ("DATABASE_URL", "mysql://db/x"),
+            ("DATA_KEY", "c2hvcnQ="),
+            ("TWILIO_VALIDATE", "maybe"),
+            ("TRUST_PROXY", "yes please"),
+            ("RATE_LIMIT_API_READ", "lots"),
+            ("RATE_LIMIT_TWILIO", "0/s"),
+            ("IP_ALLOW_LIST", "10.0.0.0/99"),
+            ("IP_DENY_LIST", "example.com"),
+            ("AUTH_LOCKOUT_MAX", "1s"),
+            ("AUTH_LOCKOUT_FAILURES", "0"),
+            ("RATE_LIMIT_BLOCK", "never"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).unwrap_err();
@@ -365,6 +377,34 @@ mod tests {
             format!("{from_example:?}"),
             format!("{:?}", config(&[]).unwrap())
         );
+    }
+
+    #[test]
+    fn production_needs_a_twilio_auth_token_unless_validation_is_off() {
+        let error = config(&[("APP_ENV", "production")]).unwrap_err();
+        assert_eq!(error.variable, "TWILIO_AUTH_TOKEN");
+        let production =
+            config(&[("APP_ENV", "production"), ("TWILIO_AUTH_TOKEN", "abc")]).unwrap();
+        assert!(production.security.production);
+        assert!(config(&[("APP_ENV", "production"), ("TWILIO_VALIDATE", "false")]).is_ok());
+        assert_eq!(
+            config(&[("TLS_CERT", "c.pem")]).unwrap_err().variable,
+            "TLS_KEY"
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = config(&[
+            ("TWILIO_AUTH_TOKEN", "twilio-secret"),
+            ("DATABASE_URL", "postgres://u:db-secret@h/d"),
+            ("DATA_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        for secret in ["twilio-secret", "db-secret", "AAAAAAAA"] {
+            assert!(!printed.contains(secret), "{secret}");
+        }
     }
 
     #[test]

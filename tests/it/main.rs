@@ -7,6 +7,7 @@ mod conversation;
 mod embedded;
 mod guard;
 mod lifecycle;
+mod postgres;
 mod shutdown;
 mod spoken;
 mod supervision;

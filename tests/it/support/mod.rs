@@ -1,6 +1,7 @@
 //! Helpers: a real server on 127.0.0.1:0 and a Twilio-faithful client.
 
 pub mod directed;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -59,17 +60,18 @@ impl TestServer {
         Self::start_with(&config, engines::loopback_set()).await
     }
 
-    /// Starts a server with the given engines, on a fresh SQLite file unless the configuration
-    /// names a PostgreSQL database.
+    /// Starts a server with the given engines, its data directory a fresh temporary one (so a
+    /// fresh SQLite file, unless the configuration names a PostgreSQL database).
     pub async fn start_with(config: &Config, engines: EngineSet) -> Self {
         let data = tempfile::tempdir().expect("temporary data directory");
         let mut config = config.clone();
         let storage = &mut config.security.storage;
-        if sqlite_path(storage.database_url.expose()).is_some() {
-            let data_key = storage.data_key.take();
-            *storage = StorageSettings::in_dir(data.path().to_owned());
-            storage.data_key = data_key;
+        let (url, data_key) = (storage.database_url.clone(), storage.data_key.take());
+        *storage = StorageSettings::in_dir(data.path().to_owned());
+        if sqlite_path(url.expose()).is_none() {
+            storage.database_url = url;
         }
+        storage.data_key = data_key;
         let server = server::start(&config, engines)
             .await
             .expect("server starts");

@@ -1,0 +1,79 @@
+//! PostgreSQL storage: the same schema, migrations and queries as SQLite, on a real server
+//! started for the test (skipped, saying why, when no PostgreSQL binaries are installed;
+//! `scripts/test.sh` installs them from Debian packages).
+
+use awc::http::Method;
+use phone_agent::guard::token::Scope;
+use serde_json::json;
+
+use crate::support::postgres::Postgres;
+use crate::support::*;
+
+#[actix_rt::test]
+async fn the_server_runs_on_postgresql() {
+    let postgres = match Postgres::start() {
+        Ok(postgres) => postgres,
+        Err(why) => {
+            eprintln!("SKIPPED: PostgreSQL unavailable: {why}");
+            return;
+        }
+    };
+    let url = postgres.url();
+    // Both servers below seal and open with the same key, as instances of one deployment do.
+    let settings = [
+        ("DATABASE_URL", url.as_str()),
+        ("DATA_KEY", "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80="),
+    ];
+    let server = TestServer::start(&settings).await;
+    let admin = server.token(&[Scope::TokensAdmin, Scope::CallsRead]).await;
+    let (status, _, created) = json(
+        server
+            .request(Method::POST, "/api/tokens", Some(&admin))
+            .send_json(
+                &json!({ "name": "reader", "scopes": ["calls:read"], "expires_in_seconds": 60 }),
+            ),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let reader = created["token"].as_str().unwrap().to_owned();
+    let id = created["record"]["id"].as_str().unwrap();
+    let (status, _, rotated) = json(
+        server
+            .request(
+                Method::POST,
+                &format!("/api/tokens/{id}/rotate"),
+                Some(&admin),
+            )
+            .send(),
+    )
+    .await;
+    assert_eq!(status, 201, "{rotated}");
+
+    let (answer, mut media) = server.call(&call_sid(3)).await;
+    exchange(&mut media, 3, 0, 2).await;
+    media.send_stop().await.unwrap();
+    let (status, _, call) = json(
+        server
+            .request(
+                Method::GET,
+                &format!("/api/calls/{}", answer.call_sid),
+                Some(&reader),
+            )
+            .send(),
+    )
+    .await;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["from"], "+1415***0100");
+
+    // A second server on the same database finds the schema migrated and the tokens there.
+    server.server.shutdown();
+    let again = TestServer::start(&settings).await;
+    let (status, _, list) = json(
+        again
+            .request(Method::GET, "/api/calls", Some(&reader))
+            .send(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["calls"].as_array().unwrap().len(), 1);
+}
