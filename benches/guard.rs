@@ -1,0 +1,163 @@
+//! The guards' per-request costs: a bearer-token check, a rate-limit decision, a Twilio
+//! signature check; and the token check through the AuthActor's mailbox instead of the shared
+//! cache, which is why the hot path does not go through the actor.
+//!
+//! Results and the machine they were measured on: `docs/benchmarks.md`.
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Context, Handler, Message};
+use criterion::{criterion_group, criterion_main, Criterion};
+use phone_agent::guard::audit::AuditLog;
+use phone_agent::guard::auth::Authenticator;
+use phone_agent::guard::client_ip::IpList;
+use phone_agent::guard::penalty::PenaltySettings;
+use phone_agent::guard::rate_limit::{EndpointClass, Limit, RateLimitSettings, RateLimits};
+use phone_agent::guard::token::{hex, mint, Scope};
+use phone_agent::store::tokens::{HashedToken, TokenRecord};
+use phone_agent::twilio::signature::{SignedRequest, TwilioSigner};
+
+const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+fn penalties() -> PenaltySettings {
+    PenaltySettings {
+        threshold: 10,
+        window: Duration::from_secs(60),
+        base: Duration::from_secs(60),
+        cap: Duration::from_secs(3600),
+    }
+}
+
+/// An authenticator holding 1000 tokens, and the header of one of them.
+fn authenticator() -> (Arc<Authenticator>, Vec<u8>) {
+    let auth = Arc::new(Authenticator::new(
+        penalties(),
+        Arc::new(AuditLog::default()),
+    ));
+    let mut header = Vec::new();
+    let tokens: Vec<HashedToken> = (0..1000)
+        .map(|n| {
+            let minted = mint().unwrap();
+            if n == 500 {
+                header = format!("Bearer {}", minted.secret).into_bytes();
+            }
+            HashedToken {
+                record: TokenRecord {
+                    id: minted.id,
+                    name: "bench".into(),
+                    scopes: [Scope::CallsRead].into_iter().collect(),
+                    created_at: 0,
+                    expires_at: None,
+                    last_used_at: None,
+                    revoked_at: None,
+                    replaced_by: None,
+                },
+                hash_hex: hex(&minted.hash),
+            }
+        })
+        .collect();
+    auth.load(&tokens);
+    (auth, header)
+}
+
+/// The token check behind a mailbox, as it would be without the shared cache.
+struct MailboxAuth(Arc<Authenticator>);
+
+impl Actor for MailboxAuth {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "bool")]
+struct Check(Vec<u8>);
+
+impl Handler<Check> for MailboxAuth {
+    type Result = bool;
+
+    fn handle(&mut self, check: Check, _: &mut Self::Context) -> bool {
+        self.0.authenticate(Some(&check.0), CLIENT).is_ok()
+    }
+}
+
+fn token_check(c: &mut Criterion) {
+    let (auth, header) = authenticator();
+    let mut group = c.benchmark_group("token_check");
+    group.bench_function("shared_cache", |b| {
+        b.iter(|| black_box(auth.authenticate(Some(black_box(&header)), CLIENT).is_ok()))
+    });
+    group.bench_function("through_actor_mailbox", |b| {
+        b.iter_custom(|iters| {
+            let auth = auth.clone();
+            let header = header.clone();
+            actix::System::new().block_on(async move {
+                let actor = MailboxAuth(auth).start();
+                let started = Instant::now();
+                for _ in 0..iters {
+                    black_box(actor.send(Check(header.clone())).await.unwrap());
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+fn rate_limit_decision(c: &mut Criterion) {
+    let limit = Limit::parse("1000000/s").unwrap();
+    let limits = RateLimits::new(&RateLimitSettings {
+        limits: [limit; 4],
+        blocks: penalties(),
+        allow: IpList::default(),
+        deny: IpList::parse("10.0.0.0/8").unwrap(),
+    });
+    // Spread over 1000 clients, as a busy server sees them.
+    let clients: Vec<IpAddr> = (0..1000u32)
+        .map(|n| IpAddr::V4((0xC633_6400 + n).into()))
+        .collect();
+    let mut next = 0;
+    c.bench_function("rate_limit_decision", |b| {
+        b.iter(|| {
+            next = (next + 1) % clients.len();
+            black_box(
+                limits
+                    .check_ip(clients[next], EndpointClass::ApiRead)
+                    .is_ok(),
+            )
+        })
+    });
+}
+
+fn signature_validation(c: &mut Criterion) {
+    let signer = TwilioSigner::new("0123456789abcdef0123456789abcdef");
+    // A voice webhook as Twilio posts it: 17 parameters.
+    let form = "AccountSid=AC0123456789abcdef0123456789abcdef&ApiVersion=2010-04-01&\
+        CallSid=CA0123456789abcdef0123456789abcdef&CallStatus=ringing&Called=%2B14155550199&\
+        CalledCity=SAN+FRANCISCO&CalledCountry=US&CalledState=CA&CalledZip=94105&\
+        Caller=%2B14155550100&CallerCity=OAKLAND&CallerCountry=US&CallerState=CA&\
+        CallerZip=94601&Direction=inbound&From=%2B14155550100&To=%2B14155550199";
+    let url = "https://agent.example.com/twilio/voice";
+    let signature = signer.sign(
+        url,
+        &phone_agent::twilio::signature::form_params(form.as_bytes()),
+    );
+    let request = SignedRequest {
+        url,
+        form: Some(form.as_bytes()),
+        raw: form.as_bytes(),
+    };
+    assert!(signer.verify(request, &signature));
+    c.bench_function("twilio_signature_validation", |b| {
+        b.iter(|| black_box(signer.verify(black_box(request), black_box(&signature))))
+    });
+}
+
+criterion_group!(
+    benches,
+    token_check,
+    rate_limit_decision,
+    signature_validation
+);
+criterion_main!(benches);
