@@ -13,9 +13,8 @@ async fn voice_webhook_answers_connect_stream_with_a_token() {
     assert_eq!(answer.path, "/twilio/media");
     assert_eq!(answer.token.len(), 43, "256-bit token, base64url");
 
-    let response = awc::Client::new()
-        .post(format!("{}/twilio/voice", server.base))
-        .send_form(&[("CallSid", call_sid(2).as_str())])
+    let response = server
+        .voice_post(&[("CallSid", call_sid(2).as_str())])
         .await
         .unwrap();
     assert_eq!(
@@ -23,9 +22,8 @@ async fn voice_webhook_answers_connect_stream_with_a_token() {
         "text/xml; charset=utf-8"
     );
 
-    let bad = awc::Client::new()
-        .post(format!("{}/twilio/voice", server.base))
-        .send_form(&[("CallSid", "not-a-sid")])
+    let bad = server
+        .voice_post(&[("CallSid", "not-a-sid")])
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);

@@ -16,6 +16,7 @@ use phone_agent::guard::token::Scope;
 use phone_agent::server::{self, RunningServer};
 use phone_agent::sim::{MediaConnection, Received, StreamAnswer, TwilioSim};
 use phone_agent::store::sqlite_path;
+use phone_agent::twilio::signature::TwilioSigner;
 use phone_agent_actors::engines::EngineSet;
 
 /// How long any single expected event may take before a test fails.
@@ -133,6 +134,19 @@ impl TestServer {
             Some(token) => request.bearer_auth(token),
             None => request,
         }
+    }
+
+    /// Posts the voice webhook with `form`, signed as Twilio signs it.
+    pub fn voice_post(&self, form: &[(&str, &str)]) -> awc::SendClientRequest {
+        let params: Vec<(String, String)> = form
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let url = format!("https://{PUBLIC_HOST}/twilio/voice");
+        let signature = TwilioSigner::new(TWILIO_AUTH_TOKEN).sign(&url, &params);
+        self.request(Method::POST, "/twilio/voice", None)
+            .insert_header(("x-twilio-signature", signature))
+            .send_form(&form)
     }
 
     /// Waits until no call is alive.
