@@ -1,4 +1,5 @@
-//! Tracing set-up: `RUST_LOG` filters (default `info`), `LOG_FORMAT` picks pretty or JSON lines.
+//! Tracing set-up: `RUST_LOG` filters (default `info`), `LOG_FORMAT` picks pretty or JSON lines,
+//! written to stderr.
 
 use tracing_subscriber::EnvFilter;
 
@@ -15,7 +16,11 @@ pub fn init(format: LogFormat) -> Result<(), ConfigError> {
         }
         _ => EnvFilter::new("info"),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr: stdout carries command output (`phone-agent token create` prints the
+    // token there alone).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A subscriber already installed (a test harness) is fine: logs go there.
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
