@@ -6,8 +6,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::token::{mint, Scopes};
+use super::audit;
+use super::token::{mint, NoRandomness, Scopes};
 use crate::store::audit::AuditEvent;
+use crate::store::crypto::CryptoError;
 use crate::store::tokens::TokenRecord;
 use crate::store::{now_ms, Store, StoreError};
 
@@ -83,19 +85,22 @@ pub enum ChangedBy {
 }
 
 impl ChangedBy {
+    /// The audit event of a change (logged as it is made).
     fn event(&self, kind: &str, subject: &str, detail: String) -> AuditEvent {
         let (by, client) = match self {
             ChangedBy::Cli => ("cli".to_owned(), None),
             ChangedBy::Token { id, client } => (id.clone(), Some(client.to_string())),
         };
-        AuditEvent {
+        let event = AuditEvent {
             at: now_ms(),
             kind: kind.into(),
             token_id: Some(subject.to_owned()),
             client,
             detail: format!("by={by} {detail}").trim_end().to_owned(),
             count: 1,
-        }
+        };
+        audit::log(&event);
+        event
     }
 }
 
@@ -108,6 +113,12 @@ pub enum AdminError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<NoRandomness> for AdminError {
+    fn from(_: NoRandomness) -> Self {
+        AdminError::Store(StoreError::Crypto(CryptoError::Random))
+    }
 }
 
 fn new_record(id: String, request: &NewToken, now: i64) -> TokenRecord {
@@ -125,14 +136,6 @@ fn new_record(id: String, request: &NewToken, now: i64) -> TokenRecord {
     }
 }
 
-fn minted() -> Result<super::token::MintedToken, AdminError> {
-    mint().map_err(|_| {
-        AdminError::Store(StoreError::Crypto(
-            crate::store::crypto::CryptoError::Random,
-        ))
-    })
-}
-
 /// Creates a token.
 pub async fn create(
     store: &Store,
@@ -140,12 +143,12 @@ pub async fn create(
     by: &ChangedBy,
 ) -> Result<Issued, AdminError> {
     request.validate().map_err(AdminError::Invalid)?;
-    let minted = minted()?;
+    let minted = mint()?;
     let record = new_record(minted.id, request, now_ms());
     store.insert_token(&record, &minted.hash).await?;
     let detail = format!("name={:?} scopes={}", record.name, record.scopes.to_names());
     store
-        .append_audit(&[audit(by.event("token.created", &record.id, detail))])
+        .append_audit(&[by.event("token.created", &record.id, detail)])
         .await?;
     Ok(Issued {
         record,
@@ -168,7 +171,7 @@ pub async fn revoke(store: &Store, id: &str, by: &ChangedBy) -> Result<bool, Adm
     let revoked = store.revoke_token(id, now_ms()).await?;
     if revoked {
         store
-            .append_audit(&[audit(by.event("token.revoked", id, String::new()))])
+            .append_audit(&[by.event("token.revoked", id, String::new())])
             .await?;
     }
     Ok(revoked)
@@ -195,7 +198,7 @@ pub async fn rotate(
             .expires_at
             .map(|end| Duration::from_millis(u64::try_from(end - old.created_at).unwrap_or(1))),
     };
-    let minted = minted()?;
+    let minted = mint()?;
     let now = now_ms();
     let record = new_record(minted.id, &request, now);
     let overlap_until = now.saturating_add(i64::try_from(overlap.as_millis()).unwrap_or(i64::MAX));
@@ -207,18 +210,12 @@ pub async fn rotate(
     }
     let detail = format!("replaced_by={} overlap_s={}", record.id, overlap.as_secs());
     store
-        .append_audit(&[audit(by.event("token.rotated", id, detail))])
+        .append_audit(&[by.event("token.rotated", id, detail)])
         .await?;
     Ok(Some(Issued {
         record,
         token: minted.secret,
     }))
-}
-
-/// Logs an event as it is written.
-fn audit(event: AuditEvent) -> AuditEvent {
-    tracing::info!(target: "audit", kind = %event.kind, token_id = ?event.token_id, detail = %event.detail);
-    event
 }
 
 #[cfg(test)]

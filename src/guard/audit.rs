@@ -29,13 +29,7 @@ pub struct AuditLog {
 impl AuditLog {
     /// Records an event: logged now, written at the next flush.
     pub fn record(&self, event: AuditEvent) {
-        let token_id = event.token_id.as_deref().unwrap_or("-");
-        let client = event.client.as_deref().unwrap_or("-");
-        if event.kind.ends_with("failure") || event.kind.ends_with("lockout") {
-            tracing::warn!(target: "audit", kind = %event.kind, token_id, client, detail = %event.detail);
-        } else {
-            tracing::info!(target: "audit", kind = %event.kind, token_id, client, detail = %event.detail);
-        }
+        log(&event);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.len() < MAX_PENDING {
             pending.push(event);
@@ -81,6 +75,17 @@ impl AuditLog {
             }
         }
         (events, last_used)
+    }
+}
+
+/// The tracing event of an audit event (target `audit`; failures and lockouts at warn).
+pub fn log(event: &AuditEvent) {
+    let token_id = event.token_id.as_deref().unwrap_or("-");
+    let client = event.client.as_deref().unwrap_or("-");
+    if event.kind.ends_with("failure") || event.kind.ends_with("lockout") {
+        tracing::warn!(target: "audit", kind = %event.kind, token_id, client, detail = %event.detail);
+    } else {
+        tracing::info!(target: "audit", kind = %event.kind, token_id, client, detail = %event.detail);
     }
 }
 

@@ -25,7 +25,7 @@ use dashmap::DashMap;
 use super::admin::{self, AdminError, ChangedBy, Issued, NewToken};
 use super::audit::AuditLog;
 use super::penalty::{PenaltyBox, PenaltySettings, Strike};
-use super::token::{hash_token, Scope, Scopes, TokenHash, TOKEN_PREFIX};
+use super::token::{constant_time_eq, hash_token, Scope, Scopes, TokenHash, TOKEN_PREFIX};
 use crate::store::audit::AuditEvent;
 use crate::store::tokens::{HashedToken, TokenRecord};
 use crate::store::{now_ms, Store, StoreError};
@@ -171,7 +171,7 @@ impl Authenticator {
         let hash = hash_token(token);
         let cached = self.tokens.get(&hash).ok_or(AuthFailure::Unknown)?;
         // The map found it by hash; compare the hashes again in constant time all the same.
-        if !ring_eq(&cached.hash, &hash) {
+        if !constant_time_eq(&cached.hash, &hash) {
             return Err(AuthFailure::Unknown);
         }
         if cached.revoked {
@@ -222,11 +222,6 @@ fn bearer_token(header: &[u8]) -> Option<&str> {
     let (scheme, token) = header.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-fn ring_eq(a: &TokenHash, b: &TokenHash) -> bool {
-    #[allow(deprecated)]
-    ring::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 fn parse_hash(hex: &str) -> Option<TokenHash> {

@@ -51,6 +51,12 @@ impl HttpError {
         Self::BadRequest(message.into())
     }
 
+    /// Logs a failure on our side and answers a generic 500.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed on our side");
+        Self::Internal
+    }
+
     /// The code and public message of the envelope.
     pub fn public(&self) -> (&'static str, &str) {
         match self {

@@ -62,8 +62,6 @@ pub async fn frame(
     let id = RequestId::next();
     request.extensions_mut().insert(id.clone());
     let span = tracing::info_span!("http", request_id = %id.0);
-    let method = request.method().clone();
-    let path = request.path().to_owned();
     // The layers inside answer every failure with a response (an `Err` here would come from
     // actix itself and is rendered by it).
     let response = next
@@ -80,6 +78,7 @@ pub async fn frame(
             .and_then(|error| error.as_error::<HttpError>());
         let (code, message) = known.map_or_else(|| public_for_status(status), HttpError::public);
         let body = envelope(code, message, Some(&id.0)).to_string();
+        let (method, path) = (response.request().method(), response.request().path());
         match response.response().error() {
             Some(error) if status.is_server_error() => {
                 tracing::error!(%method, %path, %status, %error, "request failed")

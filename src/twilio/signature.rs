@@ -12,7 +12,7 @@ use base64::Engine as _;
 use ring::digest::{digest, SHA256};
 use ring::hmac;
 
-use crate::guard::token::hex;
+use crate::guard::token::{constant_time_eq, hex};
 
 /// In development without `TWILIO_AUTH_TOKEN`, the server generates an auth token into this file
 /// in `DATA_DIR`, and the simulator signs with it.
@@ -67,12 +67,10 @@ impl TwilioSigner {
             None => {
                 if let Some(expected) = query_param(request.url, "bodySHA256") {
                     let actual = hex(digest(&SHA256, request.raw).as_ref());
-                    #[allow(deprecated)]
-                    let same = ring::constant_time::verify_slices_are_equal(
+                    if !constant_time_eq(
                         actual.as_bytes(),
                         expected.to_ascii_lowercase().as_bytes(),
-                    );
-                    if same.is_err() {
+                    ) {
                         return false;
                     }
                 }

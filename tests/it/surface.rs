@@ -16,41 +16,50 @@ const VOICE_FORM: [(&str, &str); 3] = [
     ("To", "+14155550199"),
 ];
 
-fn signed_voice(server: &TestServer, signature: &str) -> awc::SendClientRequest {
-    server
-        .request(Method::POST, "/twilio/voice", None)
-        .insert_header(("x-twilio-signature", signature.to_owned()))
-        .send_form(&VOICE_FORM)
-}
-
-fn voice_signature(auth_token: &str, url: &str) -> String {
-    let params: Vec<(String, String)> = VOICE_FORM
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    TwilioSigner::new(auth_token).sign(url, &params)
-}
-
 #[actix_rt::test]
 async fn twilio_requests_need_a_valid_signature_including_the_websocket_upgrade() {
     let server = TestServer::start(&[]).await;
-    let good = voice_signature(TWILIO_AUTH_TOKEN, "https://agent.test/twilio/voice");
-    let mut response = signed_voice(&server, &good).await.unwrap();
+    let good = voice_signature(
+        TWILIO_AUTH_TOKEN,
+        "https://agent.test/twilio/voice",
+        &VOICE_FORM,
+    );
+    let mut response = server.voice_post_signed(&VOICE_FORM, &good).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(String::from_utf8_lossy(&response.body().await.unwrap()).contains("<Stream"));
-    let with_port = voice_signature(TWILIO_AUTH_TOKEN, "https://agent.test:443/twilio/voice");
+    let with_port = voice_signature(
+        TWILIO_AUTH_TOKEN,
+        "https://agent.test:443/twilio/voice",
+        &VOICE_FORM,
+    );
     assert_eq!(
-        signed_voice(&server, &with_port).await.unwrap().status(),
+        server
+            .voice_post_signed(&VOICE_FORM, &with_port)
+            .await
+            .unwrap()
+            .status(),
         200
     );
     let refused = [
-        voice_signature("another-token", "https://agent.test/twilio/voice"),
-        voice_signature(TWILIO_AUTH_TOKEN, "https://evil.test/twilio/voice"),
-        voice_signature(TWILIO_AUTH_TOKEN, "http://agent.test/twilio/voice"),
+        voice_signature(
+            "another-token",
+            "https://agent.test/twilio/voice",
+            &VOICE_FORM,
+        ),
+        voice_signature(
+            TWILIO_AUTH_TOKEN,
+            "https://evil.test/twilio/voice",
+            &VOICE_FORM,
+        ),
+        voice_signature(
+            TWILIO_AUTH_TOKEN,
+            "http://agent.test/twilio/voice",
+            &VOICE_FORM,
+        ),
         "garbage".to_owned(),
     ];
     for signature in refused {
-        let (status, _, body) = json(signed_voice(&server, &signature)).await;
+        let (status, _, body) = json(server.voice_post_signed(&VOICE_FORM, &signature)).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (403, Some("forbidden"))

@@ -8,7 +8,6 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::calls::internal;
 use super::{ApiJson, Authorized, TokensAdmin};
 use crate::guard::admin::{AdminError, ChangedBy, Issued, NewToken};
 use crate::guard::auth::{AuthActor, ManageTokens, TokenChange};
@@ -42,8 +41,8 @@ async fn manage(actor: &Addr<AuthActor>, request: ManageTokens) -> Result<TokenC
     match actor.send(request).await {
         Ok(Ok(change)) => Ok(change),
         Ok(Err(AdminError::Invalid(message))) => Err(HttpError::bad_request(message)),
-        Ok(Err(AdminError::Store(error))) => Err(internal(error)),
-        Err(error) => Err(internal(error)),
+        Ok(Err(AdminError::Store(error))) => Err(HttpError::internal(error)),
+        Err(error) => Err(HttpError::internal(error)),
     }
 }
 

@@ -138,14 +138,18 @@ impl TestServer {
 
     /// Posts the voice webhook with `form`, signed as Twilio signs it.
     pub fn voice_post(&self, form: &[(&str, &str)]) -> awc::SendClientRequest {
-        let params: Vec<(String, String)> = form
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
         let url = format!("https://{PUBLIC_HOST}/twilio/voice");
-        let signature = TwilioSigner::new(TWILIO_AUTH_TOKEN).sign(&url, &params);
+        self.voice_post_signed(form, &voice_signature(TWILIO_AUTH_TOKEN, &url, form))
+    }
+
+    /// Posts the voice webhook with `form` and `signature` as `X-Twilio-Signature`.
+    pub fn voice_post_signed(
+        &self,
+        form: &[(&str, &str)],
+        signature: &str,
+    ) -> awc::SendClientRequest {
         self.request(Method::POST, "/twilio/voice", None)
-            .insert_header(("x-twilio-signature", signature))
+            .insert_header(("x-twilio-signature", signature.to_owned()))
             .send_form(&form)
     }
 
@@ -208,6 +212,15 @@ pub async fn exchange(media: &mut MediaConnection, tag: u8, from: u32, count: u3
             other => panic!("expected media, got {other:?}"),
         }
     }
+}
+
+/// The signature Twilio would send with `form` posted to `url`, under `auth_token`.
+pub fn voice_signature(auth_token: &str, url: &str, form: &[(&str, &str)]) -> String {
+    let params: Vec<(String, String)> = form
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    TwilioSigner::new(auth_token).sign(url, &params)
 }
 
 /// The status, headers and JSON body of a response.
