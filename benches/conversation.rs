@@ -19,12 +19,12 @@ use futures_util::stream;
 use phone_agent::engines;
 use phone_agent::twilio::stream_token::StreamTokens;
 use phone_agent_actors::call::conversation::ConversationSettings;
-use phone_agent_actors::call::messages::TranscriptReceived;
 use phone_agent_actors::call::CallSettings;
 use phone_agent_actors::engines::{
     CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, TextToSpeech,
     TranscriptEvent, TtsSession,
 };
+use phone_agent_actors::events::TranscriptReceived;
 use phone_agent_actors::ids::UtteranceId;
 use support::{settings, start_call};
 

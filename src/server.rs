@@ -11,11 +11,11 @@ use std::time::Duration;
 use actix::{Actor as _, Addr};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use phone_agent_actors::call::messages::EndReason;
-use phone_agent_actors::call::registry::LiveCalls;
 use phone_agent_actors::call::CallSettings;
 use phone_agent_actors::engines::EngineSet;
-use phone_agent_actors::metrics::CallMetrics;
+use phone_agent_actors::events::EndReason;
+use phone_agent_actors::runtime::metrics::CallMetrics;
+use phone_agent_actors::runtime::registry::LiveCalls;
 use tokio::sync::watch;
 
 use crate::config::{Config, SecuritySettings};

@@ -3,7 +3,7 @@
 //! ```text
 //! CallActor --UserTurn/SayLine/AmendTurn/CancelReply--> Responder
 //! Responder --(dialogue session)--> Speak (one per clause) --> Synthesizer
-//! Responder --ReplyStarted/AgentAction--> CallActor
+//! Responder --ReplyStarted/AgentAction--> call
 //! ```
 //!
 //! It keeps the conversation history (bounded) and answers one turn at a time, in order: a turn that
@@ -16,17 +16,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use actix::WeakAddr;
+use actix::WeakRecipient;
 use futures_util::{stream, StreamExt};
 
-use crate::call::messages::{AgentAction, ReplyStarted};
-use crate::call::supervision::{ChildSupervision, StopChild};
-use crate::call::CallActor;
 use crate::engines::{
     CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError, Role,
 };
+use crate::events::{AgentAction, ReplyStarted};
 use crate::ids::UtteranceId;
-use crate::synthesizer::{Speak, Synthesizer};
+use crate::runtime::supervision::{ChildSupervision, StopChild};
+use crate::synthesizer::Speak;
 
 /// Lines of history kept and given to the dialogue; older lines are forgotten.
 pub const MAX_HISTORY: usize = 64;
@@ -85,6 +84,27 @@ pub struct CancelReply {
     pub heard: String,
 }
 
+/// Where a Responder reports: one recipient per event it emits.
+pub struct ResponderReports {
+    /// The first text of a reply arrived.
+    pub replies: Recipient<ReplyStarted>,
+    /// A reply asked for an action once heard.
+    pub actions: Recipient<AgentAction>,
+}
+
+impl ResponderReports {
+    /// Every report to `to`.
+    pub fn to<A>(to: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>> + Handler<ReplyStarted> + Handler<AgentAction>,
+    {
+        Self {
+            replies: to.clone().recipient(),
+            actions: to.clone().recipient(),
+        }
+    }
+}
+
 /// An item of the current reply's stream.
 enum ReplyItem {
     Text(UtteranceId, Result<String, EngineError>),
@@ -109,33 +129,34 @@ struct Line {
 pub struct Responder {
     engine: Arc<dyn Dialogue>,
     call: CallContext,
-    synthesizer: WeakAddr<Synthesizer>,
+    speech: WeakRecipient<Speak>,
     supervision: ChildSupervision,
     session: Option<Box<dyn DialogueSession>>,
     history: VecDeque<Line>,
     waiting: VecDeque<UserTurn>,
     replying: Option<Replying>,
     greeted: bool,
-    reports: Addr<CallActor>,
+    reports: ResponderReports,
     /// The reply that ended the call: later turns are not answered (the goodbye plays out),
     /// unless the caller interrupts it.
     ending: Option<UtteranceId>,
 }
 
 impl Responder {
-    /// A responder for `call` whose clauses go to `synthesizer` and whose replies' starts and
-    /// actions go to `reports` (the CallActor).
+    /// A responder for `call` whose clauses go to `speech` (the Synthesizer; weak, so the
+    /// Synthesizer stops with the call, not with the last Responder) and whose replies' starts and
+    /// actions go to `reports`.
     pub fn new(
         engine: Arc<dyn Dialogue>,
         call: CallContext,
-        synthesizer: WeakAddr<Synthesizer>,
-        reports: Addr<CallActor>,
+        speech: WeakRecipient<Speak>,
+        reports: ResponderReports,
         supervision: ChildSupervision,
     ) -> Self {
         Self {
             engine,
             call,
-            synthesizer,
+            speech,
             supervision,
             session: None,
             history: VecDeque::new(),
@@ -232,8 +253,8 @@ impl Responder {
     }
 
     fn speak(&self, utterance: UtteranceId, text: String, last: bool) {
-        if let Some(synthesizer) = self.synthesizer.upgrade() {
-            synthesizer.do_send(Speak {
+        if let Some(speech) = self.speech.upgrade() {
+            speech.do_send(Speak {
                 utterance,
                 text,
                 last,
@@ -373,7 +394,7 @@ impl StreamHandler<ReplyItem> for Responder {
         match item {
             ReplyItem::Text(utterance, Ok(fragment)) if utterance == replying.utterance => {
                 if replying.text.is_empty() && !fragment.is_empty() {
-                    self.reports.do_send(ReplyStarted { utterance });
+                    self.reports.replies.do_send(ReplyStarted { utterance });
                 }
                 replying.text.push_str(&fragment);
                 let clauses = replying.clauses.push(&fragment);
@@ -398,7 +419,9 @@ impl StreamHandler<ReplyItem> for Responder {
                             self.remember_turn(turn);
                         }
                     }
-                    self.reports.do_send(AgentAction { utterance, action });
+                    self.reports
+                        .actions
+                        .do_send(AgentAction { utterance, action });
                 }
                 self.next_turn(ctx);
             }
@@ -469,7 +492,12 @@ impl ClauseSplitter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::engines::EngineStream;
+    use crate::events::ChildKind;
+    use crate::testing::{call_context, recorder, supervision};
 
     #[test]
     fn splits_at_sentence_ends_across_fragments() {
@@ -499,5 +527,91 @@ mod tests {
                 "and on Saturdays too."
             ]
         );
+    }
+
+    /// Greets, answers every turn with two fragments and asks to end the call after it; remembers
+    /// the conversations it was given.
+    #[derive(Clone, Default)]
+    struct Receptionist {
+        seen: Arc<Mutex<Vec<Vec<ChatMessage>>>>,
+    }
+
+    impl Dialogue for Receptionist {
+        fn name(&self) -> &'static str {
+            "receptionist"
+        }
+
+        fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
+            Ok(Box::new(self.clone()))
+        }
+    }
+
+    impl DialogueSession for Receptionist {
+        fn greeting(&mut self) -> Option<String> {
+            Some("Hello.".into())
+        }
+
+        fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String> {
+            self.seen.lock().unwrap().push(conversation.to_vec());
+            Box::pin(stream::iter(
+                ["Sure. We ", "open at nine."].map(|f| Ok(f.into())),
+            ))
+        }
+
+        fn take_action(&mut self) -> Option<DialogueAction> {
+            Some(DialogueAction::EndCall)
+        }
+    }
+
+    fn said(speak: Speak) -> (u64, String, bool) {
+        (speak.utterance.0, speak.text, speak.last)
+    }
+
+    #[actix::test]
+    async fn greets_then_answers_a_turn_clause_by_clause_and_reports_its_start_and_action() {
+        let (speech, mut spoken) = recorder::<Speak>();
+        let (replies, mut started) = recorder::<ReplyStarted>();
+        let (actions, mut asked) = recorder::<AgentAction>();
+        let (supervision, _) = supervision(ChildKind::Responder);
+        let dialogue = Receptionist::default();
+        let engine = Arc::new(dialogue.clone());
+        let reports = ResponderReports { replies, actions };
+        let weak = speech.downgrade();
+        let responder = Supervisor::start(move |_| {
+            Responder::new(engine, call_context(), weak, reports, supervision)
+        });
+        assert_eq!(said(spoken.next().await), (0, "Hello.".into(), true));
+
+        responder.do_send(UserTurn {
+            utterance: UtteranceId(1),
+            text: "When do you open?".into(),
+            amends: false,
+        });
+        assert_eq!(started.next().await.utterance, UtteranceId(1));
+        assert_eq!(said(spoken.next().await), (1, "Sure.".into(), false));
+        assert_eq!(
+            said(spoken.next().await),
+            (1, "We open at nine.".into(), true)
+        );
+        let action = asked.next().await;
+        assert_eq!(
+            (action.utterance, action.action),
+            (UtteranceId(1), DialogueAction::EndCall)
+        );
+        let seen = dialogue.seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [vec![
+                ChatMessage {
+                    role: Role::Assistant,
+                    text: "Hello.".into()
+                },
+                ChatMessage {
+                    role: Role::User,
+                    text: "When do you open?".into()
+                },
+            ]]
+        );
+        drop(speech);
     }
 }

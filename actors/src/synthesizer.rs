@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! Responder --Speak--> Synthesizer --PlayAudio (frames + mark per chunk)--> MediaStream
-//! Synthesizer --ChunkSent (per chunk), UtteranceSent (per utterance)--> CallActor
+//! Synthesizer --ChunkSent (per chunk), UtteranceSent (per utterance)--> call
 //! CallActor --CancelSpeech--> Synthesizer (barge-in: drop queued text and audio)
 //! ```
 //!
@@ -18,12 +18,11 @@ use actix::prelude::*;
 use futures_util::{stream, StreamExt};
 
 use crate::audio::{AudioFrame, Framer};
-use crate::call::messages::{ChunkSent, UtteranceSent};
-use crate::call::supervision::{ChildSupervision, StopChild};
-use crate::call::CallActor;
 use crate::engines::{CallContext, EngineError, TextToSpeech, TtsSession};
+use crate::events::{ChunkSent, UtteranceSent};
 use crate::ids::{MarkName, UtteranceId};
-use crate::media::{MediaStream, PlayAudio};
+use crate::media::PlayAudio;
+use crate::runtime::supervision::{ChildSupervision, StopChild};
 
 /// One clause of reply text; its audio follows the previous clause's.
 #[derive(Debug, Message)]
@@ -46,6 +45,27 @@ pub struct CancelSpeech {
     pub utterance: UtteranceId,
 }
 
+/// Where a Synthesizer reports: one recipient per event it emits.
+pub struct SynthesizerReports {
+    /// Each chunk sent, with its mark and the clause it starts.
+    pub chunks: Recipient<ChunkSent>,
+    /// Each utterance's last chunk sent (or that it had no audio).
+    pub utterances: Recipient<UtteranceSent>,
+}
+
+impl SynthesizerReports {
+    /// Every report to `to`.
+    pub fn to<A>(to: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>> + Handler<ChunkSent> + Handler<UtteranceSent>,
+    {
+        Self {
+            chunks: to.clone().recipient(),
+            utterances: to.clone().recipient(),
+        }
+    }
+}
+
 enum SynthItem {
     Audio(UtteranceId, Result<Vec<u8>, EngineError>),
     Done(UtteranceId),
@@ -61,8 +81,8 @@ struct Current {
 pub struct Synthesizer {
     engine: Arc<dyn TextToSpeech>,
     call: CallContext,
-    media: Addr<MediaStream>,
-    reports: Addr<CallActor>,
+    audio: Recipient<PlayAudio>,
+    reports: SynthesizerReports,
     supervision: ChildSupervision,
     session: Option<Box<dyn TtsSession>>,
     queue: VecDeque<Speak>,
@@ -80,19 +100,19 @@ pub struct Synthesizer {
 }
 
 impl Synthesizer {
-    /// A synthesizer for `call` whose audio goes to `media`; `reports` (the CallActor) learns each
-    /// chunk and each utterance's last mark.
+    /// A synthesizer for `call` whose audio goes to `audio` (the MediaStream); `reports` learns
+    /// each chunk and each utterance's last mark.
     pub fn new(
         engine: Arc<dyn TextToSpeech>,
         call: CallContext,
-        media: Addr<MediaStream>,
-        reports: Addr<CallActor>,
+        audio: Recipient<PlayAudio>,
+        reports: SynthesizerReports,
         supervision: ChildSupervision,
     ) -> Self {
         Self {
             engine,
             call,
-            media,
+            audio,
             reports,
             supervision,
             session: None,
@@ -162,7 +182,7 @@ impl Synthesizer {
             utterance: clause.utterance,
             chunk,
         });
-        self.reports.do_send(UtteranceSent {
+        self.reports.utterances.do_send(UtteranceSent {
             utterance: clause.utterance,
             last_mark,
         });
@@ -179,14 +199,14 @@ impl Synthesizer {
         };
         self.next_chunk += 1;
         let frames: Vec<_> = self.frames.drain(..).map(|frame| frame.payload).collect();
-        self.reports.do_send(ChunkSent {
+        self.reports.chunks.do_send(ChunkSent {
             mark,
             frames: frames.len() as u32,
             clause: self.starting_clause.take(),
         });
         // do_send: outbound audio must not be dropped; it is buffered as data in the MediaStream's
         // pacer (which barge-in clears), not here.
-        self.media.do_send(PlayAudio { mark, frames });
+        self.audio.do_send(PlayAudio { mark, frames });
     }
 }
 
@@ -204,7 +224,7 @@ impl Supervised for Synthesizer {
         let queued = self.queue.back().map(|clause| clause.utterance);
         if let Some(utterance) = interrupted.max(queued) {
             // The CallActor must not wait for marks that will never come.
-            self.reports.do_send(UtteranceSent {
+            self.reports.utterances.do_send(UtteranceSent {
                 utterance,
                 last_mark: None,
             });
@@ -285,5 +305,127 @@ impl Handler<StopChild> for Synthesizer {
     fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
         self.supervision.stop();
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::FRAME_BYTES;
+    use crate::events::ChildKind;
+    use crate::testing::{call_context, recorder, supervision, Recorded};
+
+    /// Speaks every clause as 390 bytes of mu-law (about two and a half frames), in two chunks.
+    struct TwoChunks;
+
+    impl TextToSpeech for TwoChunks {
+        fn name(&self) -> &'static str {
+            "two-chunks"
+        }
+
+        fn open(&self, _: &CallContext) -> Result<Box<dyn TtsSession>, EngineError> {
+            Ok(Box::new(TwoChunks))
+        }
+    }
+
+    impl TtsSession for TwoChunks {
+        fn synthesize(&mut self, _: UtteranceId, _: &str) -> crate::engines::EngineStream<Vec<u8>> {
+            Box::pin(stream::iter([Ok(vec![0x11; 300]), Ok(vec![0x22; 90])]))
+        }
+    }
+
+    /// A Synthesizer over [`TwoChunks`] reporting to stub receivers, and what they get.
+    struct Alone {
+        synthesizer: Addr<Synthesizer>,
+        played: Recorded<PlayAudio>,
+        chunks: Recorded<ChunkSent>,
+        utterances: Recorded<UtteranceSent>,
+    }
+
+    impl Alone {
+        fn start() -> Self {
+            let (audio, played) = recorder();
+            let (chunks, chunks_log) = recorder();
+            let (utterances, utterances_log) = recorder();
+            let (supervision, _) = supervision(ChildKind::Synthesizer);
+            let reports = SynthesizerReports { chunks, utterances };
+            let synthesizer = Supervisor::start(move |_| {
+                let engine = Arc::new(TwoChunks);
+                Synthesizer::new(engine, call_context(), audio, reports, supervision)
+            });
+            Self {
+                synthesizer,
+                played,
+                chunks: chunks_log,
+                utterances: utterances_log,
+            }
+        }
+    }
+
+    fn speak(utterance: u64, text: &str, last: bool) -> Speak {
+        Speak {
+            utterance: UtteranceId(utterance),
+            text: text.into(),
+            last,
+        }
+    }
+
+    #[actix::test]
+    async fn clauses_become_whole_frames_with_a_mark_per_chunk_and_a_padded_last_frame() {
+        let mut alone = Alone::start();
+        let (synthesizer, played) = (&alone.synthesizer, &mut alone.played);
+        let (chunks_sent, utterances_sent) = (&mut alone.chunks, &mut alone.utterances);
+        synthesizer.do_send(speak(1, "Hello there.", false));
+        synthesizer.do_send(speak(1, "How can I help?", true));
+
+        // First clause: 300 bytes make a frame (140 held), +90 another (70 held). Second clause:
+        // +300 make two frames (50 held), +90 none (140 held); its end pads those into a frame.
+        let mut chunks = Vec::new();
+        for _ in 0..4 {
+            let chunk = played.next().await;
+            assert!(chunk.frames.iter().all(|frame| frame.len() == FRAME_BYTES));
+            let reported = chunks_sent.next().await;
+            assert_eq!(
+                (reported.mark, reported.frames),
+                (chunk.mark, chunk.frames.len() as u32)
+            );
+            let clause = reported.clause.map(|clause| clause.to_string());
+            chunks.push((chunk.mark.to_string(), chunk.frames, clause));
+        }
+        let shape: Vec<(&str, usize, Option<&str>)> = chunks
+            .iter()
+            .map(|(mark, frames, clause)| (mark.as_str(), frames.len(), clause.as_deref()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("u1c0", 1, Some("Hello there.")),
+                ("u1c1", 1, None),
+                ("u1c2", 2, Some("How can I help?")),
+                ("u1c3", 1, None),
+            ]
+        );
+        let last = &chunks[3].1[0];
+        assert_eq!(last[..50], [0x11; 50]);
+        assert_eq!(last[50..140], [0x22; 90]);
+        assert_eq!(last[140..], [0xFF; 20], "padded with mu-law silence");
+        let sent = utterances_sent.next().await;
+        assert_eq!(sent.utterance, UtteranceId(1));
+        assert_eq!(sent.last_mark, MarkName::parse("u1c3"));
+        assert!(played.try_next().is_none());
+    }
+
+    #[actix::test]
+    async fn a_cancelled_utterance_is_not_spoken_and_later_ones_are() {
+        let mut alone = Alone::start();
+        let (synthesizer, played) = (&alone.synthesizer, &mut alone.played);
+        let utterances_sent = &mut alone.utterances;
+        synthesizer.do_send(CancelSpeech {
+            utterance: UtteranceId(2),
+        });
+        synthesizer.do_send(speak(2, "Never heard.", true));
+        synthesizer.do_send(speak(3, "Heard.", true));
+        assert_eq!(played.next().await.mark.to_string(), "u3c0");
+        assert_eq!(utterances_sent.next().await.utterance, UtteranceId(3));
     }
 }

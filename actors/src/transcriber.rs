@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::audio::AudioFrame;
-use crate::call::messages::{InboundAudio, TranscriptReceived};
-use crate::call::supervision::{ChildSupervision, StopChild};
 use crate::drops::DropCounter;
 use crate::engines::{CallContext, EngineError, SpeechToText, TranscriptEvent};
+use crate::events::{InboundAudio, TranscriptReceived};
+use crate::runtime::supervision::{ChildSupervision, StopChild};
 
 /// Frames held while no engine session takes them: 2 s of audio.
 pub const PENDING_AUDIO_FRAMES: usize = 100;
@@ -166,5 +166,106 @@ impl Handler<StopChild> for Transcriber {
     fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
         self.supervision.stop();
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::stream;
+
+    use super::*;
+    use crate::events::ChildKind;
+    use crate::testing::{call_context, recorder, supervision};
+
+    /// Hears each frame as a final naming its sequence number.
+    struct Numbers;
+
+    impl SpeechToText for Numbers {
+        fn name(&self) -> &'static str {
+            "numbers"
+        }
+
+        fn open(&self, _: &CallContext) -> Result<crate::engines::SttSession, EngineError> {
+            let (audio, frames) = mpsc::channel::<AudioFrame>(4);
+            let events = stream::unfold(frames, |mut frames| async move {
+                let frame = frames.recv().await?;
+                let text = frame.sequence.to_string();
+                Some((Ok(TranscriptEvent::Final { text }), frames))
+            });
+            Ok(crate::engines::SttSession {
+                audio,
+                events: Box::pin(events),
+            })
+        }
+    }
+
+    /// Never opens.
+    struct Unreachable;
+
+    impl SpeechToText for Unreachable {
+        fn name(&self) -> &'static str {
+            "unreachable"
+        }
+
+        fn open(&self, _: &CallContext) -> Result<crate::engines::SttSession, EngineError> {
+            Err(EngineError::Connection {
+                engine: "unreachable",
+                message: "connection refused".into(),
+            })
+        }
+    }
+
+    fn frame(sequence: u64) -> InboundAudio {
+        InboundAudio {
+            frame: AudioFrame {
+                sequence,
+                timestamp: Duration::from_millis(20 * sequence),
+                payload: [0xFF; crate::audio::FRAME_BYTES],
+            },
+        }
+    }
+
+    #[actix::test]
+    async fn every_frame_reaches_the_engine_in_order_and_its_events_come_back() {
+        let (events, mut heard) = recorder::<TranscriptReceived>();
+        let (supervision, _) = supervision(ChildKind::Transcriber);
+        let transcriber = Supervisor::start(move |_| {
+            Transcriber::new(Arc::new(Numbers), call_context(), events, supervision)
+        });
+        // Sent before the session opens and past the engine's buffer of 4: held, then handed over
+        // as the caller goes on talking.
+        for sequence in 0..20 {
+            transcriber.do_send(frame(sequence));
+        }
+        for sequence in 0..20 {
+            transcriber.do_send(frame(20 + sequence));
+            let event = heard.next().await.event;
+            assert_eq!(
+                event,
+                TranscriptEvent::Final {
+                    text: sequence.to_string()
+                }
+            );
+        }
+    }
+
+    #[actix::test]
+    async fn an_engine_that_never_opens_is_retried_then_given_up_on() {
+        let (events, mut heard) = recorder::<TranscriptReceived>();
+        let (supervision, mut gave_up) = supervision(ChildKind::Transcriber);
+        // Held, as the CallActor holds it: a child nobody addresses is not restarted.
+        let _transcriber = Supervisor::start(move |_| {
+            Transcriber::new(Arc::new(Unreachable), call_context(), events, supervision)
+        });
+        let report = gave_up.next().await;
+        assert_eq!(report.child, ChildKind::Transcriber);
+        assert!(
+            report.error.to_string().contains("connection refused"),
+            "{}",
+            report.error
+        );
+        assert!(heard.try_next().is_none());
     }
 }

@@ -13,14 +13,14 @@ use phone_agent::config::Config;
 use phone_agent::engines;
 use phone_agent::twilio::stream_token::StreamTokens;
 use phone_agent_actors::call::conversation::ConversationSettings;
-use phone_agent_actors::call::registry::LiveCalls;
-use phone_agent_actors::call::supervision::RestartPolicy;
 use phone_agent_actors::call::{CallActor, CallSettings};
 use phone_agent_actors::ids::{CallSid, UtteranceId};
 use phone_agent_actors::media::{
     ClearAudio, MediaSettings, MediaStream, SocketCommand, SocketEvent, SOCKET_QUEUE_CAPACITY,
 };
-use phone_agent_actors::metrics::CallMetrics;
+use phone_agent_actors::runtime::metrics::CallMetrics;
+use phone_agent_actors::runtime::registry::LiveCalls;
+use phone_agent_actors::runtime::supervision::RestartPolicy;
 use tokio::sync::mpsc;
 
 /// The conversation settings of `ENGINES=loopback` (barge-in off: each frame is a turn).

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use phone_agent_actors::call::barge_in::{Backchannels, BargeInSettings, DEFAULT_BACKCHANNELS};
 use phone_agent_actors::call::conversation::{AgentLines, ConversationSettings};
-use phone_agent_actors::call::supervision::RestartPolicy;
 use phone_agent_actors::media::MediaSettings;
+use phone_agent_actors::runtime::supervision::RestartPolicy;
 
 use crate::engines::embedded::stt::Endpointing;
 use crate::engines::embedded::{EmbeddedSettings, VoiceChoice};

@@ -23,8 +23,8 @@ use std::time::Duration;
 use actix_web::error::UrlencodedError;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
-use phone_agent_actors::call::registry::LiveCalls;
 use phone_agent_actors::call::CallSettings;
+use phone_agent_actors::runtime::registry::LiveCalls;
 use serde_json::json;
 
 use crate::store::Store;

@@ -8,17 +8,17 @@ use std::time::Duration;
 use base64::Engine as _;
 use phone_agent::engines;
 use phone_agent::twilio::stream_token::StreamTokens;
-use phone_agent_actors::call::messages::{GetPlayback, PlaybackStatus};
-use phone_agent_actors::call::registry::LiveCalls;
-use phone_agent_actors::call::supervision::RestartPolicy;
 use phone_agent_actors::call::{CallActor, CallHandle, CallSettings};
+use phone_agent_actors::call::{GetPlayback, PlaybackStatus};
 use phone_agent_actors::engines::{
     CallContext, CallControl, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError,
     EngineSet, EngineStream, SpeechToText, SttSession, TextToSpeech, TtsSession,
 };
 use phone_agent_actors::ids::{CallSid, MarkName, UtteranceId};
 use phone_agent_actors::media::{MediaSettings, SocketCommand, SocketEvent, SOCKET_QUEUE_CAPACITY};
-use phone_agent_actors::metrics::CallMetrics;
+use phone_agent_actors::runtime::metrics::CallMetrics;
+use phone_agent_actors::runtime::registry::LiveCalls;
+use phone_agent_actors::runtime::supervision::RestartPolicy;
 use tokio::sync::{mpsc, watch};
 
 use crate::support::directed::{FixedDialogue, WordTts};

@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::latency::{Stage, TurnClock};
-use super::messages::{
-    AgentAction, ChunkSent, EndReason, MarkPlayed, PlaybackStarted, ReplyStarted, UtteranceSent,
-};
 use super::playback::PlaybackLedger;
 use super::{CallActor, Children};
 use crate::engines::DialogueAction;
+use crate::events::{
+    AgentAction, ChunkSent, EndReason, MarkPlayed, PlaybackStarted, ReplyStarted, UtteranceSent,
+};
 use crate::ids::{MarkName, UtteranceId};
 use crate::media::ClearAudio;
-use crate::metrics::BargeInOutcome;
 use crate::responder::{CancelReply, SayLine, GREETING};
+use crate::runtime::latency::{Stage, TurnClock};
+use crate::runtime::metrics::BargeInOutcome;
 use crate::synthesizer::CancelSpeech;
 
 /// If a goodbye's last mark has not come back this long after the hang-up was decided, the call

@@ -20,11 +20,7 @@
 mod agent;
 pub mod barge_in;
 pub mod conversation;
-pub mod latency;
-pub mod messages;
 pub mod playback;
-pub mod registry;
-pub mod supervision;
 mod turns;
 
 use std::sync::Arc;
@@ -33,20 +29,18 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::engines::{CallContext, CallControl, EngineSet};
+use crate::events::{ChildGaveUp, ChildKind, EndCall, EndReason, StreamEnded, StreamStarted};
+use crate::ids::MarkName;
 use crate::media::admission::{Admission, StreamAuthorizer};
-use crate::media::{CloseStream, MediaSettings, MediaStream, SocketCommand};
-use crate::metrics::CallMetrics;
-use crate::responder::Responder;
-use crate::synthesizer::Synthesizer;
+use crate::media::{CloseStream, MediaReports, MediaSettings, MediaStream, SocketCommand};
+use crate::responder::{Responder, ResponderReports};
+use crate::runtime::metrics::CallMetrics;
+use crate::runtime::registry::{LiveCallGuard, LiveCalls};
+use crate::runtime::supervision::{ChildSupervision, RestartPolicy, StopChild};
+use crate::synthesizer::{Synthesizer, SynthesizerReports};
 use crate::transcriber::Transcriber;
 use agent::AgentSide;
 use conversation::ConversationSettings;
-use messages::{
-    ChildGaveUp, ChildKind, EndCall, EndReason, GetPlayback, PlaybackStatus, StreamEnded,
-    StreamStarted,
-};
-use registry::{LiveCallGuard, LiveCalls};
-use supervision::{ChildSupervision, RestartPolicy, StopChild};
 use turns::CallerSide;
 
 pub use turns::KEYPAD_PAUSE;
@@ -54,6 +48,22 @@ pub use turns::KEYPAD_PAUSE;
 /// Mailbox capacity of a CallActor and its Transcriber: about 1.3 s of 20 ms frames. Inbound audio
 /// is `try_send`; a full mailbox means the actor stalled, and frames are dropped rather than queued.
 pub const AUDIO_MAILBOX_CAPACITY: usize = 64;
+
+/// Query: what the caller has heard so far.
+#[derive(Debug, Message)]
+#[rtype(result = "PlaybackStatus")]
+pub struct GetPlayback;
+
+/// Answer to [`GetPlayback`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlaybackStatus {
+    /// Marks Twilio has echoed.
+    pub marks_heard: u64,
+    /// The latest echoed mark.
+    pub last_heard: Option<MarkName>,
+    /// Utterances handed to the Responder.
+    pub turns: u64,
+}
 
 /// What every call of the process shares.
 #[derive(Clone)]
@@ -125,7 +135,7 @@ impl CallActor {
                 registration.id(),
             );
             let stream = MediaStream::new(
-                ctx.address(),
+                MediaReports::to(&ctx.address()),
                 socket,
                 admission,
                 settings.media,
@@ -176,20 +186,18 @@ impl CallActor {
             })
         };
         let synthesizer = {
-            let (engine, call, media) = (engines.tts.clone(), call.clone(), self.media.clone());
+            let (engine, call) = (engines.tts.clone(), call.clone());
+            let audio = self.media.clone().recipient();
             let supervision = supervision(ChildKind::Synthesizer);
-            let reports = ctx.address();
-            Supervisor::start(move |_| Synthesizer::new(engine, call, media, reports, supervision))
+            let reports = SynthesizerReports::to(&ctx.address());
+            Supervisor::start(move |_| Synthesizer::new(engine, call, audio, reports, supervision))
         };
         let responder = {
-            let (engine, call, synth) = (
-                engines.dialogue.clone(),
-                call.clone(),
-                synthesizer.downgrade(),
-            );
+            let (engine, call) = (engines.dialogue.clone(), call.clone());
+            let speech = synthesizer.downgrade().recipient();
             let supervision = supervision(ChildKind::Responder);
-            let reports = ctx.address();
-            Supervisor::start(move |_| Responder::new(engine, call, synth, reports, supervision))
+            let reports = ResponderReports::to(&ctx.address());
+            Supervisor::start(move |_| Responder::new(engine, call, speech, reports, supervision))
         };
         self.children = Some(Children {
             transcriber,

@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::barge_in::{BargeIn, Verdict};
-use super::latency::TurnClock;
-use super::messages::{InboundAudio, KeyPressed, TranscriptReceived};
 use super::CallActor;
 use crate::audio::mulaw;
 use crate::audio::vad::{rms_dbfs, VadConfig};
 use crate::engines::TranscriptEvent;
+use crate::events::{InboundAudio, KeyPressed, TranscriptReceived};
 use crate::media::{PausePlayback, ResumePlayback};
-use crate::metrics::BargeInOutcome;
 use crate::responder::{AmendTurn, UserTurn};
+use crate::runtime::latency::TurnClock;
+use crate::runtime::metrics::BargeInOutcome;
 
 /// A pause after the last key that ends a keypad turn (as IVRs wait for more digits).
 pub const KEYPAD_PAUSE: Duration = Duration::from_millis(1500);

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::call::registry::{CallId, LiveCalls};
 use crate::ids::CallSid;
+use crate::runtime::registry::{CallId, ClaimError, LiveCalls};
 
 /// Name of the `<Parameter>` that carries the stream token.
 pub const STREAM_TOKEN_PARAMETER: &str = "token";
@@ -30,6 +30,15 @@ pub enum AdmissionError {
     /// The server is draining and takes no new calls.
     #[error("server is shutting down")]
     Draining,
+}
+
+impl From<ClaimError> for AdmissionError {
+    fn from(error: ClaimError) -> Self {
+        match error {
+            ClaimError::AlreadyStreaming => Self::AlreadyStreaming,
+            ClaimError::Draining => Self::Draining,
+        }
+    }
 }
 
 /// Checks stream tokens; implemented by the server, which mints them.

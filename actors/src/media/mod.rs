@@ -1,11 +1,13 @@
 //! MediaStream: the Twilio Media Streams protocol for one call, over an abstract socket.
 //!
 //! ```text
-//! socket reader --SocketEvent--> MediaStream --StreamStarted/InboundAudio/MarkPlayed/StreamEnded--> CallActor
+//! socket reader --SocketEvent--> MediaStream --StreamStarted/InboundAudio/MarkPlayed/KeyPressed/StreamEnded--> call
 //! Synthesizer --PlayAudio--> MediaStream --SocketCommand (paced media, mark, clear, close)--> socket writer
-//! MediaStream --PlaybackStarted--> CallActor
+//! MediaStream --PlaybackStarted--> call
 //! CallActor --PausePlayback/ResumePlayback/ClearAudio/CloseStream--> MediaStream
 //! ```
+//!
+//! It reports to whoever holds the [`MediaReports`] it was given (the CallActor, or a test's stub).
 //!
 //! It owns the protocol state (before `start`, streaming, ended), admits the `start`, decodes
 //! inbound audio once into 20 ms [`AudioFrame`]s, and paces outbound audio with a [`Pacer`]. Every
@@ -23,14 +25,14 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::audio::{AudioFrame, Framer, FRAME_BYTES};
-use crate::call::messages::{
-    EndReason, InboundAudio, KeyPressed, MarkPlayed, PlaybackStarted, StreamEnded, StreamStarted,
-};
-use crate::call::registry::LiveActorGuard;
-use crate::call::CallActor;
 use crate::drops::DropCounter;
 use crate::engines::CallContext;
+use crate::events::{
+    CloseFrame, EndReason, InboundAudio, KeyPressed, MarkPlayed, PlaybackStarted, StreamEnded,
+    StreamStarted,
+};
 use crate::ids::{MarkName, StreamSid, UtteranceId};
+use crate::runtime::registry::LiveActorGuard;
 use admission::{Admission, AdmissionError, STREAM_TOKEN_PARAMETER};
 use pacer::{Outgoing, Pacer};
 use wire::Inbound;
@@ -106,39 +108,6 @@ impl ProtocolError {
             Self::Rejected(_) => (CloseFrame::POLICY, "stream rejected"),
         };
         CloseFrame::new(code, reason)
-    }
-}
-
-/// A WebSocket close code and reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseFrame {
-    /// RFC 6455 close code.
-    pub code: u16,
-    /// Short, fixed, human-readable reason.
-    pub reason: &'static str,
-}
-
-impl CloseFrame {
-    /// 1000: the call ended normally.
-    pub const NORMAL: u16 = 1000;
-    /// 1001: we are going away (idle timeout, shutdown).
-    pub const GOING_AWAY: u16 = 1001;
-    /// 1003: a data type we do not accept (binary).
-    pub const UNSUPPORTED: u16 = 1003;
-    /// 1007: data inconsistent with the message type (bad JSON, bad base64).
-    pub const INVALID_DATA: u16 = 1007;
-    /// 1008: a message that violates the protocol.
-    pub const POLICY: u16 = 1008;
-    /// 1009: a message too big to process.
-    pub const TOO_BIG: u16 = 1009;
-    /// 1011: we failed (an engine gave up).
-    pub const INTERNAL: u16 = 1011;
-    /// 1013: try again later (draining).
-    pub const TRY_AGAIN: u16 = 1013;
-
-    /// A close frame.
-    pub const fn new(code: u16, reason: &'static str) -> Self {
-        Self { code, reason }
     }
 }
 
@@ -229,6 +198,45 @@ pub struct CloseStream {
     pub frame: CloseFrame,
 }
 
+/// Where a MediaStream reports: one recipient per event it emits.
+pub struct MediaReports {
+    /// The `start` was admitted.
+    pub started: Recipient<StreamStarted>,
+    /// Caller audio, 20 ms at a time (`try_send`: dropped and counted when the mailbox is full).
+    pub audio: Recipient<InboundAudio>,
+    /// Twilio echoed a mark.
+    pub marks: Recipient<MarkPlayed>,
+    /// The caller pressed a key.
+    pub keys: Recipient<KeyPressed>,
+    /// The first frame of an utterance went to the socket.
+    pub playback: Recipient<PlaybackStarted>,
+    /// The stream is over.
+    pub ended: Recipient<StreamEnded>,
+}
+
+impl MediaReports {
+    /// Every report to `to`.
+    pub fn to<A>(to: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<StreamStarted>
+            + Handler<InboundAudio>
+            + Handler<MarkPlayed>
+            + Handler<KeyPressed>
+            + Handler<PlaybackStarted>
+            + Handler<StreamEnded>,
+    {
+        Self {
+            started: to.clone().recipient(),
+            audio: to.clone().recipient(),
+            marks: to.clone().recipient(),
+            keys: to.clone().recipient(),
+            playback: to.clone().recipient(),
+            ended: to.clone().recipient(),
+        }
+    }
+}
+
 enum State {
     AwaitingStart,
     Streaming { stream_sid: StreamSid },
@@ -237,7 +245,7 @@ enum State {
 
 /// The media stream actor of one call.
 pub struct MediaStream {
-    call: Addr<CallActor>,
+    reports: MediaReports,
     socket: mpsc::Sender<SocketCommand>,
     admission: Admission,
     settings: MediaSettings,
@@ -261,9 +269,10 @@ pub struct MediaStream {
 }
 
 impl MediaStream {
-    /// A stream for `call`, writing to `socket`.
+    /// A stream reporting to `reports`, writing to `socket`; `alive` counts it as a live actor of
+    /// its call.
     pub(crate) fn new(
-        call: Addr<CallActor>,
+        reports: MediaReports,
         socket: mpsc::Sender<SocketCommand>,
         admission: Admission,
         settings: MediaSettings,
@@ -272,7 +281,7 @@ impl MediaStream {
     ) -> Self {
         Self {
             _alive: alive,
-            call,
+            reports,
             socket,
             admission,
             settings,
@@ -317,7 +326,7 @@ impl MediaStream {
                 self.state = State::Streaming {
                     stream_sid: start.stream_sid.clone(),
                 };
-                self.call.do_send(StreamStarted {
+                self.reports.started.do_send(StreamStarted {
                     call: CallContext {
                         call_sid,
                         stream_sid: start.stream_sid,
@@ -340,11 +349,12 @@ impl MediaStream {
                     return Err(ProtocolError::StreamSidMismatch);
                 }
                 self.inbound.push(&payload, &mut self.inbound_frames);
-                let (call, span, drops) = (&self.call, &self.span, &mut self.inbound_dropped);
+                let (audio, span, drops) =
+                    (&self.reports.audio, &self.span, &mut self.inbound_dropped);
                 for frame in self.inbound_frames.drain(..) {
                     // The CallActor runs on this thread; its mailbox fills only if it stalls, and then
                     // dropping audio beats queueing it behind a stall.
-                    if call.try_send(InboundAudio { frame }).is_err() {
+                    if audio.try_send(InboundAudio { frame }).is_err() {
                         if let Some(dropped) = drops.add(1) {
                             tracing::warn!(parent: span, dropped, "call actor busy: inbound audio dropped");
                         }
@@ -352,14 +362,14 @@ impl MediaStream {
                 }
             }
             (Inbound::Mark { name }, State::Streaming { .. }) => match MarkName::parse(&name) {
-                Some(mark) => self.call.do_send(MarkPlayed { mark }),
+                Some(mark) => self.reports.marks.do_send(MarkPlayed { mark }),
                 None => tracing::debug!(parent: &self.span, "echo of a mark we did not send"),
             },
             (Inbound::Dtmf { digit }, State::Streaming { .. }) => {
                 // Digits can be PINs or card numbers: never logged.
                 match digit.chars().next().filter(|_| digit.len() == 1) {
                     Some(key) if "0123456789*#ABCD".contains(key) => {
-                        self.call.do_send(KeyPressed { key });
+                        self.reports.keys.do_send(KeyPressed { key });
                     }
                     _ => tracing::debug!(parent: &self.span, "dtmf event without a keypad digit"),
                 }
@@ -378,14 +388,18 @@ impl MediaStream {
             return;
         };
         self.pacer.poll(Instant::now(), &mut self.outgoing);
-        let (chunks, on_air, call) = (&mut self.queued_chunks, &mut self.on_air, &self.call);
+        let (chunks, on_air, playback) = (
+            &mut self.queued_chunks,
+            &mut self.on_air,
+            &self.reports.playback,
+        );
         let sent = self.outgoing.drain(..).try_for_each(|item| {
             let text = match item {
                 Outgoing::Frame(payload) => {
                     let starts = chunks.front().copied().filter(|u| Some(*u) != *on_air);
                     if let Some(utterance) = starts {
                         *on_air = Some(utterance);
-                        call.do_send(PlaybackStarted { utterance });
+                        playback.do_send(PlaybackStarted { utterance });
                     }
                     wire::media_message(stream_sid, &payload[..])
                 }
@@ -417,7 +431,7 @@ impl MediaStream {
         tracing::warn!(parent: &self.span, %error, "media protocol violation");
         let frame = error.close_frame();
         self.close(frame.clone(), ctx);
-        self.call.do_send(StreamEnded {
+        self.reports.ended.do_send(StreamEnded {
             reason: EndReason::Protocol(frame),
         });
     }
@@ -425,7 +439,7 @@ impl MediaStream {
     /// Ends the stream for `reason`, telling the CallActor.
     fn end(&mut self, reason: EndReason, ctx: &mut Context<Self>) {
         self.close(reason.close_frame(), ctx);
-        self.call.do_send(StreamEnded { reason });
+        self.reports.ended.do_send(StreamEnded { reason });
     }
 
     fn close(&mut self, frame: CloseFrame, ctx: &mut Context<Self>) {
@@ -565,5 +579,190 @@ impl Handler<CloseStream> for MediaStream {
 
     fn handle(&mut self, msg: CloseStream, ctx: &mut Context<Self>) {
         self.close(msg.frame, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine as _;
+
+    use super::admission::{AdmissionError, StreamAuthorizer};
+    use super::*;
+    use crate::events::EndCall;
+    use crate::ids::CallSid;
+    use crate::runtime::registry::{LiveCallGuard, LiveCalls};
+    use crate::testing::{recorder, Recorded};
+
+    /// Admits the token `good`, once per call, for any CallSid.
+    struct GoodToken;
+
+    impl StreamAuthorizer for GoodToken {
+        fn redeem(&self, _: &CallSid, token: &str) -> Result<(), AdmissionError> {
+            (token == "good")
+                .then_some(())
+                .ok_or(AdmissionError::InvalidToken)
+        }
+    }
+
+    const CALL_SID: &str = "CA00000000000000000000000000000001";
+
+    fn start_message(token: &str) -> String {
+        format!(
+            r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"MZ1","callSid":"{CALL_SID}","tracks":["inbound"],"customParameters":{{"token":"{token}","lang":"en"}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}},"streamSid":"MZ1"}}"#
+        )
+    }
+
+    /// A MediaStream reporting to stub receivers, and what they and its socket get.
+    struct Alone {
+        stream: Addr<MediaStream>,
+        socket: mpsc::Receiver<SocketCommand>,
+        started: Recorded<StreamStarted>,
+        audio: Recorded<InboundAudio>,
+        marks: Recorded<MarkPlayed>,
+        keys: Recorded<KeyPressed>,
+        playback: Recorded<PlaybackStarted>,
+        ended: Recorded<StreamEnded>,
+        /// The call stays registered for the stream's life, as its CallActor keeps it.
+        _registration: LiveCallGuard,
+        _ends: Recorded<EndCall>,
+    }
+
+    fn alone() -> Alone {
+        let (started, started_log) = recorder();
+        let (audio, audio_log) = recorder();
+        let (marks, marks_log) = recorder();
+        let (keys, keys_log) = recorder();
+        let (playback, playback_log) = recorder();
+        let (ended, ended_log) = recorder();
+        let (end, ends) = recorder::<EndCall>();
+        let live_calls = LiveCalls::new();
+        let registration = live_calls.register(end);
+        let admission = Admission::new(Arc::new(GoodToken), live_calls.clone(), registration.id());
+        let settings = MediaSettings {
+            playback_lead: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(15),
+            ping_interval: Duration::from_secs(5),
+            max_message_bytes: 65_536,
+            start_timeout: Duration::from_secs(5),
+        };
+        let (commands, socket) = mpsc::channel(SOCKET_QUEUE_CAPACITY);
+        let reports = MediaReports {
+            started,
+            audio,
+            marks,
+            keys,
+            playback,
+            ended,
+        };
+        let stream = MediaStream::new(
+            reports,
+            commands,
+            admission,
+            settings,
+            tracing::Span::none(),
+            live_calls.track_actor(),
+        )
+        .start();
+        Alone {
+            stream,
+            socket,
+            started: started_log,
+            audio: audio_log,
+            marks: marks_log,
+            keys: keys_log,
+            playback: playback_log,
+            ended: ended_log,
+            _registration: registration,
+            _ends: ends,
+        }
+    }
+
+    impl Alone {
+        async fn read(&mut self, text: &str) {
+            let event = SocketEvent::Text(text.to_owned());
+            self.stream.send(event).await.expect("stream alive");
+        }
+
+        async fn written(&mut self) -> SocketCommand {
+            tokio::time::timeout(Duration::from_secs(5), self.socket.recv())
+                .await
+                .expect("written in time")
+                .expect("socket open")
+        }
+    }
+
+    #[actix::test]
+    async fn a_stream_reports_start_audio_echoes_keys_and_stop_and_plays_what_it_is_given() {
+        let mut media = alone();
+        media
+            .read(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)
+            .await;
+        media.read(&start_message("good")).await;
+        let call = media.started.next().await.call;
+        assert_eq!(call.call_sid.as_str(), CALL_SID);
+        assert_eq!(call.stream_sid.as_str(), "MZ1");
+        assert_eq!(
+            call.custom_parameters.into_iter().collect::<Vec<_>>(),
+            [("lang".to_owned(), "en".to_owned())],
+            "the stream token is not passed on"
+        );
+
+        let payload = BASE64.encode([0x7F; FRAME_BYTES]);
+        media
+            .read(&format!(
+                r#"{{"event":"media","media":{{"payload":"{payload}"}},"streamSid":"MZ1"}}"#
+            ))
+            .await;
+        let frame = media.audio.next().await.frame;
+        assert_eq!((frame.sequence, frame.payload), (0, [0x7F; FRAME_BYTES]));
+
+        let mark = MarkName::parse("u1c0").expect("a mark");
+        media.stream.do_send(PlayAudio {
+            mark,
+            frames: vec![[0x01; FRAME_BYTES]; 2],
+        });
+        let media_message = wire::media_message(&StreamSid::new("MZ1"), &[0x01; FRAME_BYTES]);
+        assert_eq!(
+            media.written().await,
+            SocketCommand::Text(media_message.clone())
+        );
+        assert_eq!(media.written().await, SocketCommand::Text(media_message));
+        let mark_message = wire::mark_message(&StreamSid::new("MZ1"), mark);
+        assert_eq!(media.written().await, SocketCommand::Text(mark_message));
+        assert_eq!(media.playback.next().await.utterance, UtteranceId(1));
+
+        media
+            .read(r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"u1c0"}}"#)
+            .await;
+        assert_eq!(media.marks.next().await.mark, mark);
+        media
+            .read(r#"{"event":"dtmf","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"5"}}"#)
+            .await;
+        assert_eq!(media.keys.next().await.key, '5');
+
+        media
+            .read(
+                r#"{"event":"stop","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#,
+            )
+            .await;
+        assert_eq!(media.ended.next().await.reason, EndReason::TwilioStop);
+        assert_eq!(
+            media.written().await,
+            SocketCommand::Close(CloseFrame::new(CloseFrame::NORMAL, "call ended"))
+        );
+    }
+
+    #[actix::test]
+    async fn a_start_with_a_bad_token_closes_the_stream_and_reports_nothing_started() {
+        let mut media = alone();
+        media.read(&start_message("forged")).await;
+        let reason = media.ended.next().await.reason;
+        let frame = CloseFrame::new(CloseFrame::POLICY, "stream rejected");
+        assert_eq!(reason, EndReason::Protocol(frame.clone()));
+        assert_eq!(media.written().await, SocketCommand::Close(frame));
+        assert!(media.started.try_next().is_none());
     }
 }

@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::call::latency::TurnClock;
+use super::latency::TurnClock;
 
 /// One label of a metric family.
 type Label = [(&'static str, &'static str); 1];
@@ -113,8 +113,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::call::latency::Stage;
     use crate::ids::UtteranceId;
+    use crate::runtime::latency::Stage;
 
     #[test]
     fn renders_histograms_and_counters() {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::messages::{ChildGaveUp, ChildKind};
 use super::registry::LiveActorGuard;
 use crate::engines::EngineError;
+use crate::events::{ChildGaveUp, ChildKind};
 
 /// How children are restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

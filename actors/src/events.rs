@@ -1,4 +1,18 @@
-//! Messages the CallActor receives from its children and from the server.
+//! The events that travel up a call's tree to its CallActor, and the types they carry.
+//!
+//! ```text
+//! MediaStream  --StreamStarted/InboundAudio/MarkPlayed/KeyPressed/PlaybackStarted/StreamEnded-->
+//! Transcriber  --TranscriptReceived-->
+//! Responder    --ReplyStarted/AgentAction-->                                          CallActor
+//! Synthesizer  --ChunkSent/UtteranceSent-->
+//! any child    --ChildGaveUp-->  (through its supervision)
+//! the server   --EndCall-->      (through the registry of live calls)
+//! ```
+//!
+//! They live below every actor, so a child names the events it emits, never its parent: it is given
+//! a `Recipient` per event and can be run alone against stub receivers. Commands (`Speak`,
+//! `PlayAudio`, `CancelReply`, …) live beside the actor that receives them. Nothing here imports an
+//! actor.
 
 use std::sync::Arc;
 
@@ -7,7 +21,6 @@ use actix::prelude::*;
 use crate::audio::AudioFrame;
 use crate::engines::{CallContext, DialogueAction, EngineError, TranscriptEvent};
 use crate::ids::{MarkName, UtteranceId};
-use crate::media::CloseFrame;
 
 /// MediaStream admitted a `start`: the call's engines can start.
 #[derive(Debug, Message)]
@@ -17,7 +30,8 @@ pub struct StreamStarted {
     pub call: CallContext,
 }
 
-/// 20 ms of caller audio, decoded once by the MediaStream.
+/// 20 ms of caller audio, decoded once by the MediaStream; the CallActor passes it on to the
+/// Transcriber.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct InboundAudio {
@@ -84,22 +98,6 @@ pub struct ChildGaveUp {
     pub child: ChildKind,
     /// The last error.
     pub error: EngineError,
-}
-
-/// Query: what the caller has heard so far.
-#[derive(Debug, Message)]
-#[rtype(result = "PlaybackStatus")]
-pub struct GetPlayback;
-
-/// Answer to [`GetPlayback`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PlaybackStatus {
-    /// Marks Twilio has echoed.
-    pub marks_heard: u64,
-    /// The latest echoed mark.
-    pub last_heard: Option<MarkName>,
-    /// Utterances handed to the Responder.
-    pub turns: u64,
 }
 
 /// Why a call ended.
@@ -204,4 +202,37 @@ pub struct PlaybackStarted {
 pub struct ReplyStarted {
     /// The reply.
     pub utterance: UtteranceId,
+}
+
+/// A WebSocket close code and reason: how a call's media stream ends for the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// RFC 6455 close code.
+    pub code: u16,
+    /// Short, fixed, human-readable reason.
+    pub reason: &'static str,
+}
+
+impl CloseFrame {
+    /// 1000: the call ended normally.
+    pub const NORMAL: u16 = 1000;
+    /// 1001: we are going away (idle timeout, shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// 1003: a data type we do not accept (binary).
+    pub const UNSUPPORTED: u16 = 1003;
+    /// 1007: data inconsistent with the message type (bad JSON, bad base64).
+    pub const INVALID_DATA: u16 = 1007;
+    /// 1008: a message that violates the protocol.
+    pub const POLICY: u16 = 1008;
+    /// 1009: a message too big to process.
+    pub const TOO_BIG: u16 = 1009;
+    /// 1011: we failed (an engine gave up).
+    pub const INTERNAL: u16 = 1011;
+    /// 1013: try again later (draining).
+    pub const TRY_AGAIN: u16 = 1013;
+
+    /// A close frame.
+    pub const fn new(code: u16, reason: &'static str) -> Self {
+        Self { code, reason }
+    }
 }

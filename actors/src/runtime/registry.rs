@@ -13,9 +13,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use actix::Recipient;
 use tokio::sync::watch;
 
-use super::messages::{EndCall, EndReason};
+use crate::events::{EndCall, EndReason};
 use crate::ids::CallSid;
-use crate::media::admission::AdmissionError;
+
+/// Why a CallSid cannot be bound to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    /// Another live call streams this CallSid.
+    #[error("call already has a live stream")]
+    AlreadyStreaming,
+    /// The server is draining and takes no new calls.
+    #[error("server is shutting down")]
+    Draining,
+}
 
 /// Identifies one registered call inside this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,16 +132,16 @@ impl LiveCalls {
     }
 
     /// Binds `call_sid` to call `id`, unless another live call streams it or we are draining.
-    pub(crate) fn claim(&self, id: CallId, call_sid: &CallSid) -> Result<(), AdmissionError> {
+    pub(crate) fn claim(&self, id: CallId, call_sid: &CallSid) -> Result<(), ClaimError> {
         if self.is_draining() {
-            return Err(AdmissionError::Draining);
+            return Err(ClaimError::Draining);
         }
         let mut calls = self.lock();
         if calls
             .values()
             .any(|entry| entry.call_sid.as_ref() == Some(call_sid))
         {
-            return Err(AdmissionError::AlreadyStreaming);
+            return Err(ClaimError::AlreadyStreaming);
         }
         if let Some(entry) = calls.get_mut(&id) {
             entry.call_sid = Some(call_sid.clone());
