@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream;
 use phone_agent::engines;
 use phone_agent::twilio::stream_token::StreamTokens;
-use phone_agent_actors::call::conversation::ConversationSettings;
+use phone_agent_actors::call::settings::ConversationSettings;
 use phone_agent_actors::call::CallSettings;
 use phone_agent_actors::engines::{
     CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, TextToSpeech,

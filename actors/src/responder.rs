@@ -38,7 +38,7 @@ pub const MAX_WAITING_TURNS: usize = 16;
 pub const GREETING: UtteranceId = UtteranceId(0);
 
 /// The caller finished a turn; answer it as `utterance`.
-#[derive(Debug, Message)]
+#[derive(Debug, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct UserTurn {
     /// Id of the reply to produce.
@@ -52,7 +52,7 @@ pub struct UserTurn {
 
 /// Words that belong to the caller's turn answered as `utterance`, recognised after its reply
 /// began: added to that line of the history, not answered again.
-#[derive(Debug, Message)]
+#[derive(Debug, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct AmendTurn {
     /// The reply whose turn the words belong to.
@@ -62,7 +62,7 @@ pub struct AmendTurn {
 }
 
 /// Say a fixed line as `utterance` (a check-in, a goodbye), outside the dialogue.
-#[derive(Debug, Message)]
+#[derive(Debug, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct SayLine {
     /// Its id.
@@ -73,7 +73,7 @@ pub struct SayLine {
 
 /// Barge-in: cancel every reply up to `through`. The caller heard `heard` of `from` (the one
 /// playing) and nothing of the later ones.
-#[derive(Debug, Message)]
+#[derive(Debug, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct CancelReply {
     /// The oldest utterance cancelled: the one the caller was hearing.

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use phone_agent::config::Config;
 use phone_agent::engines;
 use phone_agent::twilio::stream_token::StreamTokens;
-use phone_agent_actors::call::conversation::ConversationSettings;
+use phone_agent_actors::call::settings::ConversationSettings;
 use phone_agent_actors::call::{CallActor, CallSettings};
 use phone_agent_actors::ids::{CallSid, UtteranceId};
 use phone_agent_actors::media::{

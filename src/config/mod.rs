@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use phone_agent_actors::call::barge_in::{Backchannels, BargeInSettings, DEFAULT_BACKCHANNELS};
-use phone_agent_actors::call::conversation::{AgentLines, ConversationSettings};
+use phone_agent_actors::call::settings::{AgentLines, ConversationSettings};
 use phone_agent_actors::media::MediaSettings;
 use phone_agent_actors::runtime::supervision::RestartPolicy;
 

@@ -1,43 +1,69 @@
-//! The agent's side of a call: what it is saying and what the caller heard, and what it does on
-//! its own (check-ins after silence, the maximum duration, hanging up, transfers).
+//! The agent's side of a call: what it has said, what is playing and what the caller heard, the
+//! timing of the current turn's answer, and what it has decided to do on its own (hang up,
+//! transfer, check in on a silent caller, end at the maximum duration).
 //!
 //! Every utterance (the greeting, a reply, a lifecycle line) has an id, allocated here in order; it
 //! is also its playback generation. An utterance is *done* when its last mark was echoed (or it had
 //! no audio), or when a barge-in cancelled it. A hang-up waits for its goodbye to be done by mark,
-//! with a fallback timer in case the mark never comes (a Synthesizer that failed mid-goodbye).
+//! with a fallback deadline in case the mark never comes (a Synthesizer that failed mid-goodbye).
+//!
+//! Plain state, told the time: [`Conversation`](super::conversation::Conversation) drives it.
 
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-
 use super::playback::PlaybackLedger;
-use super::{CallActor, Children};
-use crate::engines::DialogueAction;
-use crate::events::{
-    AgentAction, ChunkSent, EndReason, MarkPlayed, PlaybackStarted, ReplyStarted, UtteranceSent,
-};
+use crate::events::{ChunkSent, EndReason};
 use crate::ids::{MarkName, UtteranceId};
-use crate::media::ClearAudio;
-use crate::responder::{CancelReply, SayLine, GREETING};
+use crate::responder::{CancelReply, GREETING};
 use crate::runtime::latency::{Stage, TurnClock};
-use crate::runtime::metrics::BargeInOutcome;
-use crate::synthesizer::CancelSpeech;
 
 /// If a goodbye's last mark has not come back this long after the hang-up was decided, the call
 /// ends anyway.
 pub const HANG_UP_FALLBACK: Duration = Duration::from_secs(30);
 
 /// Check-ins before the agent gives up on a silent caller.
-const MAX_CHECKINS: u32 = 2;
+pub const MAX_CHECKINS: u32 = 2;
 
+/// A decided hang-up, waiting for its goodbye.
 struct HangUp {
     after: UtteranceId,
     reason: EndReason,
-    fallback: SpawnHandle,
+    fallback_at: Instant,
+}
+
+/// What became of an utterance that is now done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// Nothing is playing any more.
+    pub idle: bool,
+    /// A transfer was waiting for it: transfer now.
+    pub transfer: bool,
+    /// A hang-up was waiting for it: end the call now, for this reason.
+    pub hang_up: Option<EndReason>,
+}
+
+/// What Twilio's echo of a mark told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo {
+    /// When the utterance's first chunk started playing, if this echo says so.
+    pub first_heard: Option<Instant>,
+    /// The utterance whose last mark this was: it is done.
+    pub last_of: Option<UtteranceId>,
+}
+
+/// Which of the agent side's deadlines are due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentDue {
+    /// A goodbye never finished playing.
+    pub hang_up: bool,
+    /// The call reached its maximum duration.
+    pub time_up: bool,
+    /// Both sides have been quiet for the check-in time.
+    pub check_in: bool,
 }
 
 /// The agent's side of one call.
-pub(super) struct AgentSide {
+pub struct AgentSide {
     /// The newest utterance allocated; the greeting is allocated when the call starts.
     latest: UtteranceId,
     /// Every utterance up to this one is done.
@@ -54,9 +80,12 @@ pub(super) struct AgentSide {
     clock: Option<TurnClock>,
     hang_up: Option<HangUp>,
     transfer_after: Option<UtteranceId>,
-    silence_timer: Option<SpawnHandle>,
+    /// When the agent checks in on a silent caller.
+    check_in_at: Option<Instant>,
     /// Check-ins since the caller last spoke.
-    checkins: u32,
+    check_ins: u32,
+    /// When the call reaches its maximum duration.
+    time_up_at: Option<Instant>,
 }
 
 impl Default for AgentSide {
@@ -73,380 +102,268 @@ impl Default for AgentSide {
             clock: None,
             hang_up: None,
             transfer_after: None,
-            silence_timer: None,
-            checkins: 0,
+            check_in_at: None,
+            check_ins: 0,
+            time_up_at: None,
         }
     }
 }
 
 impl AgentSide {
     /// The caller spoke or pressed a key: check-ins start over.
-    pub(super) fn caller_spoke(&mut self) {
-        self.checkins = 0;
+    pub fn caller_spoke(&mut self) {
+        self.check_ins = 0;
     }
 
-    fn is_done(&self, utterance: UtteranceId) -> bool {
+    /// Whether `utterance` is done (heard, silent or cancelled).
+    pub fn is_done(&self, utterance: UtteranceId) -> bool {
         self.done_through >= Some(utterance)
     }
-}
 
-impl CallActor {
-    pub(super) fn children_do(&self, f: impl FnOnce(&Children)) {
-        if let Some(children) = &self.children {
-            f(children);
-        }
+    /// Whether the agent has nothing to say or do: everything said is done, and no hang-up or
+    /// transfer waits.
+    pub fn is_quiet(&self) -> bool {
+        self.is_done(self.latest) && self.hang_up.is_none() && self.transfer_after.is_none()
     }
 
-    /// The utterance the caller is hearing, if a barge-in may interrupt it.
-    pub(super) fn agent_interruptible(&self) -> Option<UtteranceId> {
-        if !self.settings.conversation.barge_in.enabled {
-            return None;
-        }
-        self.agent
-            .ledger
+    /// The utterance the caller is hearing, if caller speech may interrupt it.
+    pub fn interruptible(&self) -> Option<UtteranceId> {
+        self.ledger
             .playing()
-            .filter(|playing| Some(*playing) != self.agent.uninterruptible)
+            .filter(|playing| Some(*playing) != self.uninterruptible)
     }
 
-    /// Whether audio of `utterance` has started going out.
-    pub(super) fn reply_started_playing(&self, utterance: UtteranceId) -> bool {
-        self.agent.audio_through >= Some(utterance)
+    /// The newest utterance whose audio started going out.
+    pub fn audio_through(&self) -> Option<UtteranceId> {
+        self.audio_through
     }
 
     /// Whether the agent has decided to hang up.
-    pub(super) fn agent_hanging_up(&self) -> bool {
-        self.agent.hang_up.is_some()
+    pub fn is_hanging_up(&self) -> bool {
+        self.hang_up.is_some()
     }
 
     /// A new utterance id.
-    pub(super) fn agent_allocate(&mut self) -> UtteranceId {
-        self.agent.latest = UtteranceId(self.agent.latest.0 + 1);
-        self.agent.latest
+    pub fn allocate(&mut self) -> UtteranceId {
+        self.latest = UtteranceId(self.latest.0 + 1);
+        self.latest
     }
 
-    /// Starts timing a turn's answer; the previous turn's timeline is reported as it stands.
-    pub(super) fn start_clock(&mut self, clock: TurnClock) {
-        self.report_turn();
-        self.agent.clock = Some(clock);
+    /// Starts timing a turn's answer; returns the previous turn's clock, to report as it stands.
+    pub fn start_clock(&mut self, clock: TurnClock) -> Option<TurnClock> {
+        self.clock.replace(clock)
     }
 
-    fn clock_reached(&mut self, utterance: UtteranceId, stage: Stage, at: Instant) {
-        if let Some(clock) = self.agent.clock.as_mut() {
-            clock.reached(utterance, stage, at);
-            if clock.is_heard() {
-                self.report_turn();
-            }
+    /// `utterance` reached `stage` at `at`; returns the clock once the caller has heard the answer
+    /// start (it is complete, to report).
+    pub fn clock_reached(
+        &mut self,
+        utterance: UtteranceId,
+        stage: Stage,
+        at: Instant,
+    ) -> Option<TurnClock> {
+        let clock = self.clock.as_mut()?;
+        clock.reached(utterance, stage, at);
+        self.clock.take_if(|clock| clock.is_heard())
+    }
+
+    /// The clock of the turn being answered, to report as it stands (the call ends).
+    pub fn take_clock(&mut self) -> Option<TurnClock> {
+        self.clock.take()
+    }
+
+    /// The Synthesizer sent `chunk` at `now` (see [`PlaybackLedger::chunk_sent`]). Returns false
+    /// if its utterance is already done: a cancelled generation still in flight, whose audio the
+    /// MediaStream drops too.
+    pub fn chunk_sent(&mut self, chunk: ChunkSent, now: Instant) -> bool {
+        let utterance = chunk.mark.utterance;
+        if self.is_done(utterance) {
+            return false;
         }
+        self.ledger
+            .chunk_sent(chunk.mark, chunk.frames, chunk.clause, now);
+        self.audio_through = self.audio_through.max(Some(utterance));
+        true
     }
 
-    /// Logs and records the current turn's latencies.
-    pub(super) fn report_turn(&mut self) {
-        let Some(clock) = self.agent.clock.take() else {
-            return;
-        };
-        self.settings.metrics.turn(&clock);
-        let mut ms = [None; 6];
-        for (stage, latency) in clock.latencies() {
-            ms[stage as usize] = Some(latency.as_millis() as u64);
-        }
-        tracing::info!(
-            parent: &self.span,
-            utterance = %clock.utterance(),
-            stt_final_ms = ms[Stage::SttFinal as usize],
-            end_of_turn_ms = ms[Stage::EndOfTurn as usize],
-            first_text_ms = ms[Stage::FirstText as usize],
-            first_audio_ms = ms[Stage::FirstAudio as usize],
-            first_sent_ms = ms[Stage::FirstSent as usize],
-            first_heard_ms = ms[Stage::FirstHeard as usize],
-            "turn latency"
-        );
-    }
-
-    /// The hard stage of a barge-in: `clear` goes to Twilio first, then everything the agent has
-    /// said or is composing is cancelled, and its line in the history becomes what was heard.
-    pub(super) fn interrupt(&mut self, ctx: &mut Context<Self>) {
-        let through = self.agent.latest;
-        if self.agent.is_done(through) {
-            return;
-        }
-        self.media.do_send(ClearAudio { through });
-        let from =
-            self.agent.ledger.playing().unwrap_or_else(|| {
-                UtteranceId(self.agent.done_through.map_or(0, |done| done.0 + 1))
-            });
-        let heard = self
-            .agent
+    /// Twilio echoed `mark` at `now`.
+    pub fn mark_echoed(&mut self, mark: MarkName, now: Instant) -> Echo {
+        let first_heard = self
             .ledger
-            .heard_text(from, Instant::now(), self.caller.paused_at);
-        let heard_words = heard.split_whitespace().count();
-        self.children_do(|children| {
-            children
-                .synthesizer
-                .do_send(CancelSpeech { utterance: through });
-            children.responder.do_send(CancelReply {
-                from,
-                through,
-                heard,
-            });
-        });
-        self.agent.ledger.forget_through(through);
-        self.agent.cancelled_through = Some(through);
-        self.caller.paused_at = None;
-        self.leave_soft_stage(ctx);
-        self.settings.metrics.barge_in(BargeInOutcome::Interrupted);
-        tracing::debug!(parent: &self.span, %from, %through, heard_words, "agent interrupted");
-        if self.agent.transfer_after <= Some(through) {
-            self.agent.transfer_after = None;
+            .mark_echoed(mark, now)
+            .filter(|_| mark.chunk == 0)
+            // The first chunk started playing its own length before its mark came back.
+            .map(|played| now.checked_sub(played).unwrap_or(now));
+        let last_of = self
+            .last_sent
+            .filter(|(_, last)| *last == mark)
+            .map(|(utterance, _)| utterance);
+        Echo {
+            first_heard,
+            last_of,
         }
-        if self
-            .agent
-            .clock
-            .as_ref()
-            .is_some_and(|clock| clock.utterance() <= through)
-        {
-            self.report_turn();
-        }
-        self.utterance_done(through, ctx);
     }
 
-    /// Everything up to `utterance` is done (heard, silent or cancelled).
-    fn utterance_done(&mut self, utterance: UtteranceId, ctx: &mut Context<Self>) {
-        if self.agent.is_done(utterance) {
-            return;
+    /// The Synthesizer sent the last audio of `utterance`, followed by `last_mark`. Returns the
+    /// utterance if that makes it done (it had no audio).
+    pub fn utterance_sent(
+        &mut self,
+        utterance: UtteranceId,
+        last_mark: Option<MarkName>,
+    ) -> Option<UtteranceId> {
+        if self.is_done(utterance) {
+            return None;
         }
-        self.agent.done_through = Some(utterance);
-        if self.agent.ledger.playing().is_none() {
-            self.resume_playback(ctx);
-        }
-        let heard = self.agent.cancelled_through < Some(utterance);
-        if heard
-            && self
-                .agent
-                .transfer_after
-                .is_some_and(|after| after <= utterance)
-        {
-            self.agent.transfer_after = None;
-            self.transfer(ctx);
-        }
-        if heard {
-            if let Some(hang_up) = self.agent.hang_up.take_if(|h| h.after <= utterance) {
-                ctx.cancel_future(hang_up.fallback);
-                tracing::info!(parent: &self.span, reason = hang_up.reason.as_str(), "agent ended the call");
-                self.end(hang_up.reason, ctx);
+        match last_mark {
+            Some(mark) => {
+                self.last_sent = Some((utterance, mark));
+                None
             }
+            None => Some(utterance),
         }
     }
 
-    /// Hangs up once `utterance` (a goodbye) has been heard; nothing interrupts it.
-    fn hang_up_after(
+    /// The hard stage of a barge-in at `now`: everything the agent has said or is composing is
+    /// cancelled. `paused_at` caps what was heard (playback paused then). Returns what to cancel
+    /// and what the caller heard of it; `None` if the agent has nothing left to interrupt. The
+    /// cancelled utterances are not yet done: [`AgentSide::finish`] them.
+    pub fn interrupt(&mut self, now: Instant, paused_at: Option<Instant>) -> Option<CancelReply> {
+        let through = self.latest;
+        if self.is_done(through) {
+            return None;
+        }
+        let from = self
+            .ledger
+            .playing()
+            .unwrap_or_else(|| UtteranceId(self.done_through.map_or(0, |done| done.0 + 1)));
+        let heard = self.ledger.heard_text(from, now, paused_at);
+        self.ledger.forget_through(through);
+        self.cancelled_through = Some(through);
+        if self.transfer_after <= Some(through) {
+            self.transfer_after = None;
+        }
+        Some(CancelReply {
+            from,
+            through,
+            heard,
+        })
+    }
+
+    /// The clock of a turn answered by an utterance up to `through`, which was cancelled.
+    pub fn take_clock_through(&mut self, through: UtteranceId) -> Option<TurnClock> {
+        self.clock.take_if(|clock| clock.utterance() <= through)
+    }
+
+    /// Everything up to `utterance` is done (heard, silent or cancelled). `None` if it already was.
+    pub fn finish(&mut self, utterance: UtteranceId) -> Option<Finished> {
+        if self.is_done(utterance) {
+            return None;
+        }
+        self.done_through = Some(utterance);
+        let idle = self.ledger.playing().is_none();
+        let heard = self.cancelled_through < Some(utterance);
+        let transfer = heard && self.transfer_after.is_some_and(|after| after <= utterance);
+        if transfer {
+            self.transfer_after = None;
+        }
+        let hang_up = self
+            .hang_up
+            .take_if(|hang_up| heard && hang_up.after <= utterance)
+            .map(|hang_up| hang_up.reason);
+        Some(Finished {
+            idle,
+            transfer,
+            hang_up,
+        })
+    }
+
+    /// Decides at `now` to hang up once `utterance` (a goodbye) has been heard; nothing interrupts
+    /// it. Returns the reason if the call ends now (the goodbye is already done). Nothing happens
+    /// if the goodbye was cancelled.
+    pub fn hang_up_after(
         &mut self,
         utterance: UtteranceId,
         reason: EndReason,
-        ctx: &mut Context<Self>,
-    ) {
-        if self.agent.cancelled_through >= Some(utterance) {
-            return;
+        now: Instant,
+    ) -> Option<EndReason> {
+        if self.cancelled_through >= Some(utterance) {
+            return None;
         }
-        self.agent.uninterruptible = Some(utterance);
-        if self.agent.is_done(utterance) {
-            tracing::info!(parent: &self.span, reason = reason.as_str(), "agent ended the call");
-            self.end(reason, ctx);
-            return;
+        self.uninterruptible = Some(utterance);
+        if self.is_done(utterance) {
+            return Some(reason);
         }
-        let fallback = ctx.run_later(HANG_UP_FALLBACK, |call, ctx| {
-            if let Some(hang_up) = call.agent.hang_up.take() {
-                tracing::warn!(parent: &call.span, "goodbye never finished playing: hanging up");
-                call.end(hang_up.reason, ctx);
-            }
-        });
-        self.agent.hang_up = Some(HangUp {
+        self.hang_up = Some(HangUp {
             after: utterance,
             reason,
-            fallback,
+            fallback_at: now + HANG_UP_FALLBACK,
         });
+        None
     }
 
-    /// Says a fixed line as a new utterance.
-    fn say(&mut self, text: &str) -> UtteranceId {
-        let utterance = self.agent_allocate();
-        let line = SayLine {
-            utterance,
-            text: text.to_owned(),
-        };
-        self.children_do(|children| children.responder.do_send(line));
-        utterance
+    /// The hang-up whose goodbye never finished playing, if any: it happens now.
+    pub fn take_hang_up(&mut self) -> Option<EndReason> {
+        self.hang_up.take().map(|hang_up| hang_up.reason)
     }
 
-    /// Transfers the call through the configured call control, or says it cannot.
-    fn transfer(&mut self, ctx: &mut Context<Self>) {
-        let (Some(control), Some(call)) = (self.settings.call_control.clone(), self.call.as_ref())
-        else {
-            tracing::info!(parent: &self.span, "transfer requested: no call control configured");
-            let conversation = self.settings.conversation.clone();
-            self.say(&conversation.lines.transfer_unavailable);
-            return;
-        };
-        tracing::info!(parent: &self.span, "transferring the call");
-        let transfer = control.transfer(&call.call_sid).into_actor(self);
-        ctx.spawn(transfer.map(|result, call, ctx| {
-            if let Err(error) = result {
-                tracing::warn!(parent: &call.span, %error, "transfer failed");
-                let conversation = call.settings.conversation.clone();
-                call.say(&conversation.lines.transfer_unavailable);
-                call.settle(ctx);
+    /// The reply `utterance` asked for a transfer once heard. Returns true to transfer now (it was
+    /// heard already); false if it waits for the reply, or the reply was cancelled.
+    pub fn transfer_after(&mut self, utterance: UtteranceId) -> bool {
+        if self.cancelled_through >= Some(utterance) {
+            return false;
+        }
+        if self.is_done(utterance) {
+            return true;
+        }
+        self.transfer_after = Some(utterance);
+        false
+    }
+
+    /// The call started at `now`; it reaches its maximum duration after `max`.
+    pub fn started(&mut self, now: Instant, max: Option<Duration>) {
+        self.time_up_at = max.map(|max| now + max);
+    }
+
+    /// The maximum duration is reached: it happens once.
+    pub fn take_time_up(&mut self) {
+        self.time_up_at = None;
+    }
+
+    /// Arms the check-in `after` from `now` when both sides are `quiet` (unless armed already),
+    /// and disarms it when not.
+    pub fn settle(&mut self, quiet: bool, after: Option<Duration>, now: Instant) {
+        match (quiet, after) {
+            (true, Some(after)) => {
+                self.check_in_at.get_or_insert(now + after);
             }
-        }));
-    }
-
-    /// Starts the call-wide timers: the maximum duration.
-    pub(super) fn arm_call_timers(&mut self, ctx: &mut Context<Self>) {
-        if let Some(max) = self.settings.conversation.max_duration {
-            ctx.run_later(max, |call, ctx| call.time_up(ctx));
+            (true, None) => {}
+            (false, _) => self.check_in_at = None,
         }
     }
 
-    fn time_up(&mut self, ctx: &mut Context<Self>) {
-        if self.agent_hanging_up() {
-            return;
-        }
-        tracing::info!(parent: &self.span, "maximum call duration reached");
-        self.interrupt(ctx);
-        let conversation = self.settings.conversation.clone();
-        let goodbye = self.say(&conversation.lines.time_up_goodbye);
-        self.hang_up_after(goodbye, EndReason::MaxDuration, ctx);
-        self.settle(ctx);
+    /// The check-in is due: returns its number since the caller last spoke.
+    pub fn check_in(&mut self) -> u32 {
+        self.check_in_at = None;
+        self.check_ins += 1;
+        self.check_ins
     }
 
-    /// Arms the silence check-in when both sides are quiet, and disarms it when not.
-    pub(super) fn settle(&mut self, ctx: &mut Context<Self>) {
-        let quiet = self.children.is_some()
-            && self.ended.is_none()
-            && !self.caller.is_mid_turn()
-            && self.agent.is_done(self.agent.latest)
-            && self.agent.hang_up.is_none()
-            && self.agent.transfer_after.is_none();
-        let after = self.settings.conversation.silence_checkin;
-        match (quiet, after, self.agent.silence_timer.is_some()) {
-            (true, Some(after), false) => {
-                self.agent.silence_timer = Some(ctx.run_later(after, |call, ctx| {
-                    call.agent.silence_timer = None;
-                    call.check_in(ctx);
-                }));
-            }
-            (false, _, true) => {
-                if let Some(timer) = self.agent.silence_timer.take() {
-                    ctx.cancel_future(timer);
-                }
-            }
-            _ => {}
+    /// Which deadlines are due at `now`; acting on one clears it.
+    pub fn due(&self, now: Instant) -> AgentDue {
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        AgentDue {
+            hang_up: due(self.hang_up.as_ref().map(|hang_up| hang_up.fallback_at)),
+            time_up: due(self.time_up_at),
+            check_in: due(self.check_in_at),
         }
     }
 
-    fn check_in(&mut self, ctx: &mut Context<Self>) {
-        self.agent.checkins += 1;
-        let conversation = self.settings.conversation.clone();
-        let lines = &conversation.lines;
-        if self.agent.checkins <= MAX_CHECKINS {
-            tracing::info!(parent: &self.span, checkins = self.agent.checkins, "caller silent: checking in");
-            self.say(&lines.still_there);
-        } else {
-            tracing::info!(parent: &self.span, "caller silent after check-ins: hanging up");
-            let goodbye = self.say(&lines.no_answer_goodbye);
-            self.hang_up_after(goodbye, EndReason::AgentEnded, ctx);
-        }
-        self.settle(ctx);
-    }
-}
-
-impl Handler<ChunkSent> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: ChunkSent, ctx: &mut Context<Self>) {
-        let utterance = msg.mark.utterance;
-        if self.agent.is_done(utterance) {
-            // A cancelled generation still in flight: the MediaStream drops its audio too.
-            return;
-        }
-        self.agent
-            .ledger
-            .chunk_sent(msg.mark, msg.frames, msg.clause, Instant::now());
-        self.agent.audio_through = self.agent.audio_through.max(Some(utterance));
-        self.clock_reached(utterance, Stage::FirstAudio, Instant::now());
-        self.settle(ctx);
-    }
-}
-
-impl Handler<PlaybackStarted> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: PlaybackStarted, _: &mut Context<Self>) {
-        self.clock_reached(msg.utterance, Stage::FirstSent, Instant::now());
-    }
-}
-
-impl Handler<ReplyStarted> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: ReplyStarted, _: &mut Context<Self>) {
-        self.clock_reached(msg.utterance, Stage::FirstText, Instant::now());
-    }
-}
-
-impl Handler<MarkPlayed> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: MarkPlayed, ctx: &mut Context<Self>) {
-        self.playback.marks_heard += 1;
-        self.playback.last_heard = Some(msg.mark);
-        let now = Instant::now();
-        if let Some(played) = self.agent.ledger.mark_echoed(msg.mark, now) {
-            if msg.mark.chunk == 0 {
-                // The first chunk started playing its own length before its mark came back.
-                let started = now.checked_sub(played).unwrap_or(now);
-                self.clock_reached(msg.mark.utterance, Stage::FirstHeard, started);
-            }
-        }
-        if let Some((utterance, _)) = self.agent.last_sent.filter(|(_, last)| *last == msg.mark) {
-            self.utterance_done(utterance, ctx);
-        }
-        self.settle(ctx);
-    }
-}
-
-impl Handler<UtteranceSent> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: UtteranceSent, ctx: &mut Context<Self>) {
-        if self.agent.is_done(msg.utterance) {
-            return;
-        }
-        match msg.last_mark {
-            Some(mark) => self.agent.last_sent = Some((msg.utterance, mark)),
-            None => self.utterance_done(msg.utterance, ctx),
-        }
-        self.settle(ctx);
-    }
-}
-
-impl Handler<AgentAction> for CallActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: AgentAction, ctx: &mut Context<Self>) {
-        match msg.action {
-            DialogueAction::EndCall => {
-                self.hang_up_after(msg.utterance, EndReason::AgentEnded, ctx);
-            }
-            DialogueAction::TransferCall => {
-                if self.agent.cancelled_through >= Some(msg.utterance) {
-                    return;
-                }
-                if self.agent.is_done(msg.utterance) {
-                    self.transfer(ctx);
-                } else {
-                    self.agent.transfer_after = Some(msg.utterance);
-                }
-            }
-        }
-        self.settle(ctx);
+    /// The earliest deadline of the agent's side.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let fallback = self.hang_up.as_ref().map(|hang_up| hang_up.fallback_at);
+        [fallback, self.time_up_at, self.check_in_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -1,4 +1,4 @@
-//! CallActor: the supervisor of one call and the owner of its turn-taking.
+//! CallActor: the supervisor of one call, which carries out what its conversation decides.
 //!
 //! ```text
 //!            ┌──────────── CallActor ─────────────┐
@@ -13,57 +13,59 @@
 //! the [`RestartPolicy`]; a child that spends its budget ends the call with a logged reason. When the
 //! call ends, for whatever reason, every child is stopped and the registration dropped.
 //!
-//! It owns the conversation's timing: the caller's side in [`turns`] (end of turn, late finals,
-//! keypad, two-stage barge-in) and the agent's side in [`agent`] (what is playing and was heard,
-//! check-ins, maximum duration, hanging up and transfers), with per-turn [`latency`].
+//! It is the only module that names every actor. The conversation's logic is sans-I/O, in floors
+//! below it: [`barge_in`] and [`playback`] (plain types), the caller's side in `turns` (end of
+//! turn, late finals, keypad, the soft stage) and the agent's in `agent` (what is playing and was
+//! heard, hang-ups, transfers, check-ins, the maximum duration, the latency clock), joined by
+//! [`conversation::Conversation`], which takes events and `now` and returns [`Action`]s. The actor
+//! passes it every event with the time, carries out its actions in order, and keeps one timer
+//! armed at its next deadline.
 
 mod agent;
 pub mod barge_in;
 pub mod conversation;
 pub mod playback;
+pub mod settings;
 mod turns;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::engines::{CallContext, CallControl, EngineSet};
-use crate::events::{ChildGaveUp, ChildKind, EndCall, EndReason, StreamEnded, StreamStarted};
-use crate::ids::MarkName;
+use crate::events::{
+    AgentAction, ChildGaveUp, ChildKind, ChunkSent, EndCall, EndReason, InboundAudio, KeyPressed,
+    MarkPlayed, PlaybackStarted, ReplyStarted, StreamEnded, StreamStarted, TranscriptReceived,
+    UtteranceSent,
+};
 use crate::media::admission::{Admission, StreamAuthorizer};
-use crate::media::{CloseStream, MediaReports, MediaSettings, MediaStream, SocketCommand};
+use crate::media::{
+    ClearAudio, CloseStream, MediaReports, MediaSettings, MediaStream, PausePlayback,
+    ResumePlayback, SocketCommand,
+};
 use crate::responder::{Responder, ResponderReports};
-use crate::runtime::metrics::CallMetrics;
+use crate::runtime::latency::{Stage, TurnClock};
+use crate::runtime::metrics::{BargeInOutcome, CallMetrics};
 use crate::runtime::registry::{LiveCallGuard, LiveCalls};
 use crate::runtime::supervision::{ChildSupervision, RestartPolicy, StopChild};
-use crate::synthesizer::{Synthesizer, SynthesizerReports};
+use crate::synthesizer::{CancelSpeech, Synthesizer, SynthesizerReports};
 use crate::transcriber::Transcriber;
-use agent::AgentSide;
-use conversation::ConversationSettings;
-use turns::CallerSide;
+use conversation::Conversation;
+pub use conversation::{Action, PlaybackStatus};
+use settings::ConversationSettings;
 
 pub use turns::KEYPAD_PAUSE;
-
-/// Mailbox capacity of a CallActor and its Transcriber: about 1.3 s of 20 ms frames. Inbound audio
-/// is `try_send`; a full mailbox means the actor stalled, and frames are dropped rather than queued.
-pub const AUDIO_MAILBOX_CAPACITY: usize = 64;
 
 /// Query: what the caller has heard so far.
 #[derive(Debug, Message)]
 #[rtype(result = "PlaybackStatus")]
 pub struct GetPlayback;
 
-/// Answer to [`GetPlayback`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PlaybackStatus {
-    /// Marks Twilio has echoed.
-    pub marks_heard: u64,
-    /// The latest echoed mark.
-    pub last_heard: Option<MarkName>,
-    /// Utterances handed to the Responder.
-    pub turns: u64,
-}
+/// Mailbox capacity of a CallActor and its Transcriber: about 1.3 s of 20 ms frames. Inbound audio
+/// is `try_send`; a full mailbox means the actor stalled, and frames are dropped rather than queued.
+pub const AUDIO_MAILBOX_CAPACITY: usize = 64;
 
 /// What every call of the process shares.
 #[derive(Clone)]
@@ -107,9 +109,11 @@ pub struct CallActor {
     children: Option<Children>,
     /// Who the call is, once the stream started.
     call: Option<CallContext>,
-    caller: CallerSide,
-    agent: AgentSide,
-    playback: PlaybackStatus,
+    conversation: Conversation,
+    /// The timer armed at the conversation's next deadline.
+    timer: Option<(Instant, SpawnHandle)>,
+    /// The conversation's actions, carried out as soon as it returns them (kept for its buffer).
+    actions: Vec<Action>,
     frames_in: u64,
     frames_dropped: u64,
     ended: Option<EndReason>,
@@ -144,14 +148,15 @@ impl CallActor {
             )
             .start();
             media = Some(stream.clone());
+            let conversation = Conversation::new(settings.conversation.clone(), span.clone());
             CallActor {
                 settings,
                 media: stream,
                 children: None,
                 call: None,
-                caller: CallerSide::default(),
-                agent: AgentSide::default(),
-                playback: PlaybackStatus::default(),
+                conversation,
+                timer: None,
+                actions: Vec::new(),
                 frames_in: 0,
                 frames_dropped: 0,
                 ended: None,
@@ -220,7 +225,9 @@ impl CallActor {
             children.responder.do_send(StopChild);
             children.synthesizer.do_send(StopChild);
         }
-        self.report_turn();
+        if let Some(clock) = self.conversation.ended() {
+            self.report(&clock);
+        }
         self.settings.metrics.call_ended(reason.as_str());
         self.ended = Some(reason);
         ctx.stop();
@@ -232,13 +239,14 @@ impl Actor for CallActor {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         let reason = self.ended.as_ref().map_or("stopped", EndReason::as_str);
+        let status = self.conversation.status();
         tracing::info!(
             parent: &self.span,
             reason,
             frames_in = self.frames_in,
             frames_dropped = self.frames_dropped,
-            turns = self.playback.turns,
-            marks_heard = self.playback.marks_heard,
+            turns = status.turns,
+            marks_heard = status.marks_heard,
             "call ended"
         );
     }
@@ -253,7 +261,8 @@ impl Handler<StreamStarted> for CallActor {
         }
         self.start_children(&msg.call, ctx);
         self.call = Some(msg.call);
-        self.arm_call_timers(ctx);
+        self.conversation.started(Instant::now());
+        self.rearm(ctx);
     }
 }
 
@@ -287,6 +296,224 @@ impl Handler<GetPlayback> for CallActor {
     type Result = MessageResult<GetPlayback>;
 
     fn handle(&mut self, _: GetPlayback, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.playback)
+        MessageResult(self.conversation.status())
+    }
+}
+
+impl Handler<InboundAudio> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: InboundAudio, ctx: &mut Context<Self>) {
+        self.frames_in += 1;
+        if self.children.is_none() {
+            return;
+        }
+        self.step(ctx, |conversation, now, out| {
+            conversation.caller_audio(&msg.frame.payload, now, out);
+        });
+        let Some(children) = &self.children else {
+            return;
+        };
+        if children.transcriber.try_send(msg).is_err() {
+            self.frames_dropped += 1;
+        }
+    }
+}
+
+impl Handler<TranscriptReceived> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TranscriptReceived, ctx: &mut Context<Self>) {
+        self.step(ctx, |conversation, now, out| {
+            conversation.transcript(msg.event, now, out);
+        });
+    }
+}
+
+impl Handler<KeyPressed> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: KeyPressed, ctx: &mut Context<Self>) {
+        self.step(ctx, |conversation, now, out| {
+            conversation.key(msg.key, now, out);
+        });
+    }
+}
+
+impl Handler<ChunkSent> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChunkSent, ctx: &mut Context<Self>) {
+        self.step(ctx, |conversation, now, out| {
+            conversation.chunk_sent(msg, now, out);
+        });
+    }
+}
+
+impl Handler<PlaybackStarted> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PlaybackStarted, ctx: &mut Context<Self>) {
+        self.step(ctx, |conversation, now, out| {
+            conversation.playback_started(msg.utterance, now, out);
+        });
+    }
+}
+
+impl Handler<ReplyStarted> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReplyStarted, ctx: &mut Context<Self>) {
+        self.step(ctx, |conversation, now, out| {
+            conversation.reply_started(msg.utterance, now, out);
+        });
+    }
+}
+
+impl Handler<MarkPlayed> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarkPlayed, ctx: &mut Context<Self>) {
+        self.step(ctx, |conversation, now, out| {
+            conversation.mark_played(msg.mark, now, out);
+        });
+    }
+}
+
+impl Handler<UtteranceSent> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UtteranceSent, ctx: &mut Context<Self>) {
+        self.step(ctx, |conversation, now, out| {
+            conversation.utterance_sent(msg, now, out);
+        });
+    }
+}
+
+impl Handler<AgentAction> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentAction, ctx: &mut Context<Self>) {
+        self.step(ctx, |conversation, now, out| {
+            conversation.agent_action(msg, now, out);
+        });
+    }
+}
+
+impl CallActor {
+    /// Tells the conversation something now, carries out what it decides, and re-arms the timer.
+    fn step(
+        &mut self,
+        ctx: &mut Context<Self>,
+        event: impl FnOnce(&mut Conversation, Instant, &mut Vec<Action>),
+    ) {
+        let mut actions = std::mem::take(&mut self.actions);
+        event(&mut self.conversation, Instant::now(), &mut actions);
+        for action in actions.drain(..) {
+            self.carry_out(action, ctx);
+        }
+        self.actions = actions;
+        self.rearm(ctx);
+    }
+
+    fn carry_out(&mut self, action: Action, ctx: &mut Context<Self>) {
+        let metrics = &self.settings.metrics;
+        match action {
+            Action::Pause => {
+                self.media.do_send(PausePlayback);
+                metrics.barge_in(BargeInOutcome::Paused);
+            }
+            Action::Resume => {
+                self.media.do_send(ResumePlayback);
+                metrics.barge_in(BargeInOutcome::Resumed);
+            }
+            Action::Interrupt(cancel) => {
+                // clear goes out before synthesis is cancelled: Twilio keeps playing what it has
+                // buffered, and the caller is talking.
+                let through = cancel.through;
+                self.media.do_send(ClearAudio { through });
+                self.children_do(|children| {
+                    let speech = CancelSpeech { utterance: through };
+                    children.synthesizer.do_send(speech);
+                    children.responder.do_send(cancel);
+                });
+                metrics.barge_in(BargeInOutcome::Interrupted);
+            }
+            Action::Answer(turn) => self.children_do(|children| children.responder.do_send(turn)),
+            Action::Amend(amend) => {
+                self.children_do(|children| children.responder.do_send(amend));
+            }
+            Action::Say(line) => self.children_do(|children| children.responder.do_send(line)),
+            Action::Transfer => self.transfer(ctx),
+            Action::Report(clock) => self.report(&clock),
+            Action::End(reason) => self.end(reason, ctx),
+        }
+    }
+
+    fn children_do(&self, f: impl FnOnce(&Children)) {
+        if let Some(children) = &self.children {
+            f(children);
+        }
+    }
+
+    /// Keeps one timer armed at the conversation's next deadline.
+    fn rearm(&mut self, ctx: &mut Context<Self>) {
+        let next = self
+            .conversation
+            .next_deadline()
+            .filter(|_| self.ended.is_none());
+        if self.timer.as_ref().map(|(at, _)| *at) == next {
+            return;
+        }
+        if let Some((_, timer)) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(at) = next {
+            let wait = at.saturating_duration_since(Instant::now());
+            let timer = ctx.run_later(wait, |call, ctx| {
+                call.timer = None;
+                call.step(ctx, Conversation::timeout);
+            });
+            self.timer = Some((at, timer));
+        }
+    }
+
+    /// Transfers the call through the configured call control; if there is none, or it fails,
+    /// the conversation hears of it (and the agent says it cannot).
+    fn transfer(&mut self, ctx: &mut Context<Self>) {
+        let (Some(control), Some(call)) = (self.settings.call_control.clone(), self.call.as_ref())
+        else {
+            tracing::info!(parent: &self.span, "transfer requested: no call control configured");
+            self.step(ctx, Conversation::transfer_failed);
+            return;
+        };
+        tracing::info!(parent: &self.span, "transferring the call");
+        let transfer = control.transfer(&call.call_sid).into_actor(self);
+        ctx.spawn(transfer.map(|result, call, ctx| {
+            if let Err(error) = result {
+                tracing::warn!(parent: &call.span, %error, "transfer failed");
+                call.step(ctx, Conversation::transfer_failed);
+            }
+        }));
+    }
+
+    /// Logs and records a turn's latencies.
+    fn report(&self, clock: &TurnClock) {
+        self.settings.metrics.turn(clock);
+        let mut ms = [None; Stage::ALL.len()];
+        for (stage, latency) in clock.latencies() {
+            ms[stage as usize] = Some(latency.as_millis() as u64);
+        }
+        tracing::info!(
+            parent: &self.span,
+            utterance = %clock.utterance(),
+            stt_final_ms = ms[Stage::SttFinal as usize],
+            end_of_turn_ms = ms[Stage::EndOfTurn as usize],
+            first_text_ms = ms[Stage::FirstText as usize],
+            first_audio_ms = ms[Stage::FirstAudio as usize],
+            first_sent_ms = ms[Stage::FirstSent as usize],
+            first_heard_ms = ms[Stage::FirstHeard as usize],
+            "turn latency"
+        );
     }
 }

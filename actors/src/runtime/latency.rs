@@ -55,7 +55,7 @@ impl Stage {
 }
 
 /// The timeline of one turn's answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnClock {
     utterance: UtteranceId,
     speech_end: Instant,
