@@ -56,8 +56,6 @@ use conversation::Conversation;
 pub use conversation::{Action, PlaybackStatus};
 use settings::ConversationSettings;
 
-pub use turns::KEYPAD_PAUSE;
-
 /// Query: what the caller has heard so far.
 #[derive(Debug, Message)]
 #[rtype(result = "PlaybackStatus")]

@@ -12,7 +12,7 @@ use phone_agent_actors::engines::{
     EngineStream, SpeechToText, SttSession, TextToSpeech, TranscriptEvent, TtsSession,
 };
 use phone_agent_actors::ids::UtteranceId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Frames of audio per word: 200 ms.
 pub const FRAMES_PER_WORD: usize = 10;
@@ -30,9 +30,19 @@ pub fn utterance_of(frame: &[u8]) -> u64 {
 type EventSender = mpsc::UnboundedSender<Result<TranscriptEvent, EngineError>>;
 
 /// A recogniser whose events the test sends ([`DirectedStt::hear`]); caller audio is drained.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct DirectedStt {
     session: Arc<Mutex<Option<EventSender>>>,
+    opened: Arc<watch::Sender<bool>>,
+}
+
+impl Default for DirectedStt {
+    fn default() -> Self {
+        Self {
+            session: Arc::default(),
+            opened: Arc::new(watch::channel(false).0),
+        }
+    }
 }
 
 impl DirectedStt {
@@ -45,9 +55,8 @@ impl DirectedStt {
 
     /// Waits until the call's recognition session is open.
     pub async fn opened(&self) {
-        while self.session.lock().unwrap().is_none() {
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
-        }
+        // The sender lives in `self`: the channel cannot close while we wait.
+        let _ = self.opened.subscribe().wait_for(|&open| open).await;
     }
 
     /// Speech start, the words as one final, end of turn.
@@ -66,6 +75,7 @@ impl SpeechToText for DirectedStt {
     fn open(&self, _: &CallContext) -> Result<SttSession, EngineError> {
         let (events, heard) = mpsc::unbounded_channel();
         *self.session.lock().unwrap() = Some(events);
+        self.opened.send_replace(true);
         let (audio, frames) = mpsc::channel(64);
         let drained = stream::unfold(frames, |mut frames| async move {
             frames.recv().await?;
@@ -90,6 +100,8 @@ pub struct FixedDialogue {
     replies: Arc<Vec<(String, Option<DialogueAction>)>>,
     delay: Duration,
     seen: Arc<Mutex<Vec<Vec<ChatMessage>>>>,
+    /// How many replies were asked for.
+    asked: Arc<watch::Sender<usize>>,
 }
 
 impl FixedDialogue {
@@ -99,12 +111,20 @@ impl FixedDialogue {
             replies: Arc::new(replies.iter().map(|(t, a)| ((*t).to_owned(), *a)).collect()),
             delay,
             seen: Arc::default(),
+            asked: Arc::new(watch::channel(0).0),
         }
     }
 
     /// The conversations given so far, one per reply asked for.
     pub fn seen(&self) -> Vec<Vec<ChatMessage>> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` replies have been asked for; returns the conversations given.
+    pub async fn asked(&self, count: usize) -> Vec<Vec<ChatMessage>> {
+        // The sender lives in `self`: the channel cannot close while we wait.
+        let _ = self.asked.subscribe().wait_for(|&n| n >= count).await;
+        self.seen()
     }
 }
 
@@ -132,6 +152,7 @@ impl DialogueSession for FixedSession {
         let replies = &self.dialogue.replies;
         let (text, action) = replies[seen.len().min(replies.len() - 1)].clone();
         seen.push(conversation.to_vec());
+        self.dialogue.asked.send_replace(seen.len());
         self.action = action;
         let delay = self.dialogue.delay;
         Box::pin(stream::once(async move {

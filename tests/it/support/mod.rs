@@ -107,6 +107,20 @@ impl TestServer {
         String::from_utf8(body.to_vec()).expect("text body")
     }
 
+    /// `/metrics` once `ready` holds for it (calls report as they go); fails after the event
+    /// timeout.
+    pub async fn metrics_until(&self, ready: impl Fn(&str) -> bool) -> String {
+        within(async {
+            loop {
+                let text = self.get_text("/metrics").await;
+                if ready(&text) {
+                    return text;
+                }
+            }
+        })
+        .await
+    }
+
     /// Creates a token with `scopes` through the server's AuthActor (so its cache has it).
     pub async fn token(&self, scopes: &[Scope]) -> String {
         let request = NewToken {
