@@ -3,8 +3,8 @@
 //! error status, validation messages naming the field, phone numbers sealed at rest.
 
 use awc::http::Method;
+use phone_agent::client::sim::TwilioSim;
 use phone_agent::guard::token::Scope;
-use phone_agent::sim::TwilioSim;
 use phone_agent::twilio::signature::TwilioSigner;
 use serde_json::json;
 
