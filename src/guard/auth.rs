@@ -12,6 +12,7 @@
 //! Failed authentications count against the client's IP: `AUTH_LOCKOUT_FAILURES` within
 //! `AUTH_LOCKOUT_WINDOW` lock it out for `AUTH_LOCKOUT`, doubling up to `AUTH_LOCKOUT_MAX`.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -235,6 +236,50 @@ fn parse_hash(hex: &str) -> Option<TokenHash> {
     Some(hash)
 }
 
+/// Creates a token; the cache holds it before the reply.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Issued, AdminError>")]
+pub struct CreateToken {
+    /// The token's name, scopes and lifetime.
+    pub token: NewToken,
+    /// Who asked, for the audit trail.
+    pub by: ChangedBy,
+}
+
+/// Revokes a token at once; replies whether there was a live token by that id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, AdminError>")]
+pub struct RevokeToken {
+    /// The token's id (`tok_…`).
+    pub id: String,
+    /// Who asked, for the audit trail.
+    pub by: ChangedBy,
+}
+
+/// Replaces a token with a new one; the old one keeps working for `overlap`. Replies the
+/// replacement, or `None` when there is no live, unrotated token by that id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<Issued>, AdminError>")]
+pub struct RotateToken {
+    /// The token's id (`tok_…`).
+    pub id: String,
+    /// How long the old token keeps working.
+    pub overlap: Duration,
+    /// Who asked, for the audit trail.
+    pub by: ChangedBy,
+}
+
+/// Lists every token's record (never the tokens themselves), newest first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<TokenRecord>, AdminError>")]
+pub struct ListTokens;
+
+/// Writes the pending audit rows and last-used times now, instead of at the next flush
+/// interval (shutdown, tests).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct FlushAudit;
+
 /// Owns the token state: loads and refreshes the [`Authenticator`]'s cache, applies token changes
 /// from the API, and flushes the audit trail.
 pub struct AuthActor {
@@ -279,19 +324,33 @@ impl AuthActor {
         if events.is_empty() && used.is_empty() {
             return;
         }
-        let store = self.store.clone();
         ctx.spawn(
-            async move {
-                store.append_audit(&events).await?;
-                store.touch_tokens(&used).await
-            }
-            .into_actor(self)
-            .map(|result, _, _| {
-                if let Err(error) = result {
-                    tracing::error!(%error, "audit flush failed");
-                }
-            }),
+            write_audit(self.store.clone(), events, used)
+                .into_actor(self)
+                .map(|result, _, _| {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "audit flush failed");
+                    }
+                }),
         );
+    }
+
+    /// Runs a token change on the store, then reloads the cache, so the change holds for every
+    /// request answered after the reply.
+    fn change<T, F>(
+        &self,
+        change: impl FnOnce(Store) -> F + 'static,
+    ) -> ResponseFuture<Result<T, AdminError>>
+    where
+        F: Future<Output = Result<T, AdminError>> + 'static,
+    {
+        let store = self.store.clone();
+        let authenticator = self.authenticator.clone();
+        Box::pin(async move {
+            let outcome = change(store.clone()).await?;
+            reload(&store, &authenticator).await?;
+            Ok(outcome)
+        })
     }
 }
 
@@ -299,6 +358,16 @@ impl AuthActor {
 pub async fn reload(store: &Store, authenticator: &Authenticator) -> Result<(), StoreError> {
     authenticator.load(&store.tokens().await?);
     Ok(())
+}
+
+/// Writes drained audit rows and last-used times.
+async fn write_audit(
+    store: Store,
+    events: Vec<AuditEvent>,
+    used: Vec<(String, i64)>,
+) -> Result<(), StoreError> {
+    store.append_audit(&events).await?;
+    store.touch_tokens(&used).await
 }
 
 impl Actor for AuthActor {
@@ -318,69 +387,51 @@ impl Actor for AuthActor {
     }
 }
 
-/// A token change asked for through the API.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<TokenChange, AdminError>")]
-pub enum ManageTokens {
-    /// Create a token.
-    Create(NewToken, ChangedBy),
-    /// Revoke a token by id.
-    Revoke(String, ChangedBy),
-    /// Rotate a token by id, with this overlap.
-    Rotate(String, Duration, ChangedBy),
-    /// List every token.
-    List,
-    /// Write pending audit rows now (tests, shutdown).
-    Flush,
+impl Handler<CreateToken> for AuthActor {
+    type Result = ResponseFuture<Result<Issued, AdminError>>;
+
+    fn handle(&mut self, message: CreateToken, _: &mut Self::Context) -> Self::Result {
+        self.change(
+            move |store| async move { admin::create(&store, &message.token, &message.by).await },
+        )
+    }
 }
 
-/// What a [`ManageTokens`] did.
-#[derive(Debug)]
-pub enum TokenChange {
-    /// A token was issued (created or rotated in).
-    Issued(Issued),
-    /// A revocation happened (true) or found no live token (false).
-    Revoked(bool),
-    /// A rotation found no live, unrotated token.
-    NotFound,
-    /// The tokens.
-    Listed(Vec<TokenRecord>),
-    /// The audit rows were written.
-    Flushed,
+impl Handler<RevokeToken> for AuthActor {
+    type Result = ResponseFuture<Result<bool, AdminError>>;
+
+    fn handle(&mut self, message: RevokeToken, _: &mut Self::Context) -> Self::Result {
+        self.change(
+            move |store| async move { admin::revoke(&store, &message.id, &message.by).await },
+        )
+    }
 }
 
-impl Handler<ManageTokens> for AuthActor {
-    type Result = ResponseFuture<Result<TokenChange, AdminError>>;
+impl Handler<RotateToken> for AuthActor {
+    type Result = ResponseFuture<Result<Option<Issued>, AdminError>>;
 
-    fn handle(&mut self, request: ManageTokens, _: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
-        let authenticator = self.authenticator.clone();
-        let audit = self.audit.clone();
-        Box::pin(async move {
-            let change = match request {
-                ManageTokens::Create(new, by) => {
-                    TokenChange::Issued(admin::create(&store, &new, &by).await?)
-                }
-                ManageTokens::Revoke(id, by) => {
-                    TokenChange::Revoked(admin::revoke(&store, &id, &by).await?)
-                }
-                ManageTokens::Rotate(id, overlap, by) => {
-                    match admin::rotate(&store, &id, overlap, &by).await? {
-                        Some(issued) => TokenChange::Issued(issued),
-                        None => TokenChange::NotFound,
-                    }
-                }
-                ManageTokens::List => return Ok(TokenChange::Listed(admin::list(&store).await?)),
-                ManageTokens::Flush => {
-                    let (events, used) = audit.drain();
-                    store.append_audit(&events).await?;
-                    store.touch_tokens(&used).await?;
-                    return Ok(TokenChange::Flushed);
-                }
-            };
-            reload(&store, &authenticator).await?;
-            Ok(change)
+    fn handle(&mut self, message: RotateToken, _: &mut Self::Context) -> Self::Result {
+        self.change(move |store| async move {
+            admin::rotate(&store, &message.id, message.overlap, &message.by).await
         })
+    }
+}
+
+impl Handler<ListTokens> for AuthActor {
+    type Result = ResponseFuture<Result<Vec<TokenRecord>, AdminError>>;
+
+    fn handle(&mut self, _: ListTokens, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { admin::list(&store).await })
+    }
+}
+
+impl Handler<FlushAudit> for AuthActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, _: FlushAudit, _: &mut Self::Context) -> Self::Result {
+        let (events, used) = self.audit.drain();
+        Box::pin(write_audit(self.store.clone(), events, used))
     }
 }
 

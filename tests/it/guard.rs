@@ -103,7 +103,7 @@ async fn tokens_are_created_rotated_with_overlap_expire_and_are_revoked() {
     server
         .server
         .auth
-        .send(phone_agent::guard::auth::ManageTokens::Flush)
+        .send(phone_agent::guard::auth::FlushAudit)
         .await
         .unwrap()
         .unwrap();
