@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use actix::{Addr, Handler, Message};
+use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiJson, Authorized, TokensAdmin};
-use crate::guard::admin::{AdminError, ChangedBy, Issued, NewToken};
+use crate::guard::admin::{ChangedBy, Issued, NewToken};
 use crate::guard::auth::{AuthActor, CreateToken, ListTokens, Principal, RevokeToken, RotateToken};
 use crate::guard::token::Scopes;
 use crate::http::error::HttpError;
@@ -37,21 +37,6 @@ pub struct RotateTokenBody {
     overlap_seconds: Option<u64>,
 }
 
-/// Sends `message` to the AuthActor and waits for its reply.
-async fn ask<M, T>(actor: &Addr<AuthActor>, message: M) -> Result<T, HttpError>
-where
-    M: Message<Result = Result<T, AdminError>> + Send + 'static,
-    T: Send + 'static,
-    AuthActor: Handler<M>,
-{
-    match actor.send(message).await {
-        Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(AdminError::Invalid(message))) => Err(HttpError::bad_request(message)),
-        Ok(Err(AdminError::Store(error))) => Err(HttpError::internal(error)),
-        Err(error) => Err(HttpError::internal(error)),
-    }
-}
-
 fn by(principal: &Principal) -> ChangedBy {
     ChangedBy::Token {
         id: principal.token_id.to_string(),
@@ -68,7 +53,7 @@ pub async fn list(
     _: Authorized<TokensAdmin>,
     actor: web::Data<Addr<AuthActor>>,
 ) -> Result<HttpResponse, HttpError> {
-    let tokens = ask(&actor, ListTokens).await?;
+    let tokens = actor.send(ListTokens).await??;
     Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
 }
 
@@ -87,7 +72,7 @@ pub async fn create(
         token,
         by: by(&principal),
     };
-    Ok(issued(ask(&actor, message).await?))
+    Ok(issued(actor.send(message).await??))
 }
 
 /// `DELETE /api/tokens/{id}`: 204, or 404 when there is no live token by that id.
@@ -100,7 +85,7 @@ pub async fn revoke(
         id: id.into_inner(),
         by: by(&principal),
     };
-    if ask(&actor, message).await? {
+    if actor.send(message).await?? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(HttpError::NotFound)
@@ -121,6 +106,6 @@ pub async fn rotate(
             .map_or(DEFAULT_ROTATION_OVERLAP, Duration::from_secs),
         by: by(&principal),
     };
-    let replacement = ask(&actor, message).await?;
+    let replacement = actor.send(message).await??;
     replacement.map(issued).ok_or(HttpError::NotFound)
 }
