@@ -3,37 +3,48 @@
 //! # Layout
 //!
 //! The real-time core (audio, the per-call actor tree, engine traits) is the `phone-agent-actors`
-//! crate in `actors/`. This crate holds the edges:
+//! crate in `actors/`. This crate holds its edges, then the tools that talk to a server, then the
+//! command line that starts either.
 //!
-//! - [`cli`]: `phone-agent serve | loadgen` (clap).
+//! The server, from start-up inwards along a request:
+//!
 //! - [`config`]: environment/`.env` → a validated [`config::Config`].
-//! - [`logging`], [`redact`]: tracing set-up and masking of phone numbers.
-//! - [`server`]: binding, serving, draining shutdown.
-//! - [`http`]: the actix-web app: middleware, voice webhook, media WebSocket, the API, health.
+//! - [`logging`]: tracing set-up; [`redact`]: masked phone numbers and secrets that never print.
+//! - [`server`]: opening the store, binding, serving, draining shutdown.
+//! - [`http`]: the actix-web app: request ids and security headers, the guard middleware, the
+//!   voice webhook, the media WebSocket, the API, health and metrics; errors become HTTP in
+//!   [`http::error`].
+//! - [`guard`]: client IPs, bearer tokens, rate limits, lockouts, the audit log
+//!   ([`guard::auth::AuthActor`], [`guard::rate_limit::RateLimitActor`]).
 //! - [`twilio`]: request signatures, stream tokens and TwiML.
-//! - [`guard`]: bearer tokens, rate limits, lockouts, the audit log ([`guard::auth::AuthActor`],
-//!   [`guard::rate_limit::RateLimitActor`]).
 //! - [`store`]: SQLite/PostgreSQL persistence with sealed sensitive columns.
 //! - [`tls`]: optional in-process TLS.
-//! - [`engines`]: engine adapters: the loopback set, and the scripted agent (a `Dialogue`).
-//! - [`sim`]: a Twilio-faithful client (voice webhook, media socket), used by loadgen and tests.
-//! - [`loadgen`]: many simulated calls, measuring the latency the server adds.
+//! - [`engines`]: engine adapters: embedded recognition and voices, the scripted agent (a
+//!   `Dialogue`), the loopback set.
+//!
+//! The client tools ([`client`]), which talk to a server as Twilio would:
+//!
+//! - [`client::sim`]: a Twilio-faithful client (voice webhook, media socket).
+//! - [`client::caller`]: one spoken conversation with a server (`phone-agent call`).
+//! - [`client::loadgen`]: many simulated calls, measuring the latency the server adds.
+//! - [`client::wav`]: WAV reading and writing (caller audio, recordings).
+//!
+//! The command line ([`cli`], clap): `phone-agent [serve]` ([`cli::serve`]), `call`, `loadgen`,
+//! and `token create|list|revoke|rotate` ([`cli::token`]).
 
 #![warn(missing_docs)]
 
-pub mod caller;
-pub mod cli;
 pub mod config;
 pub mod engines;
 pub mod guard;
 pub mod http;
-pub mod loadgen;
 pub mod logging;
 pub mod redact;
 pub mod server;
-pub mod sim;
 pub mod store;
 pub mod tls;
-pub mod token_cli;
 pub mod twilio;
-pub mod wav;
+
+pub mod client;
+
+pub mod cli;

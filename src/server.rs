@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, SecuritySettings};
 use crate::guard::audit::AuditLog;
-use crate::guard::auth::{reload, AuthActor, Authenticator, ManageTokens};
+use crate::guard::auth::{reload, AuthActor, Authenticator, FlushAudit};
 use crate::guard::client_ip::ProxyTrust;
 use crate::guard::rate_limit::{RateLimitActor, RateLimits};
 use crate::guard::Guard;
@@ -170,7 +170,7 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
             drain(&calls, drain_timeout).await;
         }
         handle.stop(true).await;
-        let _ = flush.send(ManageTokens::Flush).await;
+        let _ = flush.send(FlushAudit).await;
     });
     let done = actix_web::rt::spawn(server);
     tracing::info!(%local_addr, tls = security.tls.is_some(), "listening");

@@ -73,6 +73,7 @@ pub struct SecuritySettings {
 }
 
 impl SecuritySettings {
+    /// Every security variable; the first bad one stops start-up.
     pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         vars: &Vars<'_, F>,
     ) -> Result<Self, ConfigError> {
@@ -86,8 +87,28 @@ impl SecuritySettings {
                 ))
             }
         };
+        // Struct fields are evaluated in the order written: this is the order variables are checked in.
+        Ok(Self {
+            production,
+            storage: StorageSettings::from_vars(vars)?,
+            twilio: TwilioSettings::from_vars(vars, production)?,
+            auth: AuthSettings::from_vars(vars)?,
+            rate_limits: RateLimitSettings::from_vars(vars)?,
+            proxy_trust: if flag(vars, "TRUST_PROXY", false)? {
+                ProxyTrust::OneProxy
+            } else {
+                ProxyTrust::None
+            },
+            tls: TlsFiles::from_vars(vars)?,
+        })
+    }
+}
+
+impl StorageSettings {
+    /// `DATA_DIR`, `DATABASE_URL`, `DATA_KEY`.
+    fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
         let data_dir = PathBuf::from(vars.get("DATA_DIR").unwrap_or_else(|| "data".into()));
-        let mut storage = StorageSettings::in_dir(data_dir);
+        let mut storage = Self::in_dir(data_dir);
         if let Some(url) = vars.get("DATABASE_URL") {
             if !["sqlite:", "postgres://", "postgresql://"]
                 .iter()
@@ -109,7 +130,18 @@ impl SecuritySettings {
             })?;
             storage.data_key = Some(Secret::new(key));
         }
-        let twilio = TwilioSettings {
+        Ok(storage)
+    }
+}
+
+impl TwilioSettings {
+    /// `TWILIO_AUTH_TOKEN`, `TWILIO_VALIDATE`; in `production` a token is required while
+    /// validation is on.
+    fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<'_, F>,
+        production: bool,
+    ) -> Result<Self, ConfigError> {
+        let twilio = Self {
             auth_token: vars.get("TWILIO_AUTH_TOKEN").map(Secret::new),
             validate: flag(vars, "TWILIO_VALIDATE", true)?,
         };
@@ -120,24 +152,37 @@ impl SecuritySettings {
                     .into(),
             ));
         }
-        let penalty = |prefix: &'static str,
-                       names: [&'static str; 4],
-                       defaults: [&str; 4]|
-         -> Result<PenaltySettings, ConfigError> {
-            let settings = PenaltySettings {
-                threshold: vars.bounded(names[0], defaults[0], 1..=10_000)?,
-                window: vars.duration(names[1], defaults[1])?,
-                base: vars.duration(names[2], defaults[2])?,
-                cap: vars.duration(names[3], defaults[3])?,
-            };
-            if settings.cap < settings.base {
-                return Err(vars.invalid(names[3], format!("must be at least {prefix}")));
-            }
-            Ok(settings)
+        Ok(twilio)
+    }
+}
+
+impl PenaltySettings {
+    /// The four variables of a penalty box, `[strikes, window, block, block max]`, with their
+    /// defaults; the longest block may not be shorter than the first.
+    fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<'_, F>,
+        names: [&'static str; 4],
+        defaults: [&str; 4],
+    ) -> Result<Self, ConfigError> {
+        let settings = Self {
+            threshold: vars.bounded(names[0], defaults[0], 1..=10_000)?,
+            window: vars.duration(names[1], defaults[1])?,
+            base: vars.duration(names[2], defaults[2])?,
+            cap: vars.duration(names[3], defaults[3])?,
         };
-        let auth = AuthSettings {
-            lockout: penalty(
-                "AUTH_LOCKOUT",
+        if settings.cap < settings.base {
+            return Err(vars.invalid(names[3], format!("must be at least {}", names[2])));
+        }
+        Ok(settings)
+    }
+}
+
+impl AuthSettings {
+    /// `AUTH_LOCKOUT_*`, `AUTH_CACHE_REFRESH`, `AUDIT_FLUSH_INTERVAL`.
+    fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            lockout: PenaltySettings::from_vars(
+                vars,
                 [
                     "AUTH_LOCKOUT_FAILURES",
                     "AUTH_LOCKOUT_WINDOW",
@@ -148,7 +193,13 @@ impl SecuritySettings {
             )?,
             cache_refresh: vars.duration("AUTH_CACHE_REFRESH", "30s")?,
             flush_interval: vars.duration("AUDIT_FLUSH_INTERVAL", "2s")?,
-        };
+        })
+    }
+}
+
+impl RateLimitSettings {
+    /// `RATE_LIMIT_*` (the limit per class, then the blocks), `IP_ALLOW_LIST`, `IP_DENY_LIST`.
+    fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
         let limit = |name: &'static str, default: &str| {
             Limit::parse(&vars.get(name).unwrap_or_else(|| default.to_owned()))
                 .map_err(|message| vars.invalid(name, message))
@@ -157,15 +208,15 @@ impl SecuritySettings {
             IpList::parse(&vars.get(name).unwrap_or_default())
                 .map_err(|message| vars.invalid(name, message))
         };
-        let rate_limits = RateLimitSettings {
+        Ok(Self {
             limits: [
                 limit("RATE_LIMIT_API_READ", "600/min")?,
                 limit("RATE_LIMIT_API_WRITE", "60/min")?,
                 limit("RATE_LIMIT_WEBHOOKS", "600/min")?,
                 limit("RATE_LIMIT_TWILIO", "3000/min")?,
             ],
-            blocks: penalty(
-                "RATE_LIMIT_BLOCK",
+            blocks: PenaltySettings::from_vars(
+                vars,
                 [
                     "RATE_LIMIT_STRIKES",
                     "RATE_LIMIT_STRIKE_WINDOW",
@@ -176,30 +227,24 @@ impl SecuritySettings {
             )?,
             allow: list("IP_ALLOW_LIST")?,
             deny: list("IP_DENY_LIST")?,
-        };
-        let proxy_trust = if flag(vars, "TRUST_PROXY", false)? {
-            ProxyTrust::OneProxy
-        } else {
-            ProxyTrust::None
-        };
-        let tls = match (vars.get("TLS_CERT"), vars.get("TLS_KEY")) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
+        })
+    }
+}
+
+impl TlsFiles {
+    /// `TLS_CERT` and `TLS_KEY`: both or neither.
+    fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<'_, F>,
+    ) -> Result<Option<Self>, ConfigError> {
+        match (vars.get("TLS_CERT"), vars.get("TLS_KEY")) {
+            (Some(cert), Some(key)) => Ok(Some(Self {
                 cert: cert.into(),
                 key: key.into(),
-            }),
-            (None, None) => None,
-            (Some(_), None) => return Err(vars.invalid("TLS_KEY", "required with TLS_CERT".into())),
-            (None, Some(_)) => return Err(vars.invalid("TLS_CERT", "required with TLS_KEY".into())),
-        };
-        Ok(Self {
-            production,
-            storage,
-            twilio,
-            auth,
-            rate_limits,
-            proxy_trust,
-            tls,
-        })
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(vars.invalid("TLS_KEY", "required with TLS_CERT".into())),
+            (None, Some(_)) => Err(vars.invalid("TLS_CERT", "required with TLS_KEY".into())),
+        }
     }
 }
 

@@ -11,7 +11,11 @@
 //!
 //! Failed authentications count against the client's IP: `AUTH_LOCKOUT_FAILURES` within
 //! `AUTH_LOCKOUT_WINDOW` lock it out for `AUTH_LOCKOUT`, doubling up to `AUTH_LOCKOUT_MAX`.
+//!
+//! The authenticator is told the time, it does not ask: a monotonic `now` for lockouts and the
+//! wall clock (Unix milliseconds, as tokens expire) for expiry, so tests use made-up times.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +32,7 @@ use super::penalty::{PenaltyBox, PenaltySettings, Strike};
 use super::token::{constant_time_eq, hash_token, Scope, Scopes, TokenHash, TOKEN_PREFIX};
 use crate::store::audit::AuditEvent;
 use crate::store::tokens::{HashedToken, TokenRecord};
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How authentication behaves.
 #[derive(Debug, Clone, Copy)]
@@ -137,22 +141,27 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates `authorization` (the header's value) from `client`.
+    /// Authenticates `authorization` (the header's value) from `client` at `now`. `unix_ms`
+    /// reads the wall clock in Unix milliseconds ([`crate::store::now_ms`] outside tests); it is
+    /// called only for a token that expires and for a failure's audit row, so the common case
+    /// costs no second clock read.
     pub fn authenticate(
         &self,
         authorization: Option<&[u8]>,
         client: IpAddr,
+        now: Instant,
+        unix_ms: impl Fn() -> i64,
     ) -> Result<Principal, AuthFailure> {
-        if let Some(left) = self.lockout.blocked(client, Instant::now()) {
+        if let Some(left) = self.lockout.blocked(client, now) {
             return Err(AuthFailure::LockedOut(left));
         }
-        let outcome = self.check(authorization, client);
+        let outcome = self.check(authorization, client, &unix_ms);
         match &outcome {
             Ok(principal) => {
                 self.lockout.forgive(client);
                 self.audit.success(&principal.token_id, client);
             }
-            Err(failure) => self.fail(*failure, client),
+            Err(failure) => self.fail(*failure, client, now, unix_ms()),
         }
         outcome
     }
@@ -161,6 +170,7 @@ impl Authenticator {
         &self,
         authorization: Option<&[u8]>,
         client: IpAddr,
+        unix_ms: impl Fn() -> i64,
     ) -> Result<Principal, AuthFailure> {
         let token = authorization
             .and_then(bearer_token)
@@ -177,7 +187,7 @@ impl Authenticator {
         if cached.revoked {
             return Err(AuthFailure::Revoked);
         }
-        if cached.expires_at.is_some_and(|at| at <= now_ms()) {
+        if cached.expires_at.is_some_and(|at| at <= unix_ms()) {
             return Err(AuthFailure::Expired);
         }
         Ok(Principal {
@@ -188,9 +198,9 @@ impl Authenticator {
         })
     }
 
-    fn fail(&self, failure: AuthFailure, client: IpAddr) {
+    fn fail(&self, failure: AuthFailure, client: IpAddr, now: Instant, unix_ms: i64) {
         let mut detail = failure.reason().to_owned();
-        let kind = match self.lockout.strike(client, Instant::now()) {
+        let kind = match self.lockout.strike(client, now) {
             Strike::Counted => "auth.failure",
             Strike::Blocked(length, blocks) => {
                 detail = format!(
@@ -201,7 +211,7 @@ impl Authenticator {
             }
         };
         self.audit.record(AuditEvent {
-            at: now_ms(),
+            at: unix_ms,
             kind: kind.into(),
             token_id: None,
             client: Some(client.to_string()),
@@ -210,9 +220,9 @@ impl Authenticator {
         });
     }
 
-    /// Forgets IPs whose failures are old.
-    fn sweep(&self) {
-        self.lockout.sweep(Instant::now());
+    /// Forgets IPs whose failures are old at `now`.
+    fn sweep(&self, now: Instant) {
+        self.lockout.sweep(now);
     }
 }
 
@@ -234,6 +244,50 @@ fn parse_hash(hex: &str) -> Option<TokenHash> {
     }
     Some(hash)
 }
+
+/// Creates a token; the cache holds it before the reply.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Issued, AdminError>")]
+pub struct CreateToken {
+    /// The token's name, scopes and lifetime.
+    pub token: NewToken,
+    /// Who asked, for the audit trail.
+    pub by: ChangedBy,
+}
+
+/// Revokes a token at once; replies whether there was a live token by that id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, AdminError>")]
+pub struct RevokeToken {
+    /// The token's id (`tok_…`).
+    pub id: String,
+    /// Who asked, for the audit trail.
+    pub by: ChangedBy,
+}
+
+/// Replaces a token with a new one; the old one keeps working for `overlap`. Replies the
+/// replacement, or `None` when there is no live, unrotated token by that id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<Issued>, AdminError>")]
+pub struct RotateToken {
+    /// The token's id (`tok_…`).
+    pub id: String,
+    /// How long the old token keeps working.
+    pub overlap: Duration,
+    /// Who asked, for the audit trail.
+    pub by: ChangedBy,
+}
+
+/// Lists every token's record (never the tokens themselves), newest first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<TokenRecord>, AdminError>")]
+pub struct ListTokens;
+
+/// Writes the pending audit rows and last-used times now, instead of at the next flush
+/// interval (shutdown, tests).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct FlushAudit;
 
 /// Owns the token state: loads and refreshes the [`Authenticator`]'s cache, applies token changes
 /// from the API, and flushes the audit trail.
@@ -279,19 +333,33 @@ impl AuthActor {
         if events.is_empty() && used.is_empty() {
             return;
         }
-        let store = self.store.clone();
         ctx.spawn(
-            async move {
-                store.append_audit(&events).await?;
-                store.touch_tokens(&used).await
-            }
-            .into_actor(self)
-            .map(|result, _, _| {
-                if let Err(error) = result {
-                    tracing::error!(%error, "audit flush failed");
-                }
-            }),
+            write_audit(self.store.clone(), events, used)
+                .into_actor(self)
+                .map(|result, _, _| {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "audit flush failed");
+                    }
+                }),
         );
+    }
+
+    /// Runs a token change on the store, then reloads the cache, so the change holds for every
+    /// request answered after the reply.
+    fn change<T, F>(
+        &self,
+        change: impl FnOnce(Store) -> F + 'static,
+    ) -> ResponseFuture<Result<T, AdminError>>
+    where
+        F: Future<Output = Result<T, AdminError>> + 'static,
+    {
+        let store = self.store.clone();
+        let authenticator = self.authenticator.clone();
+        Box::pin(async move {
+            let outcome = change(store.clone()).await?;
+            reload(&store, &authenticator).await?;
+            Ok(outcome)
+        })
     }
 }
 
@@ -301,6 +369,16 @@ pub async fn reload(store: &Store, authenticator: &Authenticator) -> Result<(), 
     Ok(())
 }
 
+/// Writes drained audit rows and last-used times.
+async fn write_audit(
+    store: Store,
+    events: Vec<AuditEvent>,
+    used: Vec<(String, i64)>,
+) -> Result<(), StoreError> {
+    store.append_audit(&events).await?;
+    store.touch_tokens(&used).await
+}
+
 impl Actor for AuthActor {
     type Context = Context<Self>;
 
@@ -308,7 +386,7 @@ impl Actor for AuthActor {
         ctx.run_interval(self.settings.cache_refresh, |actor, ctx| actor.refresh(ctx));
         ctx.run_interval(self.settings.flush_interval, |actor, ctx| {
             actor.flush(ctx);
-            actor.authenticator.sweep();
+            actor.authenticator.sweep(Instant::now());
         });
     }
 
@@ -318,69 +396,51 @@ impl Actor for AuthActor {
     }
 }
 
-/// A token change asked for through the API.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<TokenChange, AdminError>")]
-pub enum ManageTokens {
-    /// Create a token.
-    Create(NewToken, ChangedBy),
-    /// Revoke a token by id.
-    Revoke(String, ChangedBy),
-    /// Rotate a token by id, with this overlap.
-    Rotate(String, Duration, ChangedBy),
-    /// List every token.
-    List,
-    /// Write pending audit rows now (tests, shutdown).
-    Flush,
+impl Handler<CreateToken> for AuthActor {
+    type Result = ResponseFuture<Result<Issued, AdminError>>;
+
+    fn handle(&mut self, message: CreateToken, _: &mut Self::Context) -> Self::Result {
+        self.change(
+            move |store| async move { admin::create(&store, &message.token, &message.by).await },
+        )
+    }
 }
 
-/// What a [`ManageTokens`] did.
-#[derive(Debug)]
-pub enum TokenChange {
-    /// A token was issued (created or rotated in).
-    Issued(Issued),
-    /// A revocation happened (true) or found no live token (false).
-    Revoked(bool),
-    /// A rotation found no live, unrotated token.
-    NotFound,
-    /// The tokens.
-    Listed(Vec<TokenRecord>),
-    /// The audit rows were written.
-    Flushed,
+impl Handler<RevokeToken> for AuthActor {
+    type Result = ResponseFuture<Result<bool, AdminError>>;
+
+    fn handle(&mut self, message: RevokeToken, _: &mut Self::Context) -> Self::Result {
+        self.change(
+            move |store| async move { admin::revoke(&store, &message.id, &message.by).await },
+        )
+    }
 }
 
-impl Handler<ManageTokens> for AuthActor {
-    type Result = ResponseFuture<Result<TokenChange, AdminError>>;
+impl Handler<RotateToken> for AuthActor {
+    type Result = ResponseFuture<Result<Option<Issued>, AdminError>>;
 
-    fn handle(&mut self, request: ManageTokens, _: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
-        let authenticator = self.authenticator.clone();
-        let audit = self.audit.clone();
-        Box::pin(async move {
-            let change = match request {
-                ManageTokens::Create(new, by) => {
-                    TokenChange::Issued(admin::create(&store, &new, &by).await?)
-                }
-                ManageTokens::Revoke(id, by) => {
-                    TokenChange::Revoked(admin::revoke(&store, &id, &by).await?)
-                }
-                ManageTokens::Rotate(id, overlap, by) => {
-                    match admin::rotate(&store, &id, overlap, &by).await? {
-                        Some(issued) => TokenChange::Issued(issued),
-                        None => TokenChange::NotFound,
-                    }
-                }
-                ManageTokens::List => return Ok(TokenChange::Listed(admin::list(&store).await?)),
-                ManageTokens::Flush => {
-                    let (events, used) = audit.drain();
-                    store.append_audit(&events).await?;
-                    store.touch_tokens(&used).await?;
-                    return Ok(TokenChange::Flushed);
-                }
-            };
-            reload(&store, &authenticator).await?;
-            Ok(change)
+    fn handle(&mut self, message: RotateToken, _: &mut Self::Context) -> Self::Result {
+        self.change(move |store| async move {
+            admin::rotate(&store, &message.id, message.overlap, &message.by).await
         })
+    }
+}
+
+impl Handler<ListTokens> for AuthActor {
+    type Result = ResponseFuture<Result<Vec<TokenRecord>, AdminError>>;
+
+    fn handle(&mut self, _: ListTokens, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { admin::list(&store).await })
+    }
+}
+
+impl Handler<FlushAudit> for AuthActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, _: FlushAudit, _: &mut Self::Context) -> Self::Result {
+        let (events, used) = self.audit.drain();
+        Box::pin(write_audit(self.store.clone(), events, used))
     }
 }
 
@@ -390,14 +450,17 @@ mod tests {
     use crate::guard::token::mint;
 
     const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const SECOND: Duration = Duration::from_secs(1);
+    /// The made-up wall clock the tests run at (Unix milliseconds).
+    const NOW_MS: i64 = 1_700_000_000_000;
 
     fn authenticator(threshold: u32) -> Authenticator {
         Authenticator::new(
             PenaltySettings {
                 threshold,
-                window: Duration::from_secs(60),
-                base: Duration::from_secs(30),
-                cap: Duration::from_secs(300),
+                window: 60 * SECOND,
+                base: 30 * SECOND,
+                cap: 300 * SECOND,
             },
             Arc::new(AuditLog::default()),
         )
@@ -428,23 +491,33 @@ mod tests {
         format!("Bearer {token}").into_bytes()
     }
 
+    /// Authenticates `header` from `client` at `now` and the wall-clock time `unix_ms`.
+    fn at(
+        auth: &Authenticator,
+        header: Option<&[u8]>,
+        client: IpAddr,
+        now: Instant,
+        unix_ms: i64,
+    ) -> Result<Principal, AuthFailure> {
+        auth.authenticate(header, client, now, || unix_ms)
+    }
+
     #[test]
     fn valid_tokens_pass_and_each_kind_of_bad_one_fails() {
         let auth = authenticator(100);
+        let now = Instant::now();
         let [good, expired, revoked] = [mint().unwrap(), mint().unwrap(), mint().unwrap()];
         auth.load(&[
-            stored(&good.hash, "tok_good", Some(now_ms() + 60_000), None),
-            stored(&expired.hash, "tok_expired", Some(now_ms() - 1), None),
+            stored(&good.hash, "tok_good", Some(NOW_MS + 60_000), None),
+            stored(&expired.hash, "tok_expired", Some(NOW_MS - 1), None),
             stored(&revoked.hash, "tok_revoked", None, Some(1)),
         ]);
-        let principal = auth
-            .authenticate(Some(&header(&good.secret)), CLIENT)
-            .unwrap();
+        let principal = at(&auth, Some(&header(&good.secret)), CLIENT, now, NOW_MS).unwrap();
         assert_eq!(&*principal.token_id, "tok_good");
         assert!(principal.can(Scope::CallsRead));
         assert!(!principal.can(Scope::TokensAdmin));
         let lowercase = format!("bearer {}", good.secret).into_bytes();
-        assert!(auth.authenticate(Some(&lowercase), CLIENT).is_ok());
+        assert!(at(&auth, Some(&lowercase), CLIENT, now, NOW_MS).is_ok());
         let cases: [(Option<Vec<u8>>, AuthFailure); 6] = [
             (None, AuthFailure::Missing),
             (Some(b"Basic abc".to_vec()), AuthFailure::Missing),
@@ -455,50 +528,77 @@ mod tests {
         ];
         for (header, expected) in cases {
             assert_eq!(
-                auth.authenticate(header.as_deref(), CLIENT).unwrap_err(),
+                at(&auth, header.as_deref(), CLIENT, now, NOW_MS).unwrap_err(),
                 expected
             );
         }
     }
 
     #[test]
-    fn repeated_failures_lock_the_ip_out_even_for_good_tokens() {
+    fn a_token_works_until_its_expiry_and_not_from_then_on() {
+        let auth = authenticator(100);
+        let now = Instant::now();
+        let token = mint().unwrap();
+        let expires_at = NOW_MS + 1_000;
+        auth.load(&[stored(&token.hash, "tok_a", Some(expires_at), None)]);
+        let header = header(&token.secret);
+        assert!(at(&auth, Some(&header), CLIENT, now, expires_at - 1).is_ok());
+        for unix_ms in [expires_at, expires_at + 1] {
+            assert_eq!(
+                at(&auth, Some(&header), CLIENT, now, unix_ms).unwrap_err(),
+                AuthFailure::Expired
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_ip_out_even_for_good_tokens_for_a_doubling_time() {
         let auth = authenticator(3);
+        let t0 = Instant::now();
         let good = mint().unwrap();
         auth.load(&[stored(&good.hash, "tok_good", None, None)]);
+        let guess = |now| at(&auth, Some(&header("pa_live_x")), CLIENT, now, NOW_MS);
+        let with_good = |client, now| at(&auth, Some(&header(&good.secret)), client, now, NOW_MS);
         for _ in 0..3 {
-            assert!(auth
-                .authenticate(Some(&header("pa_live_x")), CLIENT)
-                .is_err());
+            guess(t0).unwrap_err();
         }
-        assert!(matches!(
-            auth.authenticate(Some(&header(&good.secret)), CLIENT),
-            Err(AuthFailure::LockedOut(left)) if left > Duration::from_secs(29)
-        ));
-        let elsewhere: IpAddr = [192, 0, 2, 2].into();
-        assert!(auth
-            .authenticate(Some(&header(&good.secret)), elsewhere)
-            .is_ok());
+        assert_eq!(
+            with_good(CLIENT, t0).unwrap_err(),
+            AuthFailure::LockedOut(30 * SECOND)
+        );
+        assert!(with_good([192, 0, 2, 2].into(), t0).is_ok(), "another IP");
+        assert_eq!(
+            with_good(CLIENT, t0 + 29 * SECOND).unwrap_err(),
+            AuthFailure::LockedOut(SECOND)
+        );
+        let t1 = t0 + 30 * SECOND;
+        assert!(with_good(CLIENT, t1).is_ok(), "unlocked");
+        for _ in 0..3 {
+            guess(t1).unwrap_err();
+        }
+        assert_eq!(
+            with_good(CLIENT, t1).unwrap_err(),
+            AuthFailure::LockedOut(60 * SECOND),
+            "doubled"
+        );
     }
 
     #[test]
     fn reloading_drops_deleted_tokens_and_applies_revocations() {
         let auth = authenticator(100);
+        let now = Instant::now();
         let token = mint().unwrap();
+        let header = header(&token.secret);
         auth.load(&[stored(&token.hash, "tok_a", None, None)]);
-        assert!(auth
-            .authenticate(Some(&header(&token.secret)), CLIENT)
-            .is_ok());
+        assert!(at(&auth, Some(&header), CLIENT, now, NOW_MS).is_ok());
         auth.load(&[stored(&token.hash, "tok_a", None, Some(5))]);
         assert_eq!(
-            auth.authenticate(Some(&header(&token.secret)), CLIENT)
-                .unwrap_err(),
+            at(&auth, Some(&header), CLIENT, now, NOW_MS).unwrap_err(),
             AuthFailure::Revoked
         );
         auth.load(&[]);
         assert_eq!(
-            auth.authenticate(Some(&header(&token.secret)), CLIENT)
-                .unwrap_err(),
+            at(&auth, Some(&header), CLIENT, now, NOW_MS).unwrap_err(),
             AuthFailure::Unknown
         );
     }

@@ -4,7 +4,12 @@
 //! Decisions are made on shared, lock-sharded state ([`RateLimits`]) by the request's own worker:
 //! no mailbox on the hot path. The [`RateLimitActor`] owns that state's upkeep (forgetting idle
 //! keys and quiet IPs).
+//!
+//! Time: the IP blocks are told the request's `now` (read once per request by the middleware);
+//! governor's GCRA reads the limiters' clock `C`, since its API cannot be told the time: quanta's
+//! in the server, a `FakeRelativeClock` in tests, which move it together with the `now` they pass.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -12,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context};
 use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
+use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::DashMapStateStore;
-use governor::{Quota, RateLimiter};
+use governor::{NotUntil, Quota, RateLimiter};
 
 use super::client_ip::IpList;
 use super::penalty::{PenaltyBox, PenaltySettings, Strike};
@@ -152,35 +157,45 @@ pub enum Refusal {
 /// A decision: go on (with the headroom left, unless the IP is allow-listed), or not.
 pub type Decision = Result<Option<Headroom>, Refusal>;
 
-type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, DefaultClock, StateInformationMiddleware>;
+type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, StateInformationMiddleware>;
 
-struct ClassLimiters {
-    limit: Limit,
-    by_ip: Keyed<IpAddr>,
-    by_token: Keyed<u64>,
+/// A limiter of `limit` per key, on `clock`.
+fn keyed<K: Hash + Eq + Clone, C: Clock>(limit: Limit, clock: C) -> Keyed<K, C> {
+    RateLimiter::new(limit.quota(), DashMapStateStore::default(), clock)
 }
 
-/// The limiters and blocks, shared by every worker.
-pub struct RateLimits {
-    classes: Vec<ClassLimiters>,
+struct ClassLimiters<C: Clock> {
+    limit: Limit,
+    by_ip: Keyed<IpAddr, C>,
+    by_token: Keyed<u64, C>,
+}
+
+/// The limiters and blocks, shared by every worker; governor's limiters read the clock `C`.
+pub struct RateLimits<C: Clock = DefaultClock> {
+    classes: Vec<ClassLimiters<C>>,
     blocks: PenaltyBox,
     allow: IpList,
     deny: IpList,
-    clock: DefaultClock,
+    clock: C,
 }
 
 impl RateLimits {
-    /// Limiters for `settings`.
+    /// Limiters for `settings` on the real clock.
     pub fn new(settings: &RateLimitSettings) -> Self {
+        Self::with_clock(settings, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RateLimits<C> {
+    /// Limiters for `settings` whose GCRA reads `clock` (tests pass a fake one).
+    pub fn with_clock(settings: &RateLimitSettings, clock: C) -> Self {
         let classes = settings
             .limits
             .iter()
             .map(|&limit| ClassLimiters {
                 limit,
-                by_ip: RateLimiter::dashmap(limit.quota())
-                    .with_middleware::<StateInformationMiddleware>(),
-                by_token: RateLimiter::dashmap(limit.quota())
-                    .with_middleware::<StateInformationMiddleware>(),
+                by_ip: keyed(limit, clock.clone()),
+                by_token: keyed(limit, clock.clone()),
             })
             .collect();
         Self {
@@ -188,7 +203,7 @@ impl RateLimits {
             blocks: PenaltyBox::new(settings.blocks),
             allow: settings.allow.clone(),
             deny: settings.deny.clone(),
-            clock: DefaultClock::default(),
+            clock,
         }
     }
 
@@ -197,15 +212,14 @@ impl RateLimits {
         self.allow.contains(ip)
     }
 
-    /// Counts a request from `ip` in `class`.
-    pub fn check_ip(&self, ip: IpAddr, class: EndpointClass) -> Decision {
+    /// Counts a request from `ip` in `class`, made at `now`.
+    pub fn check_ip(&self, ip: IpAddr, class: EndpointClass, now: Instant) -> Decision {
         if self.deny.contains(ip) {
             return Err(Refusal::Denied);
         }
         if self.allowed(ip) {
             return Ok(None);
         }
-        let now = Instant::now();
         if let Some(retry_after) = self.blocks.blocked(ip, now) {
             return Err(Refusal::Blocked { retry_after });
         }
@@ -219,23 +233,26 @@ impl RateLimits {
         )
     }
 
-    /// Counts a request by the token keyed `token` (from `ip`) in `class`.
-    pub fn check_token(&self, token: u64, ip: IpAddr, class: EndpointClass) -> Decision {
+    /// Counts a request by the token keyed `token` (from `ip`) in `class`, made at `now`.
+    pub fn check_token(
+        &self,
+        token: u64,
+        ip: IpAddr,
+        class: EndpointClass,
+        now: Instant,
+    ) -> Decision {
         if self.allowed(ip) {
             return Ok(None);
         }
         let limiters = &self.classes[class as usize];
         let outcome = limiters.by_token.check_key(&token);
-        self.decide(limiters.limit, outcome, ip, class, Instant::now())
+        self.decide(limiters.limit, outcome, ip, class, now)
     }
 
     fn decide(
         &self,
         limit: Limit,
-        outcome: Result<
-            governor::middleware::StateSnapshot,
-            governor::NotUntil<<DefaultClock as Clock>::Instant>,
-        >,
+        outcome: Result<StateSnapshot, NotUntil<C::Instant>>,
         ip: IpAddr,
         class: EndpointClass,
         now: Instant,
@@ -271,15 +288,15 @@ impl RateLimits {
         }
     }
 
-    /// Forgets idle keys and quiet IPs.
-    pub fn sweep(&self) {
+    /// Forgets idle keys, and IPs quiet at `now`.
+    pub fn sweep(&self, now: Instant) {
         for class in &self.classes {
             class.by_ip.retain_recent();
             class.by_token.retain_recent();
             class.by_ip.shrink_to_fit();
             class.by_token.shrink_to_fit();
         }
-        self.blocks.sweep(Instant::now());
+        self.blocks.sweep(now);
     }
 }
 
@@ -302,7 +319,9 @@ impl Actor for RateLimitActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(SWEEP_INTERVAL, |actor, _| actor.limits.sweep());
+        ctx.run_interval(SWEEP_INTERVAL, |actor, _| {
+            actor.limits.sweep(Instant::now())
+        });
     }
 }
 
@@ -310,6 +329,9 @@ impl Actor for RateLimitActor {
 mod tests {
     use super::*;
     use actix_web::http::Method;
+    use governor::clock::FakeRelativeClock;
+
+    const SECOND: Duration = Duration::from_secs(1);
 
     fn settings(limit: &str) -> RateLimitSettings {
         let limit = Limit::parse(limit).unwrap();
@@ -323,6 +345,34 @@ mod tests {
             },
             allow: IpList::parse("10.9.0.0/16").unwrap(),
             deny: IpList::parse("10.6.6.6").unwrap(),
+        }
+    }
+
+    /// Rate limits on made-up time: governor's fake clock and the `now` the blocks are told,
+    /// moved together.
+    struct FakeTime {
+        limits: RateLimits<FakeRelativeClock>,
+        clock: FakeRelativeClock,
+        now: Instant,
+    }
+
+    impl FakeTime {
+        fn new(limit: &str) -> Self {
+            let clock = FakeRelativeClock::default();
+            Self {
+                limits: RateLimits::with_clock(&settings(limit), clock.clone()),
+                clock,
+                now: Instant::now(),
+            }
+        }
+
+        fn advance(&mut self, by: Duration) {
+            self.clock.advance(by);
+            self.now += by;
+        }
+
+        fn check_ip(&self, ip: IpAddr, class: EndpointClass) -> Decision {
+            self.limits.check_ip(ip, class, self.now)
         }
     }
 
@@ -366,57 +416,75 @@ mod tests {
 
     #[test]
     fn each_key_has_its_own_budget_and_excess_says_when_to_retry() {
-        let limits = RateLimits::new(&settings("3/min"));
+        let time = FakeTime::new("3/min");
         let a: IpAddr = [192, 0, 2, 1].into();
         let b: IpAddr = [192, 0, 2, 2].into();
-        let first = limits.check_ip(a, EndpointClass::ApiRead).unwrap().unwrap();
+        let first = time.check_ip(a, EndpointClass::ApiRead).unwrap().unwrap();
         assert_eq!((first.limit, first.remaining), (3, 2));
-        assert_eq!(first.reset, Duration::from_secs(20));
-        limits.check_ip(a, EndpointClass::ApiRead).unwrap();
-        limits.check_ip(a, EndpointClass::ApiRead).unwrap();
-        match limits.check_ip(a, EndpointClass::ApiRead) {
-            Err(Refusal::Limited { retry_after, limit }) => {
-                assert_eq!(limit, 3);
-                assert!(
-                    retry_after > Duration::from_secs(15) && retry_after <= Duration::from_secs(20)
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(first.reset, 20 * SECOND);
+        time.check_ip(a, EndpointClass::ApiRead).unwrap();
+        time.check_ip(a, EndpointClass::ApiRead).unwrap();
+        assert_eq!(
+            time.check_ip(a, EndpointClass::ApiRead),
+            Err(Refusal::Limited {
+                retry_after: 20 * SECOND,
+                limit: 3
+            })
+        );
         assert!(
-            limits.check_ip(b, EndpointClass::ApiRead).is_ok(),
+            time.check_ip(b, EndpointClass::ApiRead).is_ok(),
             "another IP"
         );
         assert!(
-            limits.check_ip(a, EndpointClass::ApiWrite).is_ok(),
+            time.check_ip(a, EndpointClass::ApiWrite).is_ok(),
             "another class"
         );
         assert!(
-            limits.check_token(7, a, EndpointClass::ApiRead).is_ok(),
+            time.limits
+                .check_token(7, a, EndpointClass::ApiRead, time.now)
+                .is_ok(),
             "a token"
         );
     }
 
     #[test]
-    fn repeated_excess_blocks_the_ip() {
-        let limits = RateLimits::new(&settings("1/min"));
+    fn a_spent_budget_refills_at_the_limits_pace() {
+        let mut time = FakeTime::new("3/min");
         let ip: IpAddr = [192, 0, 2, 1].into();
-        limits.check_ip(ip, EndpointClass::ApiRead).unwrap();
+        for _ in 0..3 {
+            time.check_ip(ip, EndpointClass::ApiRead).unwrap();
+        }
+        time.advance(19 * SECOND);
+        assert!(matches!(
+            time.check_ip(ip, EndpointClass::ApiRead),
+            Err(Refusal::Limited { retry_after, .. }) if retry_after == SECOND
+        ));
+        time.advance(SECOND);
+        let refilled = time.check_ip(ip, EndpointClass::ApiRead).unwrap().unwrap();
+        assert_eq!(refilled.remaining, 0);
+        assert!(time.check_ip(ip, EndpointClass::ApiRead).is_err());
+    }
+
+    #[test]
+    fn repeated_excess_blocks_the_ip() {
+        let time = FakeTime::new("1/min");
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        time.check_ip(ip, EndpointClass::ApiRead).unwrap();
         for _ in 0..2 {
             assert!(matches!(
-                limits.check_ip(ip, EndpointClass::ApiRead),
+                time.check_ip(ip, EndpointClass::ApiRead),
                 Err(Refusal::Limited { .. })
             ));
         }
         assert_eq!(
-            limits.check_ip(ip, EndpointClass::ApiRead),
+            time.check_ip(ip, EndpointClass::ApiRead),
             Err(Refusal::Blocked {
-                retry_after: Duration::from_secs(10)
+                retry_after: 10 * SECOND
             })
         );
         assert!(
             matches!(
-                limits.check_ip(ip, EndpointClass::Twilio),
+                time.check_ip(ip, EndpointClass::Twilio),
                 Err(Refusal::Blocked { .. })
             ),
             "a block covers every class"
@@ -424,14 +492,47 @@ mod tests {
     }
 
     #[test]
+    fn a_block_ends_after_its_time_and_the_next_one_doubles() {
+        let mut time = FakeTime::new("1/min");
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        time.check_ip(ip, EndpointClass::ApiRead).unwrap();
+        for _ in 0..3 {
+            time.check_ip(ip, EndpointClass::ApiRead).unwrap_err();
+        }
+        time.advance(9 * SECOND);
+        assert_eq!(
+            time.check_ip(ip, EndpointClass::ApiRead),
+            Err(Refusal::Blocked {
+                retry_after: SECOND
+            })
+        );
+        time.advance(SECOND);
+        assert!(
+            matches!(
+                time.check_ip(ip, EndpointClass::ApiRead),
+                Err(Refusal::Limited { .. })
+            ),
+            "the block is over; the minute's budget is still spent"
+        );
+        time.check_ip(ip, EndpointClass::ApiRead).unwrap_err();
+        assert_eq!(
+            time.check_ip(ip, EndpointClass::ApiRead),
+            Err(Refusal::Blocked {
+                retry_after: 20 * SECOND
+            }),
+            "doubled"
+        );
+    }
+
+    #[test]
     fn allow_and_deny_lists_come_first() {
-        let limits = RateLimits::new(&settings("1/min"));
+        let time = FakeTime::new("1/min");
         let allowed: IpAddr = [10, 9, 1, 1].into();
         for _ in 0..10 {
-            assert_eq!(limits.check_ip(allowed, EndpointClass::Twilio), Ok(None));
+            assert_eq!(time.check_ip(allowed, EndpointClass::Twilio), Ok(None));
         }
         assert_eq!(
-            limits.check_ip([10, 6, 6, 6].into(), EndpointClass::ApiRead),
+            time.check_ip([10, 6, 6, 6].into(), EndpointClass::ApiRead),
             Err(Refusal::Denied)
         );
     }

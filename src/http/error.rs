@@ -1,17 +1,23 @@
 //! The one place errors become HTTP responses: `{"error":{"code","message","request_id"}}` with
-//! generic public messages (details go to the logs where they happen). [`super::frame`] adds the
-//! request id and gives every other error status (actix's own 404/405, extractor errors) the same
-//! envelope.
+//! generic public messages. The other modules' errors (guard refusals, token administration,
+//! storage, stream tokens, request bodies) become an [`HttpError`] here, through `From`, and their
+//! causes go to the logs, never into a response. [`super::frame`] adds the request id and gives
+//! every other error status (actix's own 404/405, extractor errors) the same envelope.
 
 use std::time::Duration;
 
+use actix::MailboxError;
+use actix_web::error::UrlencodedError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::guard::admin::AdminError;
 use crate::guard::auth::AuthFailure;
 use crate::guard::rate_limit::Refusal;
+use crate::store::StoreError;
+use crate::twilio::stream_token::RandomError;
 
 /// An error a handler or guard returns; its public message never carries a cause.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,11 @@ impl HttpError {
     /// A bad request naming the field.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest(message.into())
+    }
+
+    /// A body that is not JSON at all (the parser's position is not repeated).
+    pub fn malformed_json() -> Self {
+        Self::bad_request("invalid body: malformed JSON")
     }
 
     /// Logs a failure on our side and answers a generic 500.
@@ -112,6 +123,67 @@ impl From<Refusal> for HttpError {
             Refusal::Limited { retry_after, .. } | Refusal::Blocked { retry_after } => {
                 Self::TooManyRequests(retry_after)
             }
+        }
+    }
+}
+
+impl From<AdminError> for HttpError {
+    /// An invalid token request names its field; a storage failure is a generic 500.
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::Invalid(message) => Self::bad_request(message),
+            AdminError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<StoreError> for HttpError {
+    fn from(error: StoreError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<MailboxError> for HttpError {
+    /// An actor that is gone or did not answer (the AuthActor during shutdown).
+    fn from(error: MailboxError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<RandomError> for HttpError {
+    fn from(error: RandomError) -> Self {
+        tracing::error!(%error, "cannot mint a stream token");
+        Self::Internal
+    }
+}
+
+impl From<UrlencodedError> for HttpError {
+    /// A webhook's form body: the wrong content type, too large, or not a form.
+    fn from(error: UrlencodedError) -> Self {
+        tracing::info!(%error, "rejected webhook form body");
+        match error {
+            UrlencodedError::ContentType => Self::UnsupportedMediaType,
+            UrlencodedError::Overflow { .. } => Self::PayloadTooLarge,
+            _ => Self::bad_request("invalid form body"),
+        }
+    }
+}
+
+impl From<serde_path_to_error::Error<serde_json::Error>> for HttpError {
+    /// serde's data errors name the expected type, from our own schema; the path names the field.
+    /// Syntax errors say only that the JSON is malformed.
+    fn from(error: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = error.path().to_string();
+        let inner = error.inner();
+        if !inner.is_data() {
+            return Self::malformed_json();
+        }
+        let message = inner.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        if path == "." {
+            Self::bad_request(format!("invalid body: {message}"))
+        } else {
+            Self::bad_request(format!("invalid body: {path}: {message}"))
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `/twilio/`.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -14,6 +15,7 @@ use super::error::{whole_seconds, HttpError};
 use crate::guard::client_ip::client_ip;
 use crate::guard::rate_limit::{EndpointClass, Headroom};
 use crate::guard::Guard;
+use crate::store::now_ms;
 use crate::twilio::signature::{SignedRequest, TwilioSigner, SIGNATURE_HEADER};
 
 /// The client's address as the guards saw it (in the request's extensions).
@@ -21,7 +23,8 @@ use crate::twilio::signature::{SignedRequest, TwilioSigner, SIGNATURE_HEADER};
 pub struct ClientIp(pub IpAddr);
 
 /// Rate limits (per IP, then per token), then authentication on `/api/`; adds the `RateLimit-*`
-/// headers of the tighter limit to the response.
+/// headers of the tighter limit to the response. The clock is read here, once per request, and
+/// every guard decides at that time.
 pub async fn guard(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -35,7 +38,8 @@ pub async fn guard(
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     request.extensions_mut().insert(ClientIp(client));
     let class = EndpointClass::of(request.method(), request.path());
-    let mut headroom = match guard.rate_limits.check_ip(client, class) {
+    let now = Instant::now();
+    let mut headroom = match guard.rate_limits.check_ip(client, class, now) {
         Ok(headroom) => headroom,
         Err(refusal) => return Ok(request.error_response(HttpError::from(refusal))),
     };
@@ -44,13 +48,16 @@ pub async fn guard(
             .headers()
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        let principal = match guard.authenticator.authenticate(authorization, client) {
+        let principal = match guard
+            .authenticator
+            .authenticate(authorization, client, now, now_ms)
+        {
             Ok(principal) => principal,
             Err(failure) => return Ok(request.error_response(HttpError::from(failure))),
         };
         match guard
             .rate_limits
-            .check_token(principal.limit_key, client, class)
+            .check_token(principal.limit_key, client, class, now)
         {
             Ok(for_token) => headroom = for_token.map(|h| h.tighter(headroom)),
             Err(refusal) => return Ok(request.error_response(HttpError::from(refusal))),

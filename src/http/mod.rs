@@ -20,7 +20,6 @@ pub mod twilio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::error::UrlencodedError;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use phone_agent_actors::call::CallSettings;
@@ -58,15 +57,7 @@ impl AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let form = web::FormConfig::default()
         .limit(WEBHOOK_BODY_LIMIT)
-        .error_handler(|error, _| {
-            tracing::info!(%error, "rejected webhook form body");
-            match error {
-                UrlencodedError::ContentType => HttpError::UnsupportedMediaType,
-                UrlencodedError::Overflow { .. } => HttpError::PayloadTooLarge,
-                _ => HttpError::bad_request("invalid form body"),
-            }
-            .into()
-        });
+        .error_handler(|error, _| HttpError::from(error).into());
     cfg.service(
         web::scope("")
             .wrap(from_fn(guarded::guard))

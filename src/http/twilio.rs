@@ -45,10 +45,7 @@ pub async fn voice(
     }
     let call_sid = CallSid::parse(&form.call_sid)
         .ok_or_else(|| HttpError::bad_request("CallSid: not a Twilio CallSid"))?;
-    let token = state.tokens.mint(&call_sid).map_err(|error| {
-        tracing::error!(%error, "cannot mint a stream token");
-        HttpError::Internal
-    })?;
+    let token = state.tokens.mint(&call_sid)?;
     tracing::info!(
         call_sid = %call_sid,
         from = %mask_phone(&form.from),

@@ -1,7 +1,7 @@
 //! Each bad input closes its own socket with a code and a reason, and never touches another call.
 
 use awc::ws;
-use phone_agent::sim::MediaConnection;
+use phone_agent::client::sim::MediaConnection;
 
 use crate::support::*;
 
@@ -130,7 +130,7 @@ async fn unknown_token_is_rejected_before_any_audio() {
         // No audio comes back: the close is the first thing the server sends.
         assert_eq!(
             within(media.recv()).await,
-            Some(phone_agent::sim::Received::Close {
+            Some(phone_agent::client::sim::Received::Close {
                 code: Some(1008),
                 reason: "stream rejected".into()
             })

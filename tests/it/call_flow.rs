@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use phone_agent::sim::Received;
+use phone_agent::client::sim::Received;
 
 use crate::support::*;
 

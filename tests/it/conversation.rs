@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use phone_agent::client::sim::{MediaConnection, Received};
 use phone_agent::config::Config;
-use phone_agent::sim::{MediaConnection, Received};
 use phone_agent_actors::engines::{ChatMessage, DialogueAction, Role, TranscriptEvent};
 
 use crate::support::directed::*;

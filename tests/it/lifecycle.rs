@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream;
+use phone_agent::client::sim::Received;
 use phone_agent::engines;
-use phone_agent::sim::Received;
 use phone_agent_actors::engines::{
     last_caller_line, CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession,
     EngineError, EngineStream,

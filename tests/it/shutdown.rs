@@ -1,7 +1,7 @@
 //! Graceful shutdown: refuse new calls, let live ones finish, close the rest after the drain timeout.
 
 use crate::support::*;
-use phone_agent::sim::SimError;
+use phone_agent::client::sim::SimError;
 
 #[actix_rt::test]
 async fn shutdown_refuses_new_calls_and_waits_for_live_ones() {

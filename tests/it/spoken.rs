@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use phone_agent::caller::turns::CallerTurn;
-use phone_agent::caller::{self, CallArgs, CallReport, CallerEngines};
+use phone_agent::client::caller::turns::CallerTurn;
+use phone_agent::client::caller::{self, CallArgs, CallReport, CallerEngines};
 use phone_agent::engines::embedded;
 use phone_agent::engines::script::agent::AgentScript;
 use phone_agent::engines::script::conversation::Extraction;
@@ -16,7 +16,7 @@ use phone_agent_actors::engines::EngineSet;
 
 use crate::embedded::{models_dir, settings};
 use crate::support::{test_config, TestServer, PUBLIC_HOST, TWILIO_AUTH_TOKEN};
-use phone_agent::sim::TwilioAccountArgs;
+use phone_agent::client::sim::TwilioAccountArgs;
 
 /// A server on the embedded engines whose calls' extractions are kept.
 async fn spoken_server() -> (TestServer, Arc<Mutex<Option<Extraction>>>) {

@@ -4,9 +4,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use futures_util::stream;
+use phone_agent::client::sim::Received;
 use phone_agent::engines;
 use phone_agent::engines::loopback::LoopbackStt;
-use phone_agent::sim::Received;
 use phone_agent_actors::engines::{CallContext, EngineError, SpeechToText, SttSession};
 use tokio::sync::mpsc;
 

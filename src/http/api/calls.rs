@@ -48,7 +48,7 @@ pub async fn list(
     let cursor = match &query.before {
         None => None,
         Some(sid) => {
-            let call = store.call(sid).await.map_err(HttpError::internal)?;
+            let call = store.call(sid).await?;
             let call = call.ok_or_else(|| HttpError::bad_request("before: no such call"))?;
             Some((call.call_sid, call.created_at))
         }
@@ -57,7 +57,7 @@ pub async fn list(
         before: cursor.as_ref().map(|(sid, at)| (sid.as_str(), *at)),
         limit,
     };
-    let calls = store.calls(page).await.map_err(HttpError::internal)?;
+    let calls = store.calls(page).await?;
     let next = (calls.len() as i64 == limit)
         .then(|| calls.last().map(|c| c.call_sid.clone()))
         .flatten();
@@ -73,7 +73,7 @@ pub async fn get(
     store: web::Data<Store>,
     call_sid: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let call = store.call(&call_sid).await.map_err(HttpError::internal)?;
+    let call = store.call(&call_sid).await?;
     let call = call.ok_or(HttpError::NotFound)?;
     Ok(HttpResponse::Ok().json(public(&call)))
 }

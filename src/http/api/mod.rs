@@ -118,27 +118,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                 serde_path_to_error::deserialize(&mut deserializer).map_err(HttpError::from)?;
             deserializer
                 .end()
-                .map_err(|_| HttpError::bad_request("invalid body: malformed JSON"))?;
+                .map_err(|_| HttpError::malformed_json())?;
             Ok(ApiJson(value))
         })
-    }
-}
-
-impl From<serde_path_to_error::Error<serde_json::Error>> for HttpError {
-    /// serde's data errors name the expected type, from our own schema; the path names the field.
-    /// Syntax errors say only that the JSON is malformed.
-    fn from(error: serde_path_to_error::Error<serde_json::Error>) -> Self {
-        let path = error.path().to_string();
-        let inner = error.inner();
-        if !inner.is_data() {
-            return HttpError::bad_request("invalid body: malformed JSON");
-        }
-        let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message);
-        if path == "." {
-            HttpError::bad_request(format!("invalid body: {message}"))
-        } else {
-            HttpError::bad_request(format!("invalid body: {path}: {message}"))
-        }
     }
 }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiJson, Authorized, TokensAdmin};
-use crate::guard::admin::{AdminError, ChangedBy, Issued, NewToken};
-use crate::guard::auth::{AuthActor, ManageTokens, TokenChange};
+use crate::guard::admin::{ChangedBy, Issued, NewToken};
+use crate::guard::auth::{AuthActor, CreateToken, ListTokens, Principal, RevokeToken, RotateToken};
 use crate::guard::token::Scopes;
 use crate::http::error::HttpError;
 
@@ -20,7 +20,7 @@ pub const DEFAULT_ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// `POST /api/tokens` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateToken {
+pub struct CreateTokenBody {
     /// A name for people.
     name: String,
     /// At least one scope.
@@ -32,21 +32,12 @@ pub struct CreateToken {
 /// `POST /api/tokens/{id}/rotate` body (may be left out).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RotateToken {
+pub struct RotateTokenBody {
     /// How long the old token keeps working, in seconds (default a day).
     overlap_seconds: Option<u64>,
 }
 
-async fn manage(actor: &Addr<AuthActor>, request: ManageTokens) -> Result<TokenChange, HttpError> {
-    match actor.send(request).await {
-        Ok(Ok(change)) => Ok(change),
-        Ok(Err(AdminError::Invalid(message))) => Err(HttpError::bad_request(message)),
-        Ok(Err(AdminError::Store(error))) => Err(HttpError::internal(error)),
-        Err(error) => Err(HttpError::internal(error)),
-    }
-}
-
-fn by(principal: &crate::guard::auth::Principal) -> ChangedBy {
+fn by(principal: &Principal) -> ChangedBy {
     ChangedBy::Token {
         id: principal.token_id.to_string(),
         client: principal.client,
@@ -62,27 +53,26 @@ pub async fn list(
     _: Authorized<TokensAdmin>,
     actor: web::Data<Addr<AuthActor>>,
 ) -> Result<HttpResponse, HttpError> {
-    match manage(&actor, ManageTokens::List).await? {
-        TokenChange::Listed(tokens) => Ok(HttpResponse::Ok().json(json!({ "tokens": tokens }))),
-        _ => Err(HttpError::Internal),
-    }
+    let tokens = actor.send(ListTokens).await??;
+    Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
 }
 
 /// `POST /api/tokens`: 201 with the new token, shown once.
 pub async fn create(
     Authorized(principal, _): Authorized<TokensAdmin>,
     actor: web::Data<Addr<AuthActor>>,
-    ApiJson(body): ApiJson<CreateToken>,
+    ApiJson(body): ApiJson<CreateTokenBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let request = NewToken {
+    let token = NewToken {
         name: body.name,
         scopes: body.scopes,
         expires_in: body.expires_in_seconds.map(Duration::from_secs),
     };
-    match manage(&actor, ManageTokens::Create(request, by(&principal))).await? {
-        TokenChange::Issued(token) => Ok(issued(token)),
-        _ => Err(HttpError::Internal),
-    }
+    let message = CreateToken {
+        token,
+        by: by(&principal),
+    };
+    Ok(issued(actor.send(message).await??))
 }
 
 /// `DELETE /api/tokens/{id}`: 204, or 404 when there is no live token by that id.
@@ -91,15 +81,14 @@ pub async fn revoke(
     actor: web::Data<Addr<AuthActor>>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    match manage(
-        &actor,
-        ManageTokens::Revoke(id.into_inner(), by(&principal)),
-    )
-    .await?
-    {
-        TokenChange::Revoked(true) => Ok(HttpResponse::NoContent().finish()),
-        TokenChange::Revoked(false) => Err(HttpError::NotFound),
-        _ => Err(HttpError::Internal),
+    let message = RevokeToken {
+        id: id.into_inner(),
+        by: by(&principal),
+    };
+    if actor.send(message).await?? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(HttpError::NotFound)
     }
 }
 
@@ -108,15 +97,15 @@ pub async fn rotate(
     Authorized(principal, _): Authorized<TokensAdmin>,
     actor: web::Data<Addr<AuthActor>>,
     id: web::Path<String>,
-    ApiJson(body): ApiJson<RotateToken>,
+    ApiJson(body): ApiJson<RotateTokenBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let overlap = body
-        .overlap_seconds
-        .map_or(DEFAULT_ROTATION_OVERLAP, Duration::from_secs);
-    let request = ManageTokens::Rotate(id.into_inner(), overlap, by(&principal));
-    match manage(&actor, request).await? {
-        TokenChange::Issued(token) => Ok(issued(token)),
-        TokenChange::NotFound => Err(HttpError::NotFound),
-        _ => Err(HttpError::Internal),
-    }
+    let message = RotateToken {
+        id: id.into_inner(),
+        overlap: body
+            .overlap_seconds
+            .map_or(DEFAULT_ROTATION_OVERLAP, Duration::from_secs),
+        by: by(&principal),
+    };
+    let replacement = actor.send(message).await??;
+    replacement.map(issued).ok_or(HttpError::NotFound)
 }

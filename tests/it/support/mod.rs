@@ -8,13 +8,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use awc::http::Method;
+use phone_agent::client::sim::{MediaConnection, Received, StreamAnswer, TwilioSim};
 use phone_agent::config::{Config, StorageSettings};
 use phone_agent::engines;
 use phone_agent::guard::admin::{ChangedBy, NewToken};
-use phone_agent::guard::auth::{ManageTokens, TokenChange};
+use phone_agent::guard::auth::CreateToken;
 use phone_agent::guard::token::Scope;
 use phone_agent::server::{self, RunningServer};
-use phone_agent::sim::{MediaConnection, Received, StreamAnswer, TwilioSim};
 use phone_agent::store::sqlite_path;
 use phone_agent::twilio::signature::TwilioSigner;
 use phone_agent_actors::engines::EngineSet;
@@ -128,17 +128,16 @@ impl TestServer {
             scopes: scopes.iter().copied().collect(),
             expires_in: None,
         };
-        match self
-            .server
+        self.server
             .auth
-            .send(ManageTokens::Create(request, ChangedBy::Cli))
+            .send(CreateToken {
+                token: request,
+                by: ChangedBy::Cli,
+            })
             .await
             .expect("auth actor answers")
             .expect("token created")
-        {
-            TokenChange::Issued(issued) => issued.token,
-            other => panic!("unexpected {other:?}"),
-        }
+            .token
     }
 
     /// A request to `path` with `Authorization: Bearer token` when given.

@@ -1,15 +1,19 @@
-//! The command line: `phone-agent [serve]` runs the server; `call` and `loadgen` act as Twilio;
-//! `token` manages API tokens.
+//! The command line: `phone-agent [serve]` runs the server ([`serve`]); `call` and `loadgen` act
+//! as Twilio ([`crate::client::caller`], [`crate::client::loadgen`]); `token` manages API tokens
+//! ([`token`]).
+
+pub mod serve;
+pub mod token;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::caller::{self, CallArgs};
-use crate::config::{Config, EngineChoice};
-use crate::loadgen::{self, LoadgenArgs};
-use crate::token_cli::{self, TokenCommand};
-use crate::{engines, logging, server};
+use crate::client::caller::{self, CallArgs};
+use crate::client::loadgen::{self, LoadgenArgs};
+use crate::config::Config;
+use crate::logging;
+use token::TokenCommand;
 
 /// phone-agent: answers phone calls with an AI voice agent over Twilio Media Streams.
 #[derive(Debug, Parser)]
@@ -44,7 +48,7 @@ pub fn main() -> ExitCode {
         }
     }
     match Cli::parse().command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(),
+        Command::Serve => serve::run(),
         Command::Call(args) => {
             if caller::run(args) {
                 ExitCode::SUCCESS
@@ -59,7 +63,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Token(command) => token_cli::run(command),
+        Command::Token(command) => token::run(command),
     }
 }
 
@@ -75,44 +79,4 @@ pub fn configure() -> Result<Config, ExitCode> {
         ExitCode::from(2)
     })?;
     Ok(config)
-}
-
-fn serve() -> ExitCode {
-    let config = match configure() {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    if config.engines == EngineChoice::Loopback {
-        tracing::warn!(
-            "ENGINES=loopback: callers hear their own audio back (a diagnostic engine set)"
-        );
-    }
-    let engines = match engines::build(&config) {
-        Ok(engines) => engines,
-        Err(error) => {
-            tracing::error!(%error, "engines unavailable");
-            eprintln!("phone-agent: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = actix_web::rt::System::new().block_on(async move {
-        let server = server::start(&config, engines)
-            .await
-            .map_err(std::io::Error::other)?;
-        let trigger = server.shutdown_trigger();
-        actix_web::rt::spawn(async move {
-            server::shutdown_signal().await;
-            tracing::info!("shutdown signal received");
-            trigger.send_replace(true);
-        });
-        server.stopped().await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "server failed");
-            eprintln!("phone-agent: {error}");
-            ExitCode::FAILURE
-        }
-    }
 }

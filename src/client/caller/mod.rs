@@ -1,6 +1,6 @@
 //! `phone-agent call`: talk to a local server without a phone.
 //!
-//! A Twilio-faithful client ([`crate::sim`]): the voice webhook, then the media WebSocket. The
+//! A Twilio-faithful client ([`super::sim`]): the voice webhook, then the media WebSocket. The
 //! caller's turns are `--say` text (spoken by the embedded synthesizer), `--wav` files, or a
 //! `--script`; each is sent in real time, then the simulator waits for the agent's reply (or
 //! barges in with `--barge-in-after`). Afterwards the agent's replies are transcribed by the
@@ -16,12 +16,12 @@ use std::time::Duration;
 use clap::Args;
 use phone_agent_actors::audio::{mulaw, TELEPHONY_SAMPLE_RATE_HZ};
 
+use crate::client::sim::{SimError, TwilioAccountArgs};
+use crate::client::wav;
 use crate::engines::embedded::resample::ClipResampler;
 use crate::engines::embedded::stt::RecognitionWorker;
 use crate::engines::embedded::tts::Voice;
 use crate::engines::embedded::{self, EmbeddedSettings, ModelError};
-use crate::sim::{SimError, TwilioAccountArgs};
-use crate::wav;
 use session::{Recording, Timing};
 use turns::CallerTurn;
 

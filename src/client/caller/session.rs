@@ -8,7 +8,7 @@ use std::time::Duration;
 use phone_agent_actors::audio::{mulaw, FRAME_BYTES};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use crate::sim::{MediaConnection, Received, SimError};
+use crate::client::sim::{MediaConnection, Received, SimError};
 
 const FRAME_PERIOD: Duration = Duration::from_millis(20);
 const RATE_HZ: u64 = 8_000;

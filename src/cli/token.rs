@@ -46,7 +46,7 @@ pub enum TokenCommand {
 
 /// Runs a token subcommand.
 pub fn run(command: TokenCommand) -> ExitCode {
-    let config = match crate::cli::configure() {
+    let config = match super::configure() {
         Ok(config) => config,
         Err(code) => return code,
     };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures_util::future::join_all;
 
-use crate::sim::{Received, TwilioAccountArgs, TwilioSim};
+use crate::client::sim::{Received, TwilioAccountArgs, TwilioSim};
 
 /// Twilio sends one 20 ms frame per 20 ms.
 const FRAME_PERIOD: Duration = Duration::from_millis(20);
