@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use phone_agent::client::wav;
 use phone_agent::engines::embedded::vad::{SileroVad, VadState, CHUNK_SAMPLES};
 use phone_agent::engines::embedded::{self, onnx, EmbeddedSettings, RUNTIME_LIBRARY, VAD_MODEL};
+use phone_agent::wav;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -21,13 +21,14 @@
 //! - [`tls`]: optional in-process TLS.
 //! - [`engines`]: engine adapters: embedded recognition and voices, the scripted agent (a
 //!   `Dialogue`), the loopback set.
+//! - [`wav`]: WAV reading and writing: the flite voice's output, caller audio and recordings of
+//!   the client tools, test sets.
 //!
 //! The client tools ([`client`]), which talk to a server as Twilio would:
 //!
 //! - [`client::sim`]: a Twilio-faithful client (voice webhook, media socket).
 //! - [`client::caller`]: one spoken conversation with a server (`phone-agent call`).
 //! - [`client::loadgen`]: many simulated calls, measuring the latency the server adds.
-//! - [`client::wav`]: WAV reading and writing (caller audio, recordings).
 //!
 //! The command line ([`cli`], clap): `phone-agent [serve]` ([`cli::serve`]), `call`, `loadgen`,
 //! and `token create|list|revoke|rotate` ([`cli::token`]).
@@ -44,6 +45,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod twilio;
+pub mod wav;
 
 pub mod client;
 

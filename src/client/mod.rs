@@ -1,14 +1,12 @@
 //! The client tools: what talks *to* a phone-agent server, as Twilio would. Nothing in the server
-//! depends on them, except the embedded flite voice, which reads its output with [`wav`].
+//! depends on them.
 //!
 //! - [`sim`]: a Twilio-faithful client (signed voice webhook, media WebSocket), used by the tools
 //!   below and the integration tests.
 //! - [`caller`]: `phone-agent call`, one conversation spoken with the embedded voice, transcribed
 //!   with the embedded recogniser.
 //! - [`loadgen`]: `phone-agent loadgen`, many simulated calls measuring the latency the server adds.
-//! - [`wav`]: reading and writing WAV files (caller audio, recordings).
 
 pub mod caller;
 pub mod loadgen;
 pub mod sim;
-pub mod wav;

@@ -1,5 +1,7 @@
 //! Twilio's HTTP entry points: the voice webhook and the media WebSocket upgrade.
 
+use std::time::Instant;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use phone_agent_actors::call::CallActor;
 use phone_agent_actors::ids::CallSid;
@@ -45,7 +47,7 @@ pub async fn voice(
     }
     let call_sid = CallSid::parse(&form.call_sid)
         .ok_or_else(|| HttpError::bad_request("CallSid: not a Twilio CallSid"))?;
-    let token = state.tokens.mint(&call_sid)?;
+    let token = state.tokens.mint(&call_sid, Instant::now())?;
     tracing::info!(
         call_sid = %call_sid,
         from = %mask_phone(&form.from),

@@ -47,13 +47,12 @@ impl StreamTokens {
         }
     }
 
-    /// Mints a token for `call_sid`. Expired tokens are swept on the way, at most once per
+    /// Mints a token for `call_sid` at `now`. Expired tokens are swept on the way, at most once per
     /// [`SWEEP_INTERVAL`], so a burst of webhooks costs one sweep, not one per request.
-    pub fn mint(&self, call_sid: &CallSid) -> Result<String, RandomError> {
+    pub fn mint(&self, call_sid: &CallSid, now: Instant) -> Result<String, RandomError> {
         let mut secret = [0u8; 32];
         self.random.fill(&mut secret).map_err(|_| RandomError)?;
         let token = URL_SAFE_NO_PAD.encode(secret);
-        let now = Instant::now();
         self.sweep_expired(now);
         self.minted.insert(
             hash(&token),
@@ -85,13 +84,13 @@ impl StreamTokens {
 }
 
 impl StreamAuthorizer for StreamTokens {
-    fn redeem(&self, call_sid: &CallSid, token: &str) -> Result<(), AdmissionError> {
+    fn redeem(&self, call_sid: &CallSid, token: &str, now: Instant) -> Result<(), AdmissionError> {
         // Removed whatever the outcome: a token shown once with the wrong CallSid is burnt.
         let (_, minted) = self
             .minted
             .remove(&hash(token))
             .ok_or(AdmissionError::InvalidToken)?;
-        if minted.expires <= Instant::now() || minted.call_sid != *call_sid {
+        if minted.expires <= now || minted.call_sid != *call_sid {
             return Err(AdmissionError::InvalidToken);
         }
         Ok(())
@@ -115,11 +114,12 @@ mod tests {
     #[test]
     fn a_token_works_once_for_its_call() {
         let tokens = StreamTokens::new(Duration::from_secs(60));
-        let token = tokens.mint(&sid(1)).unwrap();
+        let now = Instant::now();
+        let token = tokens.mint(&sid(1), now).unwrap();
         assert_eq!(token.len(), 43);
-        assert_eq!(tokens.redeem(&sid(1), &token), Ok(()));
+        assert_eq!(tokens.redeem(&sid(1), &token, now), Ok(()));
         assert_eq!(
-            tokens.redeem(&sid(1), &token),
+            tokens.redeem(&sid(1), &token, now),
             Err(AdmissionError::InvalidToken)
         );
     }
@@ -127,34 +127,41 @@ mod tests {
     #[test]
     fn wrong_call_unknown_and_expired_tokens_fail() {
         let tokens = StreamTokens::new(Duration::from_secs(60));
-        let token = tokens.mint(&sid(1)).unwrap();
+        let now = Instant::now();
+        let token = tokens.mint(&sid(1), now).unwrap();
         assert_eq!(
-            tokens.redeem(&sid(2), &token),
+            tokens.redeem(&sid(2), &token, now),
             Err(AdmissionError::InvalidToken)
         );
         assert_eq!(
-            tokens.redeem(&sid(1), &token),
+            tokens.redeem(&sid(1), &token, now),
             Err(AdmissionError::InvalidToken),
             "burnt"
         );
         assert_eq!(
-            tokens.redeem(&sid(1), "made-up"),
+            tokens.redeem(&sid(1), "made-up", now),
             Err(AdmissionError::InvalidToken)
         );
 
-        let short = StreamTokens::new(Duration::from_millis(1));
-        let token = short.mint(&sid(3)).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
+        let token = tokens.mint(&sid(3), now).unwrap();
+        let expired = now + Duration::from_secs(60);
         assert_eq!(
-            short.redeem(&sid(3), &token),
+            tokens.redeem(&sid(3), &token, expired),
             Err(AdmissionError::InvalidToken)
         );
+        let token = tokens.mint(&sid(3), now).unwrap();
+        let just_in_time = expired - Duration::from_millis(1);
+        assert_eq!(tokens.redeem(&sid(3), &token, just_in_time), Ok(()));
     }
 
     #[test]
     fn tokens_differ() {
         let tokens = StreamTokens::new(Duration::from_secs(60));
-        assert_ne!(tokens.mint(&sid(1)).unwrap(), tokens.mint(&sid(1)).unwrap());
+        let now = Instant::now();
+        assert_ne!(
+            tokens.mint(&sid(1), now).unwrap(),
+            tokens.mint(&sid(1), now).unwrap()
+        );
         assert_eq!(tokens.outstanding(), 2);
     }
 }

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use phone_agent::engines;
@@ -165,7 +165,9 @@ async fn next_text(out: &mut mpsc::Receiver<SocketCommand>) -> serde_json::Value
 }
 
 async fn send_start(call: &CallHandle, tokens: &StreamTokens, sid: &str) {
-    let token = tokens.mint(&CallSid::parse(sid).unwrap()).unwrap();
+    let token = tokens
+        .mint(&CallSid::parse(sid).unwrap(), Instant::now())
+        .unwrap();
     let start = serde_json::json!({"event": "start", "start": {"streamSid": "MZ7", "callSid": sid,
         "customParameters": {"token": token},
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}});

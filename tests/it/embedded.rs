@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use phone_agent::client::wav;
 use phone_agent::engines::embedded::pool::WorkerPool;
 use phone_agent::engines::embedded::tts::{EmbeddedTts, SpeechCache};
 use phone_agent::engines::embedded::{self, EmbeddedSettings, VoiceChoice};
+use phone_agent::wav;
 use phone_agent_actors::audio::{mulaw, AudioFrame, Framer, FRAME_BYTES};
 use phone_agent_actors::engines::{CallContext, SpeechToText, TextToSpeech, TranscriptEvent};
 use phone_agent_actors::ids::{CallSid, StreamSid, UtteranceId};

@@ -6,6 +6,7 @@ mod call_flow;
 mod conversation;
 mod embedded;
 mod guard;
+mod layering;
 mod lifecycle;
 mod postgres;
 mod shutdown;

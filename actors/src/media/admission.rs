@@ -5,6 +5,7 @@
 //! (Twilio can open a second socket for the same call after a network handover).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::ids::CallSid;
 use crate::runtime::registry::{CallId, ClaimError, LiveCalls};
@@ -43,8 +44,9 @@ impl From<ClaimError> for AdmissionError {
 
 /// Checks stream tokens; implemented by the server, which mints them.
 pub trait StreamAuthorizer: Send + Sync + 'static {
-    /// Consumes `token` if it is valid for `call_sid`. A token is good for one `start` only.
-    fn redeem(&self, call_sid: &CallSid, token: &str) -> Result<(), AdmissionError>;
+    /// Consumes `token` if it is valid for `call_sid` at `now`. A token is good for one `start`
+    /// only.
+    fn redeem(&self, call_sid: &CallSid, token: &str, now: Instant) -> Result<(), AdmissionError>;
 }
 
 /// Everything a MediaStream needs to admit its `start`.
@@ -69,11 +71,16 @@ impl Admission {
         }
     }
 
-    /// Validates the CallSid and token, then claims the CallSid for this call.
-    pub fn admit(&self, call_sid: &str, token: Option<&str>) -> Result<CallSid, AdmissionError> {
+    /// Validates the CallSid and token at `now`, then claims the CallSid for this call.
+    pub fn admit(
+        &self,
+        call_sid: &str,
+        token: Option<&str>,
+        now: Instant,
+    ) -> Result<CallSid, AdmissionError> {
         let call_sid = CallSid::parse(call_sid).ok_or(AdmissionError::MalformedCallSid)?;
         let token = token.ok_or(AdmissionError::MissingToken)?;
-        self.authorizer.redeem(&call_sid, token)?;
+        self.authorizer.redeem(&call_sid, token, now)?;
         self.live_calls.claim(self.call_id, &call_sid)?;
         Ok(call_sid)
     }

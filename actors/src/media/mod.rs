@@ -301,7 +301,12 @@ impl MediaStream {
         }
     }
 
-    fn handle_text(&mut self, text: &str, ctx: &mut Context<Self>) -> Result<(), ProtocolError> {
+    fn handle_text(
+        &mut self,
+        text: &str,
+        now: Instant,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ProtocolError> {
         if text.len() > self.settings.max_message_bytes {
             return Err(ProtocolError::TooLarge {
                 limit: self.settings.max_message_bytes,
@@ -317,7 +322,7 @@ impl MediaStream {
                     .custom_parameters
                     .get(STREAM_TOKEN_PARAMETER)
                     .map(String::as_str);
-                let call_sid = self.admission.admit(&start.call_sid, token)?;
+                let call_sid = self.admission.admit(&start.call_sid, token, now)?;
                 self.span.record("call_sid", call_sid.as_str());
                 self.span.record("stream_sid", start.stream_sid.as_str());
                 let mut custom_parameters = start.custom_parameters;
@@ -480,9 +485,10 @@ impl Handler<SocketEvent> for MediaStream {
     type Result = ();
 
     fn handle(&mut self, event: SocketEvent, ctx: &mut Context<Self>) {
-        self.last_message = Instant::now();
+        let now = Instant::now();
+        self.last_message = now;
         let result = match event {
-            SocketEvent::Text(text) => self.handle_text(&text, ctx),
+            SocketEvent::Text(text) => self.handle_text(&text, now, ctx),
             SocketEvent::Binary => Err(ProtocolError::BinaryFrame),
             SocketEvent::TooLarge => Err(ProtocolError::TooLarge {
                 limit: self.settings.max_message_bytes,
@@ -600,7 +606,7 @@ mod tests {
     struct GoodToken;
 
     impl StreamAuthorizer for GoodToken {
-        fn redeem(&self, _: &CallSid, token: &str) -> Result<(), AdmissionError> {
+        fn redeem(&self, _: &CallSid, token: &str, _: Instant) -> Result<(), AdmissionError> {
             (token == "good")
                 .then_some(())
                 .ok_or(AdmissionError::InvalidToken)

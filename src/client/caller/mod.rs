@@ -17,11 +17,11 @@ use clap::Args;
 use phone_agent_actors::audio::{mulaw, TELEPHONY_SAMPLE_RATE_HZ};
 
 use crate::client::sim::{SimError, TwilioAccountArgs};
-use crate::client::wav;
 use crate::engines::embedded::resample::ClipResampler;
 use crate::engines::embedded::stt::RecognitionWorker;
 use crate::engines::embedded::tts::Voice;
 use crate::engines::embedded::{self, EmbeddedSettings, ModelError};
+use crate::wav;
 use session::{Recording, Timing};
 use turns::CallerTurn;
 

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 
 use super::ModelError;
-use crate::client::wav::{self, Clip};
+use crate::wav::{self, Clip};
 
 /// The flite program.
 pub const FLITE: &str = "flite";
