@@ -6,7 +6,7 @@
 //! the end of the call. It waits by deadline: [`Conversation::next_deadline`] says when it wants
 //! [`Conversation::timeout`] called. Tests drive it with made-up instants.
 //!
-//! The caller's side ([`turns`](super::turns)):
+//! The caller's side (`turns`):
 //! - A turn opens with the recogniser's first sign of speech and ends with its end of turn. A final
 //!   result with no end of turn after it ends the turn once the energy VAD has heard
 //!   [`ConversationSettings::turn_silence`] of silence. A turn is handed to the Responder once.
@@ -18,7 +18,7 @@
 //!   only backchannel ("uh-huh"), which is not a turn at all.
 //! - Keypad digits are a turn ended by `#` or a pause.
 //!
-//! The agent's side ([`agent`](super::agent)): what is playing and was heard (from marks), hanging
+//! The agent's side (`agent`): what is playing and was heard (from marks), hanging
 //! up once a goodbye is heard, transfers, check-ins after silence, the maximum duration, and the
 //! per-turn latency clock.
 

@@ -17,9 +17,9 @@
 //! below it: [`barge_in`] and [`playback`] (plain types), the caller's side in `turns` (end of
 //! turn, late finals, keypad, the soft stage) and the agent's in `agent` (what is playing and was
 //! heard, hang-ups, transfers, check-ins, the maximum duration, the latency clock), joined by
-//! [`conversation::Conversation`], which takes events and `now` and returns [`Action`]s. The actor
-//! passes it every event with the time, carries out its actions in order, and keeps one timer
-//! armed at its next deadline.
+//! [`conversation::Conversation`], which takes events and `now` and returns
+//! [`conversation::Action`]s. The actor passes it every event with the time, carries out its
+//! actions in order, and keeps one timer armed at its next deadline.
 
 mod agent;
 pub mod barge_in;
@@ -52,8 +52,8 @@ use crate::runtime::registry::{LiveCallGuard, LiveCalls};
 use crate::runtime::supervision::{ChildSupervision, RestartPolicy, StopChild};
 use crate::synthesizer::{CancelSpeech, Synthesizer, SynthesizerReports};
 use crate::transcriber::Transcriber;
-use conversation::Conversation;
-pub use conversation::{Action, PlaybackStatus};
+pub use conversation::PlaybackStatus;
+use conversation::{Action, Conversation};
 use settings::ConversationSettings;
 
 /// Query: what the caller has heard so far.

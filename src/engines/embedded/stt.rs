@@ -6,7 +6,7 @@
 //! `turn_silence` of silence. Moonshine has no native partials, so the growing segment is
 //! re-decoded every `partial_interval` while two recognition workers are spare (best effort,
 //! never queued, never in the way of a final). Latency is hidden where it can be: the final decode starts speculatively once the
-//! caller has been quiet for [`SPECULATE_AFTER_MS`], and its result is used if they stay quiet.
+//! caller has been quiet for `SPECULATE_AFTER_MS` (100 ms), and its result is used if they stay quiet.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
