@@ -135,11 +135,28 @@ pub enum DialogueAction {
 /// Control of the phone call itself, outside the media stream (Twilio's REST API).
 pub trait CallControl: Send + Sync + 'static {
     /// Transfers the live call to the operator's configured destination. Once it succeeds, the
-    /// carrier ends the media stream.
+    /// carrier ends the media stream. The future runs on the call's own arbiter, so it need not
+    /// be `Send` (HTTP clients such as awc are not).
     fn transfer(
         &self,
         call: &CallSid,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send>>;
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>>>>;
+}
+
+/// The structured details a call yields, as the dialogue understood them so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Extraction {
+    /// The caller's name, as given.
+    pub name: Option<String>,
+    /// The caller's phone number, digits only, as confirmed.
+    pub phone: Option<String>,
+    /// The intent that shaped the call (the last one acted on).
+    pub intent: Option<String>,
+    /// What happens next (`callback_to_confirm_appointment`, `transfer_to_person`,
+    /// `do_not_contact`, …).
+    pub next_step: Option<String>,
+    /// Whether the caller agreed to be contacted again.
+    pub consent_to_follow_up: Option<bool>,
 }
 
 /// One call's dialogue state (an LLM conversation, a scripted flow's slots).
@@ -156,6 +173,12 @@ pub trait DialogueSession: Send {
 
     /// The action the reply just streamed asked for, if any (asked once, after the reply ends).
     fn take_action(&mut self) -> Option<DialogueAction> {
+        None
+    }
+
+    /// What the call has yielded so far (asked after each reply); `None`: this dialogue extracts
+    /// nothing.
+    fn extraction(&self) -> Option<Extraction> {
         None
     }
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! MediaStream  --StreamStarted/InboundAudio/MarkPlayed/KeyPressed/PlaybackStarted/StreamEnded-->
 //! Transcriber  --TranscriptReceived-->
-//! Responder    --ReplyStarted/AgentAction-->                                          CallActor
+//! Responder    --ReplyStarted/AgentAction/ExtractionUpdated-->                        CallActor
 //! Synthesizer  --ChunkSent/UtteranceSent-->
 //! any child    --ChildGaveUp-->  (through its supervision)
 //! the server   --EndCall-->      (through the registry of live calls)
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::audio::AudioFrame;
-use crate::engines::{CallContext, DialogueAction, EngineError, TranscriptEvent};
+use crate::engines::{CallContext, DialogueAction, EngineError, Extraction, TranscriptEvent};
 use crate::ids::{MarkName, UtteranceId};
 
 /// MediaStream admitted a `start`: the call's engines can start.
@@ -194,6 +194,16 @@ pub struct ChunkSent {
 pub struct PlaybackStarted {
     /// The utterance.
     pub utterance: UtteranceId,
+}
+
+/// The reply `utterance` changed what the call has yielded.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ExtractionUpdated {
+    /// The reply after which it changed.
+    pub utterance: UtteranceId,
+    /// Everything extracted so far.
+    pub extraction: Extraction,
 }
 
 /// The Responder received the first text of the reply `utterance`.

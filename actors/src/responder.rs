@@ -3,7 +3,7 @@
 //! ```text
 //! CallActor --UserTurn/SayLine/AmendTurn/CancelReply--> Responder
 //! Responder --(dialogue session)--> Speak (one per clause) --> Synthesizer
-//! Responder --ReplyStarted/AgentAction--> call
+//! Responder --ReplyStarted/AgentAction/ExtractionUpdated--> call
 //! ```
 //!
 //! It keeps the conversation history (bounded) and answers one turn at a time, in order: a turn that
@@ -20,9 +20,10 @@ use actix::WeakRecipient;
 use futures_util::{stream, StreamExt};
 
 use crate::engines::{
-    CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError, Role,
+    CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError, Extraction,
+    Role,
 };
-use crate::events::{AgentAction, ReplyStarted};
+use crate::events::{AgentAction, ExtractionUpdated, ReplyStarted};
 use crate::ids::UtteranceId;
 use crate::runtime::supervision::{ChildSupervision, StopChild};
 use crate::synthesizer::Speak;
@@ -90,17 +91,23 @@ pub struct ResponderReports {
     pub replies: Recipient<ReplyStarted>,
     /// A reply asked for an action once heard.
     pub actions: Recipient<AgentAction>,
+    /// A reply changed what the call has yielded.
+    pub extractions: Recipient<ExtractionUpdated>,
 }
 
 impl ResponderReports {
     /// Every report to `to`.
     pub fn to<A>(to: &Addr<A>) -> Self
     where
-        A: Actor<Context = Context<A>> + Handler<ReplyStarted> + Handler<AgentAction>,
+        A: Actor<Context = Context<A>>
+            + Handler<ReplyStarted>
+            + Handler<AgentAction>
+            + Handler<ExtractionUpdated>,
     {
         Self {
             replies: to.clone().recipient(),
             actions: to.clone().recipient(),
+            extractions: to.clone().recipient(),
         }
     }
 }
@@ -140,6 +147,8 @@ pub struct Responder {
     /// The reply that ended the call: later turns are not answered (the goodbye plays out),
     /// unless the caller interrupts it.
     ending: Option<UtteranceId>,
+    /// What the dialogue had extracted when last reported.
+    extraction: Option<Extraction>,
 }
 
 impl Responder {
@@ -165,6 +174,7 @@ impl Responder {
             greeted: false,
             reports,
             ending: None,
+            extraction: None,
         }
     }
 
@@ -270,6 +280,21 @@ impl Responder {
             utterance,
             message: ChatMessage { role, text },
         });
+    }
+
+    /// Reports what the dialogue has extracted, if the reply `utterance` changed it.
+    fn report_extraction(&mut self, utterance: UtteranceId) {
+        let extraction = self.session.as_ref().and_then(|s| s.extraction());
+        if extraction.is_some() && extraction != self.extraction {
+            self.extraction.clone_from(&extraction);
+            if let Some(extraction) = extraction {
+                let update = ExtractionUpdated {
+                    utterance,
+                    extraction,
+                };
+                self.reports.extractions.do_send(update);
+            }
+        }
     }
 
     /// After a barge-in: the agent's line for `from` becomes what was heard (gone if nothing
@@ -411,6 +436,7 @@ impl StreamHandler<ReplyItem> for Responder {
                 if !text.is_empty() {
                     self.remember(utterance, Role::Assistant, text);
                 }
+                self.report_extraction(utterance);
                 if let Some(action) = self.session.as_mut().and_then(|s| s.take_action()) {
                     if action == DialogueAction::EndCall {
                         self.ending = Some(utterance);
@@ -561,6 +587,14 @@ mod tests {
         fn take_action(&mut self) -> Option<DialogueAction> {
             Some(DialogueAction::EndCall)
         }
+
+        fn extraction(&self) -> Option<Extraction> {
+            let answered = !self.seen.lock().unwrap().is_empty();
+            Some(Extraction {
+                intent: answered.then(|| "opening_hours".into()),
+                ..Extraction::default()
+            })
+        }
     }
 
     fn said(speak: Speak) -> (u64, String, bool) {
@@ -575,7 +609,12 @@ mod tests {
         let (supervision, _) = supervision(ChildKind::Responder);
         let dialogue = Receptionist::default();
         let engine = Arc::new(dialogue.clone());
-        let reports = ResponderReports { replies, actions };
+        let (extractions, mut extracted) = recorder::<ExtractionUpdated>();
+        let reports = ResponderReports {
+            replies,
+            actions,
+            extractions,
+        };
         let weak = speech.downgrade();
         let responder = Supervisor::start(move |_| {
             Responder::new(engine, call_context(), weak, reports, supervision)
@@ -593,6 +632,9 @@ mod tests {
             said(spoken.next().await),
             (1, "We open at nine.".into(), true)
         );
+        let update = extracted.next().await;
+        assert_eq!(update.utterance, UtteranceId(1));
+        assert_eq!(update.extraction.intent.as_deref(), Some("opening_hours"));
         let action = asked.next().await;
         assert_eq!(
             (action.utterance, action.action),

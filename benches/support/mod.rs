@@ -56,6 +56,7 @@ pub fn settings(tokens: Arc<StreamTokens>) -> CallSettings {
         conversation: Arc::new(loopback_conversation()),
         metrics: Arc::new(CallMetrics::default()),
         call_control: None,
+        journal: None,
     }
 }
 

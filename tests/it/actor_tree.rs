@@ -147,6 +147,7 @@ fn settings(sessions: &SessionCount, tokens: Arc<StreamTokens>) -> CallSettings 
         conversation: Arc::new(test_config(&[]).conversation),
         metrics: Arc::new(CallMetrics::default()),
         call_control: None,
+        journal: None,
     }
 }
 
@@ -250,10 +251,7 @@ async fn expect_socket_close(out: &mut mpsc::Receiver<SocketCommand>) {
 struct RecordingControl(Mutex<Vec<String>>);
 
 impl CallControl for RecordingControl {
-    fn transfer(
-        &self,
-        call: &CallSid,
-    ) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send>> {
+    fn transfer(&self, call: &CallSid) -> Pin<Box<dyn Future<Output = Result<(), EngineError>>>> {
         self.0.lock().unwrap().push(call.to_string());
         Box::pin(async { Ok(()) })
     }

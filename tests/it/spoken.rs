@@ -10,27 +10,75 @@ use phone_agent::client::caller::turns::CallerTurn;
 use phone_agent::client::caller::{self, CallArgs, CallReport, CallerEngines};
 use phone_agent::engines::embedded;
 use phone_agent::engines::script::agent::AgentScript;
-use phone_agent::engines::script::conversation::Extraction;
 use phone_agent::engines::script::ScriptDialogue;
-use phone_agent_actors::engines::EngineSet;
+use phone_agent_actors::engines::{
+    CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError, EngineSet,
+    EngineStream, Extraction,
+};
 
 use crate::embedded::{models_dir, settings};
 use crate::support::{test_config, TestServer, PUBLIC_HOST, TWILIO_AUTH_TOKEN};
 use phone_agent::client::sim::TwilioAccountArgs;
 
+/// The latest extraction of any call.
+type Kept = Arc<Mutex<Option<Extraction>>>;
+
+/// A dialogue that keeps the latest extraction its sessions report.
+struct Keeping<D> {
+    dialogue: D,
+    kept: Kept,
+}
+
+struct KeepingSession {
+    session: Box<dyn DialogueSession>,
+    kept: Kept,
+}
+
+impl<D: Dialogue> Dialogue for Keeping<D> {
+    fn name(&self) -> &'static str {
+        self.dialogue.name()
+    }
+
+    fn open(&self, call: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
+        Ok(Box::new(KeepingSession {
+            session: self.dialogue.open(call)?,
+            kept: self.kept.clone(),
+        }))
+    }
+}
+
+impl DialogueSession for KeepingSession {
+    fn greeting(&mut self) -> Option<String> {
+        self.session.greeting()
+    }
+
+    fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String> {
+        self.session.reply(conversation)
+    }
+
+    fn take_action(&mut self) -> Option<DialogueAction> {
+        self.session.take_action()
+    }
+
+    fn extraction(&self) -> Option<Extraction> {
+        let extraction = self.session.extraction();
+        *self.kept.lock().unwrap() = extraction.clone();
+        extraction
+    }
+}
+
 /// A server on the embedded engines whose calls' extractions are kept.
-async fn spoken_server() -> (TestServer, Arc<Mutex<Option<Extraction>>>) {
+async fn spoken_server() -> (TestServer, Kept) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let script = AgentScript::load(&root.join("agents/default.toml")).unwrap();
     let settings = settings();
     let stt = embedded::load_stt(&settings).expect("models installed by scripts/setup.sh");
     let tts = embedded::load_tts(&settings, &script.lines()).unwrap();
-    let extraction = Arc::new(Mutex::new(None));
-    let kept = extraction.clone();
-    let dialogue = ScriptDialogue::observed(
-        script,
-        Arc::new(move |_, latest: &Extraction| *kept.lock().unwrap() = Some(latest.clone())),
-    );
+    let extraction = Kept::default();
+    let dialogue = Keeping {
+        dialogue: ScriptDialogue::new(script),
+        kept: extraction.clone(),
+    };
     let engines = EngineSet {
         stt: Arc::new(stt),
         dialogue: Arc::new(dialogue),

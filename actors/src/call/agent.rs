@@ -9,6 +9,7 @@
 //!
 //! Plain state, told the time: [`Conversation`](super::conversation::Conversation) drives it.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::playback::PlaybackLedger;
@@ -31,9 +32,38 @@ struct HangUp {
     fallback_at: Instant,
 }
 
+/// What the agent sent to be played of one utterance, and when the caller began hearing it.
+#[derive(Debug, Default)]
+struct Spoken {
+    text: String,
+    started: Option<Instant>,
+}
+
+/// The last barge-in: what the caller heard of the utterance it cut, and when playback stopped.
+struct Interruption {
+    from: UtteranceId,
+    heard: String,
+    at: Instant,
+}
+
+/// An utterance of the agent as the caller got it: whole, or cut short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpokenTurn {
+    /// Everything sent to be played.
+    pub text: String,
+    /// When it started playing (when it was cut, if it never did).
+    pub started: Instant,
+    /// When it finished playing, or was cut.
+    pub ended: Instant,
+    /// What the caller heard of it, if a barge-in cut it short.
+    pub heard: Option<String>,
+}
+
 /// What became of an utterance that is now done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
+    /// The agent's turns it completes, in order (utterances with no audio are not turns).
+    pub turns: Vec<SpokenTurn>,
     /// Nothing is playing any more.
     pub idle: bool,
     /// A transfer was waiting for it: transfer now.
@@ -73,6 +103,10 @@ pub struct AgentSide {
     /// The newest utterance whose audio started going out.
     audio_through: Option<UtteranceId>,
     ledger: PlaybackLedger,
+    /// The text and start of each utterance not yet done.
+    spoken: BTreeMap<UtteranceId, Spoken>,
+    /// The last barge-in.
+    interruption: Option<Interruption>,
     /// The latest utterance fully sent, and the mark after its last chunk.
     last_sent: Option<(UtteranceId, MarkName)>,
     /// The greeting, or a goodbye: caller speech does not interrupt it.
@@ -96,6 +130,8 @@ impl Default for AgentSide {
             cancelled_through: None,
             audio_through: None,
             ledger: PlaybackLedger::default(),
+            spoken: BTreeMap::new(),
+            interruption: None,
             last_sent: None,
             // The greeting carries the AI disclosure: it is heard whole.
             uninterruptible: Some(GREETING),
@@ -180,6 +216,13 @@ impl AgentSide {
         if self.is_done(utterance) {
             return false;
         }
+        if let Some(clause) = &chunk.clause {
+            let spoken = &mut self.spoken.entry(utterance).or_default().text;
+            if !spoken.is_empty() {
+                spoken.push(' ');
+            }
+            spoken.push_str(clause);
+        }
         self.ledger
             .chunk_sent(chunk.mark, chunk.frames, chunk.clause, now);
         self.audio_through = self.audio_through.max(Some(utterance));
@@ -194,6 +237,9 @@ impl AgentSide {
             .filter(|_| mark.chunk == 0)
             // The first chunk started playing its own length before its mark came back.
             .map(|played| now.checked_sub(played).unwrap_or(now));
+        if let (Some(started), Some(spoken)) = (first_heard, self.spoken.get_mut(&mark.utterance)) {
+            spoken.started = Some(started);
+        }
         let last_of = self
             .last_sent
             .filter(|(_, last)| *last == mark)
@@ -239,6 +285,11 @@ impl AgentSide {
         let heard = self.ledger.heard_text(from, now, paused_at);
         self.ledger.forget_through(through);
         self.cancelled_through = Some(through);
+        self.interruption = Some(Interruption {
+            from,
+            heard: heard.clone(),
+            at: paused_at.unwrap_or(now),
+        });
         if self.transfer_after <= Some(through) {
             self.transfer_after = None;
         }
@@ -254,12 +305,20 @@ impl AgentSide {
         self.clock.take_if(|clock| clock.utterance() <= through)
     }
 
-    /// Everything up to `utterance` is done (heard, silent or cancelled). `None` if it already was.
-    pub fn finish(&mut self, utterance: UtteranceId) -> Option<Finished> {
+    /// Everything up to `utterance` is done at `now` (heard, silent or cancelled). `None` if it
+    /// already was.
+    pub fn finish(&mut self, utterance: UtteranceId, now: Instant) -> Option<Finished> {
         if self.is_done(utterance) {
             return None;
         }
         self.done_through = Some(utterance);
+        let later = self.spoken.split_off(&UtteranceId(utterance.0 + 1));
+        let done = std::mem::replace(&mut self.spoken, later);
+        let turns = done
+            .into_iter()
+            .filter(|(_, spoken)| !spoken.text.is_empty())
+            .map(|(id, spoken)| self.turn(id, spoken, now))
+            .collect();
         let idle = self.ledger.playing().is_none();
         let heard = self.cancelled_through < Some(utterance);
         let transfer = heard && self.transfer_after.is_some_and(|after| after <= utterance);
@@ -271,10 +330,33 @@ impl AgentSide {
             .take_if(|hang_up| heard && hang_up.after <= utterance)
             .map(|hang_up| hang_up.reason);
         Some(Finished {
+            turns,
             idle,
             transfer,
             hang_up,
         })
+    }
+
+    /// The turn utterance `id` made, done at `now`.
+    fn turn(&self, id: UtteranceId, spoken: Spoken, now: Instant) -> SpokenTurn {
+        let cut = self
+            .interruption
+            .as_ref()
+            .filter(|_| self.cancelled_through >= Some(id));
+        let ended = cut.map_or(now, |cut| cut.at);
+        let heard = cut.map(|cut| {
+            if cut.from == id {
+                cut.heard.clone()
+            } else {
+                String::new()
+            }
+        });
+        SpokenTurn {
+            text: spoken.text,
+            started: spoken.started.unwrap_or(ended).min(ended),
+            ended,
+            heard,
+        }
     }
 
     /// Decides at `now` to hang up once `utterance` (a goodbye) has been heard; nothing interrupts

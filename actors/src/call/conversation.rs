@@ -23,9 +23,9 @@
 //! per-turn latency clock.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::agent::{AgentSide, Finished, MAX_CHECKINS};
+use super::agent::{AgentSide, Finished, SpokenTurn, MAX_CHECKINS};
 use super::barge_in::Verdict;
 use super::settings::ConversationSettings;
 use super::turns::{CallerSide, CallerTurn, TurnEnd};
@@ -33,6 +33,7 @@ use crate::engines::{DialogueAction, TranscriptEvent};
 use crate::events::{AgentAction, ChunkSent, EndReason, UtteranceSent};
 use crate::ids::{MarkName, UtteranceId};
 use crate::responder::{AmendTurn, CancelReply, SayLine, UserTurn};
+use crate::runtime::journal::{Speaker, TranscriptTurn};
 use crate::runtime::latency::{Stage, TurnClock};
 
 /// What the CallActor does for the conversation, in the order given.
@@ -56,6 +57,8 @@ pub enum Action {
     Transfer,
     /// A turn's answer has been timed: record its latencies.
     Report(TurnClock),
+    /// A turn of the transcript is final: record it.
+    Transcript(TranscriptTurn),
     /// End the call.
     End(EndReason),
 }
@@ -79,6 +82,8 @@ pub struct Conversation {
     status: PlaybackStatus,
     /// The call is streaming and its children run.
     live: bool,
+    /// When the media stream started: transcript times count from here.
+    started_at: Option<Instant>,
     span: tracing::Span,
 }
 
@@ -91,6 +96,7 @@ impl Conversation {
             agent: AgentSide::default(),
             status: PlaybackStatus::default(),
             live: false,
+            started_at: None,
             span,
         }
     }
@@ -103,6 +109,7 @@ impl Conversation {
     /// The media stream started at `now` and the children run: the maximum duration counts.
     pub fn started(&mut self, now: Instant) {
         self.live = true;
+        self.started_at = Some(now);
         self.agent.started(now, self.settings.max_duration);
         self.settle(now);
     }
@@ -200,7 +207,7 @@ impl Conversation {
             self.clock_reached(mark.utterance, Stage::FirstHeard, started, out);
         }
         if let Some(utterance) = echo.last_of {
-            self.utterance_done(utterance, out);
+            self.utterance_done(utterance, now, out);
         }
         self.settle(now);
     }
@@ -208,7 +215,7 @@ impl Conversation {
     /// The Synthesizer sent the last audio of an utterance at `now`.
     pub fn utterance_sent(&mut self, sent: UtteranceSent, now: Instant, out: &mut Vec<Action>) {
         if let Some(done) = self.agent.utterance_sent(sent.utterance, sent.last_mark) {
-            self.utterance_done(done, out);
+            self.utterance_done(done, now, out);
         }
         self.settle(now);
     }
@@ -298,7 +305,12 @@ impl Conversation {
         };
         match end {
             TurnEnd::Dropped => self.resume_playback(out),
-            TurnEnd::Late { utterance, text } => {
+            TurnEnd::Late {
+                utterance,
+                text,
+                started,
+            } => {
+                self.record_caller(text.clone(), started, now, out);
                 out.push(Action::Amend(AmendTurn { utterance, text }));
                 self.resume_playback(out);
             }
@@ -306,13 +318,15 @@ impl Conversation {
         }
     }
 
-    /// The keypad turn ends at `now`, if keys were pressed.
+    /// The keypad turn ends at `now`, if keys were pressed. The transcript records that keys were
+    /// pressed, never which: they can be a PIN or a card number.
     fn keypad_turn(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let keys = self.caller.take_keys();
-        if !keys.is_empty() {
+        if let Some((keys, started)) = self.caller.take_keys() {
             let turn = CallerTurn {
+                said: format!("[keypad: {} keys]", keys.chars().count()),
                 text: keys,
                 amends: false,
+                speech_start: started,
                 speech_end: now,
                 final_at: None,
             };
@@ -323,6 +337,7 @@ impl Conversation {
     /// Gives a caller turn to the Responder at `now`, interrupting the agent first if it is
     /// speaking (or composing a reply the turn amends).
     fn hand_over(&mut self, turn: CallerTurn, now: Instant, out: &mut Vec<Action>) {
+        self.record_caller(turn.said, turn.speech_start, turn.speech_end, out);
         if self.agent.is_hanging_up() {
             tracing::debug!(parent: &self.span, "caller turn after the agent ended the call: not answered");
             return;
@@ -379,20 +394,24 @@ impl Conversation {
         if let Some(clock) = self.agent.take_clock_through(through) {
             out.push(Action::Report(clock));
         }
-        self.utterance_done(through, out);
+        self.utterance_done(through, now, out);
     }
 
-    /// Everything up to `utterance` is done (heard, silent or cancelled): a waiting transfer or
-    /// hang-up happens now.
-    fn utterance_done(&mut self, utterance: UtteranceId, out: &mut Vec<Action>) {
+    /// Everything up to `utterance` is done at `now` (heard, silent or cancelled): its turns go to
+    /// the transcript, and a waiting transfer or hang-up happens now.
+    fn utterance_done(&mut self, utterance: UtteranceId, now: Instant, out: &mut Vec<Action>) {
         let Some(Finished {
+            turns,
             idle,
             transfer,
             hang_up,
-        }) = self.agent.finish(utterance)
+        }) = self.agent.finish(utterance, now)
         else {
             return;
         };
+        for turn in turns {
+            self.record_agent(turn, out);
+        }
         if idle {
             self.resume_playback(out);
         }
@@ -463,6 +482,36 @@ impl Conversation {
         self.agent.settle(quiet, self.settings.silence_checkin, now);
     }
 
+    /// The caller's words from `started` to `ended`, for the transcript.
+    fn record_caller(&self, text: String, started: Instant, ended: Instant, out: &mut Vec<Action>) {
+        out.push(Action::Transcript(TranscriptTurn {
+            speaker: Speaker::Caller,
+            text,
+            started: self.offset(started),
+            ended: self.offset(ended),
+            interrupted: false,
+            heard: None,
+        }));
+    }
+
+    /// An agent turn, whole or cut short, for the transcript.
+    fn record_agent(&self, turn: SpokenTurn, out: &mut Vec<Action>) {
+        out.push(Action::Transcript(TranscriptTurn {
+            speaker: Speaker::Agent,
+            text: turn.text,
+            started: self.offset(turn.started),
+            ended: self.offset(turn.ended),
+            interrupted: turn.heard.is_some(),
+            heard: turn.heard,
+        }));
+    }
+
+    /// `at` as an offset from the start of the media stream.
+    fn offset(&self, at: Instant) -> Duration {
+        self.started_at
+            .map_or(Duration::ZERO, |start| at.saturating_duration_since(start))
+    }
+
     /// `utterance` reached `stage` at `at`; the turn is reported once the caller heard its answer.
     fn clock_reached(
         &mut self,
@@ -487,10 +536,12 @@ mod tests {
 
     const LOUD: [u8; 160] = [0x00; 160];
 
-    /// A conversation on a fake clock: every call names the millisecond it happens at.
+    /// A conversation on a fake clock: every call names the millisecond it happens at. The
+    /// transcript turns it records are kept apart from the other actions.
     struct Talk {
         conversation: Conversation,
         start: Instant,
+        transcript: Vec<TranscriptTurn>,
     }
 
     impl Talk {
@@ -502,6 +553,7 @@ mod tests {
             let mut talk = Self {
                 conversation,
                 start,
+                transcript: Vec::new(),
             };
             assert_eq!(talk.sent(0, 0, None), []);
             talk
@@ -519,6 +571,13 @@ mod tests {
             let mut out = Vec::new();
             let now = self.at(ms);
             f(&mut self.conversation, now, &mut out);
+            out.retain(|action| match action {
+                Action::Transcript(turn) => {
+                    self.transcript.push(turn.clone());
+                    false
+                }
+                _ => true,
+            });
             out
         }
 
@@ -1003,5 +1062,66 @@ mod tests {
             },
         );
         assert_eq!(talk.echo(5_000, 1, 1), []);
+    }
+
+    fn turn(speaker: Speaker, text: &str, ms: (u64, u64), heard: Option<&str>) -> TranscriptTurn {
+        TranscriptTurn {
+            speaker,
+            text: text.into(),
+            started: Duration::from_millis(ms.0),
+            ended: Duration::from_millis(ms.1),
+            interrupted: heard.is_some(),
+            heard: heard.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_transcript_has_each_turn_with_its_times_and_what_was_heard_of_a_cut_one() {
+        let mut talk = agent_speaking();
+        talk.echo(3_000, 1, 0);
+        talk.hear(3_500, TranscriptEvent::SpeechStarted);
+        talk.hear(
+            3_700,
+            TranscriptEvent::Partial {
+                text: "wait stop".into(),
+            },
+        );
+        talk.say(4_000, "wait stop");
+        talk.speak(4_500, 2, 25, "Of course.");
+        talk.echo(5_100, 2, 0);
+        let reply = "Our prices are low. A cleaning is ninety five dollars today.";
+        assert_eq!(
+            talk.transcript,
+            [
+                turn(Speaker::Caller, "tell me the prices", (1_000, 1_000), None),
+                // Playing from 2 s (the first chunk's echo less its second); paused at 3.5 s,
+                // half a second into the second clause's two: a quarter of its words, rounded down.
+                turn(
+                    Speaker::Agent,
+                    reply,
+                    (2_000, 3_500),
+                    Some("Our prices are low. A")
+                ),
+                turn(Speaker::Caller, "wait stop", (3_500, 4_000), None),
+                turn(Speaker::Agent, "Of course.", (4_600, 5_100), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn keypad_turns_are_transcribed_without_their_keys() {
+        let mut talk = Talk::new(quiet_settings());
+        talk.key(1_000, '4');
+        talk.key(1_200, '2');
+        talk.key(1_300, '#');
+        assert_eq!(
+            talk.transcript,
+            [turn(
+                Speaker::Caller,
+                "[keypad: 2 keys]",
+                (1_000, 1_300),
+                None
+            )]
+        );
     }
 }

@@ -36,9 +36,9 @@ use tokio::sync::mpsc;
 
 use crate::engines::{CallContext, CallControl, EngineSet};
 use crate::events::{
-    AgentAction, ChildGaveUp, ChildKind, ChunkSent, EndCall, EndReason, InboundAudio, KeyPressed,
-    MarkPlayed, PlaybackStarted, ReplyStarted, StreamEnded, StreamStarted, TranscriptReceived,
-    UtteranceSent,
+    AgentAction, ChildGaveUp, ChildKind, ChunkSent, EndCall, EndReason, ExtractionUpdated,
+    InboundAudio, KeyPressed, MarkPlayed, PlaybackStarted, ReplyStarted, StreamEnded,
+    StreamStarted, TranscriptReceived, UtteranceSent,
 };
 use crate::media::admission::{Admission, StreamAuthorizer};
 use crate::media::{
@@ -46,6 +46,7 @@ use crate::media::{
     ResumePlayback, SocketCommand,
 };
 use crate::responder::{Responder, ResponderReports};
+use crate::runtime::journal::{CallEvent, CallJournal};
 use crate::runtime::latency::{Stage, TurnClock};
 use crate::runtime::metrics::{BargeInOutcome, CallMetrics};
 use crate::runtime::registry::{LiveCallGuard, LiveCalls};
@@ -84,6 +85,9 @@ pub struct CallSettings {
     pub metrics: Arc<CallMetrics>,
     /// Transfers calls; `None`: the agent says it cannot.
     pub call_control: Option<Arc<dyn CallControl>>,
+    /// Where calls record their story (transcript, barge-ins, latencies, extraction, end);
+    /// `None`: nowhere.
+    pub journal: Option<Arc<dyn CallJournal>>,
 }
 
 /// Addresses of a started call, for the server's socket pumps.
@@ -227,6 +231,7 @@ impl CallActor {
             self.report(&clock);
         }
         self.settings.metrics.call_ended(reason.as_str());
+        self.journal(CallEvent::Ended(reason.clone()));
         self.ended = Some(reason);
         ctx.stop();
     }
@@ -259,6 +264,7 @@ impl Handler<StreamStarted> for CallActor {
         }
         self.start_children(&msg.call, ctx);
         self.call = Some(msg.call);
+        self.journal(CallEvent::Started);
         self.conversation.started(Instant::now());
         self.rearm(ctx);
     }
@@ -398,6 +404,14 @@ impl Handler<AgentAction> for CallActor {
     }
 }
 
+impl Handler<ExtractionUpdated> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ExtractionUpdated, _: &mut Context<Self>) {
+        self.journal(CallEvent::Extraction(msg.extraction));
+    }
+}
+
 impl CallActor {
     /// Tells the conversation something now, carries out what it decides, and re-arms the timer.
     fn step(
@@ -415,15 +429,14 @@ impl CallActor {
     }
 
     fn carry_out(&mut self, action: Action, ctx: &mut Context<Self>) {
-        let metrics = &self.settings.metrics;
         match action {
             Action::Pause => {
                 self.media.do_send(PausePlayback);
-                metrics.barge_in(BargeInOutcome::Paused);
+                self.barged_in(BargeInOutcome::Paused);
             }
             Action::Resume => {
                 self.media.do_send(ResumePlayback);
-                metrics.barge_in(BargeInOutcome::Resumed);
+                self.barged_in(BargeInOutcome::Resumed);
             }
             Action::Interrupt(cancel) => {
                 // clear goes out before synthesis is cancelled: Twilio keeps playing what it has
@@ -435,7 +448,7 @@ impl CallActor {
                     children.synthesizer.do_send(speech);
                     children.responder.do_send(cancel);
                 });
-                metrics.barge_in(BargeInOutcome::Interrupted);
+                self.barged_in(BargeInOutcome::Interrupted);
             }
             Action::Answer(turn) => self.children_do(|children| children.responder.do_send(turn)),
             Action::Amend(amend) => {
@@ -444,7 +457,21 @@ impl CallActor {
             Action::Say(line) => self.children_do(|children| children.responder.do_send(line)),
             Action::Transfer => self.transfer(ctx),
             Action::Report(clock) => self.report(&clock),
+            Action::Transcript(turn) => self.journal(CallEvent::Turn(turn)),
             Action::End(reason) => self.end(reason, ctx),
+        }
+    }
+
+    /// Counts a barge-in stage and records it.
+    fn barged_in(&self, outcome: BargeInOutcome) {
+        self.settings.metrics.barge_in(outcome);
+        self.journal(CallEvent::BargeIn(outcome));
+    }
+
+    /// Records `event` in the journal, once the call is known (its stream started).
+    fn journal(&self, event: CallEvent) {
+        if let (Some(journal), Some(call)) = (&self.settings.journal, &self.call) {
+            journal.record(call, event);
         }
     }
 
@@ -498,6 +525,7 @@ impl CallActor {
     /// Logs and records a turn's latencies.
     fn report(&self, clock: &TurnClock) {
         self.settings.metrics.turn(clock);
+        self.journal(CallEvent::Latency(clock.latencies()));
         let mut ms = [None; Stage::ALL.len()];
         for (stage, latency) in clock.latencies() {
             ms[stage as usize] = Some(latency.as_millis() as u64);

@@ -48,9 +48,13 @@ struct TakenTurn {
 pub struct CallerTurn {
     /// What the caller said (or keyed).
     pub text: String,
+    /// The words of this turn alone (`text` less the previous turn it amends).
+    pub said: String,
     /// It continues the caller's previous turn, whose reply has not started playing: `text` is the
     /// whole of it.
     pub amends: bool,
+    /// When the caller started speaking (or pressed the first key).
+    pub speech_start: Instant,
     /// When the caller stopped speaking.
     pub speech_end: Instant,
     /// When the recogniser's last final of the turn arrived.
@@ -69,6 +73,8 @@ pub enum TurnEnd {
         utterance: UtteranceId,
         /// The words.
         text: String,
+        /// When the words began.
+        started: Instant,
     },
     /// A turn to answer.
     Answer(CallerTurn),
@@ -81,6 +87,8 @@ pub struct CallerSide {
     last_taken: Option<TakenTurn>,
     /// Keys pressed since the last keypad turn.
     keys: String,
+    /// When the first of them was pressed.
+    keys_start: Option<Instant>,
     /// When the keypad turn ends if no other key comes.
     keys_end: Option<Instant>,
     samples: Vec<i16>,
@@ -184,11 +192,13 @@ impl CallerSide {
             !turn.speech && now.saturating_duration_since(last.at) <= LATE_FINAL_WINDOW
         });
         let mut amends = false;
+        let said = turn.text.clone();
         if let Some(last) = late {
             if audio_through >= Some(last.utterance) {
                 return Some(TurnEnd::Late {
                     utterance: last.utterance,
                     text: turn.text,
+                    started: turn.opened_at,
                 });
             }
             turn.text = format!("{} {}", last.text, turn.text);
@@ -201,7 +211,9 @@ impl CallerSide {
             .unwrap_or(now);
         Some(TurnEnd::Answer(CallerTurn {
             text: turn.text,
+            said,
             amends,
+            speech_start: turn.opened_at,
             speech_end,
             final_at: turn.final_at,
         }))
@@ -218,16 +230,19 @@ impl CallerSide {
 
     /// A key other than `#` pressed at `now`: collected; the keypad turn ends after a pause.
     pub fn press(&mut self, key: char, now: Instant) {
+        self.keys_start.get_or_insert(now);
         if self.keys.len() < MAX_KEYS {
             self.keys.push(key);
         }
         self.keys_end = Some(now + KEYPAD_PAUSE);
     }
 
-    /// The keys of the keypad turn, which ends now (empty if none were pressed).
-    pub fn take_keys(&mut self) -> String {
+    /// The keys of the keypad turn, which ends now, and when the first was pressed (`None` if
+    /// none were).
+    pub fn take_keys(&mut self) -> Option<(String, Instant)> {
         self.keys_end = None;
-        std::mem::take(&mut self.keys)
+        let started = self.keys_start.take()?;
+        Some((std::mem::take(&mut self.keys), started))
     }
 
     /// Soft stage at `now`: playback pauses, and resumes after `resume_after` unless confirmed.
@@ -367,7 +382,8 @@ mod tests {
             caller.take_turn(ms(300), false, &backchannels(), Some(UtteranceId(4))),
             Some(TurnEnd::Late {
                 utterance: UtteranceId(4),
-                text: "please".into()
+                text: "please".into(),
+                started: ms(300),
             })
         );
 
@@ -391,7 +407,7 @@ mod tests {
         assert_eq!(caller.next_deadline(), Some(end));
         assert!(!caller.due(end - Duration::from_millis(1)).keys);
         assert!(caller.due(end).keys);
-        assert_eq!(caller.take_keys(), "12");
+        assert_eq!(caller.take_keys(), Some(("12".into(), start)));
         assert_eq!(caller.next_deadline(), None);
         assert!(!caller.is_mid_turn());
     }

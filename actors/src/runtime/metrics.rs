@@ -33,7 +33,8 @@ pub enum BargeInOutcome {
 }
 
 impl BargeInOutcome {
-    fn as_str(self) -> &'static str {
+    /// `paused`, `resumed` or `interrupted`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Paused => "paused",
             Self::Resumed => "resumed",

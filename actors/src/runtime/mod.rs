@@ -7,7 +7,10 @@
 //!   drop guards; draining and ending every call.
 //! - [`latency`]: a turn's answer, stage by stage, from the end of the caller's speech (sans-I/O).
 //! - [`metrics`]: the process-wide histograms and counters calls report to, for `/metrics`.
+//! - [`journal`]: the port each call's story (turns, barge-ins, latencies, extraction, the end)
+//!   goes to as it happens, for the server to store and stream.
 
+pub mod journal;
 pub mod latency;
 pub mod metrics;
 pub mod registry;

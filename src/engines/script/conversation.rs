@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use phone_agent_actors::engines::Extraction;
 
 use super::agent::{AgentScript, IntentAction};
 use super::matcher::words;
@@ -22,21 +22,6 @@ const INTERRUPT_THRESHOLD: f64 = 0.8;
 
 /// Fewest and most digits accepted as a phone number.
 const PHONE_DIGITS: std::ops::RangeInclusive<usize> = 7..=15;
-
-/// The structured details a call yields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Extraction {
-    /// The caller's name, as given.
-    pub name: Option<String>,
-    /// The caller's phone number, digits only, as confirmed.
-    pub phone: Option<String>,
-    /// The intent that shaped the call (the last one acted on).
-    pub intent: Option<String>,
-    /// What happens next (`callback_to_confirm_appointment`, `transfer_to_person`, …).
-    pub next_step: Option<String>,
-    /// Whether the caller agreed to be contacted again.
-    pub consent_to_follow_up: Option<bool>,
-}
 
 /// What the agent does besides speaking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

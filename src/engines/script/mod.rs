@@ -5,10 +5,10 @@
 //! - [`agent`]: the file's persona, prompts, intents and synonyms, loaded and checked.
 //! - [`matcher`]: normalisation and fuzzy intent scoring.
 //! - [`numbers`]: spoken phone numbers in, read-backs out.
-//! - [`conversation`]: one call's state machine and its [`conversation::Extraction`].
+//! - [`conversation`]: one call's state machine and what it extracts.
 //!
 //! The reply's text goes to the Responder; its action (transfer, end of call) reaches the
-//! CallActor after the reply, and the extraction goes to an [`ExtractionObserver`].
+//! CallActor after the reply, and so does the extraction (`DialogueSession::extraction`).
 
 pub mod agent;
 pub mod conversation;
@@ -20,50 +20,24 @@ use std::sync::Arc;
 use futures_util::stream;
 use phone_agent_actors::engines::{
     last_caller_line, CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession,
-    EngineError, EngineStream,
+    EngineError, EngineStream, Extraction,
 };
 
 use agent::AgentScript;
-use conversation::{Action, Conversation, Extraction};
-
-use crate::redact::mask_phone;
-
-/// Told the call's [`Extraction`] each time a reply changes it (the call record's feed).
-pub type ExtractionObserver = Arc<dyn Fn(&CallContext, &Extraction) + Send + Sync>;
+use conversation::{Action, Conversation};
 
 /// The scripted dialogue engine; one loaded agent shared by every call.
 pub struct ScriptDialogue {
     script: Arc<AgentScript>,
-    observer: ExtractionObserver,
 }
 
 impl ScriptDialogue {
-    /// An engine speaking for `script` whose extractions are logged (PII-safe).
+    /// An engine speaking for `script`.
     pub fn new(script: AgentScript) -> Self {
-        Self::observed(script, Arc::new(log_extraction))
-    }
-
-    /// An engine whose extractions go to `observer`.
-    pub fn observed(script: AgentScript, observer: ExtractionObserver) -> Self {
         Self {
             script: Arc::new(script),
-            observer,
         }
     }
-}
-
-/// Logs what a call yielded without the personal data itself: whether a name was given, the
-/// phone number masked.
-fn log_extraction(call: &CallContext, extraction: &Extraction) {
-    tracing::info!(
-        call_sid = %call.call_sid,
-        name_given = extraction.name.is_some(),
-        phone = extraction.phone.as_deref().map(mask_phone),
-        intent = extraction.intent.as_deref(),
-        next_step = extraction.next_step.as_deref(),
-        consent_to_follow_up = extraction.consent_to_follow_up,
-        "call extraction updated"
-    );
 }
 
 impl Dialogue for ScriptDialogue {
@@ -71,12 +45,10 @@ impl Dialogue for ScriptDialogue {
         "script"
     }
 
-    fn open(&self, call: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
+    fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
         Ok(Box::new(ScriptSession {
             conversation: Conversation::new(self.script.clone()),
             action: None,
-            call: call.clone(),
-            observer: self.observer.clone(),
         }))
     }
 }
@@ -85,8 +57,6 @@ struct ScriptSession {
     conversation: Conversation,
     /// The last reply's action, until the Responder takes it.
     action: Option<DialogueAction>,
-    call: CallContext,
-    observer: ExtractionObserver,
 }
 
 impl DialogueSession for ScriptSession {
@@ -98,12 +68,12 @@ impl DialogueSession for ScriptSession {
         Some(self.conversation.greeting().to_owned())
     }
 
+    fn extraction(&self) -> Option<Extraction> {
+        Some(self.conversation.extraction().clone())
+    }
+
     fn reply(&mut self, history: &[ChatMessage]) -> EngineStream<String> {
-        let before = self.conversation.extraction().clone();
         let reply = self.conversation.respond(last_caller_line(history));
-        if *self.conversation.extraction() != before {
-            (self.observer)(&self.call, self.conversation.extraction());
-        }
         self.action = reply.action.map(|action| match action {
             Action::EndCall => DialogueAction::EndCall,
             Action::Transfer => DialogueAction::TransferCall,
