@@ -132,7 +132,10 @@ fn api_base<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<String,
 fn api_key<F: Fn(&str) -> Option<String>>(
     vars: &Vars<'_, F>,
 ) -> Result<Option<TwilioCredentials>, ConfigError> {
-    match (vars.get("TWILIO_API_KEY_SID"), vars.get("TWILIO_API_KEY_SECRET")) {
+    match (
+        vars.get("TWILIO_API_KEY_SID"),
+        vars.get("TWILIO_API_KEY_SECRET"),
+    ) {
         (Some(sid), Some(secret)) => {
             if !is_sid(&sid, "SK") {
                 return Err(vars.invalid("TWILIO_API_KEY_SID", sid_expected("SK", &sid)));

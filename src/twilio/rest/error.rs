@@ -12,7 +12,7 @@ use super::retry::{Failure, Idempotence};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TwilioError {
     /// Error 21211: the number to call is not a valid phone number.
-    #[error("Twilio refused the number to call as invalid (error 21211): give an E.164 number such as +14155550100")]
+    #[error("Twilio refused the number to call as invalid (error 21211): give it in E.164 form: +, country code, number")]
     InvalidTo,
     /// Errors 21210 and 21212: the number to call from is not one of the account's Twilio numbers
     /// or verified caller IDs, or not a valid caller ID.
@@ -52,7 +52,9 @@ pub enum TwilioError {
     },
     /// No complete answer within `TWILIO_REST_TIMEOUT` (not retried: the request may have
     /// reached Twilio).
-    #[error("Twilio did not answer within {after:?}: try again later, or raise TWILIO_REST_TIMEOUT")]
+    #[error(
+        "Twilio did not answer within {after:?}: try again later, or raise TWILIO_REST_TIMEOUT"
+    )]
     Timeout {
         /// The timeout.
         after: Duration,
@@ -85,7 +87,10 @@ pub enum TwilioError {
         reason: Unconfirmed,
     },
     /// TwiML longer than Twilio's limit; nothing was sent.
-    #[error("the TwiML is {chars} characters long; Twilio accepts at most {}", crate::twilio::twiml::MAX_TWIML_CHARS)]
+    #[error(
+        "the TwiML is {chars} characters long; Twilio accepts at most {}",
+        crate::twilio::twiml::MAX_TWIML_CHARS
+    )]
     TwimlTooLong {
         /// Its length in characters.
         chars: usize,
@@ -108,7 +113,9 @@ impl fmt::Display for Unconfirmed {
         match self {
             Self::Timeout(after) => write!(f, "no answer within {after:?}"),
             Self::ServerError(status) => write!(f, "Twilio answered HTTP {status}"),
-            Self::ConnectionLost(reason) => write!(f, "the connection broke after sending: {reason}"),
+            Self::ConnectionLost(reason) => {
+                write!(f, "the connection broke after sending: {reason}")
+            }
         }
     }
 }
@@ -221,11 +228,13 @@ mod tests {
     #[test]
     fn a_create_that_may_have_happened_is_unconfirmed_and_an_update_is_not() {
         let timeout = Duration::from_secs(10);
-        let give_up = |failure, idempotence| {
-            TwilioError::after_giving_up(failure, idempotence, 1, timeout)
-        };
+        let give_up =
+            |failure, idempotence| TwilioError::after_giving_up(failure, idempotence, 1, timeout);
         assert_eq!(
-            give_up(Failure::ServerError { status: 500 }, Idempotence::NotIdempotent),
+            give_up(
+                Failure::ServerError { status: 500 },
+                Idempotence::NotIdempotent
+            ),
             TwilioError::OutcomeUnknown {
                 reason: Unconfirmed::ServerError(500)
             }
@@ -241,7 +250,10 @@ mod tests {
             TwilioError::Timeout { after: timeout }
         );
         assert_eq!(
-            give_up(Failure::ServerError { status: 503 }, Idempotence::Idempotent),
+            give_up(
+                Failure::ServerError { status: 503 },
+                Idempotence::Idempotent
+            ),
             TwilioError::Unavailable {
                 status: 503,
                 attempts: 1

@@ -138,9 +138,7 @@ impl TwilioRest {
     pub async fn create_call(&self, call: &CreateCall) -> Result<CreatedCall, TwilioError> {
         let path = format!("{}/Calls.json", self.account_path());
         let form = wire::create_call_form(call);
-        let answer = self
-            .send(&path, &form, Idempotence::NotIdempotent)
-            .await?;
+        let answer = self.send(&path, &form, Idempotence::NotIdempotent).await?;
         let invalid = TwilioError::InvalidAnswer {
             status: answer.status,
         };
@@ -170,7 +168,9 @@ impl TwilioRest {
         let form = wire::update_call_form(update);
         match self.send(&path, &form, Idempotence::Idempotent).await {
             Ok(_) => Ok(()),
-            Err(TwilioError::NotFound) if matches!(update, CallUpdate::Hangup | CallUpdate::Cancel) => {
+            Err(TwilioError::NotFound)
+                if matches!(update, CallUpdate::Hangup | CallUpdate::Cancel) =>
+            {
                 Ok(())
             }
             Err(error) => Err(error),

@@ -181,7 +181,10 @@ mod tests {
             .map(|attempts| policy.decide(UPDATE, attempts, &not_connected(), &Fixed(1.0)))
             .collect();
         let ms = |ms| Decision::RetryAfter(Duration::from_millis(ms));
-        assert_eq!(ceilings, [ms(500), ms(1_000), ms(2_000), ms(4_000), ms(4_000)]);
+        assert_eq!(
+            ceilings,
+            [ms(500), ms(1_000), ms(2_000), ms(4_000), ms(4_000)]
+        );
         assert_eq!(
             policy.decide(UPDATE, 3, &not_connected(), &Fixed(0.25)),
             ms(500)
@@ -207,10 +210,7 @@ mod tests {
 
     #[test]
     fn a_create_is_retried_only_when_twilio_proves_it_did_nothing() {
-        let retried = [
-            not_connected(),
-            Failure::RateLimited { retry_after: None },
-        ];
+        let retried = [not_connected(), Failure::RateLimited { retry_after: None }];
         for failure in retried {
             assert!(
                 matches!(
