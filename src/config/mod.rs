@@ -367,6 +367,7 @@ mod tests {
             ("TWILIO_API_BASE", "api.twilio.com"),
             ("TWILIO_API_BASE", "ftp://api.twilio.com"),
             ("TWILIO_API_BASE", "https://api.twilio.com?x=1"),
+            ("TWILIO_API_BASE", "https://user:secret@api.twilio.com"),
             ("TWILIO_REST_TIMEOUT", "soon"),
             ("TWILIO_REST_TIMEOUT", "10m"),
             ("TWILIO_ACCOUNT_SID", "AC123"),

@@ -107,7 +107,8 @@ impl TwilioRestSettings {
 /// for nothing (Twilio answers within a second or two).
 const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `TWILIO_API_BASE`: `http(s)://host[:port][/prefix]`, no query; stored without a trailing `/`.
+/// `TWILIO_API_BASE`: `http(s)://host[:port][/prefix]`, no query, no credentials (they go in
+/// the Basic header, and the value is not echoed); stored without a trailing `/`.
 fn api_base<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<String, ConfigError> {
     let value = vars
         .get("TWILIO_API_BASE")
@@ -117,12 +118,15 @@ fn api_base<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<String,
         matches!(uri.scheme_str(), Some("https" | "http"))
             && uri.host().is_some_and(|host| !host.is_empty())
             && uri.query().is_none()
-            && !base.contains('#')
+            && !base.contains(['#', '@'])
     });
     if !valid {
         return Err(vars.invalid(
             "TWILIO_API_BASE",
-            format!("{value:?} (expected https://host[:port], e.g. {DEFAULT_API_BASE}; http:// for a local emulator)"),
+            format!(
+                "expected https://host[:port] without credentials or query, e.g. \
+                 {DEFAULT_API_BASE} (http:// for a local emulator)"
+            ),
         ));
     }
     Ok(base.to_owned())
