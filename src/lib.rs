@@ -16,7 +16,8 @@
 //!   [`http::error`].
 //! - [`guard`]: client IPs, bearer tokens, rate limits, lockouts, the audit log
 //!   ([`guard::auth::AuthActor`], [`guard::rate_limit::RateLimitActor`]).
-//! - [`twilio`]: request signatures, stream tokens and TwiML.
+//! - [`twilio`]: request signatures, stream tokens, TwiML, and the REST client that places and
+//!   changes calls ([`twilio::rest::TwilioRest`]).
 //! - [`store`]: SQLite/PostgreSQL persistence with sealed sensitive columns.
 //! - [`tls`]: optional in-process TLS.
 //! - [`engines`]: engine adapters: embedded recognition and voices, the scripted agent (a

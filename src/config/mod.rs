@@ -16,9 +16,11 @@ use crate::engines::embedded::stt::Endpointing;
 use crate::engines::embedded::{EmbeddedSettings, VoiceChoice};
 
 mod security;
+mod twilio_rest;
 mod vars;
 
 pub use security::{SecuritySettings, StorageSettings, TlsFiles, TwilioSettings};
+pub use twilio_rest::{TwilioCredentials, TwilioRestSettings, DEFAULT_API_BASE};
 use vars::Vars;
 
 /// A variable with an unusable value.
@@ -87,6 +89,10 @@ pub struct Config {
     pub restart: RestartPolicy,
     /// Storage, Twilio validation, authentication, rate limits, proxy trust and TLS.
     pub security: SecuritySettings,
+    /// Twilio's REST API, for placing, transferring and hanging up calls; `None` without
+    /// `TWILIO_ACCOUNT_SID` (`TWILIO_API_BASE`, `TWILIO_REST_TIMEOUT`, `TWILIO_API_KEY_SID`,
+    /// `TWILIO_API_KEY_SECRET`, and `TWILIO_AUTH_TOKEN` shared with the signature checks).
+    pub twilio_rest: Option<TwilioRestSettings>,
 }
 
 impl Config {
@@ -157,6 +163,18 @@ impl Config {
             vars.get("AGENT_FILE")
                 .unwrap_or_else(|| "agents/default.toml".into()),
         );
+        let media_write_timeout = vars.duration("MEDIA_WRITE_TIMEOUT", "5s")?;
+        let stream_token_ttl = vars.duration("STREAM_TOKEN_TTL", "60s")?;
+        let drain_timeout = vars.duration("DRAIN_TIMEOUT", "30s")?;
+        let restart = RestartPolicy {
+            initial_backoff: vars.duration("ENGINE_RESTART_BACKOFF", "200ms")?,
+            max_backoff: vars.duration("ENGINE_RESTART_MAX_BACKOFF", "5s")?,
+            max_failures: vars.bounded("ENGINE_MAX_RESTARTS", "5", 0..=1_000)?,
+            window: Duration::from_secs(60),
+        };
+        let security = SecuritySettings::from_vars(&vars)?;
+        let twilio_rest =
+            TwilioRestSettings::from_vars(&vars, security.twilio.auth_token.as_ref())?;
         Ok(Self {
             listen_addr,
             public_host,
@@ -166,17 +184,13 @@ impl Config {
             conversation,
             log_format,
             media,
-            media_write_timeout: vars.duration("MEDIA_WRITE_TIMEOUT", "5s")?,
-            stream_token_ttl: vars.duration("STREAM_TOKEN_TTL", "60s")?,
-            drain_timeout: vars.duration("DRAIN_TIMEOUT", "30s")?,
+            media_write_timeout,
+            stream_token_ttl,
+            drain_timeout,
             http_workers,
-            restart: RestartPolicy {
-                initial_backoff: vars.duration("ENGINE_RESTART_BACKOFF", "200ms")?,
-                max_backoff: vars.duration("ENGINE_RESTART_MAX_BACKOFF", "5s")?,
-                max_failures: vars.bounded("ENGINE_MAX_RESTARTS", "5", 0..=1_000)?,
-                window: Duration::from_secs(60),
-            },
-            security: SecuritySettings::from_vars(&vars)?,
+            restart,
+            security,
+            twilio_rest,
         })
     }
 }
@@ -350,6 +364,14 @@ mod tests {
             ("AUTH_LOCKOUT_MAX", "1s"),
             ("AUTH_LOCKOUT_FAILURES", "0"),
             ("RATE_LIMIT_BLOCK", "never"),
+            ("TWILIO_API_BASE", "api.twilio.com"),
+            ("TWILIO_API_BASE", "ftp://api.twilio.com"),
+            ("TWILIO_API_BASE", "https://api.twilio.com?x=1"),
+            ("TWILIO_API_BASE", "https://user:secret@api.twilio.com"),
+            ("TWILIO_REST_TIMEOUT", "soon"),
+            ("TWILIO_REST_TIMEOUT", "10m"),
+            ("TWILIO_ACCOUNT_SID", "AC123"),
+            ("TWILIO_ACCOUNT_SID", "SK0123456789abcdef0123456789abcdef"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).unwrap_err();
@@ -405,6 +427,104 @@ mod tests {
         for secret in ["twilio-secret", "db-secret", "AAAAAAAA"] {
             assert!(!printed.contains(secret), "{secret}");
         }
+    }
+
+    const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+    const API_KEY_SID: &str = "SK0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_rest_client_is_off_without_an_account_sid() {
+        let config = config(&[("TWILIO_AUTH_TOKEN", "token")]).unwrap();
+        assert!(config.twilio_rest.is_none());
+    }
+
+    #[test]
+    fn the_rest_client_reuses_the_auth_token_with_defaults() {
+        let config = config(&[
+            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+            ("TWILIO_AUTH_TOKEN", "token"),
+        ])
+        .unwrap();
+        let rest = config.twilio_rest.unwrap();
+        assert_eq!(rest.account_sid, ACCOUNT_SID);
+        assert_eq!(rest.api_base, "https://api.twilio.com");
+        assert_eq!(rest.timeout, Duration::from_secs(10));
+        let (user, password) = rest.credentials.basic(&rest.account_sid);
+        assert_eq!((user, password.expose()), (ACCOUNT_SID, "token"));
+    }
+
+    #[test]
+    fn an_api_key_wins_over_the_auth_token() {
+        let config = config(&[
+            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+            ("TWILIO_AUTH_TOKEN", "token"),
+            ("TWILIO_API_KEY_SID", API_KEY_SID),
+            ("TWILIO_API_KEY_SECRET", "key-secret"),
+            ("TWILIO_API_BASE", "http://127.0.0.1:9000/"),
+            ("TWILIO_REST_TIMEOUT", "3s"),
+        ])
+        .unwrap();
+        let rest = config.twilio_rest.unwrap();
+        let (user, password) = rest.credentials.basic(&rest.account_sid);
+        assert_eq!((user, password.expose()), (API_KEY_SID, "key-secret"));
+        assert_eq!(rest.api_base, "http://127.0.0.1:9000");
+        assert_eq!(rest.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn rest_credentials_must_be_complete() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("TWILIO_ACCOUNT_SID", ACCOUNT_SID)], "TWILIO_AUTH_TOKEN"),
+            (
+                &[
+                    ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+                    ("TWILIO_API_KEY_SID", API_KEY_SID),
+                ],
+                "TWILIO_API_KEY_SECRET",
+            ),
+            (
+                &[
+                    ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+                    ("TWILIO_API_KEY_SECRET", "key-secret"),
+                ],
+                "TWILIO_API_KEY_SID",
+            ),
+            (
+                &[
+                    ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+                    ("TWILIO_API_KEY_SID", "SK123"),
+                    ("TWILIO_API_KEY_SECRET", "key-secret"),
+                ],
+                "TWILIO_API_KEY_SID",
+            ),
+            (
+                &[
+                    ("TWILIO_API_KEY_SID", API_KEY_SID),
+                    ("TWILIO_API_KEY_SECRET", "key-secret"),
+                ],
+                "TWILIO_ACCOUNT_SID",
+            ),
+        ];
+        for (pairs, variable) in cases {
+            assert_eq!(config(pairs).unwrap_err().variable, variable, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn rest_secrets_never_print() {
+        let settings = config(&[
+            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+            ("TWILIO_AUTH_TOKEN", "twilio-secret"),
+            ("TWILIO_API_KEY_SID", API_KEY_SID),
+            ("TWILIO_API_KEY_SECRET", "key-secret"),
+        ])
+        .unwrap();
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("twilio-secret") && !printed.contains("key-secret"));
+        let error = config(&[("TWILIO_ACCOUNT_SID", "my-auth-token-by-mistake")])
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("my-auth-token"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,16 @@ pub fn connect_stream(public_host: &str, token_parameter: &str, token: &str) -> 
     )
 }
 
-/// Escapes text for an XML attribute value.
+/// The longest TwiML Twilio accepts in a `Twiml` parameter, in characters.
+pub const MAX_TWIML_CHARS: usize = 4_000;
+
+/// `<Response><Dial>number</Dial></Response>`: connects the caller to `number` (E.164), e.g. a
+/// person taking over from the agent. A phone number keeps it far below [`MAX_TWIML_CHARS`].
+pub fn dial(number: &str) -> String {
+    format!("<Response><Dial>{}</Dial></Response>", escape(number))
+}
+
+/// Escapes text for an XML attribute value or element text.
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
@@ -38,6 +47,18 @@ mod tests {
         assert_eq!(
             connect_stream("agent.example.com", "token", "abc"),
             r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="wss://agent.example.com/twilio/media"><Parameter name="token" value="abc"/></Stream></Connect></Response>"#
+        );
+    }
+
+    #[test]
+    fn dial_document() {
+        assert_eq!(
+            dial("+14155550100"),
+            "<Response><Dial>+14155550100</Dial></Response>"
+        );
+        assert_eq!(
+            dial("<Hangup/>"),
+            "<Response><Dial>&lt;Hangup/&gt;</Dial></Response>"
         );
     }
 
