@@ -18,6 +18,7 @@
 //!   ([`guard::auth::AuthActor`], [`guard::rate_limit::RateLimitActor`]).
 //! - [`twilio`]: request signatures, stream tokens, TwiML, and the REST client that places and
 //!   changes calls ([`twilio::rest::TwilioRest`]).
+//! - [`calls`]: call management: numbers, calling hours, the live feed of call events.
 //! - [`store`]: SQLite/PostgreSQL persistence with sealed sensitive columns.
 //! - [`tls`]: optional in-process TLS.
 //! - [`engines`]: engine adapters: embedded recognition and voices, the scripted agent (a
@@ -36,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod calls;
 pub mod config;
 pub mod engines;
 pub mod guard;

@@ -12,12 +12,13 @@ use actix::{Actor as _, Addr};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use phone_agent_actors::call::CallSettings;
-use phone_agent_actors::engines::EngineSet;
+use phone_agent_actors::engines::{CallControl, EngineSet};
 use phone_agent_actors::events::EndReason;
 use phone_agent_actors::runtime::metrics::CallMetrics;
 use phone_agent_actors::runtime::registry::LiveCalls;
 use tokio::sync::watch;
 
+use crate::calls::control::TwilioTransfer;
 use crate::config::{Config, SecuritySettings};
 use crate::guard::audit::AuditLog;
 use crate::guard::auth::{reload, AuthActor, Authenticator, FlushAudit};
@@ -30,6 +31,7 @@ use crate::store::audit::AuditEvent;
 use crate::store::crypto::{load_or_create_secret, CryptoError, DataKey, KeySource};
 use crate::store::{now_ms, sqlite_path, Store, StoreError};
 use crate::tls::{self, TlsError};
+use crate::twilio::rest::TwilioRest;
 use crate::twilio::signature::{TwilioSigner, DEV_TWILIO_AUTH_TOKEN_FILE};
 use crate::twilio::stream_token::StreamTokens;
 
@@ -128,7 +130,7 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
             authorizer: tokens,
             conversation: Arc::new(config.conversation.clone()),
             metrics: Arc::new(CallMetrics::default()),
-            call_control: None,
+            call_control: call_control(config),
             journal: None,
         },
         media_write_timeout: config.media_write_timeout,
@@ -183,6 +185,14 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
         shutdown,
         done,
     })
+}
+
+/// Transfers through Twilio's REST API, when it is configured and there is a number to
+/// transfer to.
+fn call_control(config: &Config) -> Option<Arc<dyn CallControl>> {
+    let rest = TwilioRest::new(config.twilio_rest.clone()?);
+    let to = config.calls.transfer_to.clone()?;
+    Some(Arc::new(TwilioTransfer::new(rest, to)))
 }
 
 /// Opens (creating and migrating) the configured store with its data key.

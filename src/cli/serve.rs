@@ -16,8 +16,12 @@ pub fn run() -> ExitCode {
             "ENGINES=loopback: callers hear their own audio back (a diagnostic engine set)"
         );
     }
+    let mut config = config;
     let engines = match engines::build(&config) {
-        Ok(engines) => engines,
+        Ok(built) => {
+            config.calls.transfer_to = built.transfer_to;
+            built.set
+        }
         Err(error) => {
             tracing::error!(%error, "engines unavailable");
             eprintln!("phone-agent: {error}");

@@ -15,10 +15,12 @@ use phone_agent_actors::runtime::supervision::RestartPolicy;
 use crate::engines::embedded::stt::Endpointing;
 use crate::engines::embedded::{EmbeddedSettings, VoiceChoice};
 
+mod calls;
 mod security;
 mod twilio_rest;
 mod vars;
 
+pub use calls::CallManagementSettings;
 pub use security::{SecuritySettings, StorageSettings, TlsFiles, TwilioSettings};
 pub use twilio_rest::{TwilioCredentials, TwilioRestSettings, DEFAULT_API_BASE};
 use vars::Vars;
@@ -93,6 +95,8 @@ pub struct Config {
     /// `TWILIO_ACCOUNT_SID` (`TWILIO_API_BASE`, `TWILIO_REST_TIMEOUT`, `TWILIO_API_KEY_SID`,
     /// `TWILIO_API_KEY_SECRET`, and `TWILIO_AUTH_TOKEN` shared with the signature checks).
     pub twilio_rest: Option<TwilioRestSettings>,
+    /// Placing, scheduling, transferring and keeping calls.
+    pub calls: CallManagementSettings,
 }
 
 impl Config {
@@ -191,6 +195,7 @@ impl Config {
             restart,
             security,
             twilio_rest,
+            calls: CallManagementSettings::from_vars(&vars)?,
         })
     }
 }
@@ -317,6 +322,31 @@ mod tests {
         assert!(conversation.barge_in.backchannels.covers("uh-huh"));
         assert_eq!(conversation.silence_checkin, Some(Duration::from_secs(8)));
         assert_eq!(conversation.max_duration, Some(Duration::from_secs(900)));
+        let calls = &config.calls;
+        assert!(calls.default_from.is_none() && calls.transfer_to.is_none());
+        assert!(calls.calling_hours.is_none());
+        assert_eq!(calls.default_timezone, jiff::tz::TimeZone::UTC);
+        assert_eq!(calls.schedule_grace, Duration::from_secs(900));
+        assert_eq!(calls.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(calls.metadata_max_bytes, 4096);
+    }
+
+    #[test]
+    fn call_management_reads_numbers_hours_and_zones() {
+        let config = config(&[
+            ("TWILIO_FROM", "+14155550100"),
+            ("TRANSFER_TO", "+14155550199"),
+            ("CALLING_HOURS", "08:00-21:00"),
+            ("DEFAULT_TIMEZONE", "America/New_York"),
+            ("RETENTION_DAYS", "0"),
+        ])
+        .unwrap();
+        let calls = config.calls;
+        assert_eq!(calls.default_from.unwrap().as_str(), "+14155550100");
+        assert_eq!(calls.transfer_to.unwrap().as_str(), "+14155550199");
+        assert!(calls.calling_hours.is_some());
+        assert_eq!(calls.default_timezone.iana_name(), Some("America/New_York"));
+        assert_eq!(calls.retention, None);
     }
 
     #[test]
@@ -372,6 +402,13 @@ mod tests {
             ("TWILIO_REST_TIMEOUT", "10m"),
             ("TWILIO_ACCOUNT_SID", "AC123"),
             ("TWILIO_ACCOUNT_SID", "SK0123456789abcdef0123456789abcdef"),
+            ("TWILIO_FROM", "4155550100"),
+            ("TRANSFER_TO", "+1 415 555 0100"),
+            ("CALLING_HOURS", "8am-9pm"),
+            ("DEFAULT_TIMEZONE", "Mars/Olympus_Mons"),
+            ("SCHEDULE_GRACE", "later"),
+            ("RETENTION_DAYS", "-1"),
+            ("CALL_METADATA_MAX_BYTES", "1000000"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).unwrap_err();

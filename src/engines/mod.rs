@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use phone_agent_actors::engines::EngineSet;
 
+use crate::calls::number::E164;
 use crate::config::{Config, EngineChoice};
 use embedded::ModelError;
 use script::agent::{AgentError, AgentScript};
@@ -34,11 +35,22 @@ pub enum BuildError {
     },
 }
 
+/// The engines calls use, and where the agent's transfers go.
+pub struct Engines {
+    /// The engine set.
+    pub set: EngineSet,
+    /// The agent file's `transfer_to`, or `TRANSFER_TO`.
+    pub transfer_to: Option<E164>,
+}
+
 /// Builds the engine set the configuration names. Loading the embedded models takes a few
 /// seconds; run it before serving.
-pub fn build(config: &Config) -> Result<EngineSet, BuildError> {
+pub fn build(config: &Config) -> Result<Engines, BuildError> {
     match config.engines {
-        EngineChoice::Loopback => Ok(loopback_set()),
+        EngineChoice::Loopback => Ok(Engines {
+            set: loopback_set(),
+            transfer_to: config.calls.transfer_to.clone(),
+        }),
         EngineChoice::Embedded => {
             let script =
                 AgentScript::load(&config.agent_file).map_err(|source| BuildError::Agent {
@@ -50,11 +62,18 @@ pub fn build(config: &Config) -> Result<EngineSet, BuildError> {
             let mut lines = script.lines();
             lines.extend(config.conversation.lines.all());
             let tts = embedded::load_tts(&config.embedded, &lines)?;
-            Ok(EngineSet {
+            let transfer_to = script
+                .transfer_to
+                .clone()
+                .or_else(|| config.calls.transfer_to.clone());
+            // A transfer needs somewhere to go and Twilio's REST API to get it there.
+            let transfers = transfer_to.is_some() && config.twilio_rest.is_some();
+            let set = EngineSet {
                 stt: Arc::new(stt),
-                dialogue: Arc::new(ScriptDialogue::new(script)),
+                dialogue: Arc::new(ScriptDialogue::new(script, transfers)),
                 tts: Arc::new(tts),
-            })
+            };
+            Ok(Engines { set, transfer_to })
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod frame;
 pub mod guarded;
 pub mod media_socket;
+pub mod sse;
 pub mod twilio;
 
 use std::sync::Arc;

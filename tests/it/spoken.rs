@@ -76,7 +76,7 @@ async fn spoken_server() -> (TestServer, Kept) {
     let tts = embedded::load_tts(&settings, &script.lines()).unwrap();
     let extraction = Kept::default();
     let dialogue = Keeping {
-        dialogue: ScriptDialogue::new(script),
+        dialogue: ScriptDialogue::new(script, false),
         kept: extraction.clone(),
     };
     let engines = EngineSet {

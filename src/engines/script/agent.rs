@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::matcher::Matcher;
+use crate::calls::number::E164;
 
 /// Why an agent file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +74,24 @@ pub struct Persona {
     pub anything_else: String,
     /// When nothing matched, the first time.
     pub fallback: String,
-    /// When nothing matched twice: offers a person.
+    /// When nothing matched twice: offers a person (only when calls can be transferred).
     pub offer_person: String,
     /// Before a transfer.
     pub transfer: String,
+    /// When a caller asks for a person and calls cannot be transferred.
+    #[serde(default = "default_no_transfer")]
+    pub no_transfer: String,
+    /// Where this agent's transfers go (E.164); instead of `TRANSFER_TO`.
+    #[serde(default)]
+    pub transfer_to: Option<String>,
     /// Before hanging up.
     pub goodbye: String,
+}
+
+fn default_no_transfer() -> String {
+    "I'm sorry, I can't put you through to a person on this call. Is there anything else I can \
+     help you with?"
+        .into()
 }
 
 /// The booking flow's prompts; `{name}` and `{phone}` are filled in.
@@ -124,6 +137,8 @@ pub struct AgentScript {
     pub intents: Vec<Intent>,
     /// Matches caller text to intents (same order).
     pub matcher: Matcher,
+    /// Where this agent's transfers go, if its file says.
+    pub transfer_to: Option<E164>,
 }
 
 impl AgentScript {
@@ -172,7 +187,15 @@ impl AgentScript {
             })
             .collect();
         let examples: Vec<Vec<String>> = file.intent.iter().map(|i| i.examples.clone()).collect();
+        let transfer_to = file
+            .agent
+            .transfer_to
+            .as_deref()
+            .map(E164::parse)
+            .transpose()
+            .map_err(|error| AgentError::Invalid(format!("transfer_to: {error}")))?;
         Ok(Self {
+            transfer_to,
             matcher: Matcher::new(&examples, synonyms),
             persona: file.agent,
             booking: file.booking,
@@ -193,6 +216,7 @@ impl AgentScript {
             &persona.fallback,
             &persona.offer_person,
             &persona.transfer,
+            &persona.no_transfer,
             &persona.goodbye,
             &booking.ask_name,
             &booking.ask_name_again,
@@ -232,7 +256,8 @@ mod tests {
             assert!(agent.intents.iter().any(|i| i.name == name), "{name}");
         }
         let answers = agent.intents.iter().filter(|i| i.answer.is_some()).count();
-        assert_eq!(agent.lines().len(), 14 + answers);
+        assert_eq!(agent.lines().len(), 15 + answers);
+        assert!(agent.transfer_to.is_none());
     }
 
     #[test]
@@ -243,6 +268,11 @@ mod tests {
         );
         assert!(matches!(
             AgentScript::from_toml(&no_disclosure),
+            Err(AgentError::Invalid(_))
+        ));
+        let bad_number = DEFAULT.replace("[agent]", "[agent]\ntransfer_to = \"555-0100\"");
+        assert!(matches!(
+            AgentScript::from_toml(&bad_number),
             Err(AgentError::Invalid(_))
         ));
         let unknown_field = DEFAULT.replace("[booking]", "[booking]\ncolour = \"red\"");

@@ -72,16 +72,20 @@ enum Stage {
 #[derive(Debug)]
 pub struct Conversation {
     script: Arc<AgentScript>,
+    /// Whether the call can be handed to a person.
+    transfers: bool,
     stage: Stage,
     misses: u32,
     extraction: Extraction,
 }
 
 impl Conversation {
-    /// A conversation that has not started.
-    pub fn new(script: Arc<AgentScript>) -> Self {
+    /// A conversation that has not started; `transfers`: whether the call can be handed to a
+    /// person (otherwise the agent never offers to).
+    pub fn new(script: Arc<AgentScript>, transfers: bool) -> Self {
         Self {
             script,
+            transfers,
             stage: Stage::Open,
             misses: 0,
             extraction: Extraction::default(),
@@ -156,7 +160,7 @@ impl Conversation {
 
     fn miss(&mut self) -> Reply {
         self.misses += 1;
-        if self.misses == 1 {
+        if self.misses == 1 || !self.transfers {
             Reply::say(self.script.persona.fallback.clone())
         } else {
             self.misses = 0;
@@ -165,8 +169,14 @@ impl Conversation {
         }
     }
 
+    /// Hands the call to a person, or, when calls cannot be transferred, says so and asks what
+    /// else it can do (a person calls back).
     fn transfer(&mut self, intent: &str) -> Reply {
         self.extraction.intent = Some(intent.to_owned());
+        if !self.transfers {
+            self.extraction.next_step = Some("call_back_by_person".into());
+            return Reply::say(self.script.persona.no_transfer.clone());
+        }
         self.extraction.next_step = Some("transfer_to_person".into());
         Reply::then(self.script.persona.transfer.clone(), Action::Transfer)
     }
@@ -330,7 +340,26 @@ mod tests {
 
     fn conversation() -> Conversation {
         let script = AgentScript::from_toml(include_str!("../../../agents/default.toml")).unwrap();
-        Conversation::new(Arc::new(script))
+        Conversation::new(Arc::new(script), true)
+    }
+
+    #[test]
+    fn without_transfers_a_person_is_never_offered_nor_promised() {
+        let script = AgentScript::from_toml(include_str!("../../../agents/default.toml")).unwrap();
+        let persona = script.persona.clone();
+        let mut call = Conversation::new(Arc::new(script), false);
+        let asked = call.respond("can I talk to a person");
+        assert_eq!(asked, Reply::say(persona.no_transfer.clone()));
+        assert_eq!(
+            call.extraction().next_step.as_deref(),
+            Some("call_back_by_person")
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                call.respond("blue giraffe"),
+                Reply::say(persona.fallback.clone())
+            );
+        }
     }
 
     #[test]

@@ -29,13 +29,16 @@ use conversation::{Action, Conversation};
 /// The scripted dialogue engine; one loaded agent shared by every call.
 pub struct ScriptDialogue {
     script: Arc<AgentScript>,
+    transfers: bool,
 }
 
 impl ScriptDialogue {
-    /// An engine speaking for `script`.
-    pub fn new(script: AgentScript) -> Self {
+    /// An engine speaking for `script`; `transfers`: whether calls can be handed to a person
+    /// (otherwise the agent never offers or promises to).
+    pub fn new(script: AgentScript, transfers: bool) -> Self {
         Self {
             script: Arc::new(script),
+            transfers,
         }
     }
 }
@@ -47,7 +50,7 @@ impl Dialogue for ScriptDialogue {
 
     fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
         Ok(Box::new(ScriptSession {
-            conversation: Conversation::new(self.script.clone()),
+            conversation: Conversation::new(self.script.clone(), self.transfers),
             action: None,
         }))
     }
@@ -92,7 +95,7 @@ mod tests {
     #[actix_rt::test]
     async fn replies_through_the_dialogue_trait() {
         let script = AgentScript::from_toml(include_str!("../../../agents/default.toml")).unwrap();
-        let engine = ScriptDialogue::new(script);
+        let engine = ScriptDialogue::new(script, false);
         let call = CallContext {
             call_sid: CallSid::parse("CA0123456789abcdef0123456789abcdef").unwrap(),
             stream_sid: StreamSid::new("MZ1"),
