@@ -17,7 +17,9 @@
 //! - [`guard`]: client IPs, bearer tokens, rate limits, lockouts, the audit log
 //!   ([`guard::auth::AuthActor`], [`guard::rate_limit::RateLimitActor`]).
 //! - [`twilio`]: request signatures, stream tokens and TwiML.
-//! - [`store`]: SQLite/PostgreSQL persistence with sealed sensitive columns.
+//! - [`store`]: SQLite/PostgreSQL persistence with sealed sensitive columns: tokens, calls with
+//!   their event logs and transcripts, scheduling claims, the do-not-call list, idempotency keys,
+//!   erasure and retention, the audit trail.
 //! - [`tls`]: optional in-process TLS.
 //! - [`engines`]: engine adapters: embedded recognition and voices, the scripted agent (a
 //!   `Dialogue`), the loopback set.

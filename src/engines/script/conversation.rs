@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::agent::{AgentScript, IntentAction};
 use super::matcher::words;
@@ -23,8 +23,8 @@ const INTERRUPT_THRESHOLD: f64 = 0.8;
 /// Fewest and most digits accepted as a phone number.
 const PHONE_DIGITS: std::ops::RangeInclusive<usize> = 7..=15;
 
-/// The structured details a call yields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// The structured details a call yields (stored, sealed, on the call's record).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extraction {
     /// The caller's name, as given.
     pub name: Option<String>,
