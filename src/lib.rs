@@ -19,7 +19,9 @@
 //! - [`twilio`]: request signatures, stream tokens, TwiML, and the REST client that places and
 //!   changes calls ([`twilio::rest::TwilioRest`]).
 //! - [`calls`]: call management: numbers, calling hours, the live feed of call events.
-//! - [`store`]: SQLite/PostgreSQL persistence with sealed sensitive columns.
+//! - [`store`]: SQLite/PostgreSQL persistence with sealed sensitive columns: tokens, calls with
+//!   their event logs and transcripts, scheduling claims, the do-not-call list, idempotency keys,
+//!   erasure and retention, the audit trail.
 //! - [`tls`]: optional in-process TLS.
 //! - [`engines`]: engine adapters: embedded recognition and voices, the scripted agent (a
 //!   `Dialogue`), the loopback set.

@@ -13,8 +13,9 @@ use tokio::sync::mpsc;
 use super::error::HttpError;
 use super::{media_socket, AppState};
 use crate::redact::mask_phone;
-use crate::store::calls::CallRecord;
+use crate::store::calls::{Direction, NewCall};
 use crate::store::now_ms;
+use crate::store::status::CallStatus;
 use crate::twilio::twiml;
 
 /// The fields of Twilio's voice webhook we use; Twilio sends many more, which are ignored.
@@ -54,18 +55,32 @@ pub async fn voice(
         to = %mask_phone(&form.to),
         "incoming call"
     );
-    let now = now_ms();
-    let record = CallRecord {
-        call_sid: call_sid.to_string(),
-        direction: form.direction.clone().unwrap_or_else(|| "inbound".into()),
+    let outbound = form
+        .direction
+        .as_deref()
+        .is_some_and(|direction| direction.starts_with("outbound"));
+    let record = NewCall {
+        call_sid: Some(call_sid.to_string()),
+        direction: if outbound {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        },
         from: form.from.clone(),
         to: form.to.clone(),
-        status: form.call_status.clone().unwrap_or_else(|| "ringing".into()),
-        created_at: now,
-        updated_at: now,
+        status: form
+            .call_status
+            .as_deref()
+            .and_then(CallStatus::parse)
+            .unwrap_or(CallStatus::Ringing),
+        agent: None,
+        metadata: None,
+        scheduled_at: None,
+        timezone: None,
+        machine_detection: None,
     };
     // A storage failure must not drop a caller: the call goes on, unrecorded, and it is logged.
-    if let Err(error) = state.store.insert_call(&record).await {
+    if let Err(error) = state.store.insert_call(&record, now_ms()).await {
         tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
     }
     Ok(HttpResponse::Ok()

@@ -1,9 +1,10 @@
 //! The audit trail: authentication outcomes, token changes, configuration changes. Never a token.
 
 use serde::Serialize;
-use sqlx::Row as _;
+use sqlx::{AnyConnection, Row as _};
 
-use super::{random_id, Store, StoreError};
+use super::ids::random_id;
+use super::{Store, StoreError};
 
 /// One audit event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -11,7 +12,7 @@ pub struct AuditEvent {
     /// When (the first occurrence, for counted events), Unix ms.
     pub at: i64,
     /// What: `auth.success`, `auth.failure`, `auth.lockout`, `token.created`, `token.revoked`,
-    /// `token.rotated`, `config.loaded`, `ip.blocked`.
+    /// `token.rotated`, `config.loaded`, `ip.blocked`, `call.erased`.
     pub kind: String,
     /// The token concerned, by id.
     pub token_id: Option<String>,
@@ -31,19 +32,7 @@ impl Store {
         }
         let mut transaction = self.pool.begin().await?;
         for event in events {
-            sqlx::query(
-                "INSERT INTO audit_events (id, at, kind, token_id, client, detail, count) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(random_id("aud_")?)
-            .bind(event.at)
-            .bind(&event.kind)
-            .bind(&event.token_id)
-            .bind(&event.client)
-            .bind(&event.detail)
-            .bind(event.count)
-            .execute(&mut *transaction)
-            .await?;
+            insert_audit(&mut transaction, event).await?;
         }
         transaction.commit().await?;
         Ok(())
@@ -71,4 +60,25 @@ impl Store {
         })
         .collect()
     }
+}
+
+/// Inserts one event on `connection` (in the caller's transaction).
+pub(super) async fn insert_audit(
+    connection: &mut AnyConnection,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, kind, token_id, client, detail, count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(random_id("aud_")?)
+    .bind(event.at)
+    .bind(&event.kind)
+    .bind(&event.token_id)
+    .bind(&event.client)
+    .bind(&event.detail)
+    .bind(event.count)
+    .execute(connection)
+    .await?;
+    Ok(())
 }

@@ -1,161 +1,440 @@
-//! Call records. Phone numbers are sealed; they are opened only to be masked or used.
+//! Call records: inserting one, finding it by our id or Twilio's CallSid, and setting what is
+//! learnt later (the CallSid, answering-machine detection, the extraction, the end reason).
+//!
+//! Numbers, metadata and the extraction are sealed for their column and the call's id. Calls
+//! recorded before ids existed have their CallSid as id, so their numbers, sealed for
+//! `calls.from_number:{call_sid}`, still open.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
+use super::call_events::EventKind;
+use super::ids::new_call_id;
+use super::status::CallStatus;
 use super::{Store, StoreError};
+use phone_agent_actors::engines::Extraction;
 
-/// A call as stored, with its numbers opened.
-#[derive(Debug, Clone, Serialize)]
-pub struct CallRecord {
-    /// Twilio's CallSid.
-    pub call_sid: String,
-    /// `inbound` or `outbound`.
-    pub direction: String,
+/// Who called whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Someone called us.
+    Inbound,
+    /// We called someone.
+    Outbound,
+}
+
+impl Direction {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+
+    /// The direction of a name, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Direction::Inbound, Direction::Outbound]
+            .into_iter()
+            .find(|direction| direction.as_str() == name)
+    }
+}
+
+/// A call to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCall {
+    /// Twilio's CallSid, when it already has one (inbound calls).
+    pub call_sid: Option<String>,
+    /// Inbound or outbound.
+    pub direction: Direction,
     /// The caller (E.164).
     pub from: String,
     /// The called number (E.164).
     pub to: String,
-    /// Twilio's call status as last seen.
-    pub status: String,
-    /// Created, Unix ms.
+    /// Where it starts: `scheduled`, `queued` (placing now) or as Twilio reports it.
+    pub status: CallStatus,
+    /// The agent that talks.
+    pub agent: Option<String>,
+    /// JSON from the caller of the API.
+    pub metadata: Option<Value>,
+    /// When to place it, Unix ms (scheduled calls).
+    pub scheduled_at: Option<i64>,
+    /// The callee's IANA time zone (calling hours).
+    pub timezone: Option<String>,
+    /// Twilio's `MachineDetection` to place it with.
+    pub machine_detection: Option<String>,
+}
+
+/// A call as stored, with its sealed columns opened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Call {
+    /// Ours: `call_…` (calls recorded before ids existed: their CallSid).
+    pub id: String,
+    /// Twilio's, once assigned.
+    pub call_sid: Option<String>,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// The caller (E.164); `None` once erased.
+    pub from: Option<String>,
+    /// The called number (E.164); `None` once erased.
+    pub to: Option<String>,
+    /// Where it is in its timeline.
+    pub status: CallStatus,
+    /// The agent that talks.
+    pub agent: Option<String>,
+    /// JSON from the caller of the API; `None` once purged.
+    pub metadata: Option<Value>,
+    /// What the agent took from the conversation; `None` until then and once purged.
+    pub extraction: Option<Extraction>,
+    /// Answering-machine detection's answer (`human`, `machine_start`, `fax`, …).
+    pub answered_by: Option<String>,
+    /// Why the conversation ended.
+    pub end_reason: Option<String>,
+    /// Recorded, Unix ms.
     pub created_at: i64,
     /// Last changed, Unix ms.
     pub updated_at: i64,
+    /// Placed, or arrived, Unix ms.
+    pub started_at: Option<i64>,
+    /// Answered, Unix ms.
+    pub answered_at: Option<i64>,
+    /// Ended, Unix ms.
+    pub ended_at: Option<i64>,
+    /// From answer to end, ms.
+    pub duration_ms: Option<i64>,
+    /// When to place it, Unix ms (scheduled calls).
+    pub scheduled_at: Option<i64>,
+    /// The callee's IANA time zone.
+    pub timezone: Option<String>,
+    /// Twilio's `MachineDetection` to place it with.
+    pub machine_detection: Option<String>,
+    /// Transcript, extraction and metadata removed (retention or erasure), Unix ms.
+    pub purged_at: Option<i64>,
+    /// Erased down to this tombstone, Unix ms.
+    pub erased_at: Option<i64>,
 }
 
-/// Where a page of calls starts.
-#[derive(Debug, Clone, Copy)]
-pub struct CallPage<'a> {
-    /// Calls created before this call (the last of the previous page), if any.
-    pub before: Option<(&'a str, i64)>,
-    /// At most this many.
-    pub limit: i64,
-}
-
-fn from_context(call_sid: &str) -> String {
-    format!("calls.from_number:{call_sid}")
-}
-
-fn to_context(call_sid: &str) -> String {
-    format!("calls.to_number:{call_sid}")
+fn context(column: &str, id: &str) -> String {
+    format!("calls.{column}:{id}")
 }
 
 impl Store {
-    /// Records a call Twilio told us about; a repeated webhook for the same call changes nothing.
-    pub async fn insert_call(&self, call: &CallRecord) -> Result<(), StoreError> {
-        let from = self.seal(&call.from, &from_context(&call.call_sid))?;
-        let to = self.seal(&call.to, &to_context(&call.call_sid))?;
-        sqlx::query(
-            "INSERT INTO calls (call_sid, direction, from_number, to_number, status, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (call_sid) DO NOTHING",
+    /// Records a call and logs its first status; the call's id. A call whose CallSid is already
+    /// recorded (a repeated webhook) changes nothing and gets the existing id.
+    pub async fn insert_call(&self, call: &NewCall, now_ms: i64) -> Result<String, StoreError> {
+        let id = new_call_id()?;
+        let metadata = call.metadata.as_ref().map(Value::to_string);
+        let [started, _, _] = call.status.stamps(now_ms);
+        let insert = sqlx::query(
+            "INSERT INTO calls (id, call_sid, direction, from_number, to_number, status, \
+             status_rank, agent, metadata, created_at, updated_at, started_at, scheduled_at, \
+             timezone, machine_detection, last_event) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, 1) \
+             ON CONFLICT (call_sid) DO NOTHING RETURNING id, last_event",
         )
+        .bind(&id)
         .bind(&call.call_sid)
-        .bind(&call.direction)
-        .bind(from)
-        .bind(to)
-        .bind(&call.status)
-        .bind(call.created_at)
-        .bind(call.updated_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .bind(call.direction.as_str())
+        .bind(self.seal(&call.from, &context("from_number", &id))?)
+        .bind(self.seal(&call.to, &context("to_number", &id))?)
+        .bind(call.status.as_str())
+        .bind(call.status.rank())
+        .bind(&call.agent)
+        .bind(self.seal_optional(metadata, &context("metadata", &id))?)
+        .bind(now_ms)
+        .bind(started)
+        .bind(call.scheduled_at)
+        .bind(&call.timezone)
+        .bind(&call.machine_detection);
+        let data = json!({ "status": call.status });
+        if let Some((id, _)) = self
+            .change_with_event(insert, EventKind::Status, &data, now_ms)
+            .await?
+        {
+            return Ok(id);
+        }
+        Ok(
+            sqlx::query_scalar("SELECT id FROM calls WHERE call_sid = $1")
+                .bind(&call.call_sid)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
-    /// One call.
-    pub async fn call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
-        sqlx::query("SELECT * FROM calls WHERE call_sid = $1")
-            .bind(call_sid)
+    /// One call, by our id or Twilio's CallSid.
+    pub async fn call(&self, id_or_sid: &str) -> Result<Option<Call>, StoreError> {
+        sqlx::query("SELECT * FROM calls WHERE id = $1 OR call_sid = $1")
+            .bind(id_or_sid)
             .fetch_optional(&self.pool)
             .await?
-            .map(|row| self.call_record(&row))
+            .map(|row| self.call_from_row(&row))
             .transpose()
     }
 
-    /// Calls, newest first.
-    pub async fn calls(&self, page: CallPage<'_>) -> Result<Vec<CallRecord>, StoreError> {
-        let (sid, at) = page.before.unwrap_or(("", i64::MAX));
-        sqlx::query(
-            "SELECT * FROM calls WHERE created_at < $1 OR (created_at = $1 AND call_sid < $2) \
-             ORDER BY created_at DESC, call_sid DESC LIMIT $3",
+    /// Records the CallSid Twilio assigned to a call we placed; false if the call has one.
+    pub async fn set_call_sid(
+        &self,
+        id: &str,
+        call_sid: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE calls SET call_sid = $1, updated_at = $2 WHERE id = $3 AND call_sid IS NULL",
         )
-        .bind(at)
-        .bind(sid)
-        .bind(page.limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| self.call_record(row))
-        .collect()
+        .bind(call_sid)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    fn call_record(&self, row: &AnyRow) -> Result<CallRecord, StoreError> {
-        let call_sid: String = row.try_get("call_sid")?;
-        let from: String = row.try_get("from_number")?;
-        let to: String = row.try_get("to_number")?;
-        Ok(CallRecord {
-            from: self.open_sealed(&from, &from_context(&call_sid))?,
-            to: self.open_sealed(&to, &to_context(&call_sid))?,
-            direction: row.try_get("direction")?,
-            status: row.try_get("status")?,
+    /// Records answering-machine detection's answer and logs it; false if it is the answer
+    /// already recorded (or there is no such call).
+    pub async fn set_answered_by(
+        &self,
+        id_or_sid: &str,
+        answered_by: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let update = sqlx::query(
+            "UPDATE calls SET answered_by = $1, updated_at = $2, last_event = last_event + 1 \
+             WHERE (id = $3 OR call_sid = $3) AND (answered_by IS NULL OR answered_by <> $1) \
+             RETURNING id, last_event",
+        )
+        .bind(answered_by)
+        .bind(now_ms)
+        .bind(id_or_sid);
+        let data = json!({ "answered_by": answered_by });
+        Ok(self
+            .change_with_event(update, EventKind::AnsweredBy, &data, now_ms)
+            .await?
+            .is_some())
+    }
+
+    /// Records why the conversation ended (and that it did, if no status said so yet) and logs
+    /// it; false if an end was already recorded.
+    pub async fn record_end(
+        &self,
+        id_or_sid: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let update = sqlx::query(
+            "UPDATE calls SET end_reason = $1, ended_at = COALESCE(ended_at, $2), updated_at = $2, \
+             last_event = last_event + 1 \
+             WHERE (id = $3 OR call_sid = $3) AND end_reason IS NULL RETURNING id, last_event",
+        )
+        .bind(reason)
+        .bind(now_ms)
+        .bind(id_or_sid);
+        let data = json!({ "reason": reason });
+        Ok(self
+            .change_with_event(update, EventKind::End, &data, now_ms)
+            .await?
+            .is_some())
+    }
+
+    /// Stores what the agent took from the conversation (replacing an earlier extraction); false
+    /// if there is no such call or its content was purged.
+    pub async fn set_extraction(
+        &self,
+        id_or_sid: &str,
+        extraction: &Extraction,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let lock = sqlx::query(
+            "UPDATE calls SET updated_at = $1 WHERE (id = $2 OR call_sid = $2) \
+             AND purged_at IS NULL RETURNING id",
+        )
+        .bind(now_ms)
+        .bind(id_or_sid);
+        let Some((mut transaction, row)) = self.begin_change(lock).await? else {
+            return Ok(false);
+        };
+        let id: String = row.try_get("id")?;
+        let extraction = serde_json::to_string(extraction).expect("an Extraction is JSON");
+        sqlx::query("UPDATE calls SET extraction = $1 WHERE id = $2")
+            .bind(self.seal(&extraction, &context("extraction", &id))?)
+            .bind(&id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+
+    /// A call from a `SELECT * FROM calls` row.
+    pub(super) fn call_from_row(&self, row: &AnyRow) -> Result<Call, StoreError> {
+        let id: String = row.try_get("id")?;
+        let open = |column: &'static str| -> Result<Option<String>, StoreError> {
+            self.open_optional(row.try_get(column)?, &context(column, &id))
+        };
+        let json = |column: &'static str| -> Result<Option<Value>, StoreError> {
+            open(column)?
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|_| StoreError::Unexpected(column))
+        };
+        let extraction = json("extraction")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|_| StoreError::Unexpected("extraction"))?;
+        let direction: String = row.try_get("direction")?;
+        let status: String = row.try_get("status")?;
+        let answered_at: Option<i64> = row.try_get("answered_at")?;
+        let ended_at: Option<i64> = row.try_get("ended_at")?;
+        Ok(Call {
+            call_sid: row.try_get("call_sid")?,
+            direction: Direction::parse(&direction).ok_or(StoreError::Unexpected("direction"))?,
+            from: open("from_number")?,
+            to: open("to_number")?,
+            status: CallStatus::parse(&status).ok_or(StoreError::Unexpected("status"))?,
+            agent: row.try_get("agent")?,
+            metadata: json("metadata")?,
+            extraction,
+            answered_by: row.try_get("answered_by")?,
+            end_reason: row.try_get("end_reason")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
-            call_sid,
+            started_at: row.try_get("started_at")?,
+            answered_at,
+            ended_at,
+            duration_ms: answered_at.zip(ended_at).map(|(from, to)| to - from),
+            scheduled_at: row.try_get("scheduled_at")?,
+            timezone: row.try_get("timezone")?,
+            machine_detection: row.try_get("machine_detection")?,
+            purged_at: row.try_get("purged_at")?,
+            erased_at: row.try_get("erased_at")?,
+            id,
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use crate::store::testing::sqlite_store;
 
-    fn call(n: u32, created_at: i64) -> CallRecord {
-        CallRecord {
-            call_sid: format!("CA{n:032x}"),
-            direction: "inbound".into(),
+    /// An inbound call as the voice webhook records it.
+    pub fn inbound(call_sid: &str) -> NewCall {
+        NewCall {
+            call_sid: Some(call_sid.into()),
+            direction: Direction::Inbound,
             from: "+14155550100".into(),
             to: "+14155550199".into(),
-            status: "ringing".into(),
-            created_at,
-            updated_at: created_at,
+            status: CallStatus::Ringing,
+            agent: None,
+            metadata: None,
+            scheduled_at: None,
+            timezone: None,
+            machine_detection: None,
         }
     }
 
-    #[actix_rt::test]
-    async fn calls_round_trip_and_page_newest_first() {
-        let (store, _dir) = sqlite_store().await;
-        for n in 0..5 {
-            store
-                .insert_call(&call(n, 1_000 + i64::from(n)))
-                .await
-                .unwrap();
+    /// An outbound call to place at `scheduled_at`.
+    pub fn scheduled(scheduled_at: i64) -> NewCall {
+        NewCall {
+            call_sid: None,
+            direction: Direction::Outbound,
+            from: "+14155550199".into(),
+            to: "+14155550123".into(),
+            status: CallStatus::Scheduled,
+            agent: Some("default".into()),
+            metadata: Some(json!({ "crm_id": 42 })),
+            scheduled_at: Some(scheduled_at),
+            timezone: Some("America/Los_Angeles".into()),
+            machine_detection: Some("Enable".into()),
         }
-        store.insert_call(&call(0, 9_999)).await.unwrap();
-        let first = store
-            .calls(CallPage {
-                before: None,
-                limit: 2,
-            })
-            .await
-            .unwrap();
-        assert_eq!(first.len(), 2);
-        assert_eq!(first[0].call_sid, call(4, 0).call_sid);
-        assert_eq!(first[0].from, "+14155550100");
-        let last = first.last().unwrap();
-        let rest = store
-            .calls(CallPage {
-                before: Some((&last.call_sid, last.created_at)),
-                limit: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(rest.len(), 3);
-        assert_eq!(
-            rest[2].created_at, 1_000,
-            "the repeated webhook changed nothing"
-        );
+    }
+
+    /// Inserts `call` at `now_ms`; its id.
+    pub async fn insert(store: &Store, call: &NewCall, now_ms: i64) -> String {
+        store.insert_call(call, now_ms).await.unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::store::testing::sqlite_store;
+
+    #[actix_rt::test]
+    async fn calls_are_found_by_id_or_call_sid_and_a_repeated_webhook_changes_nothing() {
+        let (store, _dir) = sqlite_store().await;
+        let id = insert(&store, &inbound("CA1"), 100).await;
+        assert!(id.starts_with("call_"), "{id}");
+        assert_eq!(insert(&store, &inbound("CA1"), 200).await, id);
+        let by_sid = store.call("CA1").await.unwrap().unwrap();
+        assert_eq!(store.call(&id).await.unwrap().unwrap(), by_sid);
+        assert_eq!(by_sid.from.as_deref(), Some("+14155550100"));
+        assert_eq!((by_sid.created_at, by_sid.started_at), (100, Some(100)));
+        assert_eq!(store.events_after(&id, 0, 10).await.unwrap().len(), 1);
         assert!(store.call("CAnone").await.unwrap().is_none());
+    }
+
+    #[actix_rt::test]
+    async fn a_placed_call_gets_its_call_sid_once_and_keeps_what_it_was_given() {
+        let (store, _dir) = sqlite_store().await;
+        let id = insert(&store, &scheduled(5_000), 100).await;
+        let call = store.call(&id).await.unwrap().unwrap();
+        assert_eq!(call.call_sid, None);
+        assert_eq!(call.started_at, None, "a scheduled call has not started");
+        assert_eq!(call.metadata, Some(json!({ "crm_id": 42 })));
+        assert_eq!(
+            (call.scheduled_at, call.timezone.as_deref()),
+            (Some(5_000), Some("America/Los_Angeles"))
+        );
+        assert_eq!(call.machine_detection.as_deref(), Some("Enable"));
+        assert!(store.set_call_sid(&id, "CA9", 200).await.unwrap());
+        assert!(!store.set_call_sid(&id, "CA8", 300).await.unwrap());
+        assert_eq!(store.call("CA9").await.unwrap().unwrap().id, id);
+    }
+
+    #[actix_rt::test]
+    async fn answering_machine_extraction_and_end_are_recorded() {
+        let (store, _dir) = sqlite_store().await;
+        let id = insert(&store, &inbound("CA1"), 100).await;
+        assert!(store
+            .set_answered_by("CA1", "machine_start", 200)
+            .await
+            .unwrap());
+        assert!(!store
+            .set_answered_by("CA1", "machine_start", 250)
+            .await
+            .unwrap());
+        let extraction = Extraction {
+            name: Some("Ana".into()),
+            phone: Some("4155550100".into()),
+            intent: Some("booking".into()),
+            next_step: Some("call back".into()),
+            consent_to_follow_up: Some(true),
+        };
+        assert!(store.set_extraction("CA1", &extraction, 300).await.unwrap());
+        assert!(store.record_end(&id, "agent_goodbye", 400).await.unwrap());
+        assert!(!store.record_end(&id, "caller_hung_up", 500).await.unwrap());
+        let call = store.call(&id).await.unwrap().unwrap();
+        assert_eq!(call.answered_by.as_deref(), Some("machine_start"));
+        assert_eq!(call.extraction, Some(extraction));
+        assert_eq!(call.end_reason.as_deref(), Some("agent_goodbye"));
+        assert_eq!(call.ended_at, Some(400));
+        let kinds: Vec<_> = store
+            .events_after(&id, 0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|event| event.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [EventKind::Status, EventKind::AnsweredBy, EventKind::End]
+        );
+        let sealed: String = sqlx::query_scalar("SELECT extraction FROM calls")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert!(!sealed.contains("Ana"));
     }
 }

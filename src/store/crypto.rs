@@ -4,6 +4,10 @@
 //! A sealed value is `v1.` followed by base64 of a fresh random 96-bit nonce and the ciphertext
 //! with its tag. The associated data names the column and row (`calls.from:CA…`), so a sealed
 //! value copied into another row or column does not open.
+//!
+//! Sealed values cannot be searched, so a column looked up by value (the do-not-call list's
+//! numbers) also stores a keyed hash: HMAC-SHA256 under a lookup key derived from the data key
+//! with HKDF-SHA256 (no salt, info [`LOOKUP_KEY_INFO`]), never the data key itself.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
@@ -13,13 +17,17 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::{hkdf, hmac};
 
+use crate::guard::token::hex;
 use crate::redact::Secret;
 
 /// Prefix of every sealed value (the format version).
 const SEALED_PREFIX: &str = "v1.";
 /// Length of the key in bytes.
 const KEY_LEN: usize = 32;
+/// HKDF's info for the lookup key: names its one use, so no other derived key equals it.
+pub const LOOKUP_KEY_INFO: &[u8] = b"phone-agent lookup hash v1";
 
 /// What went wrong with the data key or a sealed value.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +85,7 @@ pub fn load_or_create_secret(path: &Path) -> Result<(Secret, KeySource), CryptoE
 /// The key sealing sensitive columns.
 pub struct DataKey {
     key: LessSafeKey,
+    lookup: hmac::Key,
     random: SystemRandom,
 }
 
@@ -109,8 +118,14 @@ impl DataKey {
 
     fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
         let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
+        let lookup = hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+            .extract(bytes)
+            .expand(&[LOOKUP_KEY_INFO], hmac::HMAC_SHA256)
+            .expect("32 bytes is a valid HKDF-SHA256 output length")
+            .into();
         Self {
             key: LessSafeKey::new(key),
+            lookup,
             random: SystemRandom::new(),
         }
     }
@@ -139,6 +154,12 @@ impl DataKey {
             .map_err(|_| CryptoError::Random)?;
         sealed.extend_from_slice(&body);
         Ok(format!("{SEALED_PREFIX}{}", BASE64.encode(sealed)))
+    }
+
+    /// The keyed hash of `value` that finds its row (lowercase hex HMAC-SHA256 under the lookup
+    /// key): equal values hash equal, and without the data key the hash says nothing.
+    pub fn lookup_hash(&self, value: &str) -> String {
+        hex(hmac::sign(&self.lookup, value.as_bytes()).as_ref())
     }
 
     /// Opens a value sealed for `context`.
@@ -180,6 +201,37 @@ mod tests {
         assert!(DataKey::from_bytes(&[8; KEY_LEN])
             .open(&sealed, "calls.from:CA1")
             .is_err());
+    }
+
+    #[test]
+    fn lookup_hashes_are_hmac_under_an_hkdf_derived_key() {
+        // HKDF-SHA256 by hand (RFC 5869): no salt is a zero salt; one block of output.
+        let prk = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[0; 32]), &[7; KEY_LEN]);
+        let info: Vec<u8> = [LOOKUP_KEY_INFO, &[1]].concat();
+        let okm = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref()), &info);
+        let expected = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, okm.as_ref()),
+            b"+14155550100",
+        );
+        let key = key();
+        assert_eq!(key.lookup_hash("+14155550100"), hex(expected.as_ref()));
+        assert_eq!(key.lookup_hash("+14155550100").len(), 64);
+        assert_ne!(
+            key.lookup_hash("+14155550100"),
+            key.lookup_hash("+14155550101")
+        );
+        let under_the_data_key = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &[7; KEY_LEN]),
+            b"+14155550100",
+        );
+        assert_ne!(
+            key.lookup_hash("+14155550100"),
+            hex(under_the_data_key.as_ref())
+        );
+        assert_ne!(
+            DataKey::from_bytes(&[8; KEY_LEN]).lookup_hash("+14155550100"),
+            key.lookup_hash("+14155550100")
+        );
     }
 
     #[test]

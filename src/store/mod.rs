@@ -3,16 +3,43 @@
 //! SQLite (a file under `DATA_DIR`, the embedded default) or PostgreSQL (`DATABASE_URL=postgres://…`,
 //! for several instances), through sqlx's `Any` driver: one schema, one set of migrations
 //! (`src/store/migrations`, run at start-up), `$n` placeholders that both accept. Sensitive
-//! columns are sealed with the [`crypto::DataKey`].
+//! columns are sealed with the [`crypto::DataKey`]; SQLite overwrites deleted content
+//! (`secure_delete`), so erased data does not linger in its files (see [`erasure`]).
 //!
+//! # Layout
+//!
+//! - [`crypto`]: sealing columns, the keyed hash for lookups; `ids`: call and row ids.
 //! - [`tokens`]: API tokens (hashes only).
-//! - [`calls`]: call records.
+//! - [`calls`]: call records: insert, look up by id or CallSid, set what is learnt later;
+//!   [`call_list`]: filtered pages of them and one call in full.
+//! - [`status`]: the status timeline; a status never moves backwards.
+//! - [`call_events`]: each call's event log (status changes, turns, the end), numbered from 1.
+//! - [`transcripts`]: transcript turns and their latencies, one row per turn as it ends.
+//! - [`schedule`]: scheduled calls: claiming due ones, marking missed ones, cancelling.
+//! - [`dnc`]: the do-not-call list.
+//! - [`idempotency`]: the first answer per API token and `Idempotency-Key`.
+//! - [`erasure`]: erasing a call down to a tombstone; [`retention`]: purging old content.
 //! - [`audit`]: the audit trail.
+//!
+//! Concurrency: every change to a call is one transaction that starts by updating the call's row
+//! under a condition (the status rank, `claimed_by IS NULL`, …) and appends its event with the
+//! sequence number that update returned; the row lock (PostgreSQL) or the single writer (SQLite)
+//! orders them, so two servers on one database never both make the same change.
 
 pub mod audit;
+pub mod call_events;
+pub mod call_list;
 pub mod calls;
 pub mod crypto;
+pub mod dnc;
+pub mod erasure;
+pub mod idempotency;
+mod ids;
+pub mod retention;
+pub mod schedule;
+pub mod status;
 pub mod tokens;
+pub mod transcripts;
 
 use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,6 +69,19 @@ pub enum StoreError {
     /// `DATABASE_URL` names no database we speak.
     #[error("unsupported DATABASE_URL scheme (expected sqlite: or postgres:)")]
     Scheme,
+    /// A column holds a value this version does not know (written by a newer version?).
+    #[error("unexpected value in {0}")]
+    Unexpected(&'static str),
+    /// A phone number that is not E.164 (`+` and 7 to 15 digits, spaces and dashes aside).
+    #[error("not an E.164 phone number")]
+    BadNumber,
+}
+
+/// The database behind the `Any` driver, where their SQL differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 /// The database and the key for its sealed columns. Cheap to clone.
@@ -49,6 +89,7 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     key: Arc<DataKey>,
+    backend: Backend,
 }
 
 impl Store {
@@ -74,7 +115,12 @@ impl Store {
             return Err(StoreError::Scheme);
         };
         let options: AnyConnectOptions = url.parse()?;
-        let sqlite = sqlite_path(&url).is_some();
+        let backend = if sqlite_path(&url).is_some() {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))
@@ -82,11 +128,12 @@ impl Store {
                 Box::pin(async move {
                     if sqlite {
                         // WAL lets readers go on while one writer writes; wait for a busy
-                        // writer instead of failing at once.
+                        // writer instead of failing at once. secure_delete overwrites deleted
+                        // content with zeros, so an erased transcript leaves no trace in the file.
                         connection
                             .execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                                 PRAGMA synchronous = NORMAL;",
+                                 PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;",
                             )
                             .await?;
                     }
@@ -99,6 +146,7 @@ impl Store {
         Ok(Self {
             pool,
             key: Arc::new(key),
+            backend,
         })
     }
 
@@ -113,6 +161,45 @@ impl Store {
 
     fn open_sealed(&self, value: &str, context: &str) -> Result<String, StoreError> {
         Ok(self.key.open(value, context)?)
+    }
+
+    /// Seals a column that may be NULL.
+    fn seal_optional(
+        &self,
+        value: Option<String>,
+        context: &str,
+    ) -> Result<Option<String>, StoreError> {
+        value.map(|value| self.seal(&value, context)).transpose()
+    }
+
+    /// Opens a sealed column that may be NULL.
+    fn open_optional(
+        &self,
+        value: Option<String>,
+        context: &str,
+    ) -> Result<Option<String>, StoreError> {
+        value
+            .map(|value| self.open_sealed(&value, context))
+            .transpose()
+    }
+
+    /// After an erasure: makes SQLite copy the write-ahead log into the database file (where
+    /// `secure_delete` has zeroed what was deleted) and truncate it, since the log still holds
+    /// the pages as they were before. PostgreSQL has nothing to do here.
+    async fn flush_erased(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await?;
+            if busy != 0 {
+                // A reader kept an old snapshot through the busy timeout: the log keeps the
+                // old pages until a later checkpoint resets it and new writes reuse it.
+                tracing::warn!(
+                    "erased data stays in the SQLite write-ahead log until a later checkpoint"
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -136,16 +223,6 @@ pub fn to_ms(time: SystemTime) -> i64 {
     })
 }
 
-/// A random id: `prefix` and 96 bits in hex.
-fn random_id(prefix: &str) -> Result<String, StoreError> {
-    use ring::rand::SecureRandom as _;
-    let mut bytes = [0u8; 12];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| CryptoError::Random)?;
-    Ok(format!("{prefix}{}", crate::guard::token::hex(&bytes)))
-}
-
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
@@ -157,6 +234,19 @@ pub(crate) mod testing {
             [9u8; 32],
         ))
         .unwrap()
+    }
+
+    /// A bare ringing inbound call row whose id is `call_sid` (as a call recorded before ids
+    /// existed), with no numbers and nothing logged: for the modules below `calls`.
+    pub async fn bare_call(store: &Store, call_sid: &str) {
+        sqlx::query(
+            "INSERT INTO calls (id, call_sid, direction, status, status_rank, created_at, \
+             updated_at) VALUES ($1, $1, 'inbound', 'ringing', 2, 0, 0)",
+        )
+        .bind(call_sid)
+        .execute(&store.pool)
+        .await
+        .unwrap();
     }
 
     /// A store on a fresh SQLite file; keep the directory alive as long as the store.

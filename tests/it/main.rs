@@ -11,6 +11,7 @@ mod lifecycle;
 mod postgres;
 mod shutdown;
 mod spoken;
+mod store;
 mod supervision;
 mod support;
 mod surface;

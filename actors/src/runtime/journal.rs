@@ -14,7 +14,8 @@ use crate::engines::{CallContext, Extraction};
 use crate::events::EndReason;
 
 /// Who spoke a turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Speaker {
     /// The person on the phone.
     Caller,
@@ -29,6 +30,13 @@ impl Speaker {
             Self::Caller => "caller",
             Self::Agent => "agent",
         }
+    }
+
+    /// The speaker a name names, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Caller, Self::Agent]
+            .into_iter()
+            .find(|speaker| speaker.as_str() == name)
     }
 }
 

@@ -7,7 +7,8 @@ use serde_json::json;
 use super::{Authorized, CallsRead};
 use crate::http::error::HttpError;
 use crate::redact::mask_phone;
-use crate::store::calls::{CallPage, CallRecord};
+use crate::store::call_list::{CallFilter, CallPage};
+use crate::store::calls::Call;
 use crate::store::Store;
 
 /// Most calls in one page.
@@ -19,16 +20,16 @@ const MAX_PAGE: i64 = 200;
 pub struct ListQuery {
     /// Page size, 1 to 200 (default 50).
     limit: Option<i64>,
-    /// The last CallSid of the previous page.
+    /// The last call (id or CallSid) of the previous page.
     before: Option<String>,
 }
 
-fn public(call: &CallRecord) -> serde_json::Value {
+fn public(call: &Call) -> serde_json::Value {
     json!({
         "call_sid": call.call_sid,
         "direction": call.direction,
-        "from": mask_phone(&call.from),
-        "to": mask_phone(&call.to),
+        "from": call.from.as_deref().map(mask_phone),
+        "to": call.to.as_deref().map(mask_phone),
         "status": call.status,
         "created_at": call.created_at,
         "updated_at": call.updated_at,
@@ -50,16 +51,16 @@ pub async fn list(
         Some(sid) => {
             let call = store.call(sid).await?;
             let call = call.ok_or_else(|| HttpError::bad_request("before: no such call"))?;
-            Some((call.call_sid, call.created_at))
+            Some((call.id, call.created_at))
         }
     };
     let page = CallPage {
-        before: cursor.as_ref().map(|(sid, at)| (sid.as_str(), *at)),
+        before: cursor.as_ref().map(|(id, at)| (id.as_str(), *at)),
         limit,
     };
-    let calls = store.calls(page).await?;
+    let calls = store.calls(&CallFilter::default(), page).await?;
     let next = (calls.len() as i64 == limit)
-        .then(|| calls.last().map(|c| c.call_sid.clone()))
+        .then(|| calls.last().map(|c| c.id.clone()))
         .flatten();
     Ok(HttpResponse::Ok().json(json!({
         "calls": calls.iter().map(public).collect::<Vec<_>>(),
