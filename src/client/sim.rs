@@ -176,9 +176,16 @@ impl TwilioSim {
 
     /// Signs every request with `X-Twilio-Signature` under `auth_token`, over URLs on
     /// `public_host` (the server's `PUBLIC_HOST`).
-    pub fn signing(mut self, auth_token: &str, public_host: &str) -> Self {
+    pub fn signing(self, auth_token: &str, public_host: &str) -> Self {
+        let mut sim = self.signed(auth_token);
+        sim.public_host = public_host.to_owned();
+        sim
+    }
+
+    /// Signs every request with `X-Twilio-Signature` under `auth_token`, over the URLs given to
+    /// [`Self::post_form`] and [`Self::open_stream`].
+    pub fn signed(mut self, auth_token: &str) -> Self {
         self.signer = Some(TwilioSigner::new(auth_token));
-        self.public_host = public_host.to_owned();
         self
     }
 
