@@ -341,6 +341,9 @@ pub struct StreamStart<'a> {
     pub custom_parameters: &'a [(String, String)],
 }
 
+/// The longest [`MediaConnection::close`] waits for the server's close frame.
+pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// An open media socket, on Twilio's side.
 pub struct MediaConnection {
     framed: Framed<BoxedSocket, ws::Codec>,
@@ -453,10 +456,21 @@ impl MediaConnection {
             .map_err(|e| SimError::WebSocket(e.to_string()))
     }
 
-    /// Closes the socket from Twilio's side.
+    /// Closes the socket from Twilio's side, and waits (at most [`CLOSE_HANDSHAKE_TIMEOUT`])
+    /// for the server's close in answer, as RFC 6455 asks: dropping the connection at once could
+    /// make the server see it gone before it has read what was sent last (`stop`).
     pub async fn close(&mut self) -> Result<(), SimError> {
         self.send_raw(ws::Message::Close(Some(CloseCode::Normal.into())))
-            .await
+            .await?;
+        let _ = actix_rt::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+            while let Some(message) = self.recv().await {
+                if matches!(message, Received::Close { .. }) {
+                    break;
+                }
+            }
+        })
+        .await;
+        Ok(())
     }
 
     /// The next message from the server; `None` once the socket is gone. Pings are answered.

@@ -14,4 +14,5 @@ mod spoken;
 mod supervision;
 mod support;
 mod surface;
+mod twilio_emulator;
 mod wer;
