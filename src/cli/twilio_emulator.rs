@@ -23,6 +23,7 @@ use crate::client::twilio_emulator::settings::{
 use crate::client::twilio_emulator::{EmulatorSettings, TwilioEmulator};
 use crate::config::LogFormat;
 use crate::redact::{mask_phone, Secret};
+use crate::twilio::signature::DEV_TWILIO_AUTH_TOKEN_FILE;
 use crate::{logging, server};
 
 /// Options of `phone-agent twilio-emulator`.
@@ -83,8 +84,6 @@ pub struct EmulatorArgs {
 enum StartError {
     #[error("the callee has nothing to say: give --say, --wav or --script, or --silent")]
     NoTurns,
-    #[error("no auth token: give --auth-token, set TWILIO_AUTH_TOKEN, or start the server once so that it writes DATA_DIR/twilio-auth-token")]
-    NoAuthToken,
     #[error(transparent)]
     Callee(#[from] CallError),
     #[error(transparent)]
@@ -129,7 +128,7 @@ fn serve(args: EmulatorArgs) -> Result<(), StartError> {
                 .collect::<Result<_, _>>()?,
         )),
     };
-    let settings = settings(&args, voice)?;
+    let settings = settings(&args, voice);
     actix_rt::System::new().block_on(async move {
         let emulator = TwilioEmulator::start(settings).await?;
         for status in &args.faults {
@@ -168,8 +167,30 @@ fn serve(args: EmulatorArgs) -> Result<(), StartError> {
     })
 }
 
-fn settings(args: &EmulatorArgs, voice: Voice) -> Result<EmulatorSettings, StartError> {
-    let token = args.auth.token().ok_or(StartError::NoAuthToken)?;
+/// The auth token given, or the server's development token, waited for if the server has not
+/// written it yet (the emulator may well start first).
+fn auth_token(auth: &AuthTokenArgs) -> String {
+    let mut told = false;
+    loop {
+        if let Some(token) = auth.token() {
+            return token;
+        }
+        if !told {
+            eprintln!(
+                "no TWILIO_AUTH_TOKEN: waiting for the server to write {} (or give --auth-token)",
+                auth.data_dir.join(DEV_TWILIO_AUTH_TOKEN_FILE).display()
+            );
+            told = true;
+        }
+        std::thread::sleep(TOKEN_POLL_PERIOD);
+    }
+}
+
+/// How often the development token's file is looked for.
+const TOKEN_POLL_PERIOD: Duration = Duration::from_millis(500);
+
+fn settings(args: &EmulatorArgs, voice: Voice) -> EmulatorSettings {
+    let token = auth_token(&args.auth);
     let mut settings = EmulatorSettings::new(args.agent.clone(), &token);
     settings.listen = args.listen;
     settings.account = Account {
@@ -198,7 +219,7 @@ fn settings(args: &EmulatorArgs, voice: Voice) -> Result<EmulatorSettings, Start
         detection: default.detection,
     };
     settings.callback_order = args.callbacks;
-    Ok(settings)
+    settings
 }
 
 /// Prints an ended call: its statuses, transfer and notices, then what was said.
@@ -224,6 +245,13 @@ fn print_call(call: &CallView, turns: &[CallerTurn], engines: Option<&mut Caller
     }
     for notice in &record.notices {
         println!("  notice: {notice}");
+    }
+    for delivery in &call.deliveries {
+        match &delivery.answer {
+            Ok(status) if (200..300).contains(status) => {}
+            Ok(status) => println!("  {} answered {status}", delivery.url),
+            Err(error) => println!("  {} not reached: {error}", delivery.url),
+        }
     }
     if let (Some(engines), Some(recording)) = (engines, &call.conversation) {
         caller::print(&caller::report(turns, recording, engines));
