@@ -33,9 +33,12 @@
 //! - [`client::sim`]: a Twilio-faithful client (voice webhook, media socket).
 //! - [`client::caller`]: one spoken conversation with a server (`phone-agent call`).
 //! - [`client::loadgen`]: many simulated calls, measuring the latency the server adds.
+//! - [`client::twilio_emulator`]: a local Twilio: the calls REST API, then each call's lifecycle
+//!   (a sans-I/O state machine), signed callbacks and webhook, the callee on the media stream.
 //!
 //! The command line ([`cli`], clap): `phone-agent [serve]` ([`cli::serve`]), `call`, `loadgen`,
-//! and `token create|list|revoke|rotate` ([`cli::token`]).
+//! `twilio-emulator` ([`cli::twilio_emulator`]) and `token create|list|revoke|rotate`
+//! ([`cli::token`]).
 
 #![warn(missing_docs)]
 

@@ -1,9 +1,10 @@
 //! The command line: `phone-agent [serve]` runs the server ([`serve`]); `call` and `loadgen` act
-//! as Twilio ([`crate::client::caller`], [`crate::client::loadgen`]); `token` manages API tokens
-//! ([`token`]).
+//! as Twilio ([`crate::client::caller`], [`crate::client::loadgen`]); `twilio-emulator` stands in
+//! for Twilio's REST API and calls ([`twilio_emulator`]); `token` manages API tokens ([`token`]).
 
 pub mod serve;
 pub mod token;
+pub mod twilio_emulator;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ use crate::client::loadgen::{self, LoadgenArgs};
 use crate::config::Config;
 use crate::logging;
 use token::TokenCommand;
+use twilio_emulator::EmulatorArgs;
 
 /// phone-agent: answers phone calls with an AI voice agent over Twilio Media Streams.
 #[derive(Debug, Parser)]
@@ -33,6 +35,9 @@ pub enum Command {
     Call(CallArgs),
     /// Place many simulated Twilio calls against a running server and report latency.
     Loadgen(LoadgenArgs),
+    /// Stand in for Twilio: its REST API for calls, then the calls themselves (signed webhooks,
+    /// status callbacks, a callee on the media stream), against a local server.
+    TwilioEmulator(EmulatorArgs),
     /// Manage API tokens (the way to the first admin token: no token exists at first).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -63,6 +68,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::TwilioEmulator(args) => twilio_emulator::run(args),
         Command::Token(command) => token::run(command),
     }
 }

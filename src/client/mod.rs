@@ -6,7 +6,10 @@
 //! - [`caller`]: `phone-agent call`, one conversation spoken with the embedded voice, transcribed
 //!   with the embedded recogniser.
 //! - [`loadgen`]: `phone-agent loadgen`, many simulated calls measuring the latency the server adds.
+//! - [`twilio_emulator`]: `phone-agent twilio-emulator`, a local Twilio (REST API, callbacks,
+//!   the callee on the media stream) for placing outbound calls without a Twilio account.
 
 pub mod caller;
 pub mod loadgen;
 pub mod sim;
+pub mod twilio_emulator;

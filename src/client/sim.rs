@@ -5,7 +5,9 @@
 //! [`MediaConnection`] sends `media`/`mark`/`dtmf`/`stop` exactly as Twilio writes them (numbers as
 //! strings, base64 payloads) and reads what the server sends back. Used by the load generator and the
 //! integration tests. The stream URL is `wss://PUBLIC_HOST/...`; the sim connects to the same path
-//! on the server's own address over plain `ws://`.
+//! on the server's own address over plain `ws://`. [`TwilioSim::post_form`] and
+//! [`TwilioSim::open_stream`] do the same for any URL written for the public host (the Twilio
+//! emulator's webhooks and streams): sent to the server's own address, signed as written.
 
 use std::time::Duration;
 
@@ -36,6 +38,9 @@ pub enum SimError {
     #[error("websocket: {0}")]
     WebSocket(String),
 }
+
+/// The account Twilio's test requests name when no other is configured: `AC` and 32 zeros.
+pub const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
 
 /// What the voice webhook told Twilio to do.
 #[derive(Debug, Clone)]
@@ -68,19 +73,44 @@ pub enum Received {
     Other(String),
 }
 
-/// How `phone-agent call` and `loadgen` sign like Twilio (flattened into their options).
+/// The auth token Twilio signs with, as the client tools find it (flattened into their options).
 #[derive(Debug, Clone, clap::Args)]
-pub struct TwilioAccountArgs {
+pub struct AuthTokenArgs {
     /// The auth token to sign requests with. Default: the development token the server generated
     /// in DATA_DIR when TWILIO_AUTH_TOKEN is not set.
-    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        visible_alias = "auth-token",
+        env = "TWILIO_AUTH_TOKEN",
+        hide_env_values = true
+    )]
     pub twilio_auth_token: Option<String>,
-    /// The host the server believes Twilio uses (its PUBLIC_HOST). Default: the --url's host.
-    #[arg(long, env = "PUBLIC_HOST")]
-    pub public_host: Option<String>,
     /// Where the server keeps its data (for the development token).
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     pub data_dir: std::path::PathBuf,
+}
+
+impl AuthTokenArgs {
+    /// The token given, or else the server's development token, if it has written one.
+    pub fn token(&self) -> Option<String> {
+        self.twilio_auth_token.clone().or_else(|| {
+            let path = self.data_dir.join(DEV_TWILIO_AUTH_TOKEN_FILE);
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|t| t.trim().to_owned())
+        })
+    }
+}
+
+/// How `phone-agent call` and `loadgen` sign like Twilio (flattened into their options).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TwilioAccountArgs {
+    /// The auth token.
+    #[command(flatten)]
+    pub auth: AuthTokenArgs,
+    /// The host the server believes Twilio uses (its PUBLIC_HOST). Default: the --url's host.
+    #[arg(long, env = "PUBLIC_HOST")]
+    pub public_host: Option<String>,
 }
 
 impl TwilioAccountArgs {
@@ -88,17 +118,11 @@ impl TwilioAccountArgs {
     /// server run with `TWILIO_VALIDATE=false`).
     pub fn sim(&self, url: &str) -> TwilioSim {
         let sim = TwilioSim::new(url);
-        let token = self.twilio_auth_token.clone().or_else(|| {
-            let path = self.data_dir.join(DEV_TWILIO_AUTH_TOKEN_FILE);
-            std::fs::read_to_string(path)
-                .ok()
-                .map(|t| t.trim().to_owned())
-        });
-        let host = self.public_host.clone().unwrap_or_else(|| {
-            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-            rest.split('/').next().unwrap_or(rest).to_owned()
-        });
-        match token {
+        let host = self
+            .public_host
+            .clone()
+            .unwrap_or_else(|| host_of(url).to_owned());
+        match self.auth.token() {
             Some(token) => sim.signing(&token, &host),
             None => sim,
         }
@@ -109,14 +133,21 @@ impl TwilioAccountArgs {
 pub struct TwilioSim {
     http: awc::Client,
     base: String,
-    signing: Option<Signing>,
+    /// The host the URLs Twilio requests are written with (the server's `PUBLIC_HOST`).
+    public_host: String,
+    /// Signs requests as Twilio does, with the account's auth token, when set.
+    signer: Option<TwilioSigner>,
 }
 
-/// How the sim signs its requests, as Twilio does: the account's auth token and the public host
-/// the URLs are written with.
-struct Signing {
-    signer: TwilioSigner,
-    public_host: String,
+/// What a server answered to a form post.
+#[derive(Debug, Clone)]
+pub struct FormAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Content-Type` header (empty when absent).
+    pub content_type: String,
+    /// The body, as text.
+    pub body: String,
 }
 
 impl TwilioSim {
@@ -134,51 +165,50 @@ impl TwilioSim {
             .connector(awc::Connector::new().connector(tcp))
             .timeout(Duration::from_secs(10))
             .finish();
+        let base = base.into().trim_end_matches('/').to_owned();
         Self {
             http,
-            base: base.into().trim_end_matches('/').to_owned(),
-            signing: None,
+            public_host: host_of(&base).to_owned(),
+            base,
+            signer: None,
         }
     }
 
     /// Signs every request with `X-Twilio-Signature` under `auth_token`, over URLs on
     /// `public_host` (the server's `PUBLIC_HOST`).
-    pub fn signing(mut self, auth_token: &str, public_host: &str) -> Self {
-        self.signing = Some(Signing {
-            signer: TwilioSigner::new(auth_token),
-            public_host: public_host.to_owned(),
-        });
+    pub fn signing(self, auth_token: &str, public_host: &str) -> Self {
+        let mut sim = self.signed(auth_token);
+        sim.public_host = public_host.to_owned();
+        sim
+    }
+
+    /// Signs every request with `X-Twilio-Signature` under `auth_token`, over the URLs given to
+    /// [`Self::post_form`] and [`Self::open_stream`].
+    pub fn signed(mut self, auth_token: &str) -> Self {
+        self.signer = Some(TwilioSigner::new(auth_token));
         self
     }
 
-    /// The signature header for `scheme://PUBLIC_HOST{path}` with `params`, when signing.
-    fn signature(
-        &self,
-        scheme: &str,
-        path: &str,
-        params: &[(&str, &str)],
-    ) -> Option<(&'static str, String)> {
-        let signing = self.signing.as_ref()?;
-        let url = format!("{scheme}://{}{path}", signing.public_host);
-        let params: Vec<(String, String)> = params
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
-        Some((SIGNATURE_HEADER, signing.signer.sign(&url, &params)))
+    /// The signature header for `url` (as written) with `params`, when signing.
+    fn signature(&self, url: &str, params: &[(String, String)]) -> Option<(&'static str, String)> {
+        let signer = self.signer.as_ref()?;
+        Some((SIGNATURE_HEADER, signer.sign(url, params)))
     }
 
-    /// Posts the voice webhook for `call_sid` and reads the TwiML.
-    pub async fn place_call(&self, call_sid: &str) -> Result<StreamAnswer, SimError> {
-        let form = [
-            ("CallSid", call_sid),
-            ("AccountSid", "AC00000000000000000000000000000000"),
-            ("From", "+14155550100"),
-            ("To", "+14155550199"),
-            ("CallStatus", "ringing"),
-            ("Direction", "inbound"),
-        ];
-        let mut request = self.http.post(format!("{}/twilio/voice", self.base));
-        if let Some(signature) = self.signature("https", "/twilio/voice", &form) {
+    /// Where a request for `url` goes: its path and query on the server's own address.
+    fn local(&self, url: &str) -> String {
+        format!("{}{}", self.base, path_and_query(url))
+    }
+
+    /// Posts `form` to `url` as Twilio posts a webhook: to the server's own address (same path
+    /// and query), signed over `url` exactly as written.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+    ) -> Result<FormAnswer, SimError> {
+        let mut request = self.http.post(self.local(url));
+        if let Some(signature) = self.signature(url, form) {
             request = request.insert_header(signature);
         }
         let mut response = request
@@ -189,9 +219,37 @@ impl TwilioSim {
             .body()
             .await
             .map_err(|e| SimError::Http(e.to_string()))?;
-        let twiml = String::from_utf8_lossy(&body).into_owned();
-        if !response.status().is_success() {
-            return Err(SimError::Http(format!("{}: {twiml}", response.status())));
+        let content_type = response
+            .headers()
+            .get(awc::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(FormAnswer {
+            status: response.status().as_u16(),
+            content_type,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    /// Posts the voice webhook for `call_sid` and reads the TwiML.
+    pub async fn place_call(&self, call_sid: &str) -> Result<StreamAnswer, SimError> {
+        let form: Vec<(String, String)> = [
+            ("CallSid", call_sid),
+            ("AccountSid", DEFAULT_ACCOUNT_SID),
+            ("From", "+14155550100"),
+            ("To", "+14155550199"),
+            ("CallStatus", "ringing"),
+            ("Direction", "inbound"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        let url = format!("https://{}/twilio/voice", self.public_host);
+        let answer = self.post_form(&url, &form).await?;
+        let twiml = answer.body;
+        if !(200..300).contains(&answer.status) {
+            return Err(SimError::Http(format!("{}: {twiml}", answer.status)));
         }
         let url = attribute(&twiml, "url").ok_or_else(|| SimError::Twiml(twiml.clone()))?;
         let token = attribute(&twiml, "value").ok_or_else(|| SimError::Twiml(twiml.clone()))?;
@@ -206,11 +264,18 @@ impl TwilioSim {
         })
     }
 
-    /// Opens the media socket without sending anything.
+    /// Opens the media socket at `path` on the public host without sending anything.
     pub async fn open(&self, path: &str) -> Result<MediaConnection, SimError> {
-        let url = format!("{}{path}", self.base.replacen("http", "ws", 1));
-        let mut request = self.http.ws(url).max_frame_size(1 << 20);
-        if let Some(signature) = self.signature("wss", path, &[]) {
+        self.open_stream(&format!("wss://{}{path}", self.public_host))
+            .await
+    }
+
+    /// Opens the media socket of a `<Stream url>` (`wss://…`) without sending anything: the same
+    /// path and query over `ws://` on the server's own address, signed over `url` as written.
+    pub async fn open_stream(&self, url: &str) -> Result<MediaConnection, SimError> {
+        let local = self.local(url).replacen("http", "ws", 1);
+        let mut request = self.http.ws(local).max_frame_size(1 << 20);
+        if let Some(signature) = self.signature(url, &[]) {
             request = request.set_header(signature.0, signature.1);
         }
         let (_, framed) = request
@@ -219,6 +284,8 @@ impl TwilioSim {
             .map_err(|e| SimError::WebSocket(e.to_string()))?;
         Ok(MediaConnection {
             framed,
+            account_sid: String::new(),
+            call_sid: String::new(),
             stream_sid: String::new(),
             sequence: 0,
             chunk: 0,
@@ -236,9 +303,52 @@ impl TwilioSim {
     }
 }
 
+/// A sid of Twilio's shape: `prefix` (`CA` a call, `MZ` a stream) and 32 random hex digits.
+pub fn random_sid(prefix: &str) -> String {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut bytes = [0_u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("system randomness");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// The host (and port) of a URL: `http://127.0.0.1:8080/x` → `127.0.0.1:8080`.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+/// The path and query of a URL: `https://host/a?b=1` → `/a?b=1` (`/` when it has neither).
+fn path_and_query(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.find(['/', '?']) {
+        Some(at) if rest[at..].starts_with('/') => rest[at..].to_owned(),
+        Some(at) => format!("/{}", &rest[at..]),
+        None => "/".to_owned(),
+    }
+}
+
+/// What `start` announces: the call, its account and the `<Parameter>`s of its `<Stream>`.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamStart<'a> {
+    /// The account the call belongs to.
+    pub account_sid: &'a str,
+    /// The call.
+    pub call_sid: &'a str,
+    /// `start.customParameters`, in the TwiML's order.
+    pub custom_parameters: &'a [(String, String)],
+}
+
+/// The longest [`MediaConnection::close`] waits for the server's close frame.
+pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// An open media socket, on Twilio's side.
 pub struct MediaConnection {
     framed: Framed<BoxedSocket, ws::Codec>,
+    account_sid: String,
+    call_sid: String,
     stream_sid: String,
     sequence: u64,
     chunk: u64,
@@ -253,16 +363,34 @@ impl MediaConnection {
 
     /// Sends `start` for `call_sid` with the stream token.
     pub async fn send_start(&mut self, call_sid: &str, token: &str) -> Result<(), SimError> {
-        self.stream_sid = format!("MZ{}", &call_sid[2..]);
+        let parameters = [("token".to_owned(), token.to_owned())];
+        self.send_start_with(StreamStart {
+            account_sid: DEFAULT_ACCOUNT_SID,
+            call_sid,
+            custom_parameters: &parameters,
+        })
+        .await
+    }
+
+    /// Sends `start` as `start` describes it.
+    pub async fn send_start_with(&mut self, start: StreamStart<'_>) -> Result<(), SimError> {
+        self.account_sid = start.account_sid.to_owned();
+        self.call_sid = start.call_sid.to_owned();
+        self.stream_sid = format!("MZ{}", start.call_sid.get(2..).unwrap_or_default());
+        let parameters: serde_json::Map<String, Value> = start
+            .custom_parameters
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+            .collect();
         let start = json!({
             "event": "start",
             "sequenceNumber": self.next_sequence(),
             "start": {
-                "accountSid": "AC00000000000000000000000000000000",
+                "accountSid": self.account_sid,
                 "streamSid": self.stream_sid,
-                "callSid": call_sid,
+                "callSid": self.call_sid,
                 "tracks": ["inbound"],
-                "customParameters": {"token": token},
+                "customParameters": parameters,
                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
             },
             "streamSid": self.stream_sid,
@@ -314,7 +442,7 @@ impl MediaConnection {
         let stop = json!({
             "event": "stop",
             "sequenceNumber": self.next_sequence(),
-            "stop": {"accountSid": "AC00000000000000000000000000000000", "callSid": format!("CA{}", &self.stream_sid[2..])},
+            "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
             "streamSid": self.stream_sid,
         });
         self.send_json(stop).await
@@ -328,10 +456,21 @@ impl MediaConnection {
             .map_err(|e| SimError::WebSocket(e.to_string()))
     }
 
-    /// Closes the socket from Twilio's side.
+    /// Closes the socket from Twilio's side, and waits (at most [`CLOSE_HANDSHAKE_TIMEOUT`])
+    /// for the server's close in answer, as RFC 6455 asks: dropping the connection at once could
+    /// make the server see it gone before it has read what was sent last (`stop`).
     pub async fn close(&mut self) -> Result<(), SimError> {
         self.send_raw(ws::Message::Close(Some(CloseCode::Normal.into())))
-            .await
+            .await?;
+        let _ = actix_rt::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+            while let Some(message) = self.recv().await {
+                if matches!(message, Received::Close { .. }) {
+                    break;
+                }
+            }
+        })
+        .await;
+        Ok(())
     }
 
     /// The next message from the server; `None` once the socket is gone. Pings are answered.

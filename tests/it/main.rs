@@ -15,5 +15,6 @@ mod store;
 mod supervision;
 mod support;
 mod surface;
+mod twilio_emulator;
 mod twilio_rest;
 mod wer;

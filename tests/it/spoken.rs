@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use phone_agent::client::caller::turns::CallerTurn;
+use phone_agent::client::caller::session::TimingArgs;
+use phone_agent::client::caller::turns::{CallerTurn, TurnArgs};
 use phone_agent::client::caller::{self, CallArgs, CallReport, CallerEngines};
 use phone_agent::engines::embedded;
 use phone_agent::engines::script::agent::AgentScript;
@@ -18,7 +19,7 @@ use phone_agent_actors::engines::{
 
 use crate::embedded::{models_dir, settings};
 use crate::support::{test_config, TestServer, PUBLIC_HOST, TWILIO_AUTH_TOKEN};
-use phone_agent::client::sim::TwilioAccountArgs;
+use phone_agent::client::sim::{AuthTokenArgs, TwilioAccountArgs};
 
 /// The latest extraction of any call.
 type Kept = Arc<Mutex<Option<Extraction>>>;
@@ -94,21 +95,26 @@ async fn call(server: &TestServer, said: &[&str]) -> CallReport {
     let args = CallArgs {
         url: server.base.clone(),
         account: TwilioAccountArgs {
-            twilio_auth_token: Some(TWILIO_AUTH_TOKEN.into()),
+            auth: AuthTokenArgs {
+                twilio_auth_token: Some(TWILIO_AUTH_TOKEN.into()),
+                data_dir: server.data.path().to_owned(),
+            },
             public_host: Some(PUBLIC_HOST.into()),
-            data_dir: server.data.path().to_owned(),
         },
-        say: said.iter().map(|s| s.to_string()).collect(),
-        wav: Vec::new(),
-        script: None,
-        barge_in_after: None,
+        turns: TurnArgs {
+            say: said.iter().map(|s| s.to_string()).collect(),
+            ..TurnArgs::default()
+        },
+        timing: TimingArgs {
+            barge_in_after: None,
+            reply_gap: Duration::from_millis(2000),
+            reply_timeout: Duration::from_secs(15),
+        },
         record: None,
-        reply_gap: Duration::from_millis(2000),
-        reply_timeout: Duration::from_secs(15),
         models_dir: models_dir(),
         call_sid: None,
     };
-    let turns: Vec<CallerTurn> = caller::turns_of(&args).unwrap();
+    let turns: Vec<CallerTurn> = caller::turns_of(&args.turns).unwrap();
     let mut engines = CallerEngines::load(models_dir()).unwrap();
     caller::place(&args, &turns, &mut engines).await.unwrap()
 }

@@ -16,14 +16,14 @@ use std::time::Duration;
 use clap::Args;
 use phone_agent_actors::audio::{mulaw, TELEPHONY_SAMPLE_RATE_HZ};
 
-use crate::client::sim::{SimError, TwilioAccountArgs};
+use crate::client::sim::{random_sid, SimError, TwilioAccountArgs};
 use crate::engines::embedded::resample::ClipResampler;
 use crate::engines::embedded::stt::RecognitionWorker;
 use crate::engines::embedded::tts::Voice;
 use crate::engines::embedded::{self, EmbeddedSettings, ModelError};
 use crate::wav;
-use session::{Recording, Timing};
-use turns::CallerTurn;
+use session::{Recording, TimingArgs};
+use turns::{CallerTurn, TurnArgs};
 
 /// Options of `phone-agent call`.
 #[derive(Debug, Clone, Args)]
@@ -34,27 +34,15 @@ pub struct CallArgs {
     /// How to sign like Twilio.
     #[command(flatten)]
     pub account: TwilioAccountArgs,
-    /// Say this (repeatable; turns are taken in order, after any --wav).
-    #[arg(long = "say", value_name = "TEXT")]
-    pub say: Vec<String>,
-    /// Play this WAV file as a caller turn (repeatable; any rate, PCM, mu-law or float).
-    #[arg(long = "wav", value_name = "FILE")]
-    pub wav: Vec<PathBuf>,
-    /// A conversation: one caller turn per line (`wav: file` plays a file; other lines are said).
-    #[arg(long, value_name = "FILE")]
-    pub script: Option<PathBuf>,
-    /// Start the next turn this many ms after the agent's reply starts, interrupting it.
-    #[arg(long, value_name = "MS")]
-    pub barge_in_after: Option<u64>,
+    /// What the caller says.
+    #[command(flatten)]
+    pub turns: TurnArgs,
+    /// When the caller speaks.
+    #[command(flatten)]
+    pub timing: TimingArgs,
     /// Write both sides to this stereo WAV (left: caller, right: agent).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
-    /// Agent silence that ends its reply.
-    #[arg(long, default_value = "1500ms", value_parser = humantime::parse_duration)]
-    pub reply_gap: Duration,
-    /// Longest wait for a reply.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
-    pub reply_timeout: Duration,
     /// Where the embedded engines' models are (for the caller's voice and the transcripts).
     #[arg(long, env = "MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,
@@ -128,6 +116,11 @@ impl CallerEngines {
         })
     }
 
+    /// A caller turn as 8 kHz mu-law: spoken by the voice, or read from its file.
+    pub fn audio(&mut self, turn: &CallerTurn) -> Result<Vec<u8>, CallError> {
+        caller_audio(turn, &mut self.voice)
+    }
+
     /// What the recogniser hears in 8 kHz mu-law audio.
     pub fn transcribe(&mut self, audio: &[u8]) -> Result<String, String> {
         let mut samples = Vec::with_capacity(audio.len());
@@ -137,16 +130,15 @@ impl CallerEngines {
 }
 
 /// Turns from the arguments: `--wav` files, then `--say` texts, then the script's lines.
-pub fn turns_of(args: &CallArgs) -> Result<Vec<CallerTurn>, CallError> {
-    let mut turns: Vec<CallerTurn> = args.wav.iter().cloned().map(CallerTurn::Wav).collect();
-    turns.extend(args.say.iter().cloned().map(CallerTurn::Say));
-    if let Some(path) = &args.script {
-        let text = std::fs::read_to_string(path).map_err(|error| CallError::File {
-            path: path.display().to_string(),
-            message: error.to_string(),
-        })?;
-        turns.extend(turns::parse_script(&text));
-    }
+pub fn turns_of(args: &TurnArgs) -> Result<Vec<CallerTurn>, CallError> {
+    let turns = args.turns().map_err(|error| CallError::File {
+        path: args
+            .script
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
+        message: error.to_string(),
+    })?;
     if turns.is_empty() {
         return Err(CallError::NoTurns);
     }
@@ -161,27 +153,37 @@ pub async fn place(
 ) -> Result<CallReport, CallError> {
     let audio = turns
         .iter()
-        .map(|turn| caller_audio(turn, &mut engines.voice))
+        .map(|turn| engines.audio(turn))
         .collect::<Result<Vec<_>, _>>()?;
     let sim = args.account.sim(&args.url);
-    let call_sid = args.call_sid.clone().unwrap_or_else(random_call_sid);
+    let call_sid = args.call_sid.clone().unwrap_or_else(|| random_sid("CA"));
     let answer = sim.place_call(&call_sid).await?;
     let mut connection = sim.connect(&answer).await?;
-    let timing = Timing {
-        reply_gap: args.reply_gap,
-        reply_timeout: args.reply_timeout,
-        barge_in_after: args.barge_in_after.map(Duration::from_millis),
-    };
-    let recording = session::talk(&mut connection, &audio, timing).await?;
+    let recording = session::talk(
+        &mut connection,
+        &audio,
+        args.timing.timing(),
+        std::future::pending(),
+    )
+    .await?;
     if let Some(path) = &args.record {
         write_recording(path, &recording)?;
     }
+    Ok(report(turns, &recording, engines))
+}
+
+/// What was said in `recording`, the agent's side as the recogniser heard it.
+pub fn report(
+    turns: &[CallerTurn],
+    recording: &Recording,
+    engines: &mut CallerEngines,
+) -> CallReport {
     let mut hear = |audio: &[u8]| {
         engines
             .transcribe(audio)
             .unwrap_or_else(|error| format!("[not transcribed: {error}]"))
     };
-    Ok(CallReport {
+    CallReport {
         greeting: hear(&recording.greeting.audio),
         turns: turns
             .iter()
@@ -194,13 +196,13 @@ pub async fn place(
             })
             .collect(),
         agent_hung_up: recording.agent_hung_up,
-    })
+    }
 }
 
 /// Runs `phone-agent call` and prints the conversation. Returns false on failure.
 pub fn run(args: CallArgs) -> bool {
     let result = (|| {
-        let turns = turns_of(&args)?;
+        let turns = turns_of(&args.turns)?;
         let mut engines = CallerEngines::load(args.models_dir.clone())?;
         actix_rt::System::new().block_on(place(&args, &turns, &mut engines))
     })();
@@ -216,7 +218,8 @@ pub fn run(args: CallArgs) -> bool {
     }
 }
 
-fn print(report: &CallReport) {
+/// Prints the conversation, one line a turn, with each reply's latency.
+pub fn print(report: &CallReport) {
     if !report.greeting.is_empty() {
         println!("agent : {}", report.greeting);
     }
@@ -312,15 +315,4 @@ fn write_recording(path: &std::path::Path, recording: &Recording) -> Result<(), 
         path: path.display().to_string(),
         message: error.to_string(),
     })
-}
-
-/// A CallSid of Twilio's shape: `CA` and 32 hex digits.
-fn random_call_sid() -> String {
-    use ring::rand::{SecureRandom, SystemRandom};
-    let mut bytes = [0_u8; 16];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("system randomness");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("CA{hex}")
 }

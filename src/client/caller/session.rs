@@ -1,8 +1,10 @@
 //! The simulated call in real time: caller audio out at one 20 ms frame per 20 ms (line silence
 //! between turns, as a real stream carries), agent audio in, played out on a modelled playhead so
-//! marks are echoed when Twilio would echo them, and both sides recorded on one timeline.
+//! marks are echoed when Twilio would echo them, and both sides recorded on one timeline. The same
+//! loop is the Twilio emulator's callee: with no turns it is a silent phone that echoes marks.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::time::Duration;
 
 use phone_agent_actors::audio::{mulaw, FRAME_BYTES};
@@ -24,6 +26,38 @@ pub struct Timing {
     pub reply_timeout: Duration,
     /// Speak the next turn this long after the agent's reply starts, interrupting it.
     pub barge_in_after: Option<Duration>,
+    /// After the last turn's reply, stay on the line (silent) until the agent ends the call,
+    /// instead of hanging up.
+    pub stay_on_line: bool,
+    /// Hang up this long after the call started, whatever is left to say.
+    pub hang_up_after: Option<Duration>,
+}
+
+/// The caller's timing options (flattened into the client tools' options).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TimingArgs {
+    /// Start the next turn this many ms after the agent's reply starts, interrupting it.
+    #[arg(long, value_name = "MS")]
+    pub barge_in_after: Option<u64>,
+    /// Agent silence that ends its reply.
+    #[arg(long, default_value = "1500ms", value_parser = humantime::parse_duration)]
+    pub reply_gap: Duration,
+    /// Longest wait for a reply.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub reply_timeout: Duration,
+}
+
+impl TimingArgs {
+    /// The timing of a caller who hangs up after the last reply.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            reply_gap: self.reply_gap,
+            reply_timeout: self.reply_timeout,
+            barge_in_after: self.barge_in_after.map(Duration::from_millis),
+            stay_on_line: false,
+            hang_up_after: None,
+        }
+    }
 }
 
 /// What the agent said after one caller turn (or at the start of the call).
@@ -77,13 +111,18 @@ enum Phase {
     Speaking { index: usize, at: usize },
 }
 
-/// Talks through `turns` (8 kHz mu-law each) on an open, started connection.
+/// Talks through `turns` (8 kHz mu-law each) on an open, started connection, until the last
+/// reply is over (or, staying on the line, until the agent ends the call), the time to hang up
+/// comes, or `hang_up` completes; hanging up sends `stop` and closes the socket, as Twilio does.
 pub async fn talk(
     connection: &mut MediaConnection,
     turns: &[Vec<u8>],
     timing: Timing,
+    hang_up: impl Future<Output = ()>,
 ) -> Result<Recording, SimError> {
     let start = Instant::now();
+    let hang_up_at = timing.hang_up_after.map(|after| start + after);
+    tokio::pin!(hang_up);
     let mut recording = Recording::default();
     let mut player = Player::new(start);
     let mut phase = Phase::Listening { since: start };
@@ -93,11 +132,17 @@ pub async fn talk(
     loop {
         let mark_due = player.next_mark_due();
         tokio::select! {
+            _ = &mut hang_up => break,
             _ = ticks.tick() => {
                 let now = Instant::now();
+                if hang_up_at.is_some_and(|at| now >= at) {
+                    break;
+                }
                 if let Phase::Listening { since } = phase {
                     let reply = recording.exchanges.last().map_or(&recording.greeting, |e| &e.reply);
-                    if reply_is_over(reply, &player, since, now, start, timing) {
+                    // Staying on the line, the last reply is never over: the agent ends the call.
+                    let more = next_turn < turns.len() || !timing.stay_on_line;
+                    if more && reply_is_over(reply, &player, since, now, start, timing) {
                         if next_turn == turns.len() {
                             break;
                         }

@@ -2,6 +2,33 @@
 
 use std::path::PathBuf;
 
+/// What the caller says, as options (flattened into `phone-agent call` and the Twilio emulator).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TurnArgs {
+    /// Say this (repeatable; turns are taken in order, after any --wav).
+    #[arg(long = "say", value_name = "TEXT")]
+    pub say: Vec<String>,
+    /// Play this WAV file as a turn (repeatable; any rate, PCM, mu-law or float).
+    #[arg(long = "wav", value_name = "FILE")]
+    pub wav: Vec<PathBuf>,
+    /// A conversation: one turn per line (`wav: file` plays a file; other lines are said).
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+}
+
+impl TurnArgs {
+    /// The turns: `--wav` files, then `--say` texts, then the script's lines (none when nothing
+    /// was given).
+    pub fn turns(&self) -> std::io::Result<Vec<CallerTurn>> {
+        let mut turns: Vec<CallerTurn> = self.wav.iter().cloned().map(CallerTurn::Wav).collect();
+        turns.extend(self.say.iter().cloned().map(CallerTurn::Say));
+        if let Some(path) = &self.script {
+            turns.extend(parse_script(&std::fs::read_to_string(path)?));
+        }
+        Ok(turns)
+    }
+}
+
 /// One thing the caller says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallerTurn {
