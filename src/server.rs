@@ -19,6 +19,11 @@ use phone_agent_actors::runtime::registry::LiveCalls;
 use tokio::sync::watch;
 
 use crate::calls::control::TwilioTransfer;
+use crate::calls::feed::CallFeed;
+use crate::calls::journal::StoreJournal;
+use crate::calls::placing::Placer;
+use crate::calls::records::CallRecords;
+use crate::calls::{retention, scheduler};
 use crate::config::{Config, SecuritySettings};
 use crate::guard::audit::AuditLog;
 use crate::guard::auth::{reload, AuthActor, Authenticator, FlushAudit};
@@ -119,6 +124,18 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
     });
     let live_calls = LiveCalls::new();
     let tokens = Arc::new(StreamTokens::new(config.stream_token_ttl));
+    let records = CallRecords::new(store.clone(), Arc::new(CallFeed::default()));
+    let journal = Arc::new(StoreJournal::start(records.clone()));
+    let rest = config.twilio_rest.clone().map(TwilioRest::new);
+    let placer = Placer::new(
+        records.clone(),
+        rest.clone(),
+        config.calls.clone(),
+        config.public_host.clone(),
+        live_calls.clone(),
+    );
+    scheduler::start(records.clone(), placer.clone(), config.calls.schedule_grace);
+    retention::start(records.clone(), config.calls.retention);
     let state = web::Data::new(AppState {
         public_host: config.public_host.clone(),
         tokens: tokens.clone(),
@@ -130,11 +147,14 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
             authorizer: tokens,
             conversation: Arc::new(config.conversation.clone()),
             metrics: Arc::new(CallMetrics::default()),
-            call_control: call_control(config),
-            journal: None,
+            call_control: call_control(config, rest),
+            journal: Some(journal.clone()),
         },
         media_write_timeout: config.media_write_timeout,
-        store: store.clone(),
+        records,
+        placer,
+        agents: agent_name(config).into_iter().collect(),
+        call_metadata_max_bytes: config.calls.metadata_max_bytes,
     });
     let store_data = web::Data::new(store.clone());
     let actor_data = web::Data::new(auth_actor.clone());
@@ -173,6 +193,13 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
             drain(&calls, drain_timeout).await;
         }
         handle.stop(true).await;
+        // The calls' last events (their ends) are written before the process goes.
+        if actix_web::rt::time::timeout(CLOSE_GRACE, journal.flushed())
+            .await
+            .is_err()
+        {
+            tracing::error!("call journal not flushed in time: the last call events are lost");
+        }
         let _ = flush.send(FlushAudit).await;
     });
     let done = actix_web::rt::spawn(server);
@@ -189,10 +216,21 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
 
 /// Transfers through Twilio's REST API, when it is configured and there is a number to
 /// transfer to.
-fn call_control(config: &Config) -> Option<Arc<dyn CallControl>> {
-    let rest = TwilioRest::new(config.twilio_rest.clone()?);
+fn call_control(config: &Config, rest: Option<TwilioRest>) -> Option<Arc<dyn CallControl>> {
     let to = config.calls.transfer_to.clone()?;
-    Some(Arc::new(TwilioTransfer::new(rest, to)))
+    Some(Arc::new(TwilioTransfer::new(rest?, to)))
+}
+
+/// The name calls ask for the configured agent by: its file's name (`default` for
+/// `agents/default.toml`).
+fn agent_name(config: &Config) -> Option<String> {
+    Some(
+        config
+            .agent_file
+            .file_stem()?
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// Opens (creating and migrating) the configured store with its data key.

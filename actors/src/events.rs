@@ -121,15 +121,19 @@ pub enum EndReason {
     AgentEnded,
     /// The call reached its maximum duration (the goodbye played).
     MaxDuration,
+    /// Hung up through the call-management API.
+    HungUp,
 }
 
 impl EndReason {
     /// The close frame the peer gets for this reason.
     pub fn close_frame(&self) -> CloseFrame {
         match self {
-            Self::TwilioStop | Self::SocketClosed | Self::AgentEnded | Self::MaxDuration => {
-                CloseFrame::new(CloseFrame::NORMAL, "call ended")
-            }
+            Self::TwilioStop
+            | Self::SocketClosed
+            | Self::AgentEnded
+            | Self::MaxDuration
+            | Self::HungUp => CloseFrame::new(CloseFrame::NORMAL, "call ended"),
             Self::Protocol(frame) => frame.clone(),
             Self::IdleTimeout => CloseFrame::new(CloseFrame::GOING_AWAY, "idle timeout"),
             Self::SocketStalled => CloseFrame::new(CloseFrame::GOING_AWAY, "socket not draining"),
@@ -150,6 +154,7 @@ impl EndReason {
             Self::EngineFailure => "engine_failure",
             Self::AgentEnded => "agent_ended",
             Self::MaxDuration => "max_duration",
+            Self::HungUp => "hung_up",
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct FeedEvent {
     pub call_id: Arc<str>,
     /// Position in the call's own event log (the SSE id on `/api/calls/{id}/events`).
     pub seq: i64,
+    /// When it happened, Unix ms.
+    pub at: i64,
     /// What happened: `status`, `turn`, `barge_in`, `latency`, `extraction`, `ended`.
     pub kind: String,
     /// The event's details.
@@ -65,11 +67,12 @@ pub struct Subscription {
 }
 
 impl CallFeed {
-    /// Publishes an event of `call_id` (stored as `seq` in its log); returns it as published.
+    /// Publishes an event of `call_id`, stored as `seq` in its log, which happened `at` (Unix
+    /// ms); returns it as published.
     pub fn publish(
         &self,
         call_id: Arc<str>,
-        seq: i64,
+        (seq, at): (i64, i64),
         kind: &str,
         data: serde_json::Value,
     ) -> Arc<FeedEvent> {
@@ -78,6 +81,7 @@ impl CallFeed {
             position: recent.next_position,
             call_id,
             seq,
+            at,
             kind: kind.to_owned(),
             data,
         });
@@ -135,7 +139,7 @@ mod tests {
     use super::*;
 
     fn publish(feed: &CallFeed, n: i64) -> Arc<FeedEvent> {
-        feed.publish("call_a".into(), n, "turn", json!({ "n": n }))
+        feed.publish("call_a".into(), (n, 1_000 + n), "turn", json!({ "n": n }))
     }
 
     #[actix_rt::test]

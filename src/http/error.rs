@@ -13,10 +13,12 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::calls::placing::PlaceError;
 use crate::guard::admin::AdminError;
 use crate::guard::auth::AuthFailure;
 use crate::guard::rate_limit::Refusal;
 use crate::store::StoreError;
+use crate::twilio::rest::TwilioError;
 use crate::twilio::stream_token::RandomError;
 
 /// An error a handler or guard returns; its public message never carries a cause.
@@ -46,6 +48,19 @@ pub enum HttpError {
     /// The server is draining and takes no new calls.
     #[error("shutting down")]
     Draining,
+    /// Well-formed, but refused by a rule (do-not-call, calling hours, a number Twilio refuses);
+    /// the code and message say which.
+    #[error("unprocessable: {1}")]
+    Unprocessable(&'static str, &'static str),
+    /// The resource is not in a state that allows this; the message says what it is.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Twilio refused or failed; the code and message say what to do, the cause is logged.
+    #[error("telephony provider: {1}")]
+    Upstream(&'static str, &'static str, Option<Duration>),
+    /// This server is not set up for the request (no Twilio account, no caller id).
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
     /// Something failed on our side; details are logged, not returned.
     #[error("internal error")]
     Internal,
@@ -79,6 +94,10 @@ impl HttpError {
             Self::UnsupportedMediaType => ("unsupported_media_type", "unsupported content type"),
             Self::TooManyRequests(_) => ("too_many_requests", "too many requests; retry later"),
             Self::Draining => ("unavailable", "the server is shutting down"),
+            Self::Unprocessable(code, message) => (code, message),
+            Self::Conflict(message) => ("conflict", message),
+            Self::Upstream(code, message, _) => (code, message),
+            Self::NotConfigured(message) => ("not_configured", message),
             Self::Internal => ("internal", "internal error"),
         }
     }
@@ -188,6 +207,61 @@ impl From<serde_path_to_error::Error<serde_json::Error>> for HttpError {
     }
 }
 
+impl From<TwilioError> for HttpError {
+    /// What the client can act on; the cause (with Twilio's code) goes to the logs.
+    fn from(error: TwilioError) -> Self {
+        tracing::warn!(%error, "Twilio refused or failed");
+        match error {
+            TwilioError::InvalidTo => Self::Unprocessable(
+                "invalid_to",
+                "the telephony provider refused the number to call",
+            ),
+            TwilioError::UnusableFrom { .. } => Self::Unprocessable(
+                "invalid_from",
+                "the telephony provider refused the number to call from",
+            ),
+            TwilioError::NotFound => Self::Conflict("the call has ended".into()),
+            TwilioError::TooManyRequests { retry_after } => Self::Upstream(
+                "telephony_busy",
+                "the telephony provider is busy; retry later",
+                Some(retry_after.unwrap_or(Duration::from_secs(1))),
+            ),
+            TwilioError::OutcomeUnknown { .. } => Self::Upstream(
+                "outcome_unknown",
+                "the telephony provider did not confirm the call: it may have been placed; check \
+                 the call before placing it again",
+                None,
+            ),
+            _ => Self::Upstream(
+                "telephony_unavailable",
+                "the telephony provider failed; retry later",
+                None,
+            ),
+        }
+    }
+}
+
+impl From<PlaceError> for HttpError {
+    fn from(error: PlaceError) -> Self {
+        match error {
+            PlaceError::NotConfigured => {
+                Self::NotConfigured("placing and changing calls needs a Twilio account")
+            }
+            PlaceError::NoFrom => Self::bad_request("from: required (no default caller id)"),
+            PlaceError::DoNotCall => {
+                Self::Unprocessable("do_not_call", "the number is on the do-not-call list")
+            }
+            PlaceError::OutsideCallingHours(_) => Self::Unprocessable(
+                "outside_calling_hours",
+                "outside the callee's calling hours; schedule the call instead",
+            ),
+            PlaceError::WrongState(state) => Self::Conflict(format!("the call is {state}")),
+            PlaceError::Twilio(error) => error.into(),
+            PlaceError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl ResponseError for HttpError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -199,6 +273,11 @@ impl ResponseError for HttpError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Upstream(_, _, Some(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(..) => StatusCode::BAD_GATEWAY,
+            Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -212,7 +291,7 @@ impl ResponseError for HttpError {
                     HeaderValue::from_static("Bearer realm=\"phone-agent\""),
                 ));
             }
-            Self::TooManyRequests(retry_after) => {
+            Self::TooManyRequests(retry_after) | Self::Upstream(_, _, Some(retry_after)) => {
                 response.insert_header((header::RETRY_AFTER, whole_seconds(*retry_after)));
             }
             _ => {}

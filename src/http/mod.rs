@@ -5,6 +5,7 @@
 //! [`guarded::twilio_signature`].
 //!
 //! - `POST /twilio/voice`: the voice webhook, answers TwiML ([`twilio`]).
+//! - `POST /twilio/status`: call status and machine-detection callbacks ([`twilio`]).
 //! - `GET /twilio/media`: the Media Streams WebSocket ([`twilio`], pumps in [`media_socket`]).
 //! - `/api/…`: the bearer-token API ([`api`]).
 //! - `GET /health`: liveness and the live-call count; `GET /ready`: readiness (503 while draining).
@@ -27,7 +28,8 @@ use phone_agent_actors::call::CallSettings;
 use phone_agent_actors::runtime::registry::LiveCalls;
 use serde_json::json;
 
-use crate::store::Store;
+use crate::calls::placing::Placer;
+use crate::calls::records::CallRecords;
 use crate::twilio::stream_token::StreamTokens;
 use error::HttpError;
 
@@ -44,8 +46,14 @@ pub struct AppState {
     pub calls: CallSettings,
     /// Socket write timeout.
     pub media_write_timeout: Duration,
-    /// Call records.
-    pub store: Store,
+    /// Call records and their live feed.
+    pub records: CallRecords,
+    /// Places and changes calls through Twilio.
+    pub placer: Placer,
+    /// The agents calls may ask for, by name.
+    pub agents: Vec<String>,
+    /// Largest `metadata` a call may carry, in bytes of JSON.
+    pub call_metadata_max_bytes: usize,
 }
 
 impl AppState {
@@ -70,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::scope("/twilio")
                     .wrap(from_fn(guarded::twilio_signature))
                     .service(web::resource("/voice").post(twilio::voice))
+                    .service(web::resource("/status").post(twilio::status))
                     .service(web::resource("/media").get(twilio::media)),
             )
             .configure(api::configure)

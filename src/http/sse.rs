@@ -113,8 +113,8 @@ mod tests {
                 data: event.data.to_string(),
             })
         });
-        feed.publish("call_b".into(), 1, "status", json!({}));
-        feed.publish("call_a".into(), 2, "turn", json!({"n": 1}));
+        feed.publish("call_b".into(), (1, 10), "status", json!({}));
+        feed.publish("call_a".into(), (2, 20), "turn", json!({"n": 1}));
         drop(feed);
         let sent: Vec<Bytes> = body.collect().await;
         assert_eq!(

@@ -1,4 +1,8 @@
-//! Twilio's HTTP entry points: the voice webhook and the media WebSocket upgrade.
+//! Twilio's HTTP entry points: the voice webhook, status callbacks and the media WebSocket
+//! upgrade.
+//!
+//! Calls we place carry our id in the webhook URLs (`?call=call_…`, signed by Twilio with the
+//! rest): a webhook that overtakes our record of the CallSid still finds its call.
 
 use std::time::Instant;
 
@@ -38,9 +42,90 @@ pub struct VoiceWebhook {
     call_status: Option<String>,
 }
 
+/// The query of our webhook URLs for calls we placed.
+#[derive(Debug, Deserialize)]
+pub struct OurCall {
+    /// Our id of the call.
+    call: Option<String>,
+}
+
+/// A status callback (or an asynchronous machine-detection answer); the fields we use.
+#[derive(Debug, Deserialize)]
+pub struct StatusCallback {
+    /// The call.
+    #[serde(rename = "CallSid")]
+    call_sid: String,
+    /// `initiated`, `queued`, `ringing`, `in-progress`, `completed`, `busy`, `no-answer`,
+    /// `failed`, `canceled`.
+    #[serde(rename = "CallStatus")]
+    call_status: Option<String>,
+    /// Orders the callbacks of a call (they may arrive out of order).
+    #[serde(rename = "SequenceNumber")]
+    sequence_number: Option<String>,
+    /// Machine detection: `human`, `machine_start`, `fax`, `unknown`, …
+    #[serde(rename = "AnsweredBy")]
+    answered_by: Option<String>,
+}
+
+/// Our status of a call for Twilio's `CallStatus` (`initiated` is the callback's name for
+/// queued).
+fn call_status(twilio: &str) -> Option<CallStatus> {
+    match twilio {
+        "initiated" => Some(CallStatus::Queued),
+        other => CallStatus::parse(other),
+    }
+}
+
+/// Finds the call a webhook is about: by its CallSid, or (a call we placed whose CallSid we have
+/// not recorded yet) by our id, recording the CallSid. `None`: not a call of ours.
+async fn our_call(
+    state: &AppState,
+    call_sid: &str,
+    ours: &OurCall,
+) -> Result<Option<String>, HttpError> {
+    let store = state.records.store();
+    if let Some(call) = store.call(call_sid).await? {
+        return Ok(Some(call.id));
+    }
+    let Some(id) = &ours.call else {
+        return Ok(None);
+    };
+    if store.set_call_sid(id, call_sid, now_ms()).await? {
+        return Ok(Some(id.clone()));
+    }
+    Ok(None)
+}
+
+/// `POST /twilio/status`: a call's status moves on (never back: callbacks arrive out of order);
+/// machine detection's answer is recorded. 204.
+pub async fn status(
+    state: web::Data<AppState>,
+    ours: web::Query<OurCall>,
+    form: web::Form<StatusCallback>,
+) -> Result<HttpResponse, HttpError> {
+    let Some(id) = our_call(&state, &form.call_sid, &ours).await? else {
+        tracing::warn!(call_sid = %form.call_sid, "status callback for a call we do not know");
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    let (records, now) = (&state.records, now_ms());
+    let store = records.store();
+    let sequence = form
+        .sequence_number
+        .as_deref()
+        .and_then(|n| n.parse::<i64>().ok());
+    if let Some(status) = form.call_status.as_deref().and_then(call_status) {
+        records.published(store.apply_status(&id, status, sequence, now).await)?;
+    }
+    if let Some(answered_by) = &form.answered_by {
+        records.published(store.set_answered_by(&id, answered_by, now).await)?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// `POST /twilio/voice`: mint a stream token for the call and answer `<Connect><Stream>`.
 pub async fn voice(
     state: web::Data<AppState>,
+    ours: web::Query<OurCall>,
     form: web::Form<VoiceWebhook>,
 ) -> Result<HttpResponse, HttpError> {
     if state.live_calls().is_draining() {
@@ -55,12 +140,34 @@ pub async fn voice(
         to = %mask_phone(&form.to),
         "incoming call"
     );
+    // A storage failure must not drop a caller: the call goes on, unrecorded, and it is logged.
+    if let Err(error) = record_call(&state, &form, &ours).await {
+        tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(twiml::connect_stream(
+            &state.public_host,
+            STREAM_TOKEN_PARAMETER,
+            &token,
+        )))
+}
+
+/// Records the call a voice webhook is about, unless it is one we placed (already recorded).
+async fn record_call(
+    state: &AppState,
+    form: &VoiceWebhook,
+    ours: &OurCall,
+) -> Result<(), HttpError> {
+    if our_call(state, &form.call_sid, ours).await?.is_some() {
+        return Ok(());
+    }
     let outbound = form
         .direction
         .as_deref()
         .is_some_and(|direction| direction.starts_with("outbound"));
     let record = NewCall {
-        call_sid: Some(call_sid.to_string()),
+        call_sid: Some(form.call_sid.clone()),
         direction: if outbound {
             Direction::Outbound
         } else {
@@ -71,7 +178,7 @@ pub async fn voice(
         status: form
             .call_status
             .as_deref()
-            .and_then(CallStatus::parse)
+            .and_then(call_status)
             .unwrap_or(CallStatus::Ringing),
         agent: None,
         metadata: None,
@@ -79,17 +186,8 @@ pub async fn voice(
         timezone: None,
         machine_detection: None,
     };
-    // A storage failure must not drop a caller: the call goes on, unrecorded, and it is logged.
-    if let Err(error) = state.store.insert_call(&record, now_ms()).await {
-        tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(twiml::connect_stream(
-            &state.public_host,
-            STREAM_TOKEN_PARAMETER,
-            &token,
-        )))
+    let id = state.records.store().insert_call(&record, now_ms()).await?;
+    Ok(state.records.publish_new(&id).await?)
 }
 
 /// `GET /twilio/media`: upgrade to a WebSocket and start the call's actors.

@@ -83,25 +83,22 @@ fn data_context(call_id: &str, seq: i64) -> String {
 
 impl Store {
     /// Appends an event the server reports itself (a barge-in, …) to the call (by id or
-    /// CallSid); its seq, or `None` when there is no such call or it was erased. Status changes
-    /// and turns log theirs as they are stored.
+    /// CallSid); the event as logged, or `None` when there is no such call or it was erased.
+    /// Status changes and turns log theirs as they are stored.
     pub async fn append_event(
         &self,
         id_or_sid: &str,
         kind: EventKind,
         data: &Value,
         now_ms: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<CallEvent>, StoreError> {
         let update = sqlx::query(
             "UPDATE calls SET last_event = last_event + 1, updated_at = $1 \
              WHERE (id = $2 OR call_sid = $2) AND erased_at IS NULL RETURNING id, last_event",
         )
         .bind(now_ms)
         .bind(id_or_sid);
-        Ok(self
-            .change_with_event(update, kind, data, now_ms)
-            .await?
-            .map(|(_, seq)| seq))
+        self.change_with_event(update, kind, data, now_ms).await
     }
 
     /// The call's events after `after_seq`, oldest first, at most `limit`.
@@ -128,14 +125,14 @@ impl Store {
 
     /// Runs `update` (an UPDATE or INSERT of one call row that increments `last_event` and
     /// returns `id` and `last_event`) and, if it touched a row, appends the event numbered by it,
-    /// in one transaction: the call's id and the event's seq.
+    /// in one transaction: the event as logged (its data open), for the live feed.
     pub(super) async fn change_with_event<'q>(
         &self,
         update: Query<'q, Any, AnyArguments<'q>>,
         kind: EventKind,
         data: &Value,
         now_ms: i64,
-    ) -> Result<Option<(String, i64)>, StoreError> {
+    ) -> Result<Option<CallEvent>, StoreError> {
         let Some((mut transaction, row)) = self.begin_change(update).await? else {
             return Ok(None);
         };
@@ -144,7 +141,13 @@ impl Store {
         self.insert_event(&mut transaction, &id, seq, kind, data, now_ms)
             .await?;
         transaction.commit().await?;
-        Ok(Some((id, seq)))
+        Ok(Some(CallEvent {
+            call_id: id,
+            seq,
+            at: now_ms,
+            kind,
+            data: Some(data.clone()),
+        }))
     }
 
     /// Starts a change's transaction with `update` (a statement on one call row, returning at
@@ -232,7 +235,8 @@ mod tests {
             store
                 .append_event("CA1", EventKind::Status, &status, 100)
                 .await
-                .unwrap(),
+                .unwrap()
+                .map(|event| event.seq),
             Some(1)
         );
         let heard = json!({ "heard": "Our prices are" });
@@ -240,7 +244,8 @@ mod tests {
             store
                 .append_event("CA1", EventKind::BargeIn, &heard, 200)
                 .await
-                .unwrap(),
+                .unwrap()
+                .map(|event| event.seq),
             Some(2)
         );
         let end = json!({ "reason": "caller_hung_up" });
@@ -248,14 +253,16 @@ mod tests {
             store
                 .append_event("CA1", EventKind::End, &end, 300)
                 .await
-                .unwrap(),
+                .unwrap()
+                .map(|event| event.seq),
             Some(3)
         );
         assert_eq!(
             store
                 .append_event("CA2", EventKind::End, &end, 300)
                 .await
-                .unwrap(),
+                .unwrap()
+                .map(|event| event.seq),
             Some(1),
             "numbers are per call"
         );
@@ -263,7 +270,8 @@ mod tests {
             store
                 .append_event("CAnone", EventKind::End, &end, 300)
                 .await
-                .unwrap(),
+                .unwrap()
+                .map(|event| event.seq),
             None
         );
         let after_one = store.events_after("CA1", 1, 10).await.unwrap();

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
-use super::call_events::EventKind;
+use super::call_events::{CallEvent, EventKind};
 use super::ids::new_call_id;
 use super::status::CallStatus;
 use super::{Store, StoreError};
@@ -150,11 +150,11 @@ impl Store {
         .bind(&call.timezone)
         .bind(&call.machine_detection);
         let data = json!({ "status": call.status });
-        if let Some((id, _)) = self
+        if let Some(event) = self
             .change_with_event(insert, EventKind::Status, &data, now_ms)
             .await?
         {
-            return Ok(id);
+            return Ok(event.call_id);
         }
         Ok(
             sqlx::query_scalar("SELECT id FROM calls WHERE call_sid = $1")
@@ -192,14 +192,14 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records answering-machine detection's answer and logs it; false if it is the answer
-    /// already recorded (or there is no such call).
+    /// Records answering-machine detection's answer and logs it: the event, or `None` if it is
+    /// the answer already recorded (or there is no such call).
     pub async fn set_answered_by(
         &self,
         id_or_sid: &str,
         answered_by: &str,
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<CallEvent>, StoreError> {
         let update = sqlx::query(
             "UPDATE calls SET answered_by = $1, updated_at = $2, last_event = last_event + 1 \
              WHERE (id = $3 OR call_sid = $3) AND (answered_by IS NULL OR answered_by <> $1) \
@@ -209,20 +209,18 @@ impl Store {
         .bind(now_ms)
         .bind(id_or_sid);
         let data = json!({ "answered_by": answered_by });
-        Ok(self
-            .change_with_event(update, EventKind::AnsweredBy, &data, now_ms)
-            .await?
-            .is_some())
+        self.change_with_event(update, EventKind::AnsweredBy, &data, now_ms)
+            .await
     }
 
     /// Records why the conversation ended (and that it did, if no status said so yet) and logs
-    /// it; false if an end was already recorded.
+    /// it: the event, or `None` if an end was already recorded.
     pub async fn record_end(
         &self,
         id_or_sid: &str,
         reason: &str,
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<CallEvent>, StoreError> {
         let update = sqlx::query(
             "UPDATE calls SET end_reason = $1, ended_at = COALESCE(ended_at, $2), updated_at = $2, \
              last_event = last_event + 1 \
@@ -232,10 +230,8 @@ impl Store {
         .bind(now_ms)
         .bind(id_or_sid);
         let data = json!({ "reason": reason });
-        Ok(self
-            .change_with_event(update, EventKind::End, &data, now_ms)
-            .await?
-            .is_some())
+        self.change_with_event(update, EventKind::End, &data, now_ms)
+            .await
     }
 
     /// Stores what the agent took from the conversation (replacing an earlier extraction); false
@@ -400,11 +396,13 @@ mod tests {
         assert!(store
             .set_answered_by("CA1", "machine_start", 200)
             .await
-            .unwrap());
-        assert!(!store
+            .unwrap()
+            .is_some());
+        assert!(store
             .set_answered_by("CA1", "machine_start", 250)
             .await
-            .unwrap());
+            .unwrap()
+            .is_none());
         let extraction = Extraction {
             name: Some("Ana".into()),
             phone: Some("4155550100".into()),
@@ -413,8 +411,16 @@ mod tests {
             consent_to_follow_up: Some(true),
         };
         assert!(store.set_extraction("CA1", &extraction, 300).await.unwrap());
-        assert!(store.record_end(&id, "agent_goodbye", 400).await.unwrap());
-        assert!(!store.record_end(&id, "caller_hung_up", 500).await.unwrap());
+        assert!(store
+            .record_end(&id, "agent_goodbye", 400)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .record_end(&id, "caller_hung_up", 500)
+            .await
+            .unwrap()
+            .is_none());
         let call = store.call(&id).await.unwrap().unwrap();
         assert_eq!(call.answered_by.as_deref(), Some("machine_start"));
         assert_eq!(call.extraction, Some(extraction));

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sqlx::Row as _;
 
+use super::call_events::CallEvent;
 use super::calls::Call;
 use super::status::{CallStatus, Guard};
 use super::{Backend, Store, StoreError};
@@ -51,12 +52,12 @@ impl Store {
     }
 
     /// Marks `missed` the unclaimed scheduled calls more than `grace` late at `now_ms` (the
-    /// server was down at their time); their ids.
+    /// server was down at their time); the `status` events logged.
     pub async fn mark_missed(
         &self,
         grace: Duration,
         now_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<CallEvent>, StoreError> {
         let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         let late = sqlx::query(
             "SELECT id FROM calls WHERE status = 'scheduled' AND claimed_by IS NULL \
@@ -69,19 +70,21 @@ impl Store {
         for row in late {
             let id: String = row.try_get("id")?;
             // Claimed meanwhile by a scheduler that found it in time: not missed.
-            if self
-                .change_status(&id, CallStatus::Missed, None, Guard::Unclaimed, now_ms)
-                .await?
-            {
-                missed.push(id);
-            }
+            missed.extend(
+                self.change_status(&id, CallStatus::Missed, None, Guard::Unclaimed, now_ms)
+                    .await?,
+            );
         }
         Ok(missed)
     }
 
     /// Cancels a scheduled call (by id or CallSid) that no scheduler has claimed yet; false
     /// otherwise (no such call, already being placed, or past scheduling).
-    pub async fn cancel_scheduled(&self, id_or_sid: &str, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn cancel_scheduled(
+        &self,
+        id_or_sid: &str,
+        now_ms: i64,
+    ) -> Result<Option<CallEvent>, StoreError> {
         self.change_status(
             id_or_sid,
             CallStatus::Canceled,
@@ -130,16 +133,31 @@ mod tests {
         let in_grace = insert(&store, &scheduled(50_000), 100).await;
         let placed = insert(&store, &inbound("CA1"), 100).await;
 
-        assert!(!store.cancel_scheduled(&claimed, 200).await.unwrap());
-        assert!(!store.cancel_scheduled(&placed, 200).await.unwrap());
-        assert!(store.cancel_scheduled(&cancelled, 200).await.unwrap());
-        assert!(!store.cancel_scheduled(&cancelled, 300).await.unwrap());
+        assert!(store
+            .cancel_scheduled(&claimed, 200)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .cancel_scheduled(&placed, 200)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .cancel_scheduled(&cancelled, 200)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .cancel_scheduled(&cancelled, 300)
+            .await
+            .unwrap()
+            .is_none());
 
         let grace = Duration::from_secs(30);
-        assert_eq!(
-            store.mark_missed(grace, 60_000).await.unwrap(),
-            [late.as_str()]
-        );
+        let missed = store.mark_missed(grace, 60_000).await.unwrap();
+        let ids: Vec<&str> = missed.iter().map(|event| event.call_id.as_str()).collect();
+        assert_eq!(ids, [late.as_str()]);
         assert!(store.mark_missed(grace, 60_000).await.unwrap().is_empty());
         let status = |id: String| {
             let store = store.clone();

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::call_events::EventKind;
+use super::call_events::{CallEvent, EventKind};
 use super::{Store, StoreError};
 
 /// Where a call is in its life.
@@ -122,15 +122,15 @@ impl Guard {
 
 impl Store {
     /// Moves the call (by id or CallSid) to `status` if that is later in the timeline and, when
-    /// Twilio's `sequence_number` is given, newer than the last one applied; true if it changed
-    /// (and a `status` event was appended).
+    /// Twilio's `sequence_number` is given, newer than the last one applied; the `status` event
+    /// appended if it changed.
     pub async fn apply_status(
         &self,
         id_or_sid: &str,
         status: CallStatus,
         sequence_number: Option<i64>,
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<CallEvent>, StoreError> {
         self.change_status(id_or_sid, status, sequence_number, Guard::Later, now_ms)
             .await
     }
@@ -144,7 +144,7 @@ impl Store {
         sequence_number: Option<i64>,
         guard: Guard,
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<CallEvent>, StoreError> {
         let [started, answered, ended] = status.stamps(now_ms);
         let sql = format!(
             "UPDATE calls SET status = $1, status_rank = $2, \
@@ -164,10 +164,8 @@ impl Store {
             .bind(now_ms)
             .bind(id_or_sid);
         let data = json!({ "status": status });
-        Ok(self
-            .change_with_event(update, EventKind::Status, &data, now_ms)
-            .await?
-            .is_some())
+        self.change_with_event(update, EventKind::Status, &data, now_ms)
+            .await
     }
 }
 
@@ -199,20 +197,24 @@ mod tests {
         assert!(store
             .apply_status("CA1", CallStatus::InProgress, None, 200)
             .await
-            .unwrap());
-        assert!(!store
+            .unwrap()
+            .is_some());
+        assert!(store
             .apply_status("CA1", CallStatus::Ringing, None, 300)
             .await
-            .unwrap());
+            .unwrap()
+            .is_none());
         assert!(store
             .apply_status("CA1", CallStatus::Completed, None, 400)
             .await
-            .unwrap());
+            .unwrap()
+            .is_some());
         assert!(
-            !store
+            store
                 .apply_status("CA1", CallStatus::Busy, None, 500)
                 .await
-                .unwrap(),
+                .unwrap()
+                .is_none(),
             "the first end stays"
         );
         let call = store.call("CA1").await.unwrap().unwrap();
@@ -243,18 +245,22 @@ mod tests {
         assert!(store
             .apply_status("CA1", CallStatus::InProgress, Some(5), 200)
             .await
-            .unwrap());
-        assert!(!store
+            .unwrap()
+            .is_some());
+        assert!(store
             .apply_status("CA1", CallStatus::Completed, Some(4), 300)
             .await
-            .unwrap());
+            .unwrap()
+            .is_none());
         assert!(store
             .apply_status("CA1", CallStatus::Completed, Some(6), 400)
             .await
-            .unwrap());
-        assert!(!store
+            .unwrap()
+            .is_some());
+        assert!(store
             .apply_status("CAnone", CallStatus::Completed, None, 500)
             .await
-            .unwrap());
+            .unwrap()
+            .is_none());
     }
 }

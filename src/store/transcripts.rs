@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
-use super::call_events::EventKind;
+use super::call_events::{CallEvent, EventKind};
 use super::{Store, StoreError};
 
 /// How long each stage of a reply took, ms from the end of the caller's speech; `None` for a
@@ -85,14 +85,14 @@ fn context(column: &str, call_id: &str, n: i64) -> String {
 }
 
 impl Store {
-    /// Appends a turn to the call (by id or CallSid) and logs it; its number, or `None` when
-    /// there is no such call or its transcript was purged.
+    /// Appends a turn to the call (by id or CallSid) and logs it: its `turn` event (the turn with
+    /// its number), or `None` when there is no such call or its transcript was purged.
     pub async fn append_turn(
         &self,
         id_or_sid: &str,
         turn: &Turn,
         now_ms: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<CallEvent>, StoreError> {
         let update = sqlx::query(
             "UPDATE calls SET last_turn = last_turn + 1, last_event = last_event + 1, \
              updated_at = $1 WHERE (id = $2 OR call_sid = $2) AND purged_at IS NULL \
@@ -138,7 +138,13 @@ impl Store {
         self.insert_event(&mut transaction, &id, seq, EventKind::Turn, &data, now_ms)
             .await?;
         transaction.commit().await?;
-        Ok(Some(n))
+        Ok(Some(CallEvent {
+            call_id: id,
+            seq,
+            at: now_ms,
+            kind: EventKind::Turn,
+            data: Some(data),
+        }))
     }
 
     /// The call's transcript, in order.
@@ -250,22 +256,35 @@ mod tests {
         let id = insert(&store, &inbound("CA1"), 100).await;
         let other = insert(&store, &inbound("CA2"), 100).await;
         assert_eq!(
-            store.append_turn("CA1", &question(), 200).await.unwrap(),
+            store
+                .append_turn("CA1", &question(), 200)
+                .await
+                .unwrap()
+                .map(|event| event.data.unwrap()["n"].as_i64().unwrap()),
             Some(1)
         );
         assert_eq!(
-            store.append_turn(&other, &question(), 200).await.unwrap(),
+            store
+                .append_turn(&other, &question(), 200)
+                .await
+                .unwrap()
+                .map(|event| event.data.unwrap()["n"].as_i64().unwrap()),
             Some(1)
         );
         assert_eq!(
             store
                 .append_turn(&id, &interrupted_reply(), 300)
                 .await
-                .unwrap(),
+                .unwrap()
+                .map(|event| event.data.unwrap()["n"].as_i64().unwrap()),
             Some(2)
         );
         assert_eq!(
-            store.append_turn("CAnone", &question(), 300).await.unwrap(),
+            store
+                .append_turn("CAnone", &question(), 300)
+                .await
+                .unwrap()
+                .map(|event| event.data.unwrap()["n"].as_i64().unwrap()),
             None
         );
         let transcript = store.transcript(&id).await.unwrap();

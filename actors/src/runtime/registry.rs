@@ -90,6 +90,18 @@ impl LiveCalls {
         self.inner.draining.store(true, Ordering::Release);
     }
 
+    /// Asks the live call streaming `call_sid` to end for `reason`; false if none does here.
+    pub fn end(&self, call_sid: &CallSid, reason: EndReason) -> bool {
+        let calls = self.lock();
+        let entry = calls
+            .values()
+            .find(|entry| entry.call_sid.as_ref() == Some(call_sid));
+        if let Some(entry) = entry {
+            entry.end.do_send(EndCall { reason });
+        }
+        entry.is_some()
+    }
+
     /// Asks every live call to end for `reason`.
     pub fn end_all(&self, reason: EndReason) {
         for entry in self.lock().values() {

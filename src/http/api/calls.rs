@@ -1,18 +1,34 @@
-//! Reading call records. Phone numbers are masked in responses as in logs.
+//! Calls as resources: list, read, place or schedule, cancel and erase. Routes take our id
+//! (`call_…`) or Twilio's CallSid. Phone numbers are masked in responses as in logs.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::{Authorized, CallsRead};
+use super::{ApiJson, Authorized, CallsDelete, CallsRead, CallsWrite};
+use crate::calls::number::E164;
+use crate::calls::placing::CallRequest;
 use crate::http::error::HttpError;
+use crate::http::AppState;
 use crate::redact::mask_phone;
+use crate::store::audit::AuditEvent;
 use crate::store::call_list::{CallFilter, CallPage};
-use crate::store::calls::Call;
-use crate::store::Store;
+use crate::store::calls::{Call, Direction};
+use crate::store::idempotency::IdempotencyClaim;
+use crate::store::status::CallStatus;
+use crate::store::transcripts::StoredTurn;
+use crate::twilio::rest::AmdMode;
 
 /// Most calls in one page.
 const MAX_PAGE: i64 = 200;
+
+/// The header that makes `POST /api/calls` safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// Longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `GET /api/calls` query.
 #[derive(Debug, Deserialize)]
@@ -22,34 +38,110 @@ pub struct ListQuery {
     limit: Option<i64>,
     /// The last call (id or CallSid) of the previous page.
     before: Option<String>,
+    /// Only calls with this status.
+    status: Option<String>,
+    /// Only `inbound` or `outbound` calls.
+    direction: Option<String>,
+    /// Only calls created at or after this time (RFC 3339).
+    from: Option<String>,
+    /// Only calls created before this time (RFC 3339).
+    until: Option<String>,
 }
 
-fn public(call: &Call) -> serde_json::Value {
+/// `POST /api/calls` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceBody {
+    /// Whom to call (E.164).
+    to: String,
+    /// The caller id (E.164); `TWILIO_FROM` when absent.
+    from: Option<String>,
+    /// The agent that talks.
+    agent: Option<String>,
+    /// The client's own JSON object, kept with the call.
+    metadata: Option<Value>,
+    /// When to call (RFC 3339); now when absent.
+    scheduled_at: Option<String>,
+    /// The callee's IANA time zone (calling hours).
+    timezone: Option<String>,
+    /// Answering-machine detection: `enable` or `detect_message_end`.
+    machine_detection: Option<String>,
+}
+
+/// A call as the API shows it.
+pub fn public(call: &Call) -> Value {
     json!({
+        "id": call.id,
         "call_sid": call.call_sid,
         "direction": call.direction,
         "from": call.from.as_deref().map(mask_phone),
         "to": call.to.as_deref().map(mask_phone),
         "status": call.status,
+        "answered_by": call.answered_by,
+        "machine": call.answered_by.as_deref().is_some_and(|by| by.starts_with("machine")),
+        "agent": call.agent,
+        "metadata": call.metadata,
+        "end_reason": call.end_reason,
         "created_at": call.created_at,
         "updated_at": call.updated_at,
+        "started_at": call.started_at,
+        "answered_at": call.answered_at,
+        "ended_at": call.ended_at,
+        "duration_ms": call.duration_ms,
+        "scheduled_at": call.scheduled_at,
+        "timezone": call.timezone,
+        "purged_at": call.purged_at,
+        "erased_at": call.erased_at,
     })
 }
 
-/// `GET /api/calls?limit=&before=`: calls, newest first.
+/// A transcript turn as the API shows it.
+fn public_turn(turn: &StoredTurn) -> Value {
+    let t = &turn.turn;
+    json!({
+        "n": turn.n,
+        "speaker": t.speaker,
+        "text": t.text,
+        "start_ms": t.start_ms,
+        "end_ms": t.end_ms,
+        "interrupted": t.interrupted,
+        "heard": t.heard,
+        "latencies": t.latencies,
+    })
+}
+
+/// `GET /api/calls`: calls, newest first, filtered, a page at a time.
 pub async fn list(
     _: Authorized<CallsRead>,
-    store: web::Data<Store>,
+    state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, HttpError> {
+    let store = state.records.store();
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(HttpError::bad_request("limit: 1 to 200"));
     }
+    let filter = CallFilter {
+        status: query
+            .status
+            .as_deref()
+            .map(|s| CallStatus::parse(s).ok_or_else(|| HttpError::bad_request("status: unknown")))
+            .transpose()?,
+        direction: query
+            .direction
+            .as_deref()
+            .map(|d| {
+                Direction::parse(d)
+                    .ok_or_else(|| HttpError::bad_request("direction: inbound or outbound"))
+            })
+            .transpose()?,
+        created_from: time_ms("from", query.from.as_deref())?,
+        created_until: time_ms("until", query.until.as_deref())?,
+    };
     let cursor = match &query.before {
         None => None,
-        Some(sid) => {
-            let call = store.call(sid).await?;
+        Some(id) => {
+            let call = store.call(id).await?;
             let call = call.ok_or_else(|| HttpError::bad_request("before: no such call"))?;
             Some((call.id, call.created_at))
         }
@@ -58,7 +150,7 @@ pub async fn list(
         before: cursor.as_ref().map(|(id, at)| (id.as_str(), *at)),
         limit,
     };
-    let calls = store.calls(&CallFilter::default(), page).await?;
+    let calls = store.calls(&filter, page).await?;
     let next = (calls.len() as i64 == limit)
         .then(|| calls.last().map(|c| c.id.clone()))
         .flatten();
@@ -68,13 +160,210 @@ pub async fn list(
     })))
 }
 
-/// `GET /api/calls/{call_sid}`.
+/// `GET /api/calls/{id}`: the call with its transcript, extraction and latencies.
 pub async fn get(
     _: Authorized<CallsRead>,
-    store: web::Data<Store>,
-    call_sid: web::Path<String>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let call = store.call(&call_sid).await?;
-    let call = call.ok_or(HttpError::NotFound)?;
+    let detail = state.records.store().call_detail(&id).await?;
+    let detail = detail.ok_or(HttpError::NotFound)?;
+    let mut body = public(&detail.call);
+    let mut extraction = detail.call.extraction.clone();
+    if let Some(extraction) = extraction.as_mut() {
+        extraction.phone = extraction.phone.as_deref().map(mask_phone);
+    }
+    body["extraction"] = json!(extraction);
+    body["transcript"] = detail.transcript.iter().map(public_turn).collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `POST /api/calls`: places the call now, or schedules it; 201 with the call. With an
+/// `Idempotency-Key`, the same key within 24 h answers the first answer and places nothing.
+pub async fn place(
+    Authorized(principal, _): Authorized<CallsWrite>,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: ApiJson<PlaceBody>,
+) -> Result<HttpResponse, HttpError> {
+    let key = idempotency_key(&request)?;
+    let store = state.records.store();
+    let token = principal.token_id.to_string();
+    let now = Timestamp::now();
+    if let Some(key) = &key {
+        match store
+            .claim_idempotency_key(&token, key, now.as_millisecond())
+            .await?
+        {
+            IdempotencyClaim::Claimed => {}
+            IdempotencyClaim::Pending => {
+                return Err(HttpError::Conflict(
+                    "a request with this Idempotency-Key is still being processed".into(),
+                ))
+            }
+            IdempotencyClaim::Answered(answer) => {
+                let status = actix_web::http::StatusCode::from_u16(answer.status)
+                    .map_err(HttpError::internal)?;
+                return Ok(HttpResponse::build(status).json(answer.body));
+            }
+        }
+    }
+    let answer = match call_request(&state, body.0) {
+        Ok(request) => state
+            .placer
+            .request(request, now)
+            .await
+            .map_err(HttpError::from),
+        Err(error) => Err(error),
+    };
+    let (status, body) = match &answer {
+        Ok(call) => (201, public(call)),
+        Err(error) => {
+            let (code, message) = error.public();
+            (
+                actix_web::ResponseError::status_code(error).as_u16(),
+                json!({ "error": { "code": code, "message": message } }),
+            )
+        }
+    };
+    if let Some(key) = &key {
+        store
+            .answer_idempotency_key(&token, key, status, &body)
+            .await?;
+    }
+    answer.map(|_| HttpResponse::Created().json(body))
+}
+
+/// `POST /api/calls/{id}/cancel`: a scheduled call is not placed.
+pub async fn cancel(
+    _: Authorized<CallsWrite>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let store = state.records.store();
+    let now = Timestamp::now().as_millisecond();
+    if !state
+        .records
+        .published(store.cancel_scheduled(&id, now).await)?
+    {
+        return Err(match store.call(&id).await? {
+            None => HttpError::NotFound,
+            Some(_) => HttpError::Conflict("only a call still scheduled can be canceled".into()),
+        });
+    }
+    let call = store.call(&id).await?.ok_or(HttpError::NotFound)?;
     Ok(HttpResponse::Ok().json(public(&call)))
+}
+
+/// `DELETE /api/calls/{id}`: erases the call's numbers, transcript, extraction and metadata,
+/// keeping a tombstone; audited.
+pub async fn erase(
+    Authorized(principal, _): Authorized<CallsDelete>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let now = Timestamp::now().as_millisecond();
+    let audit = AuditEvent {
+        at: now,
+        kind: "call.erased".into(),
+        token_id: Some(principal.token_id.to_string()),
+        client: Some(principal.client.to_string()),
+        detail: format!("call {id} erased"),
+        count: 1,
+    };
+    if !state.records.store().erase_call(&id, &audit, now).await? {
+        return Err(HttpError::NotFound);
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The call a body asks for, checked.
+fn call_request(state: &AppState, body: PlaceBody) -> Result<CallRequest, HttpError> {
+    let number = |field: &str, value: &str| {
+        E164::parse(value).map_err(|error| HttpError::bad_request(format!("{field}: {error}")))
+    };
+    let metadata = match body.metadata {
+        None => None,
+        Some(Value::Object(map)) => {
+            let size = serde_json::to_string(&map).map_or(usize::MAX, |text| text.len());
+            if size > state.call_metadata_max_bytes {
+                return Err(HttpError::bad_request(format!(
+                    "metadata: at most {} bytes of JSON",
+                    state.call_metadata_max_bytes
+                )));
+            }
+            Some(Value::Object(map))
+        }
+        Some(_) => return Err(HttpError::bad_request("metadata: a JSON object")),
+    };
+    if let Some(agent) = &body.agent {
+        if !state.agents.iter().any(|known| known == agent) {
+            return Err(HttpError::bad_request("agent: unknown agent"));
+        }
+    }
+    Ok(CallRequest {
+        to: number("to", &body.to)?,
+        from: body
+            .from
+            .as_deref()
+            .map(|f| number("from", f))
+            .transpose()?,
+        agent: body.agent,
+        metadata,
+        scheduled_at: body
+            .scheduled_at
+            .as_deref()
+            .map(|at| {
+                at.parse::<Timestamp>().map_err(|_| {
+                    HttpError::bad_request(
+                        "scheduled_at: an RFC 3339 time, such as 2026-01-02T15:04:05Z",
+                    )
+                })
+            })
+            .transpose()?,
+        timezone: body
+            .timezone
+            .as_deref()
+            .map(|zone| {
+                TimeZone::get(zone).map_err(|_| {
+                    HttpError::bad_request("timezone: an IANA time zone, such as America/New_York")
+                })
+            })
+            .transpose()?,
+        machine_detection: body
+            .machine_detection
+            .as_deref()
+            .map(|mode| match mode {
+                "enable" => Ok(AmdMode::Enable),
+                "detect_message_end" => Ok(AmdMode::DetectMessageEnd),
+                _ => Err(HttpError::bad_request(
+                    "machine_detection: enable or detect_message_end",
+                )),
+            })
+            .transpose()?,
+    })
+}
+
+/// The request's `Idempotency-Key`, if it sends one.
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, HttpError> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len()))
+        .ok_or_else(|| HttpError::bad_request("Idempotency-Key: 1 to 255 visible characters"))?;
+    Ok(Some(key.to_owned()))
+}
+
+/// An RFC 3339 time of a query parameter, in Unix ms.
+fn time_ms(name: &str, value: Option<&str>) -> Result<Option<i64>, HttpError> {
+    value
+        .map(|text| {
+            text.parse::<Timestamp>()
+                .map(Timestamp::as_millisecond)
+                .map_err(|_| HttpError::bad_request(format!("{name}: an RFC 3339 time")))
+        })
+        .transpose()
 }

@@ -2,11 +2,21 @@
 //! otherwise); each handler names the scope it needs with an [`Authorized`] extractor (403
 //! without it), which runs before the body is read.
 //!
-//! - [`calls`]: `GET /api/calls`, `GET /api/calls/{call_sid}` (`calls:read`).
+//! - [`calls`]: `GET /api/calls` (filters, paging), `GET /api/calls/{id}` (`calls:read`);
+//!   `POST /api/calls` (place or schedule, `Idempotency-Key`), `POST /api/calls/{id}/cancel`
+//!   (`calls:write`); `DELETE /api/calls/{id}` (erase, `calls:delete`).
+//! - [`call_control`]: `POST /api/calls/{id}/hangup`, `POST /api/calls/{id}/transfer`
+//!   (`calls:write`).
+//! - [`events`]: `GET /api/calls/{id}/events`, `GET /api/events`: Server-Sent Events
+//!   (`calls:read`).
+//! - [`dnc`]: `GET|POST /api/dnc`, `DELETE /api/dnc/{number}` (`calls:write`).
 //! - [`tokens`]: `GET|POST /api/tokens`, `DELETE /api/tokens/{id}`,
 //!   `POST /api/tokens/{id}/rotate` (`tokens:admin`).
 
+pub mod call_control;
 pub mod calls;
+pub mod dnc;
+pub mod events;
 pub mod tokens;
 
 use std::future::{ready, Ready};
@@ -42,6 +52,10 @@ macro_rules! scope_markers {
 scope_markers! {
     /// `calls:read`.
     CallsRead => CallsRead,
+    /// `calls:write`.
+    CallsWrite => CallsWrite,
+    /// `calls:delete`.
+    CallsDelete => CallsDelete,
     /// `tokens:admin`.
     TokensAdmin => TokensAdmin,
 }
@@ -79,8 +93,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
             .app_data(web::PayloadConfig::new(JSON_BODY_LIMIT))
-            .service(web::resource("/calls").get(calls::list))
-            .service(web::resource("/calls/{call_sid}").get(calls::get))
+            .service(web::resource("/calls").get(calls::list).post(calls::place))
+            .service(
+                web::resource("/calls/{id}")
+                    .get(calls::get)
+                    .delete(calls::erase),
+            )
+            .service(web::resource("/calls/{id}/cancel").post(calls::cancel))
+            .service(web::resource("/calls/{id}/hangup").post(call_control::hang_up))
+            .service(web::resource("/calls/{id}/transfer").post(call_control::transfer))
+            .service(web::resource("/calls/{id}/events").get(events::of_call))
+            .service(web::resource("/events").get(events::all))
+            .service(web::resource("/dnc").get(dnc::list).post(dnc::add))
+            .service(web::resource("/dnc/{number}").delete(dnc::remove))
             .service(
                 web::resource("/tokens")
                     .get(tokens::list)

@@ -83,6 +83,23 @@ pub enum AmdMode {
     DetectMessageEnd,
 }
 
+impl AmdMode {
+    /// Twilio's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enable => "Enable",
+            Self::DetectMessageEnd => "DetectMessageEnd",
+        }
+    }
+
+    /// The mode Twilio's name names, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Enable, Self::DetectMessageEnd]
+            .into_iter()
+            .find(|mode| mode.as_str() == name)
+    }
+}
+
 /// A change to a live call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallUpdate {

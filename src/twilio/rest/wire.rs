@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::{AmdMode, CallUpdate, CreateCall};
+use super::{CallUpdate, CreateCall};
 
 /// A form body: `(name, value)` pairs in order; a name may repeat (`StatusCallbackEvent`).
 pub(super) type Form = Vec<(&'static str, String)>;
@@ -31,11 +31,7 @@ pub(super) fn create_call_form(call: &CreateCall) -> Form {
             .map(|event| ("StatusCallbackEvent", (*event).to_owned())),
     );
     if let Some(detection) = &call.machine_detection {
-        let mode = match detection.mode {
-            AmdMode::Enable => "Enable",
-            AmdMode::DetectMessageEnd => "DetectMessageEnd",
-        };
-        form.push(("MachineDetection", mode.to_owned()));
+        form.push(("MachineDetection", detection.mode.as_str().to_owned()));
         if let Some(callback) = &detection.async_callback {
             form.push(("AsyncAmd", "true".to_owned()));
             form.push(("AsyncAmdStatusCallback", callback.clone()));
@@ -78,7 +74,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::tests::plain_call as call;
-    use super::super::MachineDetection;
+    use super::super::{AmdMode, MachineDetection};
     use super::*;
 
     fn names(form: &Form) -> Vec<&str> {

@@ -72,12 +72,8 @@ async fn two_servers_claim_each_due_call_exactly_once() {
     let ids: HashSet<_> = claims.iter().map(|(_, id)| id.clone()).collect();
     assert_eq!(claims.len(), due.len(), "no call claimed twice");
     assert_eq!(ids, due, "every due call claimed, nothing else");
-    for server in ["server-a", "server-b"] {
-        assert!(
-            claims.iter().any(|(by, _)| *by == server),
-            "{server} claimed some"
-        );
-    }
+    // Which server wins each race depends on scheduling (under load one may win them all): the
+    // guarantee tested is that no call is claimed twice and none is lost.
 }
 
 #[actix_rt::test]
@@ -97,7 +93,8 @@ async fn event_numbers_run_without_gaps_when_two_servers_append_at_once() {
                 store
                     .append_event(&id, EventKind::End, &data, n)
                     .await
-                    .unwrap(),
+                    .unwrap()
+                    .map(|event| event.seq),
             );
         }
         seqs

@@ -1,0 +1,68 @@
+//! The scheduler: places scheduled calls when they fall due, on whichever server claims them.
+//!
+//! Every [`SCHEDULER_TICK`] it marks `missed` the calls more than `SCHEDULE_GRACE` late (the
+//! server was down at their time), then claims the due ones and places them. Claims are atomic in
+//! the database, so two servers on one PostgreSQL never place a call twice, and a restart places a
+//! call that fell due while the server was down (if it is not too late).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::placing::Placer;
+use super::records::CallRecords;
+use crate::store::StoreError;
+
+/// How often due calls are looked for: a call is placed within this of its time (well within a
+/// second).
+pub const SCHEDULER_TICK: Duration = Duration::from_millis(250);
+
+/// Calls claimed at once; the rest wait for the next tick.
+const CLAIM_BATCH: i64 = 20;
+
+/// Starts the scheduler on the current arbiter; it runs as long as the arbiter does.
+pub fn start(records: CallRecords, placer: Placer, grace: Duration) {
+    let instance = instance_id();
+    tracing::info!(%instance, "scheduler started");
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(SCHEDULER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = run_once(&records, &placer, grace, &instance).await {
+                tracing::error!(%error, "scheduler pass failed");
+            }
+        }
+    });
+}
+
+/// One pass at the current time: missed calls marked, due calls claimed and placed.
+async fn run_once(
+    records: &CallRecords,
+    placer: &Placer,
+    grace: Duration,
+    instance: &str,
+) -> Result<(), StoreError> {
+    let store = records.store();
+    let now_ms = Timestamp::now().as_millisecond();
+    for missed in store.mark_missed(grace, now_ms).await? {
+        tracing::warn!(call_id = %missed.call_id, "scheduled call missed: the server was down at its time");
+        records.publish(Some(missed));
+    }
+    for call in store.claim_due(now_ms, instance, CLAIM_BATCH).await? {
+        // A failed placement is recorded on the call (status and end reason) by the placer.
+        if let Err(error) = placer.place_scheduled(&call, now_ms).await {
+            tracing::warn!(call_id = %call.id, %error, "scheduled call not placed");
+        }
+    }
+    Ok(())
+}
+
+/// This process's name in scheduler claims: random, so two servers never share one.
+fn instance_id() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness the claims still work (rows are claimed atomically); only the name
+    // would collide.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
