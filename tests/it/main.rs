@@ -3,6 +3,7 @@
 mod actor_tree;
 mod bad_input;
 mod call_flow;
+mod call_management;
 mod conversation;
 mod embedded;
 mod guard;
