@@ -13,7 +13,8 @@ use phone_agent::client::twilio_emulator::{EmulatorSettings, RunningEmulator, Tw
 use phone_agent::guard::token::Scope;
 use serde_json::{json, Value};
 
-use crate::support::{within, TestServer, TWILIO_AUTH_TOKEN};
+use crate::support::postgres::Postgres;
+use crate::support::{test_config, within, TestServer, TWILIO_AUTH_TOKEN};
 
 const ACCOUNT: &str = "AC00000000000000000000000000000000";
 const FROM: &str = "+14155550199";
@@ -470,7 +471,10 @@ async fn every_route_requires_its_scope() {
         assert_eq!(status, 403, "{method} {path} without {scope:?}");
         let with = line.server.token(&[scope]).await;
         // The status only: an event stream's body never ends.
-        let response = line.server.request(method.clone(), path, Some(&with)).send();
+        let response = line
+            .server
+            .request(method.clone(), path, Some(&with))
+            .send();
         let status = within(response).await.expect("server answers").status();
         assert_ne!(status.as_u16(), 403, "{method} {path} with {scope:?}");
     }
@@ -515,4 +519,144 @@ async fn placing_without_a_twilio_account_is_refused_as_not_configured() {
         (status, &body["error"]["code"]),
         (503, &json!("not_configured"))
     );
+}
+
+/// Schedules a call due `after` from now through `server`; its id.
+async fn schedule(server: &TestServer, token: &str, to: &str, after: Duration) -> String {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::try_from(after).unwrap();
+    let body = json!({ "to": to, "scheduled_at": at.to_string() });
+    let (status, call) = api(server, token, Method::POST, "/api/calls", Some(body), &[]).await;
+    assert_eq!(status, 201, "{call}");
+    call["id"].as_str().unwrap().to_owned()
+}
+
+/// The creates the emulator has answered.
+fn creates(emulator: &RunningEmulator) -> Vec<String> {
+    emulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.method == "POST" && request.path.ends_with("/Calls.json"))
+        .filter_map(|request| {
+            let to = request.params.iter().find(|(name, _)| name == "To")?;
+            Some(to.1.clone())
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_call_due_while_the_server_was_down_is_placed_once_after_the_restart() {
+    let (server_port, api_port) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{server_port}");
+    let api_base = format!("http://127.0.0.1:{api_port}");
+    let vars = [
+        ("LISTEN_ADDR", listen.as_str()),
+        ("TWILIO_ACCOUNT_SID", ACCOUNT),
+        ("TWILIO_API_BASE", api_base.as_str()),
+        ("TWILIO_FROM", FROM),
+    ];
+    let config = test_config(&vars);
+    let first = TestServer::start_with(&config, phone_agent::engines::loopback_set()).await;
+    let emulator = emulator_for(&first, api_port, |_| {}).await;
+    let token = first.token(&Scope::ALL).await;
+    let id = schedule(&first, &token, TO, Duration::from_millis(500)).await;
+    let data = first.stop().await;
+    // Down while the call falls due.
+    actix_rt::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        creates(&emulator).is_empty(),
+        "not placed by the stopped server"
+    );
+
+    let second = TestServer::start_in(&config, phone_agent::engines::loopback_set(), data).await;
+    within(emulator.wait_for(|calls| (!calls.is_empty()).then_some(()))).await;
+    let token = second.token(&[Scope::CallsRead]).await;
+    let call = within(async {
+        loop {
+            let (_, call) = api(
+                &second,
+                &token,
+                Method::GET,
+                &format!("/api/calls/{id}"),
+                None,
+                &[],
+            )
+            .await;
+            if !call["call_sid"].is_null() {
+                return call;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_ne!(call["status"], "missed");
+    assert_eq!(creates(&emulator), [TO], "placed exactly once");
+}
+
+#[actix_rt::test]
+async fn two_servers_on_one_postgresql_place_each_scheduled_call_once() {
+    let postgres = match Postgres::start() {
+        Ok(postgres) => postgres,
+        Err(why) => {
+            eprintln!("SKIPPED: PostgreSQL unavailable: {why}");
+            return;
+        }
+    };
+    let url = postgres.url();
+    let api_port = free_port();
+    let api_base = format!("http://127.0.0.1:{api_port}");
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("DATA_KEY", "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80="),
+        ("TWILIO_ACCOUNT_SID", ACCOUNT),
+        ("TWILIO_API_BASE", api_base.as_str()),
+        ("TWILIO_FROM", FROM),
+    ];
+    let a = TestServer::start(&vars).await;
+    let b = TestServer::start(&vars).await;
+    let emulator = emulator_for(&a, api_port, |_| {}).await;
+    let token = a.token(&Scope::ALL).await;
+    let numbers: Vec<String> = (0..8).map(|n| format!("+1415555{n:04}")).collect();
+    for number in &numbers {
+        schedule(&a, &token, number, Duration::from_millis(300)).await;
+    }
+    within(emulator.wait_for(|calls| (calls.len() == numbers.len()).then_some(()))).await;
+    // Both schedulers kept looking for a while after: still one create per call.
+    actix_rt::time::sleep(Duration::from_millis(600)).await;
+    let mut placed = creates(&emulator);
+    placed.sort();
+    assert_eq!(placed, numbers);
+    drop(b);
+}
+
+#[actix_rt::test]
+async fn the_agent_transfers_through_twilio_once_its_announcement_is_heard() {
+    use crate::support::directed::{directed_set, DirectedStt, FixedDialogue};
+    use phone_agent_actors::engines::DialogueAction;
+
+    let api_port = free_port();
+    let api_base = format!("http://127.0.0.1:{api_port}");
+    let config = test_config(&[
+        ("TWILIO_ACCOUNT_SID", ACCOUNT),
+        ("TWILIO_API_BASE", api_base.as_str()),
+        ("TWILIO_FROM", FROM),
+        ("TRANSFER_TO", "+14155550188"),
+    ]);
+    let stt = DirectedStt::default();
+    let announce = ("Connecting you now.", Some(DialogueAction::TransferCall));
+    let dialogue = FixedDialogue::new(&[announce], Duration::ZERO);
+    let server = TestServer::start_with(&config, directed_set(&stt, &dialogue)).await;
+    let emulator = emulator_for(&server, api_port, |_| {}).await;
+    let token = server.token(&Scope::ALL).await;
+    let body = Some(json!({ "to": TO }));
+    let (status, call) = api(&server, &token, Method::POST, "/api/calls", body, &[]).await;
+    assert_eq!(status, 201, "{call}");
+    within(stt.opened()).await;
+    stt.say("a person please");
+    let transferred = within(emulator.wait_for(|calls| {
+        calls
+            .iter()
+            .find_map(|call| call.record.transfer_to.clone())
+    }))
+    .await;
+    assert_eq!(transferred, "+14155550188");
 }

@@ -65,6 +65,11 @@ impl TestServer {
     /// fresh SQLite file, unless the configuration names a PostgreSQL database).
     pub async fn start_with(config: &Config, engines: EngineSet) -> Self {
         let data = tempfile::tempdir().expect("temporary data directory");
+        Self::start_in(config, engines, data).await
+    }
+
+    /// Starts a server whose data directory is `data` (a restart: its SQLite file and key).
+    pub async fn start_in(config: &Config, engines: EngineSet, data: tempfile::TempDir) -> Self {
         let mut config = config.clone();
         let storage = &mut config.security.storage;
         let (url, data_key) = (storage.database_url.clone(), storage.data_key.take());
@@ -164,6 +169,13 @@ impl TestServer {
         self.request(Method::POST, "/twilio/voice", None)
             .insert_header(("x-twilio-signature", signature.to_owned()))
             .send_form(&form)
+    }
+
+    /// Shuts the server down (draining its calls) and hands back its data directory.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.server.shutdown();
+        self.server.stopped().await.expect("server stops cleanly");
+        self.data
     }
 
     /// Waits until no call is alive.
