@@ -13,7 +13,7 @@ use phone_agent::client::twilio_emulator::{EmulatorSettings, RunningEmulator, Tw
 use phone_agent::guard::token::Scope;
 use serde_json::{json, Value};
 
-use crate::support::postgres::Postgres;
+use crate::support::postgres;
 use crate::support::{test_config, within, TestServer, TWILIO_AUTH_TOKEN};
 
 const ACCOUNT: &str = "AC00000000000000000000000000000000";
@@ -594,12 +594,8 @@ async fn a_call_due_while_the_server_was_down_is_placed_once_after_the_restart()
 
 #[actix_rt::test]
 async fn two_servers_on_one_postgresql_place_each_scheduled_call_once() {
-    let postgres = match Postgres::start() {
-        Ok(postgres) => postgres,
-        Err(why) => {
-            eprintln!("SKIPPED: PostgreSQL unavailable: {why}");
-            return;
-        }
+    let Some(postgres) = postgres::available() else {
+        return;
     };
     let url = postgres.url();
     let api_port = free_port();

@@ -6,17 +6,13 @@ use awc::http::Method;
 use phone_agent::guard::token::Scope;
 use serde_json::json;
 
-use crate::support::postgres::Postgres;
+use crate::support::postgres;
 use crate::support::*;
 
 #[actix_rt::test]
 async fn the_server_runs_on_postgresql() {
-    let postgres = match Postgres::start() {
-        Ok(postgres) => postgres,
-        Err(why) => {
-            eprintln!("SKIPPED: PostgreSQL unavailable: {why}");
-            return;
-        }
+    let Some(postgres) = postgres::available() else {
+        return;
     };
     let url = postgres.url();
     // Both servers below seal and open with the same key, as instances of one deployment do.

@@ -8,7 +8,6 @@ mod races;
 use phone_agent::store::crypto::DataKey;
 use phone_agent::store::Store;
 
-use crate::support::postgres::Postgres;
 
 /// The key every store here seals with, as instances of one deployment share theirs.
 pub fn key() -> DataKey {
@@ -20,9 +19,4 @@ pub async fn open(url: &str) -> Store {
     Store::open(url, key()).await.unwrap()
 }
 
-/// A throwaway PostgreSQL server, or `None` after saying why the test is skipped.
-pub fn postgres() -> Option<Postgres> {
-    Postgres::start()
-        .inspect_err(|why| eprintln!("SKIPPED: PostgreSQL unavailable: {why}"))
-        .ok()
-}
+pub use crate::support::postgres::available as postgres;

@@ -5,6 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A throwaway server, or `None` after saying why the test is skipped.
+pub fn available() -> Option<Postgres> {
+    Postgres::start()
+        .inspect_err(|why| eprintln!("SKIPPED: PostgreSQL unavailable: {why}"))
+        .ok()
+}
+
 /// A running throwaway server.
 pub struct Postgres {
     dir: tempfile::TempDir,
