@@ -24,7 +24,7 @@ use crate::calls::journal::StoreJournal;
 use crate::calls::placing::Placer;
 use crate::calls::records::CallRecords;
 use crate::calls::{retention, scheduler};
-use crate::config::{Config, SecuritySettings};
+use crate::config::{Config, SecuritySettings, TwilioCredentials};
 use crate::guard::audit::AuditLog;
 use crate::guard::auth::{reload, AuthActor, Authenticator, FlushAudit};
 use crate::guard::client_ip::ProxyTrust;
@@ -32,6 +32,7 @@ use crate::guard::rate_limit::{RateLimitActor, RateLimits};
 use crate::guard::Guard;
 use crate::http::guarded::TwilioValidation;
 use crate::http::{self, AppState};
+use crate::redact::Secret;
 use crate::store::audit::AuditEvent;
 use crate::store::crypto::{load_or_create_secret, CryptoError, DataKey, KeySource};
 use crate::store::{now_ms, sqlite_path, Store, StoreError};
@@ -126,7 +127,7 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
     let tokens = Arc::new(StreamTokens::new(config.stream_token_ttl));
     let records = CallRecords::new(store.clone(), Arc::new(CallFeed::default()));
     let journal = Arc::new(StoreJournal::start(records.clone()));
-    let rest = config.twilio_rest.clone().map(TwilioRest::new);
+    let rest = twilio_rest(config)?;
     let placer = Placer::new(
         records.clone(),
         rest.clone(),
@@ -263,28 +264,44 @@ fn data_key(security: &SecuritySettings) -> Result<DataKey, CryptoError> {
 
 /// The Twilio signature checker, or none when validation is explicitly off.
 fn twilio_signer(security: &SecuritySettings) -> Result<Option<TwilioSigner>, CryptoError> {
-    let twilio = &security.twilio;
-    if !twilio.validate {
+    if !security.twilio.validate {
         tracing::warn!(
             "TWILIO_VALIDATE=false: Twilio request signatures are NOT checked; anyone who can \
              reach /twilio/ can start calls"
         );
         return Ok(None);
     }
-    if let Some(token) = &twilio.auth_token {
-        return Ok(Some(TwilioSigner::new(token.expose())));
+    let token = twilio_auth_token(security)?;
+    Ok(Some(TwilioSigner::new(token.expose())))
+}
+
+/// `TWILIO_AUTH_TOKEN`, or in development a generated one (configuration refuses production
+/// without a token): the simulator, `phone-agent call` and the local Twilio emulator use it.
+fn twilio_auth_token(security: &SecuritySettings) -> Result<Secret, CryptoError> {
+    if let Some(token) = &security.twilio.auth_token {
+        return Ok(token.clone());
     }
-    // Configuration refuses production without a token; in development the simulator signs
-    // with a generated one.
     let path = security.storage.data_dir.join(DEV_TWILIO_AUTH_TOKEN_FILE);
     let (token, _) = load_or_create_secret(&path)?;
     tracing::warn!(
         path = %path.display(),
         "TWILIO_AUTH_TOKEN is not set: Twilio requests are checked against a generated \
-         development token (phone-agent call uses it); set your account's auth token to take \
-         real calls"
+         development token (phone-agent call and the Twilio emulator use it); set your \
+         account's auth token to take real calls"
     );
-    Ok(Some(TwilioSigner::new(token.expose())))
+    Ok(token)
+}
+
+/// The REST client, with a generated development token resolved.
+fn twilio_rest(config: &Config) -> Result<Option<TwilioRest>, CryptoError> {
+    let Some(mut settings) = config.twilio_rest.clone() else {
+        return Ok(None);
+    };
+    if matches!(settings.credentials, TwilioCredentials::Generated) {
+        let token = twilio_auth_token(&config.security)?;
+        settings.credentials = TwilioCredentials::AuthToken(token);
+    }
+    Ok(Some(TwilioRest::new(settings)))
 }
 
 /// The security-relevant configuration as an audit event (never a secret).

@@ -40,7 +40,7 @@ pub enum SimError {
 }
 
 /// The account Twilio's test requests name when no other is configured: `AC` and 32 zeros.
-pub const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+pub use crate::config::LOCAL_ACCOUNT_SID as DEFAULT_ACCOUNT_SID;
 
 /// What the voice webhook told Twilio to do.
 #[derive(Debug, Clone)]

@@ -22,7 +22,7 @@ mod vars;
 
 pub use calls::CallManagementSettings;
 pub use security::{SecuritySettings, StorageSettings, TlsFiles, TwilioSettings};
-pub use twilio_rest::{TwilioCredentials, TwilioRestSettings, DEFAULT_API_BASE};
+pub use twilio_rest::{TwilioCredentials, TwilioRestSettings, DEFAULT_API_BASE, LOCAL_ACCOUNT_SID};
 use vars::Vars;
 
 /// A variable with an unusable value.
@@ -486,8 +486,26 @@ mod tests {
         assert_eq!(rest.account_sid, ACCOUNT_SID);
         assert_eq!(rest.api_base, "https://api.twilio.com");
         assert_eq!(rest.timeout, Duration::from_secs(10));
-        let (user, password) = rest.credentials.basic(&rest.account_sid);
+        let (user, password) = rest.credentials.basic(&rest.account_sid).unwrap();
         assert_eq!((user, password.expose()), (ACCOUNT_SID, "token"));
+    }
+
+    #[test]
+    fn a_local_emulator_alone_gets_its_account_and_the_development_token() {
+        let base = ("TWILIO_API_BASE", "http://127.0.0.1:8090");
+        let rest = config(&[base]).unwrap().twilio_rest.unwrap();
+        assert_eq!(rest.account_sid, LOCAL_ACCOUNT_SID);
+        assert!(matches!(rest.credentials, TwilioCredentials::Generated));
+        let rest = config(&[base, ("TWILIO_AUTH_TOKEN", "token")])
+            .unwrap()
+            .twilio_rest
+            .unwrap();
+        let (user, password) = rest.credentials.basic(&rest.account_sid).unwrap();
+        assert_eq!((user, password.expose()), (LOCAL_ACCOUNT_SID, "token"));
+        assert!(
+            config(&[]).unwrap().twilio_rest.is_none(),
+            "Twilio itself needs an account"
+        );
     }
 
     #[test]
@@ -502,7 +520,7 @@ mod tests {
         ])
         .unwrap();
         let rest = config.twilio_rest.unwrap();
-        let (user, password) = rest.credentials.basic(&rest.account_sid);
+        let (user, password) = rest.credentials.basic(&rest.account_sid).unwrap();
         assert_eq!((user, password.expose()), (API_KEY_SID, "key-secret"));
         assert_eq!(rest.api_base, "http://127.0.0.1:9000");
         assert_eq!(rest.timeout, Duration::from_secs(3));

@@ -41,14 +41,20 @@ pub enum TwilioCredentials {
         /// The key's secret, shown once by Twilio when the key was made.
         secret: Secret,
     },
+    /// The development auth token the server generates into `DATA_DIR` when `TWILIO_AUTH_TOKEN`
+    /// is unset: only for a local emulator (`TWILIO_API_BASE` set, no `TWILIO_ACCOUNT_SID`),
+    /// resolved to [`TwilioCredentials::AuthToken`] when the server starts.
+    Generated,
 }
 
 impl TwilioCredentials {
-    /// The Basic user name and password for `account_sid`.
-    pub fn basic<'a>(&'a self, account_sid: &'a str) -> (&'a str, &'a Secret) {
+    /// The Basic user name and password for `account_sid`; `None` for a generated token not yet
+    /// resolved.
+    pub fn basic<'a>(&'a self, account_sid: &'a str) -> Option<(&'a str, &'a Secret)> {
         match self {
-            Self::AuthToken(token) => (account_sid, token),
-            Self::ApiKey { sid, secret } => (sid, secret),
+            Self::AuthToken(token) => Some((account_sid, token)),
+            Self::ApiKey { sid, secret } => Some((sid, secret)),
+            Self::Generated => None,
         }
     }
 }
@@ -77,7 +83,20 @@ impl TwilioRestSettings {
                     "required with TWILIO_API_KEY_SID (the key belongs to an account)".into(),
                 ));
             }
-            return Ok(None);
+            // A local emulator named without an account: its default account, signed with the
+            // auth token the webhooks are checked with (generated in development).
+            if api_base == DEFAULT_API_BASE {
+                return Ok(None);
+            }
+            let credentials = auth_token.map_or(TwilioCredentials::Generated, |token| {
+                TwilioCredentials::AuthToken(token.clone())
+            });
+            return Ok(Some(Self {
+                account_sid: LOCAL_ACCOUNT_SID.to_owned(),
+                credentials,
+                api_base,
+                timeout,
+            }));
         };
         if !is_sid(&account_sid, "AC") {
             return Err(vars.invalid("TWILIO_ACCOUNT_SID", sid_expected("AC", &account_sid)));
@@ -102,6 +121,10 @@ impl TwilioRestSettings {
         }))
     }
 }
+
+/// The account of a local emulator named by `TWILIO_API_BASE` alone: `AC` and 32 zeros, as in
+/// Twilio's own examples.
+pub const LOCAL_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
 
 /// The longest `TWILIO_REST_TIMEOUT`: a request that waits longer holds up the API call behind it
 /// for nothing (Twilio answers within a second or two).

@@ -656,3 +656,33 @@ async fn the_agent_transfers_through_twilio_once_its_announcement_is_heard() {
     .await;
     assert_eq!(transferred, "+14155550188");
 }
+
+#[actix_rt::test]
+async fn a_local_emulator_works_without_any_twilio_setting_but_its_address() {
+    let port = free_port();
+    let api_base = format!("http://127.0.0.1:{port}");
+    let server = TestServer::start(&[
+        ("TWILIO_AUTH_TOKEN", ""),
+        ("TWILIO_API_BASE", api_base.as_str()),
+        ("TWILIO_FROM", FROM),
+    ])
+    .await;
+    let generated = std::fs::read_to_string(server.data.path().join("twilio-auth-token")).unwrap();
+    let mut settings = EmulatorSettings::new(server.base.clone(), generated.trim());
+    settings.listen = ([127, 0, 0, 1], port).into();
+    fast(&mut settings);
+    let emulator = TwilioEmulator::start(settings)
+        .await
+        .expect("emulator starts");
+    let token = server.token(&Scope::ALL).await;
+    let body = Some(json!({ "to": TO }));
+    let (status, call) = api(&server, &token, Method::POST, "/api/calls", body, &[]).await;
+    assert_eq!(status, 201, "{call}");
+    within(emulator.wait_for(|calls| {
+        calls
+            .iter()
+            .find(|call| call.statuses().contains(&Status::InProgress))
+            .map(|_| ())
+    }))
+    .await;
+}

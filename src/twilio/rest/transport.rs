@@ -38,7 +38,12 @@ pub(super) async fn post(
     path: &str,
     form: &Form,
 ) -> Result<Answer, Failure> {
-    let (user, password) = settings.credentials.basic(&settings.account_sid);
+    let Some((user, password)) = settings.credentials.basic(&settings.account_sid) else {
+        // The server resolves a generated token before it builds the client.
+        return Err(Failure::NotConnected {
+            reason: "no credentials".into(),
+        });
+    };
     let request = client(settings.timeout)
         .post(format!("{}{path}", settings.api_base))
         .basic_auth(user, password.expose());

@@ -8,7 +8,6 @@ mod races;
 use phone_agent::store::crypto::DataKey;
 use phone_agent::store::Store;
 
-
 /// The key every store here seals with, as instances of one deployment share theirs.
 pub fn key() -> DataKey {
     DataKey::from_base64("q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=").unwrap()
