@@ -50,18 +50,8 @@ fn main() {
         let mut journaled = settings(tokens.clone());
         journaled.journal = Some(journal.clone());
         for n in calls..2 * calls {
-            let call = NewCall {
-                call_sid: Some(format!("CA{n:032x}")),
-                direction: Direction::Inbound,
-                from: "+14155550100".into(),
-                to: "+14155550199".into(),
-                status: CallStatus::Ringing,
-                agent: None,
-                metadata: None,
-                scheduled_at: None,
-                timezone: None,
-                machine_detection: None,
-            };
+            let (sid, from, to) = (format!("CA{n:032x}"), "+14155550100", "+14155550199");
+            let call = NewCall::from_twilio(&sid, Direction::Inbound, from, to, CallStatus::Ringing);
             store.insert_call(&call, 0).await.expect("call recorded");
         }
         let latencies = run(&journaled, &tokens, calls, seconds, calls).await;

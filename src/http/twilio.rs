@@ -166,26 +166,17 @@ async fn record_call(
         .direction
         .as_deref()
         .is_some_and(|direction| direction.starts_with("outbound"));
-    let record = NewCall {
-        call_sid: Some(form.call_sid.clone()),
-        direction: if outbound {
-            Direction::Outbound
-        } else {
-            Direction::Inbound
-        },
-        from: form.from.clone(),
-        to: form.to.clone(),
-        status: form
-            .call_status
-            .as_deref()
-            .and_then(call_status)
-            .unwrap_or(CallStatus::Ringing),
-        agent: None,
-        metadata: None,
-        scheduled_at: None,
-        timezone: None,
-        machine_detection: None,
+    let direction = if outbound {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
     };
+    let status = form
+        .call_status
+        .as_deref()
+        .and_then(call_status)
+        .unwrap_or(CallStatus::Ringing);
+    let record = NewCall::from_twilio(&form.call_sid, direction, &form.from, &form.to, status);
     let id = state.records.store().insert_call(&record, now_ms()).await?;
     Ok(state.records.publish_new(&id).await?)
 }

@@ -68,6 +68,30 @@ pub struct NewCall {
     pub machine_detection: Option<String>,
 }
 
+impl NewCall {
+    /// A call Twilio told us about (the voice webhook): it has a CallSid and no schedule.
+    pub fn from_twilio(
+        call_sid: &str,
+        direction: Direction,
+        from: &str,
+        to: &str,
+        status: CallStatus,
+    ) -> Self {
+        Self {
+            call_sid: Some(call_sid.to_owned()),
+            direction,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            status,
+            agent: None,
+            metadata: None,
+            scheduled_at: None,
+            timezone: None,
+            machine_detection: None,
+        }
+    }
+}
+
 /// A call as stored, with its sealed columns opened.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Call {
@@ -315,18 +339,8 @@ pub(crate) mod testing {
 
     /// An inbound call as the voice webhook records it.
     pub fn inbound(call_sid: &str) -> NewCall {
-        NewCall {
-            call_sid: Some(call_sid.into()),
-            direction: Direction::Inbound,
-            from: "+14155550100".into(),
-            to: "+14155550199".into(),
-            status: CallStatus::Ringing,
-            agent: None,
-            metadata: None,
-            scheduled_at: None,
-            timezone: None,
-            machine_detection: None,
-        }
+        let (from, to) = ("+14155550100", "+14155550199");
+        NewCall::from_twilio(call_sid, Direction::Inbound, from, to, CallStatus::Ringing)
     }
 
     /// An outbound call to place at `scheduled_at`.
