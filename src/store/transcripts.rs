@@ -250,43 +250,24 @@ mod tests {
         );
     }
 
+    /// Appends `turn` to call `id_or_sid` at `at`: its number, if it was appended.
+    async fn appended(store: &Store, id_or_sid: &str, turn: &Turn, at: i64) -> Option<i64> {
+        let event = store.append_turn(id_or_sid, turn, at).await.unwrap()?;
+        event.data?["n"].as_i64()
+    }
+
     #[actix_rt::test]
     async fn turns_are_appended_numbered_sealed_and_logged() {
         let (store, _dir) = sqlite_store().await;
         let id = insert(&store, &inbound("CA1"), 100).await;
         let other = insert(&store, &inbound("CA2"), 100).await;
+        assert_eq!(appended(&store, "CA1", &question(), 200).await, Some(1));
+        assert_eq!(appended(&store, &other, &question(), 200).await, Some(1));
         assert_eq!(
-            store
-                .append_turn("CA1", &question(), 200)
-                .await
-                .unwrap()
-                .map(|event| event.data.unwrap()["n"].as_i64().unwrap()),
-            Some(1)
-        );
-        assert_eq!(
-            store
-                .append_turn(&other, &question(), 200)
-                .await
-                .unwrap()
-                .map(|event| event.data.unwrap()["n"].as_i64().unwrap()),
-            Some(1)
-        );
-        assert_eq!(
-            store
-                .append_turn(&id, &interrupted_reply(), 300)
-                .await
-                .unwrap()
-                .map(|event| event.data.unwrap()["n"].as_i64().unwrap()),
+            appended(&store, &id, &interrupted_reply(), 300).await,
             Some(2)
         );
-        assert_eq!(
-            store
-                .append_turn("CAnone", &question(), 300)
-                .await
-                .unwrap()
-                .map(|event| event.data.unwrap()["n"].as_i64().unwrap()),
-            None
-        );
+        assert_eq!(appended(&store, "CAnone", &question(), 300).await, None);
         let transcript = store.transcript(&id).await.unwrap();
         assert_eq!(
             transcript,

@@ -87,18 +87,7 @@ impl Line {
 
     /// Reads the call until `ready` holds for it.
     async fn call_until(&self, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
-        within(async {
-            loop {
-                let (_, call) = self
-                    .api(Method::GET, &format!("/api/calls/{id}"), None)
-                    .await;
-                if ready(&call) {
-                    return call;
-                }
-                actix_rt::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
+        call_until(&self.server, &self.token, id, ready).await
     }
 
     /// The emulator's only call, once it reaches `status`.
@@ -133,6 +122,27 @@ async fn api(
     let bytes = response.body().await.expect("body");
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (response.status().as_u16(), json)
+}
+
+/// Reads call `id` from `server` until `ready` holds for it (the server changes it as Twilio's
+/// callbacks arrive); fails after the event timeout.
+async fn call_until(
+    server: &TestServer,
+    token: &str,
+    id: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    within(async {
+        loop {
+            let path = format!("/api/calls/{id}");
+            let (_, call) = api(server, token, Method::GET, &path, None, &[]).await;
+            if ready(&call) {
+                return call;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }
 
 fn status_is(wanted: &'static str) -> impl Fn(&Value) -> bool {
@@ -558,36 +568,27 @@ async fn a_call_due_while_the_server_was_down_is_placed_once_after_the_restart()
     let first = TestServer::start_with(&config, phone_agent::engines::loopback_set()).await;
     let emulator = emulator_for(&first, api_port, |_| {}).await;
     let token = first.token(&Scope::ALL).await;
-    let id = schedule(&first, &token, TO, Duration::from_millis(500)).await;
+    let id = schedule(&first, &token, TO, Duration::from_secs(3600)).await;
     let data = first.stop().await;
-    // Down while the call falls due.
-    actix_rt::time::sleep(Duration::from_millis(600)).await;
-    assert!(
-        creates(&emulator).is_empty(),
-        "not placed by the stopped server"
-    );
+    assert!(creates(&emulator).is_empty(), "not placed before its time");
+    // The server was down at the call's time: its time has passed when the next one starts.
+    let db = format!("sqlite://{}", data.path().join("phone-agent.db").display());
+    let db = sqlx::SqlitePool::connect(&db)
+        .await
+        .expect("the stopped server's database");
+    let a_minute_ago = jiff::Timestamp::now().as_millisecond() - 60_000;
+    sqlx::query("UPDATE calls SET scheduled_at = $1 WHERE id = $2")
+        .bind(a_minute_ago)
+        .bind(&id)
+        .execute(&db)
+        .await
+        .expect("rescheduled into the past");
+    db.close().await;
 
     let second = TestServer::start_in(&config, phone_agent::engines::loopback_set(), data).await;
     within(emulator.wait_for(|calls| (!calls.is_empty()).then_some(()))).await;
     let token = second.token(&[Scope::CallsRead]).await;
-    let call = within(async {
-        loop {
-            let (_, call) = api(
-                &second,
-                &token,
-                Method::GET,
-                &format!("/api/calls/{id}"),
-                None,
-                &[],
-            )
-            .await;
-            if !call["call_sid"].is_null() {
-                return call;
-            }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let call = call_until(&second, &token, &id, |call| !call["call_sid"].is_null()).await;
     assert_ne!(call["status"], "missed");
     assert_eq!(creates(&emulator), [TO], "placed exactly once");
 }
