@@ -27,7 +27,7 @@ pub struct FeedEvent {
     pub seq: i64,
     /// When it happened, Unix ms.
     pub at: i64,
-    /// What happened: `status`, `turn`, `barge_in`, `latency`, `extraction`, `ended`.
+    /// What happened: `status`, `answered_by`, `turn`, `barge_in` or `end`.
     pub kind: String,
     /// The event's details.
     pub data: serde_json::Value,

@@ -41,6 +41,8 @@ pub enum Command {
     /// Manage API tokens (the way to the first admin token: no token exists at first).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the call-management API's OpenAPI 3.1 document (as `GET /api/openapi.json` serves it).
+    Openapi,
 }
 
 /// Entry point of the binary.
@@ -70,6 +72,10 @@ pub fn main() -> ExitCode {
         }
         Command::TwilioEmulator(args) => twilio_emulator::run(args),
         Command::Token(command) => token::run(command),
+        Command::Openapi => {
+            print!("{}", crate::http::api::openapi::json());
+            ExitCode::SUCCESS
+        }
     }
 }
 

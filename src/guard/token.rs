@@ -82,7 +82,19 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// One permission a token can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Scope {
     /// List and inspect calls.
     #[serde(rename = "calls:read")]

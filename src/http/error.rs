@@ -11,7 +11,8 @@ use actix_web::error::UrlencodedError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::calls::placing::PlaceError;
 use crate::guard::admin::AdminError;
@@ -121,9 +122,35 @@ pub fn public_for_status(status: StatusCode) -> (&'static str, &'static str) {
     }
 }
 
+/// The envelope every error is answered with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong.
+    #[schema(inline)]
+    pub error: ErrorDetail<'a>,
+}
+
+/// What went wrong, for a client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// A stable, machine-readable code (`bad_request`, `not_found`, `invalid_to`, …).
+    pub code: &'a str,
+    /// A generic message for people; never a cause.
+    pub message: &'a str,
+    /// The request's id, as in the `X-Request-Id` header and the server's logs.
+    pub request_id: Option<&'a str>,
+}
+
 /// The envelope.
 pub fn envelope(code: &str, message: &str, request_id: Option<&str>) -> serde_json::Value {
-    json!({ "error": { "code": code, "message": message, "request_id": request_id } })
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code,
+            message,
+            request_id,
+        },
+    };
+    serde_json::to_value(body).unwrap_or_default()
 }
 
 impl From<AuthFailure> for HttpError {

@@ -17,7 +17,7 @@ use super::{Store, StoreError};
 use phone_agent_actors::engines::Extraction;
 
 /// Who called whom.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Someone called us.

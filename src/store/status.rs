@@ -13,7 +13,7 @@ use super::call_events::{CallEvent, EventKind};
 use super::{Store, StoreError};
 
 /// Where a call is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallStatus {
     /// Waiting for its `scheduled_at`.

@@ -9,13 +9,14 @@ use super::{Store, StoreError};
 use crate::guard::token::{hex, Scopes, TokenHash};
 
 /// What is known about a token (never the token).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenRecord {
     /// `tok_…`.
     pub id: String,
     /// What the operator called it.
     pub name: String,
     /// What it may do.
+    #[schema(value_type = Vec<crate::guard::token::Scope>)]
     pub scopes: Scopes,
     /// Created, Unix ms.
     pub created_at: i64,

@@ -16,7 +16,7 @@ use super::{Store, StoreError};
 
 /// How long each stage of a reply took, ms from the end of the caller's speech; `None` for a
 /// stage not reached (or not measured: caller turns).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TurnLatencies {
     /// The recogniser's final transcript.
     pub stt_final_ms: Option<i64>,

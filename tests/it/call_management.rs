@@ -455,42 +455,6 @@ async fn the_event_stream_of_a_live_call_shows_its_status_and_turns() {
 }
 
 #[actix_rt::test]
-async fn every_route_requires_its_scope() {
-    let line = line(&[], |_| {}).await;
-    let routes: [(Method, &str, Scope); 11] = [
-        (Method::GET, "/api/calls", Scope::CallsRead),
-        (Method::GET, "/api/calls/call_x", Scope::CallsRead),
-        (Method::GET, "/api/calls/call_x/events", Scope::CallsRead),
-        (Method::GET, "/api/events", Scope::CallsRead),
-        (Method::POST, "/api/calls", Scope::CallsWrite),
-        (Method::POST, "/api/calls/call_x/hangup", Scope::CallsWrite),
-        (
-            Method::POST,
-            "/api/calls/call_x/transfer",
-            Scope::CallsWrite,
-        ),
-        (Method::POST, "/api/calls/call_x/cancel", Scope::CallsWrite),
-        (Method::GET, "/api/dnc", Scope::CallsWrite),
-        (Method::DELETE, "/api/dnc/+14155550100", Scope::CallsWrite),
-        (Method::DELETE, "/api/calls/call_x", Scope::CallsDelete),
-    ];
-    for (method, path, scope) in routes {
-        let others: Vec<Scope> = Scope::ALL.into_iter().filter(|s| *s != scope).collect();
-        let without = line.server.token(&others).await;
-        let (status, _) = api(&line.server, &without, method.clone(), path, None, &[]).await;
-        assert_eq!(status, 403, "{method} {path} without {scope:?}");
-        let with = line.server.token(&[scope]).await;
-        // The status only: an event stream's body never ends.
-        let response = line
-            .server
-            .request(method.clone(), path, Some(&with))
-            .send();
-        let status = within(response).await.expect("server answers").status();
-        assert_ne!(status.as_u16(), 403, "{method} {path} with {scope:?}");
-    }
-}
-
-#[actix_rt::test]
 async fn an_erased_call_keeps_only_its_tombstone() {
     let line = line(&[], |_| {}).await;
     let call = line

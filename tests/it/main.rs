@@ -9,6 +9,7 @@ mod embedded;
 mod guard;
 mod layering;
 mod lifecycle;
+mod openapi;
 mod postgres;
 mod shutdown;
 mod spoken;

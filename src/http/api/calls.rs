@@ -6,20 +6,28 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
+use super::views::{CallDetailView, CallPageView, CallView, ExtractionView, TurnView};
 use super::{ApiJson, Authorized, CallsDelete, CallsRead, CallsWrite};
 use crate::calls::number::E164;
 use crate::calls::placing::CallRequest;
-use crate::http::error::HttpError;
+use crate::http::error::{envelope, ErrorBody, HttpError};
 use crate::http::AppState;
-use crate::redact::mask_phone;
 use crate::store::audit::AuditEvent;
 use crate::store::call_list::{CallFilter, CallPage};
-use crate::store::calls::{Call, Direction};
+use crate::store::calls::Direction;
 use crate::store::idempotency::IdempotencyClaim;
 use crate::store::status::CallStatus;
-use crate::store::transcripts::StoredTurn;
 use crate::twilio::rest::AmdMode;
+
+/// The `{id}` of a call's routes: our id (`call_…`) or Twilio's CallSid.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct CallId(
+    /// Our id (`call_…`) or Twilio's CallSid.
+    pub String,
+);
 
 /// Most calls in one page.
 const MAX_PAGE: i64 = 200;
@@ -31,16 +39,19 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `GET /api/calls` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1 to 200 (default 50).
     limit: Option<i64>,
     /// The last call (id or CallSid) of the previous page.
     before: Option<String>,
     /// Only calls with this status.
+    #[param(value_type = Option<CallStatus>)]
     status: Option<String>,
     /// Only `inbound` or `outbound` calls.
+    #[param(value_type = Option<Direction>)]
     direction: Option<String>,
     /// Only calls created at or after this time (RFC 3339).
     from: Option<String>,
@@ -49,68 +60,50 @@ pub struct ListQuery {
 }
 
 /// `POST /api/calls` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceBody {
     /// Whom to call (E.164).
+    #[schema(example = "+14155550100")]
     to: String,
     /// The caller id (E.164); `TWILIO_FROM` when absent.
     from: Option<String>,
     /// The agent that talks.
     agent: Option<String>,
-    /// The client's own JSON object, kept with the call.
+    /// The client's own JSON object, kept with the call (`CALL_METADATA_MAX_BYTES`).
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     /// When to call (RFC 3339); now when absent.
     scheduled_at: Option<String>,
     /// The callee's IANA time zone (calling hours).
     timezone: Option<String>,
     /// Answering-machine detection: `enable` or `detect_message_end`.
-    machine_detection: Option<String>,
+    machine_detection: Option<MachineDetection>,
 }
 
-/// A call as the API shows it.
-pub fn public(call: &Call) -> Value {
-    json!({
-        "id": call.id,
-        "call_sid": call.call_sid,
-        "direction": call.direction,
-        "from": call.from.as_deref().map(mask_phone),
-        "to": call.to.as_deref().map(mask_phone),
-        "status": call.status,
-        "answered_by": call.answered_by,
-        "machine": call.answered_by.as_deref().is_some_and(|by| by.starts_with("machine")),
-        "agent": call.agent,
-        "metadata": call.metadata,
-        "end_reason": call.end_reason,
-        "created_at": call.created_at,
-        "updated_at": call.updated_at,
-        "started_at": call.started_at,
-        "answered_at": call.answered_at,
-        "ended_at": call.ended_at,
-        "duration_ms": call.duration_ms,
-        "scheduled_at": call.scheduled_at,
-        "timezone": call.timezone,
-        "purged_at": call.purged_at,
-        "erased_at": call.erased_at,
-    })
+/// The answering-machine detection a call is placed with.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum MachineDetection {
+    /// Tell a person from a machine.
+    Enable,
+    /// Also wait for a machine's greeting to end.
+    DetectMessageEnd,
 }
 
-/// A transcript turn as the API shows it.
-fn public_turn(turn: &StoredTurn) -> Value {
-    let t = &turn.turn;
-    json!({
-        "n": turn.n,
-        "speaker": t.speaker,
-        "text": t.text,
-        "start_ms": t.start_ms,
-        "end_ms": t.end_ms,
-        "interrupted": t.interrupted,
-        "heard": t.heard,
-        "latencies": t.latencies,
-    })
-}
-
-/// `GET /api/calls`: calls, newest first, filtered, a page at a time.
+/// Lists calls, newest first, filtered, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/calls",
+    operation_id = "list_calls",
+    tag = "calls",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of calls", body = CallPageView),
+        (status = 400, description = "A bad filter or cursor", body = ErrorBody),
+    ),
+    security(("bearer" = ["calls:read"])),
+)]
 pub async fn list(
     _: Authorized<CallsRead>,
     state: web::Data<AppState>,
@@ -154,32 +147,64 @@ pub async fn list(
     let next = (calls.len() as i64 == limit)
         .then(|| calls.last().map(|c| c.id.clone()))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({
-        "calls": calls.iter().map(public).collect::<Vec<_>>(),
-        "next_before": next,
-    })))
+    Ok(HttpResponse::Ok().json(CallPageView {
+        calls: calls.iter().map(CallView::from).collect(),
+        next_before: next,
+    }))
 }
 
-/// `GET /api/calls/{id}`: the call with its transcript, extraction and latencies.
+/// Reads a call with its transcript, extraction and per-turn latencies.
+#[utoipa::path(
+    get,
+    path = "/calls/{id}",
+    operation_id = "get_call",
+    tag = "calls",
+    params(CallId),
+    responses(
+        (status = 200, description = "The call", body = CallDetailView),
+        (status = 404, description = "No such call", body = ErrorBody),
+    ),
+    security(("bearer" = ["calls:read"])),
+)]
 pub async fn get(
     _: Authorized<CallsRead>,
     state: web::Data<AppState>,
-    id: web::Path<String>,
+    id: web::Path<CallId>,
 ) -> Result<HttpResponse, HttpError> {
-    let detail = state.records.store().call_detail(&id).await?;
+    let detail = state.records.store().call_detail(&id.0).await?;
     let detail = detail.ok_or(HttpError::NotFound)?;
-    let mut body = public(&detail.call);
-    let mut extraction = detail.call.extraction.clone();
-    if let Some(extraction) = extraction.as_mut() {
-        extraction.phone = extraction.phone.as_deref().map(mask_phone);
-    }
-    body["extraction"] = json!(extraction);
-    body["transcript"] = detail.transcript.iter().map(public_turn).collect();
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(CallDetailView {
+        call: CallView::from(&detail.call),
+        extraction: detail.call.extraction.as_ref().map(ExtractionView::from),
+        transcript: detail.transcript.iter().map(TurnView::from).collect(),
+    }))
 }
 
-/// `POST /api/calls`: places the call now, or schedules it; 201 with the call. With an
-/// `Idempotency-Key`, the same key within 24 h answers the first answer and places nothing.
+/// Places a call now, or schedules it. With an `Idempotency-Key`, the same key within 24 h
+/// answers the first answer again and places nothing.
+#[utoipa::path(
+    post,
+    path = "/calls",
+    operation_id = "place_call",
+    tag = "calls",
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes the request safe to retry: 1 to 255 visible characters"),
+    ),
+    request_body = PlaceBody,
+    responses(
+        (status = 201, description = "Placed (queued) or scheduled", body = CallView),
+        (status = 400, description = "A bad field, named in the message", body = ErrorBody),
+        (status = 409, description = "A request with this key is still being processed",
+            body = ErrorBody),
+        (status = 422, description = "Refused: do-not-call, calling hours, a number Twilio \
+            refuses", body = ErrorBody),
+        (status = 502, description = "Twilio failed", body = ErrorBody),
+        (status = 503, description = "No Twilio account, or Twilio asks to retry later",
+            body = ErrorBody),
+    ),
+    security(("bearer" = ["calls:write"])),
+)]
 pub async fn place(
     Authorized(principal, _): Authorized<CallsWrite>,
     state: web::Data<AppState>,
@@ -217,12 +242,12 @@ pub async fn place(
         Err(error) => Err(error),
     };
     let (status, body) = match &answer {
-        Ok(call) => (201, public(call)),
+        Ok(call) => (201, json!(CallView::from(call))),
         Err(error) => {
             let (code, message) = error.public();
             (
                 actix_web::ResponseError::status_code(error).as_u16(),
-                json!({ "error": { "code": code, "message": message } }),
+                envelope(code, message, None),
             )
         }
     };
@@ -234,33 +259,57 @@ pub async fn place(
     answer.map(|_| HttpResponse::Created().json(body))
 }
 
-/// `POST /api/calls/{id}/cancel`: a scheduled call is not placed.
+/// Cancels a scheduled call: it is not placed.
+#[utoipa::path(
+    post,
+    path = "/calls/{id}/cancel",
+    operation_id = "cancel_call",
+    tag = "calls",
+    params(CallId),
+    responses(
+        (status = 200, description = "Canceled", body = CallView),
+        (status = 404, description = "No such call", body = ErrorBody),
+        (status = 409, description = "The call is no longer scheduled", body = ErrorBody),
+    ),
+    security(("bearer" = ["calls:write"])),
+)]
 pub async fn cancel(
     _: Authorized<CallsWrite>,
     state: web::Data<AppState>,
-    id: web::Path<String>,
+    id: web::Path<CallId>,
 ) -> Result<HttpResponse, HttpError> {
     let store = state.records.store();
     let now = Timestamp::now().as_millisecond();
     if !state
         .records
-        .published(store.cancel_scheduled(&id, now).await)?
+        .published(store.cancel_scheduled(&id.0, now).await)?
     {
-        return Err(match store.call(&id).await? {
+        return Err(match store.call(&id.0).await? {
             None => HttpError::NotFound,
             Some(_) => HttpError::Conflict("only a call still scheduled can be canceled".into()),
         });
     }
-    let call = store.call(&id).await?.ok_or(HttpError::NotFound)?;
-    Ok(HttpResponse::Ok().json(public(&call)))
+    let call = store.call(&id.0).await?.ok_or(HttpError::NotFound)?;
+    Ok(HttpResponse::Ok().json(CallView::from(&call)))
 }
 
-/// `DELETE /api/calls/{id}`: erases the call's numbers, transcript, extraction and metadata,
-/// keeping a tombstone; audited.
+/// Erases a call's numbers, transcript, extraction and metadata, keeping a tombstone; audited.
+#[utoipa::path(
+    delete,
+    path = "/calls/{id}",
+    operation_id = "erase_call",
+    tag = "calls",
+    params(CallId),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 404, description = "No such call", body = ErrorBody),
+    ),
+    security(("bearer" = ["calls:delete"])),
+)]
 pub async fn erase(
     Authorized(principal, _): Authorized<CallsDelete>,
     state: web::Data<AppState>,
-    id: web::Path<String>,
+    id: web::Path<CallId>,
 ) -> Result<HttpResponse, HttpError> {
     let now = Timestamp::now().as_millisecond();
     let audit = AuditEvent {
@@ -268,10 +317,10 @@ pub async fn erase(
         kind: "call.erased".into(),
         token_id: Some(principal.token_id.to_string()),
         client: Some(principal.client.to_string()),
-        detail: format!("call {id} erased"),
+        detail: format!("call {} erased", id.0),
         count: 1,
     };
-    if !state.records.store().erase_call(&id, &audit, now).await? {
+    if !state.records.store().erase_call(&id.0, &audit, now).await? {
         return Err(HttpError::NotFound);
     }
     Ok(HttpResponse::NoContent().finish())
@@ -330,17 +379,10 @@ fn call_request(state: &AppState, body: PlaceBody) -> Result<CallRequest, HttpEr
                 })
             })
             .transpose()?,
-        machine_detection: body
-            .machine_detection
-            .as_deref()
-            .map(|mode| match mode {
-                "enable" => Ok(AmdMode::Enable),
-                "detect_message_end" => Ok(AmdMode::DetectMessageEnd),
-                _ => Err(HttpError::bad_request(
-                    "machine_detection: enable or detect_message_end",
-                )),
-            })
-            .transpose()?,
+        machine_detection: body.machine_detection.map(|mode| match mode {
+            MachineDetection::Enable => AmdMode::Enable,
+            MachineDetection::DetectMessageEnd => AmdMode::DetectMessageEnd,
+        }),
     })
 }
 

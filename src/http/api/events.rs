@@ -11,9 +11,11 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use super::calls::CallId;
+use super::views::CallEventView;
 use super::{Authorized, CallsRead};
 use crate::calls::feed::FeedEvent;
-use crate::http::error::HttpError;
+use crate::http::error::{ErrorBody, HttpError};
 use crate::http::sse::{self, SseRecord};
 use crate::http::AppState;
 use crate::store::call_events::CallEvent;
@@ -21,15 +23,34 @@ use crate::store::call_events::CallEvent;
 /// Most logged events sent as a reconnecting client's backlog.
 const MAX_BACKLOG: i64 = 10_000;
 
-/// `GET /api/calls/{id}/events`.
+/// Follows one call: its logged events since `Last-Event-ID` (a `seq`), then each as it
+/// happens, as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/calls/{id}/events",
+    operation_id = "follow_call",
+    tag = "events",
+    params(
+        CallId,
+        ("Last-Event-ID" = Option<i64>, Header,
+            description = "Resume after this event (its `seq`)"),
+    ),
+    responses(
+        (status = 200, description = "A stream of the call's events, each record's data one \
+            event", content_type = "text/event-stream", body = CallEventView),
+        (status = 400, description = "A bad Last-Event-ID", body = ErrorBody),
+        (status = 404, description = "No such call", body = ErrorBody),
+    ),
+    security(("bearer" = ["calls:read"])),
+)]
 pub async fn of_call(
     _: Authorized<CallsRead>,
     state: web::Data<AppState>,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: web::Path<CallId>,
 ) -> Result<HttpResponse, HttpError> {
     let store = state.records.store();
-    let call = store.call(&id).await?.ok_or(HttpError::NotFound)?;
+    let call = store.call(&id.0).await?.ok_or(HttpError::NotFound)?;
     let after = last_event_id(&request)
         .map(|id| {
             id.parse::<i64>()
@@ -50,7 +71,25 @@ pub async fn of_call(
     Ok(sse::response(body))
 }
 
-/// `GET /api/events`.
+/// Follows every call (dashboards): the events this server still keeps after `Last-Event-ID` (a
+/// position in its feed; a `gap` event first when older ones were dropped), then each as it
+/// happens, as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/events",
+    operation_id = "follow_all_calls",
+    tag = "events",
+    params(
+        ("Last-Event-ID" = Option<u64>, Header,
+            description = "Resume after this feed position"),
+    ),
+    responses(
+        (status = 200, description = "A stream of every call's events, each record's data one \
+            event", content_type = "text/event-stream", body = CallEventView),
+        (status = 400, description = "A bad Last-Event-ID", body = ErrorBody),
+    ),
+    security(("bearer" = ["calls:read"])),
+)]
 pub async fn all(
     _: Authorized<CallsRead>,
     state: web::Data<AppState>,
@@ -117,10 +156,16 @@ fn published(event: &FeedEvent, id: String) -> SseRecord {
 
 /// The record of an event of `call_id`, logged as `seq` `at` (Unix ms).
 fn record(id: String, call_id: &str, (seq, at): (i64, i64), kind: &str, data: Value) -> SseRecord {
+    let view = CallEventView {
+        call_id,
+        seq,
+        at,
+        kind,
+        data,
+    };
     SseRecord {
         id,
         event: kind.to_owned(),
-        data: json!({ "call_id": call_id, "seq": seq, "at": at, "kind": kind, "data": data })
-            .to_string(),
+        data: serde_json::to_string(&view).unwrap_or_default(),
     }
 }

@@ -12,23 +12,33 @@
 //! - [`dnc`]: `GET|POST /api/dnc`, `DELETE /api/dnc/{number}` (`calls:write`).
 //! - [`tokens`]: `GET|POST /api/tokens`, `DELETE /api/tokens/{id}`,
 //!   `POST /api/tokens/{id}/rotate` (`tokens:admin`).
+//! - [`openapi`]: `GET /api/openapi.json`, this list as an OpenAPI 3.1 document (any token).
+//!
+//! Each route is registered from its handler's `#[utoipa::path]` ([`documented`]), so the
+//! document describes exactly the routes served; [`views`] are the answers' types.
 
 pub mod call_control;
 pub mod calls;
 pub mod dnc;
+pub mod documented;
 pub mod events;
+pub mod openapi;
 pub mod tokens;
+pub mod views;
 
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
 
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
+use utoipa_actix_web::scope::Scope as DocumentedScope;
 
 use super::error::HttpError;
 use crate::guard::auth::Principal;
 use crate::guard::token::Scope;
+use documented::DocumentedResource as Resource;
 
 /// Largest JSON body the API accepts.
 const JSON_BODY_LIMIT: usize = 16 * 1024;
@@ -90,30 +100,47 @@ impl<S: RequiredScope> FromRequest for Authorized<S> {
 
 /// Registers the API routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api")
-            .app_data(web::PayloadConfig::new(JSON_BODY_LIMIT))
-            .service(web::resource("/calls").get(calls::list).post(calls::place))
-            .service(
-                web::resource("/calls/{id}")
-                    .get(calls::get)
-                    .delete(calls::erase),
-            )
-            .service(web::resource("/calls/{id}/cancel").post(calls::cancel))
-            .service(web::resource("/calls/{id}/hangup").post(call_control::hang_up))
-            .service(web::resource("/calls/{id}/transfer").post(call_control::transfer))
-            .service(web::resource("/calls/{id}/events").get(events::of_call))
-            .service(web::resource("/events").get(events::all))
-            .service(web::resource("/dnc").get(dnc::list).post(dnc::add))
-            .service(web::resource("/dnc/{number}").delete(dnc::remove))
-            .service(
-                web::resource("/tokens")
-                    .get(tokens::list)
-                    .post(tokens::create),
-            )
-            .service(web::resource("/tokens/{id}").delete(tokens::revoke))
-            .service(web::resource("/tokens/{id}/rotate").post(tokens::rotate)),
-    );
+    cfg.service(routes());
+}
+
+/// The API's routes, each with its operation for the OpenAPI document.
+fn routes() -> DocumentedScope<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    utoipa_actix_web::scope("/api")
+        .app_data(web::PayloadConfig::new(JSON_BODY_LIMIT))
+        .service(
+            Resource::new(calls::__path_list, calls::list).and(calls::__path_place, calls::place),
+        )
+        .service(
+            Resource::new(calls::__path_get, calls::get).and(calls::__path_erase, calls::erase),
+        )
+        .service(Resource::new(calls::__path_cancel, calls::cancel))
+        .service(Resource::new(
+            call_control::__path_hang_up,
+            call_control::hang_up,
+        ))
+        .service(Resource::new(
+            call_control::__path_transfer,
+            call_control::transfer,
+        ))
+        .service(Resource::new(events::__path_of_call, events::of_call))
+        .service(Resource::new(events::__path_all, events::all))
+        .service(Resource::new(dnc::__path_list, dnc::list).and(dnc::__path_add, dnc::add))
+        .service(Resource::new(dnc::__path_remove, dnc::remove))
+        .service(
+            Resource::new(tokens::__path_list, tokens::list)
+                .and(tokens::__path_create, tokens::create),
+        )
+        .service(Resource::new(tokens::__path_revoke, tokens::revoke))
+        .service(Resource::new(tokens::__path_rotate, tokens::rotate))
+        .service(Resource::new(openapi::__path_document, openapi::document))
 }
 
 /// A JSON body deserialised into `T` (whose fields are `deny_unknown_fields`): 415 unless it is

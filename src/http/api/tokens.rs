@@ -6,36 +6,46 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
+use super::views::{IssuedTokenView, TokenListView};
 use super::{ApiJson, Authorized, TokensAdmin};
 use crate::guard::admin::{ChangedBy, Issued, NewToken};
 use crate::guard::auth::{AuthActor, CreateToken, ListTokens, Principal, RevokeToken, RotateToken};
-use crate::guard::token::Scopes;
-use crate::http::error::HttpError;
+use crate::guard::token::{Scope, Scopes};
+use crate::http::error::{ErrorBody, HttpError};
 
 /// Default overlap of a rotation: both tokens work for a day.
 pub const DEFAULT_ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 
 /// `POST /api/tokens` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenBody {
     /// A name for people.
     name: String,
     /// At least one scope.
+    #[schema(value_type = Vec<Scope>)]
     scopes: Scopes,
     /// Lifetime in seconds; forever when absent.
     expires_in_seconds: Option<u64>,
 }
 
 /// `POST /api/tokens/{id}/rotate` body (may be left out).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateTokenBody {
     /// How long the old token keeps working, in seconds (default a day).
     overlap_seconds: Option<u64>,
 }
+
+/// The `{id}` of a token's routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct TokenId(
+    /// The token's id (`tok_…`).
+    pub String,
+);
 
 fn by(principal: &Principal) -> ChangedBy {
     ChangedBy::Token {
@@ -45,19 +55,42 @@ fn by(principal: &Principal) -> ChangedBy {
 }
 
 fn issued(issued: Issued) -> HttpResponse {
-    HttpResponse::Created().json(json!({ "token": issued.token, "record": issued.record }))
+    HttpResponse::Created().json(IssuedTokenView {
+        token: issued.token,
+        record: issued.record,
+    })
 }
 
-/// `GET /api/tokens`: every token (never the tokens themselves).
+/// Lists every token's record (never the tokens themselves).
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    operation_id = "list_tokens",
+    tag = "tokens",
+    responses((status = 200, description = "The tokens", body = TokenListView)),
+    security(("bearer" = ["tokens:admin"])),
+)]
 pub async fn list(
     _: Authorized<TokensAdmin>,
     actor: web::Data<Addr<AuthActor>>,
 ) -> Result<HttpResponse, HttpError> {
     let tokens = actor.send(ListTokens).await??;
-    Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
+    Ok(HttpResponse::Ok().json(TokenListView { tokens }))
 }
 
-/// `POST /api/tokens`: 201 with the new token, shown once.
+/// Creates a token, shown in this answer once.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    operation_id = "create_token",
+    tag = "tokens",
+    request_body = CreateTokenBody,
+    responses(
+        (status = 201, description = "The new token", body = IssuedTokenView),
+        (status = 400, description = "A bad field, named in the message", body = ErrorBody),
+    ),
+    security(("bearer" = ["tokens:admin"])),
+)]
 pub async fn create(
     Authorized(principal, _): Authorized<TokensAdmin>,
     actor: web::Data<Addr<AuthActor>>,
@@ -75,14 +108,26 @@ pub async fn create(
     Ok(issued(actor.send(message).await??))
 }
 
-/// `DELETE /api/tokens/{id}`: 204, or 404 when there is no live token by that id.
+/// Revokes a token at once.
+#[utoipa::path(
+    delete,
+    path = "/tokens/{id}",
+    operation_id = "revoke_token",
+    tag = "tokens",
+    params(TokenId),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No live token by that id", body = ErrorBody),
+    ),
+    security(("bearer" = ["tokens:admin"])),
+)]
 pub async fn revoke(
     Authorized(principal, _): Authorized<TokensAdmin>,
     actor: web::Data<Addr<AuthActor>>,
-    id: web::Path<String>,
+    id: web::Path<TokenId>,
 ) -> Result<HttpResponse, HttpError> {
     let message = RevokeToken {
-        id: id.into_inner(),
+        id: id.into_inner().0,
         by: by(&principal),
     };
     if actor.send(message).await?? {
@@ -92,15 +137,28 @@ pub async fn revoke(
     }
 }
 
-/// `POST /api/tokens/{id}/rotate`: 201 with the replacement; the old token works for the overlap.
+/// Replaces a token; the old one keeps working for the overlap (the body may be left out).
+#[utoipa::path(
+    post,
+    path = "/tokens/{id}/rotate",
+    operation_id = "rotate_token",
+    tag = "tokens",
+    params(TokenId),
+    request_body = RotateTokenBody,
+    responses(
+        (status = 201, description = "The replacement, shown once", body = IssuedTokenView),
+        (status = 404, description = "No live token by that id", body = ErrorBody),
+    ),
+    security(("bearer" = ["tokens:admin"])),
+)]
 pub async fn rotate(
     Authorized(principal, _): Authorized<TokensAdmin>,
     actor: web::Data<Addr<AuthActor>>,
-    id: web::Path<String>,
+    id: web::Path<TokenId>,
     ApiJson(body): ApiJson<RotateTokenBody>,
 ) -> Result<HttpResponse, HttpError> {
     let message = RotateToken {
-        id: id.into_inner(),
+        id: id.into_inner().0,
         overlap: body
             .overlap_seconds
             .map_or(DEFAULT_ROTATION_OVERLAP, Duration::from_secs),
