@@ -6,10 +6,14 @@
 //! callers' are. Each frame's time from entering the MediaStream to its echo leaving it is recorded;
 //! p50/p99/max are printed. No sockets and no client: this is what our code adds. The load runs
 //! twice in one process: without a journal, then with every call's story written to SQLite by
-//! the server's journal (before/after figures on one machine in one run).
+//! the server's journal, its writer on a thread of its own as in the server: once at the turn
+//! rate of real conversations, once with every loopback frame a turn; then without a journal
+//! again, so one run shows the noise beside the difference (before/after figures on one machine
+//! in one run).
 
 mod support;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +26,13 @@ use phone_agent::store::status::CallStatus;
 use phone_agent::store::Store;
 use phone_agent::twilio::stream_token::StreamTokens;
 use phone_agent_actors::call::CallSettings;
+use phone_agent_actors::engines::CallContext;
+use phone_agent_actors::runtime::journal::{CallEvent, CallJournal};
 use support::{settings, start_call};
+
+/// Loopback turns per turn of a real conversation: loopback makes a caller and an agent turn of
+/// every 20 ms frame; a caller with real engines takes a turn every few seconds (2 s here).
+const LOOPBACK_TURNS_PER_REAL_TURN: u32 = 100;
 
 fn main() {
     // `cargo bench` passes `--bench`; the numbers are the positional arguments.
@@ -39,35 +49,90 @@ fn main() {
         let latencies = run(&plain, &tokens, calls, seconds, 0).await;
         report("no journal", calls, &latencies);
 
-        // The same load with every call's story written to SQLite (the loopback engines make a
-        // caller and an agent turn of every frame: 100 turns a second per call).
+        // The same load with every call's story written to SQLite, the writer on a thread of its
+        // own as in the server (the system arbiter; calls run on HTTP workers).
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = format!("sqlite://{}/bench.db", dir.path().display());
         let key = DataKey::from_base64("q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=").unwrap();
         let store = Store::open(&url, key).await.expect("store opens");
         let records = CallRecords::new(store.clone(), Arc::new(CallFeed::default()));
-        let journal = Arc::new(StoreJournal::start(records));
-        let mut journaled = settings(tokens.clone());
-        journaled.journal = Some(journal.clone());
-        for n in calls..2 * calls {
-            let (sid, from, to) = (format!("CA{n:032x}"), "+14155550100", "+14155550199");
-            let call = NewCall::from_twilio(&sid, Direction::Inbound, from, to, CallStatus::Ringing);
-            store.insert_call(&call, 0).await.expect("call recorded");
+        let writer = actix_rt::Arbiter::new();
+        let journal = Arc::new(StoreJournal::start(records, &writer.handle()));
+        let passes = [
+            (
+                "journal to SQLite, a real conversation's turns",
+                LOOPBACK_TURNS_PER_REAL_TURN,
+            ),
+            ("journal to SQLite, every loopback turn", 1),
+        ];
+        for (pass, (what, every)) in (1..).zip(passes) {
+            let first = pass * calls;
+            let mut journaled = settings(tokens.clone());
+            journaled.journal = Some(Arc::new(Sampled::new(journal.clone(), every)));
+            for n in first..first + calls {
+                let (sid, from, to) = (format!("CA{n:032x}"), "+14155550100", "+14155550199");
+                let call =
+                    NewCall::from_twilio(&sid, Direction::Inbound, from, to, CallStatus::Ringing);
+                store.insert_call(&call, 0).await.expect("call recorded");
+            }
+            let latencies = run(&journaled, &tokens, calls, seconds, first).await;
+            report(what, calls, &latencies);
+            let started = Instant::now();
+            journal.flushed().await;
+            let mut turns = 0;
+            for n in first..first + calls {
+                turns += store
+                    .transcript(&format!("CA{n:032x}"))
+                    .await
+                    .unwrap()
+                    .len();
+            }
+            println!(
+                "  journal: about {} turns offered, {turns} stored ({:.0} per second of load), \
+                 flushed {} ms after the load",
+                latencies.len() as u32 * 2 / every,
+                turns as f64 / f64::from(seconds),
+                started.elapsed().as_millis()
+            );
         }
-        let latencies = run(&journaled, &tokens, calls, seconds, calls).await;
-        report("journal to SQLite", calls, &latencies);
-        let started = Instant::now();
-        journal.flushed().await;
-        let mut turns = 0;
-        for n in calls..2 * calls {
-            turns += store.transcript(&format!("CA{n:032x}")).await.unwrap().len();
-        }
-        println!(
-            "  journal: {turns} turns stored ({:.0} per second of load), flushed {} ms after the load",
-            turns as f64 / f64::from(seconds),
-            started.elapsed().as_millis()
-        );
+        // The first pass again: the spread between the two is this machine's noise.
+        let latencies = run(&plain, &tokens, calls, seconds, 10 * calls).await;
+        report("no journal again", calls, &latencies);
+        writer.stop();
     });
+}
+
+/// A journal that passes on one turn in `every` (and each call's start and end): the load of
+/// real conversations, written for real.
+struct Sampled {
+    journal: Arc<StoreJournal>,
+    every: u32,
+    seen: AtomicU32,
+}
+
+impl Sampled {
+    fn new(journal: Arc<StoreJournal>, every: u32) -> Self {
+        Self {
+            journal,
+            every,
+            seen: AtomicU32::new(0),
+        }
+    }
+}
+
+impl CallJournal for Sampled {
+    fn record(&self, call: &CallContext, event: CallEvent) {
+        let kept = match event {
+            CallEvent::Started | CallEvent::Ended(_) => true,
+            _ => self
+                .seen
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(self.every),
+        };
+        if kept {
+            self.journal.record(call, event);
+        }
+    }
 }
 
 /// `calls` calls numbered from `first`, fed a frame every 20 ms for `seconds`: each frame's

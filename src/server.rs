@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor as _, Addr};
+use actix_rt::Arbiter;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use phone_agent_actors::call::CallSettings;
@@ -126,7 +127,8 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
     let live_calls = LiveCalls::new();
     let tokens = Arc::new(StreamTokens::new(config.stream_token_ttl));
     let records = CallRecords::new(store.clone(), Arc::new(CallFeed::default()));
-    let journal = Arc::new(StoreJournal::start(records.clone()));
+    // The system's arbiter: calls run on the HTTP workers' threads, never here.
+    let journal = Arc::new(StoreJournal::start(records.clone(), &Arbiter::current()));
     let rest = twilio_rest(config)?;
     let placer = Placer::new(
         records.clone(),

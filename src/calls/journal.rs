@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use actix_rt::ArbiterHandle;
 use phone_agent_actors::drops::DropCounter;
 use phone_agent_actors::engines::{CallContext, Extraction};
 use phone_agent_actors::ids::CallSid;
@@ -44,12 +45,13 @@ pub struct StoreJournal {
 }
 
 impl StoreJournal {
-    /// A journal writing to `records`, its writer task spawned on the current arbiter; the task
-    /// ends once the journal is dropped and its queue written.
-    pub fn start(records: CallRecords) -> Self {
+    /// A journal writing to `records`, its writer task spawned on `writer` (an arbiter that runs
+    /// no call, so the writer's sealing and SQL never delay a frame); the task ends once the
+    /// journal is dropped and its queue written.
+    pub fn start(records: CallRecords, writer: &ArbiterHandle) -> Self {
         let (queue, events) = mpsc::channel(JOURNAL_QUEUE_CAPACITY);
         let pending = Arc::new(watch::channel(0).0);
-        actix_rt::spawn(write(records, events, pending.clone()));
+        writer.spawn(write(records, events, pending.clone()));
         Self {
             queue,
             pending,
