@@ -22,7 +22,8 @@
 //! - [`store`]: SQLite/PostgreSQL persistence with sealed sensitive columns: tokens, calls with
 //!   their event logs and transcripts, scheduling claims, the do-not-call list, idempotency keys,
 //!   erasure and retention, the audit trail.
-//! - [`tls`]: optional in-process TLS.
+//! - [`tls`]: optional in-process TLS; [`outbound`]: the client of our outbound connections
+//!   (Twilio, the cloud providers).
 //! - [`engines`]: engine adapters: embedded recognition and voices, the scripted agent (a
 //!   `Dialogue`), the loopback set.
 //! - [`wav`]: WAV reading and writing: the flite voice's output, caller audio and recordings of
@@ -48,6 +49,7 @@ pub mod engines;
 pub mod guard;
 pub mod http;
 pub mod logging;
+pub mod outbound;
 pub mod redact;
 pub mod server;
 pub mod store;

@@ -1,0 +1,57 @@
+//! The client side of our outbound connections (Twilio's REST API, the cloud speech and language
+//! providers): awc over rustls with the `ring` provider and the Mozilla roots of `webpki-roots`
+//! (no system certificate store needed), HTTP/1.1, no redirects (credentials go to the configured
+//! base URL and nowhere else), and our `User-Agent`.
+//!
+//! awc's client is `!Send`, so each thread (actix arbiter) builds its own on first use and keeps
+//! it: clients are cheap handles to one connection pool per thread. Callers bound each exchange
+//! themselves (awc's own timeout is off: it would not bound a streamed body).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use awc::http::header;
+
+/// Who we are to the services we call.
+const USER_AGENT: &str = concat!("phone-agent/", env!("CARGO_PKG_VERSION"));
+
+thread_local! {
+    /// This thread's clients, by connect timeout (one or two in a server; tests use several).
+    static CLIENTS: RefCell<HashMap<Duration, awc::Client>> = RefCell::new(HashMap::new());
+}
+
+/// This thread's client whose connecting and TLS handshake each take at most `connect_timeout`.
+pub fn client(connect_timeout: Duration) -> awc::Client {
+    CLIENTS.with(|clients| {
+        clients
+            .borrow_mut()
+            .entry(connect_timeout)
+            .or_insert_with(|| build(connect_timeout))
+            .clone()
+    })
+}
+
+fn build(connect_timeout: Duration) -> awc::Client {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("the ring provider supports TLS 1.3 and 1.2")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = awc::Connector::new()
+        .rustls_0_23(Arc::new(tls))
+        .timeout(connect_timeout)
+        .handshake_timeout(connect_timeout);
+    awc::Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .disable_timeout()
+        .add_default_header((header::USER_AGENT, USER_AGENT))
+        .finish()
+}
