@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
@@ -111,7 +112,7 @@ fn serve(data: std::path::PathBuf) -> Target {
             let mut config = Config::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned()))
                 .expect("bench configuration is valid");
             config.security.storage = StorageSettings::in_dir(data);
-            let server = server::start(&config, engines::loopback_set())
+            let server = server::start(&config, engines::loopback_set(), Arc::default())
                 .await
                 .expect("server starts");
             let base = format!("http://{}", server.local_addr);

@@ -101,7 +101,11 @@ pub enum StartError {
 /// Opens storage, loads the token state, binds and starts serving on the current actix system,
 /// answering calls with `engines` (built from the configuration by [`crate::engines::build`];
 /// tests pass engines of their own).
-pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer, StartError> {
+pub async fn start(
+    config: &Config,
+    engines: EngineSet,
+    metrics: Arc<CallMetrics>,
+) -> Result<RunningServer, StartError> {
     let security = &config.security;
     let store = open_store(security).await?;
     let signer = twilio_signer(security)?;
@@ -149,7 +153,7 @@ pub async fn start(config: &Config, engines: EngineSet) -> Result<RunningServer,
             live_calls: live_calls.clone(),
             authorizer: tokens,
             conversation: Arc::new(config.conversation.clone()),
-            metrics: Arc::new(CallMetrics::default()),
+            metrics,
             call_control: call_control(config, rest),
             journal: Some(journal.clone()),
         },

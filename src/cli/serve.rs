@@ -1,6 +1,9 @@
 //! `phone-agent [serve]`: configuration, engines, then the server until a shutdown signal.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use phone_agent_actors::runtime::metrics::CallMetrics;
 
 use crate::config::EngineChoice;
 use crate::{engines, server};
@@ -17,7 +20,8 @@ pub fn run() -> ExitCode {
         );
     }
     let mut config = config;
-    let engines = match engines::build(&config) {
+    let metrics = Arc::new(CallMetrics::default());
+    let engines = match engines::build(&config, &metrics) {
         Ok(built) => {
             config.calls.transfer_to = built.transfer_to;
             built.set
@@ -29,7 +33,7 @@ pub fn run() -> ExitCode {
         }
     };
     let result = actix_web::rt::System::new().block_on(async move {
-        let server = server::start(&config, engines)
+        let server = server::start(&config, engines, metrics)
             .await
             .map_err(std::io::Error::other)?;
         let trigger = server.shutdown_trigger();

@@ -16,11 +16,13 @@ use crate::engines::embedded::stt::Endpointing;
 use crate::engines::embedded::{EmbeddedSettings, VoiceChoice};
 
 mod calls;
+mod providers;
 mod security;
 mod twilio_rest;
 mod vars;
 
 pub use calls::CallManagementSettings;
+pub use providers::DialogueChoice;
 pub use security::{SecuritySettings, StorageSettings, TlsFiles, TwilioSettings};
 pub use twilio_rest::{TwilioCredentials, TwilioRestSettings, DEFAULT_API_BASE, LOCAL_ACCOUNT_SID};
 use vars::Vars;
@@ -69,6 +71,8 @@ pub struct Config {
     pub embedded: EmbeddedSettings,
     /// The scripted agent's definition (`AGENT_FILE`).
     pub agent_file: PathBuf,
+    /// What decides what the agent says (`LLM`, `LLM_*`).
+    pub dialogue: DialogueChoice,
     /// Turn-taking, barge-in and lifecycle (`TURN_SILENCE_MS`, `BARGE_IN*`, `SILENCE_CHECKIN_S`,
     /// `MAX_CALL_DURATION`).
     pub conversation: ConversationSettings,
@@ -182,6 +186,7 @@ impl Config {
         Ok(Self {
             listen_addr,
             public_host,
+            dialogue: providers::dialogue(&vars, engines)?,
             engines,
             embedded,
             agent_file,
@@ -298,6 +303,41 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn the_llm_is_chosen_with_its_key_or_start_up_fails_naming_it() {
+        assert!(matches!(
+            config(&[]).unwrap().dialogue,
+            DialogueChoice::Script
+        ));
+        let missing = config(&[("LLM", "openai")]).unwrap_err();
+        assert_eq!(missing.variable, "LLM_API_KEY");
+        let groq = config(&[("LLM", "openai"), ("LLM_API_KEY", "gsk_x")]).unwrap();
+        let DialogueChoice::Llm(settings) = groq.dialogue else {
+            panic!("LLM=openai")
+        };
+        assert_eq!(settings.base_url, "https://api.groq.com/openai/v1");
+        assert_eq!(settings.model, "llama-3.3-70b-versatile");
+        assert!(!format!("{settings:?}").contains("gsk_x"));
+        let local = [
+            ("LLM", "openai"),
+            ("LLM_BASE_URL", "http://127.0.0.1:11434/v1/"),
+        ];
+        let DialogueChoice::Llm(settings) = config(&local).unwrap().dialogue else {
+            panic!("a local server needs no key")
+        };
+        assert_eq!(settings.base_url, "http://127.0.0.1:11434/v1");
+        for (pairs, variable) in [
+            (&[("LLM", "gpt")][..], "LLM"),
+            (&[("LLM", "openai"), ("ENGINES", "loopback")][..], "LLM"),
+            (
+                &[("LLM", "openai"), ("LLM_BASE_URL", "api.groq.com")][..],
+                "LLM_BASE_URL",
+            ),
+        ] {
+            assert_eq!(config(pairs).unwrap_err().variable, variable, "{pairs:?}");
+        }
     }
 
     #[test]

@@ -2,20 +2,24 @@
 //!
 //! - [`embedded`]: offline recognition and synthesis on ONNX Runtime (the default).
 //! - [`script`]: the scripted agent, a `Dialogue` defined by an agent file (the default dialogue).
+//! - [`openai`]: the LLM agent over an OpenAI-compatible API, in front of the script.
 //! - [`loopback`]: the echo set that measures the framework itself (`ENGINES=loopback`).
 
 pub mod embedded;
 pub mod loopback;
+pub mod openai;
 pub mod script;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use phone_agent_actors::engines::EngineSet;
+use phone_agent_actors::engines::{Dialogue, EngineSet};
+use phone_agent_actors::runtime::metrics::CallMetrics;
 
 use crate::calls::number::E164;
-use crate::config::{Config, EngineChoice};
+use crate::config::{Config, DialogueChoice, EngineChoice};
 use embedded::ModelError;
+use openai::LlmDialogue;
 use script::agent::{AgentError, AgentScript};
 use script::ScriptDialogue;
 
@@ -45,7 +49,7 @@ pub struct Engines {
 
 /// Builds the engine set the configuration names. Loading the embedded models takes a few
 /// seconds; run it before serving.
-pub fn build(config: &Config) -> Result<Engines, BuildError> {
+pub fn build(config: &Config, metrics: &Arc<CallMetrics>) -> Result<Engines, BuildError> {
     match config.engines {
         EngineChoice::Loopback => Ok(Engines {
             set: loopback_set(),
@@ -68,9 +72,18 @@ pub fn build(config: &Config) -> Result<Engines, BuildError> {
                 .or_else(|| config.calls.transfer_to.clone());
             // A transfer needs somewhere to go and Twilio's REST API to get it there.
             let transfers = transfer_to.is_some() && config.twilio_rest.is_some();
+            let dialogue: Arc<dyn Dialogue> = match &config.dialogue {
+                DialogueChoice::Script => Arc::new(ScriptDialogue::new(script, transfers)),
+                DialogueChoice::Llm(settings) => Arc::new(LlmDialogue::new(
+                    settings.clone(),
+                    script,
+                    transfers,
+                    metrics.clone(),
+                )),
+            };
             let set = EngineSet {
                 stt: Arc::new(stt),
-                dialogue: Arc::new(ScriptDialogue::new(script, transfers)),
+                dialogue,
                 tts: Arc::new(tts),
             };
             Ok(Engines { set, transfer_to })

@@ -9,6 +9,7 @@ mod embedded;
 mod guard;
 mod layering;
 mod lifecycle;
+mod openai;
 mod openapi;
 mod postgres;
 mod shutdown;

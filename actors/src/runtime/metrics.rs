@@ -12,6 +12,9 @@ use super::latency::TurnClock;
 /// One label of a metric family.
 type Label = [(&'static str, &'static str); 1];
 
+/// An engine fault's labels: the engine and the kind of fault.
+type EngineLabel = [(&'static str, &'static str); 2];
+
 /// Latency buckets, in seconds: 5 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0,
@@ -49,6 +52,7 @@ pub struct CallMetrics {
     turn_latency: Family<Label, Histogram, fn() -> Histogram>,
     barge_ins: Family<Label, Counter>,
     calls_ended: Family<Label, Counter>,
+    engine_faults: Family<EngineLabel, Counter>,
 }
 
 impl Default for CallMetrics {
@@ -69,11 +73,19 @@ impl Default for CallMetrics {
         );
         let calls_ended = Family::<Label, Counter>::default();
         registry.register("calls_ended", "Calls ended, by reason", calls_ended.clone());
+        let engine_faults = Family::<EngineLabel, Counter>::default();
+        registry.register(
+            "engine_faults",
+            "Faults of engine providers (connect, auth, rate_limited, server_error, stall, lost, \
+             malformed), by engine and kind",
+            engine_faults.clone(),
+        );
         Self {
             registry,
             turn_latency,
             barge_ins,
             calls_ended,
+            engine_faults,
         }
     }
 }
@@ -98,6 +110,14 @@ impl CallMetrics {
     /// Counts a call's end.
     pub fn call_ended(&self, reason: &'static str) {
         self.calls_ended.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Counts a fault of an engine's provider (`engine`: `openai`, `deepgram`, …; `kind`: what
+    /// went wrong, a fixed name).
+    pub fn engine_fault(&self, engine: &'static str, kind: &'static str) {
+        self.engine_faults
+            .get_or_create(&[("engine", engine), ("kind", kind)])
+            .inc();
     }
 
     /// The metrics in the Prometheus text exposition format.

@@ -116,6 +116,44 @@ pub struct BookingPrompts {
     pub done_without_consent: String,
 }
 
+/// How the agent talks when an LLM answers (`[llm]`; every field optional).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmPrompt {
+    /// Who the model is and how it speaks; by default one built from the persona.
+    pub system_prompt: Option<String>,
+    /// The practice's facts the model may state; by default the scripted answers.
+    pub facts: Option<Vec<String>>,
+    /// The model, instead of `LLM_MODEL`.
+    pub model: Option<String>,
+    /// Sampling temperature (default 0.3: replies that stay close to the facts).
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// Longest reply in tokens (default 200: a spoken reply is a sentence or two).
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+}
+
+impl Default for LlmPrompt {
+    fn default() -> Self {
+        Self {
+            system_prompt: None,
+            facts: None,
+            model: None,
+            temperature: default_temperature(),
+            max_tokens: default_max_tokens(),
+        }
+    }
+}
+
+fn default_temperature() -> f64 {
+    0.3
+}
+
+fn default_max_tokens() -> u32 {
+    200
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentFile {
@@ -124,6 +162,8 @@ struct AgentFile {
     intent: Vec<Intent>,
     #[serde(default)]
     synonyms: HashMap<String, Vec<String>>,
+    #[serde(default)]
+    llm: LlmPrompt,
 }
 
 /// A loaded, checked agent, shared by every call.
@@ -139,6 +179,8 @@ pub struct AgentScript {
     pub matcher: Matcher,
     /// Where this agent's transfers go, if its file says.
     pub transfer_to: Option<E164>,
+    /// How it talks when an LLM answers.
+    pub llm: LlmPrompt,
 }
 
 impl AgentScript {
@@ -172,6 +214,11 @@ impl AgentScript {
             }
         }
         let greeting = super::matcher::words(&file.agent.greeting);
+        if !(0.0..=2.0).contains(&file.llm.temperature) || file.llm.max_tokens == 0 {
+            return Err(AgentError::Invalid(
+                "[llm]: temperature 0 to 2, max_tokens at least 1".into(),
+            ));
+        }
         if !greeting.iter().any(|w| w == "ai" || w == "artificial") {
             return Err(AgentError::Invalid(
                 "the greeting must tell callers they are talking to an AI assistant".into(),
@@ -200,6 +247,7 @@ impl AgentScript {
             persona: file.agent,
             booking: file.booking,
             intents: file.intent,
+            llm: file.llm,
         })
     }
 

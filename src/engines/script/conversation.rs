@@ -20,6 +20,9 @@ const MATCH_THRESHOLD: f64 = 0.6;
 /// connect me to a person"); answers to the question itself rarely look like an intent.
 const INTERRUPT_THRESHOLD: f64 = 0.8;
 
+/// An intent scoring this is answered from the script even when an LLM answers everything else.
+const SURE_THRESHOLD: f64 = 0.8;
+
 /// Fewest and most digits accepted as a phone number.
 const PHONE_DIGITS: std::ops::RangeInclusive<usize> = 7..=15;
 
@@ -119,6 +122,21 @@ impl Conversation {
             Stage::ConfirmPhone { digits } => self.confirm_phone(said, digits),
             Stage::AskConsent => self.take_consent(said),
         }
+    }
+
+    /// The script's reply when it is sure, for an agent whose other replies come from an LLM: no
+    /// booking question pending, and an intent that answers, transfers or ends the call scoring
+    /// at least [`SURE_THRESHOLD`]. Booking is left to the LLM, which takes names and corrections
+    /// more naturally. `None` changes nothing.
+    pub fn sure_reply(&mut self, said: &str) -> Option<Reply> {
+        if self.stage != Stage::Open {
+            return None;
+        }
+        let (index, score) = self.script.matcher.best(said)?;
+        if score < SURE_THRESHOLD || self.script.intents[index].action == IntentAction::Book {
+            return None;
+        }
+        Some(self.open(Some((index, score))))
     }
 
     fn open(&mut self, intent: Option<(usize, f64)>) -> Reply {

@@ -5,6 +5,7 @@ pub mod postgres;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use awc::http::Method;
@@ -78,7 +79,7 @@ impl TestServer {
             storage.database_url = url;
         }
         storage.data_key = data_key;
-        let server = server::start(&config, engines)
+        let server = server::start(&config, engines, Arc::default())
             .await
             .expect("server starts");
         let base = format!("http://{}", server.local_addr);
