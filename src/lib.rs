@@ -22,6 +22,7 @@
 //! - [`store`]: SQLite/PostgreSQL persistence with sealed sensitive columns: tokens, calls with
 //!   their event logs and transcripts, scheduling claims, the do-not-call list, idempotency keys,
 //!   erasure and retention, the audit trail.
+//! - [`jitter`]: random fractions for backoff.
 //! - [`tls`]: optional in-process TLS; [`outbound`]: the client of our outbound connections
 //!   (Twilio, the cloud providers).
 //! - [`engines`]: engine adapters: embedded recognition and voices, the scripted agent (a
@@ -48,6 +49,7 @@ pub mod config;
 pub mod engines;
 pub mod guard;
 pub mod http;
+pub mod jitter;
 pub mod logging;
 pub mod outbound;
 pub mod redact;

@@ -196,6 +196,10 @@ pub trait TtsSession: Send {
     /// Streams 8 kHz mu-law audio for one clause of `utterance`, in chunks of any length. Dropping
     /// the stream cancels synthesis.
     fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Vec<u8>>;
+
+    /// `utterance`'s last clause has been synthesized: a session that streams an utterance across
+    /// clauses (one provider context) may close it. Nothing by default.
+    fn finish(&mut self, _utterance: UtteranceId) {}
 }
 
 /// Speech synthesis.

@@ -176,6 +176,9 @@ impl Synthesizer {
         if !clause.last {
             return;
         }
+        if let Some(session) = self.session.as_mut() {
+            session.finish(clause.utterance);
+        }
         self.frames.extend(self.framer.finish());
         self.send_frames(clause.utterance);
         let last_mark = self.next_chunk.checked_sub(1).map(|chunk| MarkName {

@@ -22,7 +22,7 @@ mod twilio_rest;
 mod vars;
 
 pub use calls::CallManagementSettings;
-pub use providers::DialogueChoice;
+pub use providers::{DialogueChoice, SpeechChoice};
 pub use security::{SecuritySettings, StorageSettings, TlsFiles, TwilioSettings};
 pub use twilio_rest::{TwilioCredentials, TwilioRestSettings, DEFAULT_API_BASE, LOCAL_ACCOUNT_SID};
 use vars::Vars;
@@ -73,6 +73,11 @@ pub struct Config {
     pub agent_file: PathBuf,
     /// What decides what the agent says (`LLM`, `LLM_*`).
     pub dialogue: DialogueChoice,
+    /// What speaks (`TTS`, `CARTESIA_*`).
+    pub speech: SpeechChoice,
+    /// Failed requests in a row after which a call gives a cloud stage (speech recognition,
+    /// synthesis) to its embedded engine (`PROVIDER_MAX_FAILURES`).
+    pub provider_max_failures: u32,
     /// Turn-taking, barge-in and lifecycle (`TURN_SILENCE_MS`, `BARGE_IN*`, `SILENCE_CHECKIN_S`,
     /// `MAX_CALL_DURATION`).
     pub conversation: ConversationSettings,
@@ -156,7 +161,7 @@ impl Config {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let http_workers = vars.bounded("HTTP_WORKERS", &cpus.to_string(), 1..=256)?;
         let engine_workers = cpus.min(4).to_string();
-        let embedded = EmbeddedSettings {
+        let mut embedded = EmbeddedSettings {
             models_dir: PathBuf::from(vars.get("MODELS_DIR").unwrap_or_else(|| "models".into())),
             voice: voice(&vars)?,
             stt_workers: vars.bounded("STT_WORKERS", &engine_workers, 1..=64)?,
@@ -183,10 +188,13 @@ impl Config {
         let security = SecuritySettings::from_vars(&vars)?;
         let twilio_rest =
             TwilioRestSettings::from_vars(&vars, security.twilio.auth_token.as_ref())?;
+        let speech = providers::speech(&vars, engines, &mut embedded.voice)?;
         Ok(Self {
             listen_addr,
             public_host,
             dialogue: providers::dialogue(&vars, engines)?,
+            speech,
+            provider_max_failures: vars.bounded("PROVIDER_MAX_FAILURES", "3", 1..=100)?,
             engines,
             embedded,
             agent_file,
@@ -334,6 +342,44 @@ mod tests {
             (
                 &[("LLM", "openai"), ("LLM_BASE_URL", "api.groq.com")][..],
                 "LLM_BASE_URL",
+            ),
+        ] {
+            assert_eq!(config(pairs).unwrap_err().variable, variable, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn the_voice_is_chosen_per_stage_and_a_cloud_voice_needs_its_key() {
+        let piper = config(&[]).unwrap();
+        assert!(matches!(piper.speech, SpeechChoice::Embedded));
+        assert_eq!(piper.embedded.voice, VoiceChoice::Piper);
+        let flite = config(&[("TTS", "flite")]).unwrap();
+        assert_eq!(flite.embedded.voice, VoiceChoice::Flite("kal".into()));
+        let slt = config(&[("TTS", "flite"), ("TTS_VOICE", "flite:slt")]).unwrap();
+        assert_eq!(slt.embedded.voice, VoiceChoice::Flite("slt".into()));
+        let missing = config(&[("TTS", "cartesia")]).unwrap_err();
+        assert_eq!(missing.variable, "CARTESIA_API_KEY");
+        let cartesia = config(&[("TTS", "cartesia"), ("CARTESIA_API_KEY", "sk_car_x")]).unwrap();
+        let SpeechChoice::Cartesia(settings) = cartesia.speech else {
+            panic!("TTS=cartesia")
+        };
+        assert_eq!(settings.base_url, "wss://api.cartesia.ai");
+        assert!(!format!("{settings:?}").contains("sk_car_x"));
+        assert_eq!(
+            cartesia.embedded.voice,
+            VoiceChoice::Piper,
+            "the fallback voice"
+        );
+        for (pairs, variable) in [
+            (&[("TTS", "polly")][..], "TTS"),
+            (&[("TTS", "piper"), ("ENGINES", "loopback")][..], "TTS"),
+            (
+                &[
+                    ("TTS", "cartesia"),
+                    ("CARTESIA_API_KEY", "k"),
+                    ("CARTESIA_BASE_URL", "https://x"),
+                ][..],
+                "CARTESIA_BASE_URL",
             ),
         ] {
             assert_eq!(config(pairs).unwrap_err().variable, variable, "{pairs:?}");

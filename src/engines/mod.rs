@@ -3,22 +3,30 @@
 //! - [`embedded`]: offline recognition and synthesis on ONNX Runtime (the default).
 //! - [`script`]: the scripted agent, a `Dialogue` defined by an agent file (the default dialogue).
 //! - [`openai`]: the LLM agent over an OpenAI-compatible API, in front of the script.
+//! - [`cartesia`]: Cartesia's streaming synthesis over a WebSocket per call.
+//! - [`reconnect`]: when a call may try a provider's connection again.
+//! - [`failover`]: a cloud engine backed by an embedded one, per call.
 //! - [`loopback`]: the echo set that measures the framework itself (`ENGINES=loopback`).
 
+pub mod cartesia;
 pub mod embedded;
+pub mod failover;
 pub mod loopback;
 pub mod openai;
+pub mod reconnect;
 pub mod script;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use phone_agent_actors::engines::{Dialogue, EngineSet};
+use phone_agent_actors::engines::{Dialogue, EngineSet, TextToSpeech};
 use phone_agent_actors::runtime::metrics::CallMetrics;
 
 use crate::calls::number::E164;
-use crate::config::{Config, DialogueChoice, EngineChoice};
+use crate::config::{Config, DialogueChoice, EngineChoice, SpeechChoice};
+use cartesia::CartesiaTts;
 use embedded::ModelError;
+use failover::FailoverTts;
 use openai::LlmDialogue;
 use script::agent::{AgentError, AgentScript};
 use script::ScriptDialogue;
@@ -65,7 +73,16 @@ pub fn build(config: &Config, metrics: &Arc<CallMetrics>) -> Result<Engines, Bui
             // Lifecycle lines (check-ins, goodbyes) are said without the dialogue: cache them too.
             let mut lines = script.lines();
             lines.extend(config.conversation.lines.all());
-            let tts = embedded::load_tts(&config.embedded, &lines)?;
+            let embedded_tts: Arc<dyn TextToSpeech> =
+                Arc::new(embedded::load_tts(&config.embedded, &lines)?);
+            let tts: Arc<dyn TextToSpeech> = match &config.speech {
+                SpeechChoice::Embedded => embedded_tts,
+                SpeechChoice::Cartesia(settings) => Arc::new(FailoverTts::new(
+                    Arc::new(CartesiaTts::new((**settings).clone(), metrics.clone())),
+                    embedded_tts,
+                    config.provider_max_failures,
+                )),
+            };
             let transfer_to = script
                 .transfer_to
                 .clone()
@@ -84,7 +101,7 @@ pub fn build(config: &Config, metrics: &Arc<CallMetrics>) -> Result<Engines, Bui
             let set = EngineSet {
                 stt: Arc::new(stt),
                 dialogue,
-                tts: Arc::new(tts),
+                tts,
             };
             Ok(Engines { set, transfer_to })
         }

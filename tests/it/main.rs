@@ -4,6 +4,7 @@ mod actor_tree;
 mod bad_input;
 mod call_flow;
 mod call_management;
+mod cartesia;
 mod conversation;
 mod embedded;
 mod guard;

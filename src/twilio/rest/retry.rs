@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use ring::rand::{SecureRandom, SystemRandom};
+pub use crate::jitter::Jitter;
 
 /// Whether sending a request twice does what sending it once does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,24 +124,6 @@ impl RetryPolicy {
         self.base_delay
             .saturating_mul(1 << doublings)
             .min(self.max_delay)
-    }
-}
-
-/// A source of uniform random fractions, injected so that tests choose them.
-pub trait Jitter {
-    /// A number drawn uniformly from `[0, 1]`.
-    fn fraction(&self) -> f64;
-}
-
-impl Jitter for SystemRandom {
-    /// 53 random bits as a fraction; the whole delay (1.0) if the system's generator fails, which
-    /// only costs waiting longer.
-    fn fraction(&self) -> f64 {
-        let mut bytes = [0u8; 8];
-        if self.fill(&mut bytes).is_err() {
-            return 1.0;
-        }
-        (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -270,14 +252,5 @@ mod tests {
             policy().decide(CREATE, 1, &limited(11), &Fixed(0.0)),
             Decision::GiveUp
         );
-    }
-
-    #[test]
-    fn system_randomness_draws_fractions_within_bounds() {
-        let random = SystemRandom::new();
-        for _ in 0..100 {
-            let fraction = random.fraction();
-            assert!((0.0..=1.0).contains(&fraction), "{fraction}");
-        }
     }
 }
