@@ -1,10 +1,12 @@
 //! Engine adapters: implementations of the actors' `SpeechToText`, `Dialogue` and `TextToSpeech`.
 //!
 //! - [`embedded`]: offline recognition and synthesis on ONNX Runtime (the default).
+//! - [`deepgram`]: Deepgram's live speech-to-text over a WebSocket (`DeepgramStt`).
 //! - [`script`]: the scripted agent, a `Dialogue` defined by an agent file (the default dialogue).
 //! - [`openai`]: the LLM agent over an OpenAI-compatible API, in front of the script.
 //! - [`loopback`]: the echo set that measures the framework itself (`ENGINES=loopback`).
 
+pub mod deepgram;
 pub mod embedded;
 pub mod loopback;
 pub mod openai;
