@@ -41,7 +41,7 @@ const AUDIO_BUFFER_FRAMES: usize = 50;
 /// reading the socket until the Transcriber catches up.
 const EVENT_BUFFER: usize = 32;
 
-/// How long the goodbye (`CloseStream`, a close frame) may take before the socket is dropped.
+/// How long the goodbye (`CloseStream`, Deepgram's close) may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 type Socket = Framed<BoxedSocket, Codec>;
@@ -52,11 +52,12 @@ pub(super) fn open(
     settings: &Arc<DeepgramSettings>,
     call: &CallContext,
 ) -> Result<SttSession, EngineError> {
-    let mut authorization = HeaderValue::try_from(format!("Token {}", settings.api_key.expose()))
-        .map_err(|_| EngineError::Unavailable {
-            engine: NAME,
-            message: "the API key is not a valid header value".into(),
-        })?;
+    let token = format!("Token {}", settings.api_key.expose());
+    let unusable = |_| EngineError::Unavailable {
+        engine: NAME,
+        message: "the API key is not a valid header value".into(),
+    };
+    let mut authorization = HeaderValue::try_from(token).map_err(unusable)?;
     authorization.set_sensitive(true);
     let (audio, frames) = mpsc::channel(AUDIO_BUFFER_FRAMES);
     let (events, received) = mpsc::channel(EVENT_BUFFER);
@@ -282,14 +283,19 @@ impl Session {
             .map_err(|error| connection(format!("the stream broke while sending: {error}")))
     }
 
-    /// Says goodbye as Deepgram asks (`CloseStream`, then a close frame), best effort and
-    /// bounded: the session is over whatever the socket does.
+    /// Says goodbye as Deepgram asks: `CloseStream`; Deepgram flushes its last results (no
+    /// longer wanted) and closes, and its close frame is answered, as the WebSocket protocol
+    /// asks. Best effort and bounded: the session is over whatever the socket does.
     async fn close(mut self) {
         let goodbye = async {
             self.socket.send(Message::Text(CLOSE_STREAM.into())).await?;
-            self.socket
-                .send(Message::Close(Some(CloseCode::Normal.into())))
-                .await
+            while let Some(frame) = self.socket.next().await {
+                if let Frame::Close(_) = frame? {
+                    let reply = Message::Close(Some(CloseCode::Normal.into()));
+                    return self.socket.send(reply).await;
+                }
+            }
+            Ok::<_, WsProtocolError>(())
         };
         let _ = actix_rt::time::timeout(CLOSE_TIMEOUT, goodbye).await;
     }
@@ -310,7 +316,11 @@ fn close_detail(reason: Option<&CloseReason>) -> String {
                 && number.bytes().all(|b| b.is_ascii_digit())
         })
     };
-    match reason.description.as_deref().filter(|text| is_error_code(text)) {
+    match reason
+        .description
+        .as_deref()
+        .filter(|text| is_error_code(text))
+    {
         Some(text) => format!(" ({code} {text})"),
         None => format!(" ({code})"),
     }
@@ -341,7 +351,10 @@ mod tests {
             close_detail(Some(&reason(CloseCode::Policy, Some("Token abc-123")))),
             " (1008)"
         );
-        assert_eq!(close_detail(Some(&reason(CloseCode::Normal, None))), " (1000)");
+        assert_eq!(
+            close_detail(Some(&reason(CloseCode::Normal, None))),
+            " (1000)"
+        );
         assert_eq!(close_detail(None), "");
     }
 }
