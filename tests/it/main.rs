@@ -5,6 +5,7 @@ mod bad_input;
 mod call_flow;
 mod call_management;
 mod conversation;
+mod deepgram;
 mod embedded;
 mod guard;
 mod layering;
