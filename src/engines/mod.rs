@@ -1,6 +1,7 @@
 //! Engine adapters: implementations of the actors' `SpeechToText`, `Dialogue` and `TextToSpeech`.
 //!
 //! - [`embedded`]: offline recognition and synthesis on ONNX Runtime (the default).
+//! - [`deepgram`]: Deepgram's live speech-to-text over a WebSocket (`DeepgramStt`).
 //! - [`script`]: the scripted agent, a `Dialogue` defined by an agent file (the default dialogue).
 //! - [`openai`]: the LLM agent over an OpenAI-compatible API, in front of the script.
 //! - [`cartesia`]: Cartesia's streaming synthesis over a WebSocket per call.
@@ -9,6 +10,7 @@
 //! - [`loopback`]: the echo set that measures the framework itself (`ENGINES=loopback`).
 
 pub mod cartesia;
+pub mod deepgram;
 pub mod embedded;
 pub mod failover;
 pub mod loopback;

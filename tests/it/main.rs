@@ -6,6 +6,7 @@ mod call_flow;
 mod call_management;
 mod cartesia;
 mod conversation;
+mod deepgram;
 mod embedded;
 mod guard;
 mod layering;

@@ -5,7 +5,8 @@ pub mod postgres;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use awc::http::Method;
@@ -261,4 +262,38 @@ pub async fn json(
         serde_json::from_slice(&body).unwrap_or_else(|_| panic!("JSON body: {body:?}"))
     };
     (response.status().as_u16(), response.headers().clone(), json)
+}
+
+/// This thread's log lines at DEBUG and above, for tests of what never reaches a log.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Captures this thread's log lines until the guard drops.
+    pub fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Self::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).expect("log lines are text")
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

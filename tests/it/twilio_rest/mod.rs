@@ -4,8 +4,6 @@
 
 mod fake;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fake::{FakeTwilio, Reply, ACCOUNT_SID, API_KEY_SECRET, API_KEY_SID, AUTH_TOKEN, NEW_CALL_SID};
@@ -17,6 +15,8 @@ use phone_agent::twilio::rest::{
 };
 use phone_agent::twilio::twiml;
 use phone_agent_actors::ids::CallSid;
+
+use crate::support::Captured;
 
 const TO: &str = "+14155550100";
 const FROM: &str = "+14155550199";
@@ -334,31 +334,9 @@ async fn https_goes_through_tls_and_a_failed_handshake_sends_nothing() {
     assert!(fake.received().is_empty());
 }
 
-/// A log sink shared with the test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[actix_rt::test]
 async fn neither_errors_nor_debug_logs_carry_credentials_or_numbers() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
 
     let fake = FakeTwilio::start();
     let mut errors = Vec::new();
@@ -390,7 +368,7 @@ async fn neither_errors_nor_debug_logs_carry_credentials_or_numbers() {
     );
     errors.push(wrong.create_call(&plain_call()).await.unwrap_err());
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("/Calls.json") && logs.contains(&format!("/Calls/{LIVE_CALL}.json")));
     assert!(
         logs.contains("attempt=1") && logs.contains("status=201") && logs.contains("status=400")
