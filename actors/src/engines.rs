@@ -19,7 +19,7 @@ use crate::ids::{CallSid, StreamSid, UtteranceId};
 pub type EngineStream<T> = Pin<Box<dyn Stream<Item = Result<T, EngineError>> + Send>>;
 
 /// Why an engine failed. The call's actor restarts the session (with backoff) or degrades the call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
     /// The engine could not be reached or its connection dropped.
     #[error("{engine}: connection failed: {message}")]

@@ -22,7 +22,8 @@ mod twilio_rest;
 mod vars;
 
 pub use calls::CallManagementSettings;
-pub use providers::{DialogueChoice, SpeechChoice};
+use providers::Stages;
+pub use providers::{DialogueChoice, HearingChoice, SpeechChoice};
 pub use security::{SecuritySettings, StorageSettings, TlsFiles, TwilioSettings};
 pub use twilio_rest::{TwilioCredentials, TwilioRestSettings, DEFAULT_API_BASE, LOCAL_ACCOUNT_SID};
 use vars::Vars;
@@ -40,9 +41,10 @@ pub struct ConfigError {
 /// Which engines calls use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineChoice {
-    /// The offline engines: Moonshine recognition, Piper (or flite) synthesis and the scripted
-    /// agent. The default; needs `scripts/setup.sh` to have installed the models.
-    Embedded,
+    /// An engine per stage (`STT`, `LLM`, `TTS`): the offline ones by default (Moonshine
+    /// recognition, Piper or flite synthesis, the scripted agent; `scripts/setup.sh` installs their
+    /// models), cloud ones where chosen, each backed by its embedded engine.
+    Stages,
     /// Echo: the caller's audio passes through the Transcriber, Responder and Synthesizer and comes
     /// back. For measuring the framework itself, in tests and benchmarks.
     Loopback,
@@ -71,6 +73,8 @@ pub struct Config {
     pub embedded: EmbeddedSettings,
     /// The scripted agent's definition (`AGENT_FILE`).
     pub agent_file: PathBuf,
+    /// What hears the caller (`STT`, `DEEPGRAM_*`).
+    pub hearing: HearingChoice,
     /// What decides what the agent says (`LLM`, `LLM_*`).
     pub dialogue: DialogueChoice,
     /// What speaks (`TTS`, `CARTESIA_*`).
@@ -78,6 +82,9 @@ pub struct Config {
     /// Failed requests in a row after which a call gives a cloud stage (speech recognition,
     /// synthesis) to its embedded engine (`PROVIDER_MAX_FAILURES`).
     pub provider_max_failures: u32,
+    /// First wait before a call reconnects to a cloud provider; doubles per failure, at most
+    /// 5 s, with full jitter (`PROVIDER_RECONNECT_BACKOFF`).
+    pub provider_reconnect_backoff: Duration,
     /// Turn-taking, barge-in and lifecycle (`TURN_SILENCE_MS`, `BARGE_IN*`, `SILENCE_CHECKIN_S`,
     /// `MAX_CALL_DURATION`).
     pub conversation: ConversationSettings,
@@ -126,13 +133,15 @@ impl Config {
             .get("PUBLIC_HOST")
             .unwrap_or_else(|| listen_addr.to_string());
         validate_host(&public_host)?;
-        let engines = match vars.get("ENGINES").as_deref().unwrap_or("embedded") {
-            "embedded" => EngineChoice::Embedded,
-            "loopback" => EngineChoice::Loopback,
+        let preset = vars.get("ENGINES").unwrap_or_else(|| "embedded".into());
+        let (engines, cloud) = match preset.as_str() {
+            "embedded" => (EngineChoice::Stages, false),
+            "cloud" => (EngineChoice::Stages, true),
+            "loopback" => (EngineChoice::Loopback, false),
             other => {
                 return Err(vars.invalid(
                     "ENGINES",
-                    format!("unknown engine set {other:?} (expected: embedded or loopback)"),
+                    format!("unknown engine set {other:?} (expected: embedded, cloud or loopback)"),
                 ))
             }
         };
@@ -188,13 +197,19 @@ impl Config {
         let security = SecuritySettings::from_vars(&vars)?;
         let twilio_rest =
             TwilioRestSettings::from_vars(&vars, security.twilio.auth_token.as_ref())?;
-        let speech = providers::speech(&vars, engines, &mut embedded.voice)?;
+        // In the order of a turn, so the first missing key named is the first stage's.
+        let stages = Stages { engines, cloud };
+        let hearing = providers::hearing(&vars, stages)?;
+        let dialogue = providers::dialogue(&vars, stages)?;
+        let speech = providers::speech(&vars, stages, &mut embedded.voice)?;
         Ok(Self {
             listen_addr,
             public_host,
-            dialogue: providers::dialogue(&vars, engines)?,
+            hearing,
+            dialogue,
             speech,
             provider_max_failures: vars.bounded("PROVIDER_MAX_FAILURES", "3", 1..=100)?,
+            provider_reconnect_backoff: vars.duration("PROVIDER_RECONNECT_BACKOFF", "250ms")?,
             engines,
             embedded,
             agent_file,
@@ -387,11 +402,69 @@ mod tests {
     }
 
     #[test]
+    fn deepgram_hears_with_its_key_and_the_cloud_preset_picks_every_cloud_stage() {
+        assert!(matches!(
+            config(&[]).unwrap().hearing,
+            HearingChoice::Embedded
+        ));
+        assert_eq!(
+            config(&[("STT", "deepgram")]).unwrap_err().variable,
+            "DEEPGRAM_API_KEY"
+        );
+        let deepgram = config(&[("STT", "deepgram"), ("DEEPGRAM_API_KEY", "dg_x")]).unwrap();
+        let HearingChoice::Deepgram(settings) = deepgram.hearing else {
+            panic!("STT=deepgram")
+        };
+        assert_eq!(settings.model, "nova-3");
+        assert!(!format!("{settings:?}").contains("dg_x"));
+        let short = [
+            ("STT", "deepgram"),
+            ("DEEPGRAM_API_KEY", "k"),
+            ("DEEPGRAM_UTTERANCE_END_MS", "500"),
+        ];
+        assert_eq!(
+            config(&short).unwrap_err().variable,
+            "DEEPGRAM_UTTERANCE_END_MS"
+        );
+        // ENGINES=cloud: each stage's key is required, the first missing one named.
+        assert_eq!(
+            config(&[("ENGINES", "cloud")]).unwrap_err().variable,
+            "DEEPGRAM_API_KEY"
+        );
+        let keys = [
+            ("ENGINES", "cloud"),
+            ("DEEPGRAM_API_KEY", "dg"),
+            ("LLM_API_KEY", "gsk"),
+            ("CARTESIA_API_KEY", "car"),
+        ];
+        let cloud = config(&keys).unwrap();
+        assert!(matches!(cloud.hearing, HearingChoice::Deepgram(_)));
+        assert!(matches!(cloud.dialogue, DialogueChoice::Llm(_)));
+        assert!(matches!(cloud.speech, SpeechChoice::Cartesia(_)));
+        let mixed = config(&[
+            ("ENGINES", "cloud"),
+            ("STT", "embedded"),
+            ("LLM", "script"),
+            ("CARTESIA_API_KEY", "car"),
+        ])
+        .unwrap();
+        assert!(matches!(mixed.hearing, HearingChoice::Embedded));
+        assert!(matches!(mixed.dialogue, DialogueChoice::Script));
+        assert!(matches!(mixed.speech, SpeechChoice::Cartesia(_)));
+        assert_eq!(
+            config(&[("ENGINES", "loopback"), ("STT", "deepgram")])
+                .unwrap_err()
+                .variable,
+            "STT"
+        );
+    }
+
+    #[test]
     fn defaults() {
         let config = config(&[]).unwrap();
         assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_host, "127.0.0.1:8080");
-        assert_eq!(config.engines, EngineChoice::Embedded);
+        assert_eq!(config.engines, EngineChoice::Stages);
         assert_eq!(config.embedded.voice, VoiceChoice::Piper);
         assert_eq!(config.embedded.models_dir, PathBuf::from("models"));
         assert_eq!(

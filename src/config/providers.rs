@@ -1,17 +1,110 @@
-//! Which engine answers for each stage, and the cloud providers' settings: `LLM=script|openai`
-//! with `LLM_BASE_URL`, `LLM_API_KEY`, `LLM_MODEL` and its timeouts; `TTS=piper|flite|cartesia`
-//! with `CARTESIA_*`.
+//! Which engine answers for each stage, and the cloud providers' settings:
+//! `STT=embedded|deepgram` with `DEEPGRAM_*`; `LLM=script|openai` with `LLM_BASE_URL`,
+//! `LLM_API_KEY`, `LLM_MODEL` and its timeouts; `TTS=piper|flite|cartesia` with `CARTESIA_*`.
+//! `ENGINES=embedded` (the default) makes each stage default to its embedded engine,
+//! `ENGINES=cloud` to its cloud one; a stage's own variable wins. With `ENGINES=loopback` no
+//! stage may be chosen.
 //!
 //! A cloud stage without its key fails at start-up, naming the variable. An `http://` LLM base
-//! URL (a local llama.cpp, vLLM or Ollama server) may go without a key. A cloud voice is backed by
-//! the embedded one of `TTS_VOICE` (see [`crate::engines::failover`]).
+//! URL (a local llama.cpp, vLLM or Ollama server) may go without a key. Cloud recognition and
+//! voices are backed by the embedded ones (see [`crate::engines::failover`]).
 
 use super::vars::Vars;
 use super::{ConfigError, EngineChoice};
 use crate::engines::cartesia::{self, CartesiaSettings};
+use crate::engines::deepgram::DeepgramSettings;
 use crate::engines::embedded::VoiceChoice;
 use crate::engines::openai::{LlmSettings, DEFAULT_BASE_URL, DEFAULT_MODEL};
 use crate::redact::Secret;
+
+/// The engine set, and whether its stages default to their cloud engines (`ENGINES=cloud`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stages {
+    /// The set.
+    pub engines: EngineChoice,
+    /// `ENGINES=cloud`.
+    pub cloud: bool,
+}
+
+impl Stages {
+    /// The engine `variable` names for its stage, or the preset's (`embedded` or `cloud`);
+    /// `None` with the loopback set, which has no stages to choose.
+    fn choice<F: Fn(&str) -> Option<String>>(
+        self,
+        vars: &Vars<'_, F>,
+        variable: &'static str,
+        (embedded, cloud): (&str, &str),
+    ) -> Result<Option<String>, ConfigError> {
+        let value = vars.get(variable);
+        if self.engines == EngineChoice::Loopback {
+            return match value {
+                None => Ok(None),
+                Some(_) => Err(vars.invalid(
+                    variable,
+                    "not used with ENGINES=loopback (its stages echo the caller)".into(),
+                )),
+            };
+        }
+        let preset = if self.cloud { cloud } else { embedded };
+        Ok(Some(value.unwrap_or_else(|| preset.to_owned())))
+    }
+}
+
+/// What hears the caller.
+#[derive(Debug, Clone)]
+pub enum HearingChoice {
+    /// The embedded recogniser.
+    Embedded,
+    /// Deepgram, backed by the embedded recogniser.
+    Deepgram(Box<DeepgramSettings>),
+}
+
+/// `STT` and its settings.
+pub(super) fn hearing<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+    stages: Stages,
+) -> Result<HearingChoice, ConfigError> {
+    match stages
+        .choice(vars, "STT", ("embedded", "deepgram"))?
+        .as_deref()
+    {
+        None | Some("embedded") => Ok(HearingChoice::Embedded),
+        Some("deepgram") => deepgram(vars).map(|s| HearingChoice::Deepgram(Box::new(s))),
+        Some(other) => {
+            Err(vars.invalid("STT", format!("{other:?} (expected: embedded or deepgram)")))
+        }
+    }
+}
+
+fn deepgram<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+) -> Result<DeepgramSettings, ConfigError> {
+    let key = vars.get("DEEPGRAM_API_KEY").ok_or_else(|| {
+        vars.invalid(
+            "DEEPGRAM_API_KEY",
+            "required with STT=deepgram: the key of your Deepgram project".into(),
+        )
+    })?;
+    let mut settings = DeepgramSettings::new(Secret::new(key));
+    if let Some(base_url) = vars.get("DEEPGRAM_BASE_URL") {
+        if !base_url.starts_with("wss://") && !base_url.starts_with("ws://") {
+            return Err(vars.invalid(
+                "DEEPGRAM_BASE_URL",
+                format!("{base_url:?} is not a ws(s) URL such as wss://api.deepgram.com"),
+            ));
+        }
+        settings.base_url = base_url;
+    }
+    if let Some(model) = vars.get("DEEPGRAM_MODEL") {
+        settings.model = model;
+    }
+    settings.endpointing_ms = vars.bounded("DEEPGRAM_ENDPOINTING_MS", "300", 10..=5_000)?;
+    settings.utterance_end_ms = vars.bounded("DEEPGRAM_UTTERANCE_END_MS", "1000", 1_000..=5_000)?;
+    settings.keepalive_interval = vars.duration("DEEPGRAM_KEEPALIVE_INTERVAL", "4s")?;
+    settings.connect_timeout = vars.duration("DEEPGRAM_CONNECT_TIMEOUT", "5s")?;
+    settings.stall_timeout = vars.duration("DEEPGRAM_STALL_TIMEOUT", "10s")?;
+    Ok(settings)
+}
 
 /// Cartesia's documented example voice, until `CARTESIA_VOICE_ID` names another.
 const DEFAULT_CARTESIA_VOICE: &str = "a0e99841-438c-4a64-b679-ae501e7d6091";
@@ -26,22 +119,20 @@ pub enum SpeechChoice {
 }
 
 /// `TTS` and its settings; `TTS=piper` or `flite` also picks the embedded voice.
-pub fn speech<F: Fn(&str) -> Option<String>>(
+pub(super) fn speech<F: Fn(&str) -> Option<String>>(
     vars: &Vars<'_, F>,
-    engines: EngineChoice,
+    stages: Stages,
     voice: &mut VoiceChoice,
 ) -> Result<SpeechChoice, ConfigError> {
-    let choice = vars.get("TTS");
-    if engines == EngineChoice::Loopback {
-        return match choice {
-            None => Ok(SpeechChoice::Embedded),
-            Some(_) => Err(vars.invalid(
-                "TTS",
-                "not used with ENGINES=loopback (its voice is the caller's audio)".into(),
-            )),
-        };
-    }
-    match choice.as_deref() {
+    // Unset with the embedded preset: the voice of TTS_VOICE as it is.
+    let embedded = match voice {
+        VoiceChoice::Piper => "piper",
+        VoiceChoice::Flite(_) => "flite",
+    };
+    match stages
+        .choice(vars, "TTS", (embedded, "cartesia"))?
+        .as_deref()
+    {
         None => Ok(SpeechChoice::Embedded),
         Some("piper") => {
             *voice = VoiceChoice::Piper;
@@ -100,7 +191,6 @@ fn cartesia<F: Fn(&str) -> Option<String>>(
     }
     settings.connect_timeout = vars.duration("CARTESIA_CONNECT_TIMEOUT", "3s")?;
     settings.stall_timeout = vars.duration("CARTESIA_STALL_TIMEOUT", "1s")?;
-    settings.reconnect_backoff = vars.duration("CARTESIA_RECONNECT_BACKOFF", "250ms")?;
     Ok(settings)
 }
 
@@ -113,25 +203,15 @@ pub enum DialogueChoice {
     Llm(LlmSettings),
 }
 
-/// `LLM` and its settings; with the loopback engines, no `LLM` may be chosen.
-pub fn dialogue<F: Fn(&str) -> Option<String>>(
+/// `LLM` and its settings.
+pub(super) fn dialogue<F: Fn(&str) -> Option<String>>(
     vars: &Vars<'_, F>,
-    engines: EngineChoice,
+    stages: Stages,
 ) -> Result<DialogueChoice, ConfigError> {
-    let choice = vars.get("LLM");
-    if engines == EngineChoice::Loopback {
-        return match choice {
-            None => Ok(DialogueChoice::Script),
-            Some(_) => Err(vars.invalid(
-                "LLM",
-                "not used with ENGINES=loopback (its dialogue repeats the caller)".into(),
-            )),
-        };
-    }
-    match choice.as_deref().unwrap_or("script") {
-        "script" => Ok(DialogueChoice::Script),
-        "openai" => llm(vars).map(DialogueChoice::Llm),
-        other => Err(vars.invalid("LLM", format!("{other:?} (expected: script or openai)"))),
+    match stages.choice(vars, "LLM", ("script", "openai"))?.as_deref() {
+        None | Some("script") => Ok(DialogueChoice::Script),
+        Some("openai") => llm(vars).map(DialogueChoice::Llm),
+        Some(other) => Err(vars.invalid("LLM", format!("{other:?} (expected: script or openai)"))),
     }
 }
 

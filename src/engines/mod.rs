@@ -20,18 +20,24 @@ pub mod script;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use phone_agent_actors::engines::{Dialogue, EngineSet, TextToSpeech};
+use phone_agent_actors::engines::{Dialogue, EngineSet, SpeechToText, TextToSpeech};
 use phone_agent_actors::runtime::metrics::CallMetrics;
 
 use crate::calls::number::E164;
-use crate::config::{Config, DialogueChoice, EngineChoice, SpeechChoice};
-use cartesia::CartesiaTts;
+use crate::config::{Config, DialogueChoice, EngineChoice, HearingChoice, SpeechChoice};
+use cartesia::{CartesiaSettings, CartesiaTts};
+use deepgram::DeepgramStt;
 use embedded::ModelError;
-use failover::FailoverTts;
+use failover::{FailoverStt, FailoverTts};
 use openai::LlmDialogue;
+use reconnect::Reconnect;
 use script::agent::{AgentError, AgentScript};
 use script::ScriptDialogue;
+
+/// The longest wait before a call reconnects to a cloud provider.
+pub const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Why the configured engines could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +71,24 @@ pub fn build(config: &Config, metrics: &Arc<CallMetrics>) -> Result<Engines, Bui
             set: loopback_set(),
             transfer_to: config.calls.transfer_to.clone(),
         }),
-        EngineChoice::Embedded => {
+        EngineChoice::Stages => {
             let script =
                 AgentScript::load(&config.agent_file).map_err(|source| BuildError::Agent {
                     path: config.agent_file.clone(),
                     source,
                 })?;
-            let stt = embedded::load_stt(&config.embedded)?;
+            let embedded_stt: Arc<dyn SpeechToText> =
+                Arc::new(embedded::load_stt(&config.embedded)?);
+            let stt: Arc<dyn SpeechToText> = match &config.hearing {
+                HearingChoice::Embedded => embedded_stt,
+                HearingChoice::Deepgram(settings) => Arc::new(FailoverStt::new(
+                    Arc::new(DeepgramStt::new((**settings).clone())),
+                    embedded_stt,
+                    config.provider_max_failures,
+                    Reconnect::new(config.provider_reconnect_backoff, MAX_RECONNECT_BACKOFF),
+                    metrics.clone(),
+                )),
+            };
             // Lifecycle lines (check-ins, goodbyes) are said without the dialogue: cache them too.
             let mut lines = script.lines();
             lines.extend(config.conversation.lines.all());
@@ -80,7 +97,14 @@ pub fn build(config: &Config, metrics: &Arc<CallMetrics>) -> Result<Engines, Bui
             let tts: Arc<dyn TextToSpeech> = match &config.speech {
                 SpeechChoice::Embedded => embedded_tts,
                 SpeechChoice::Cartesia(settings) => Arc::new(FailoverTts::new(
-                    Arc::new(CartesiaTts::new((**settings).clone(), metrics.clone())),
+                    Arc::new(CartesiaTts::new(
+                        CartesiaSettings {
+                            reconnect_backoff: config.provider_reconnect_backoff,
+                            reconnect_max_backoff: MAX_RECONNECT_BACKOFF,
+                            ..(**settings).clone()
+                        },
+                        metrics.clone(),
+                    )),
                     embedded_tts,
                     config.provider_max_failures,
                 )),
@@ -100,11 +124,7 @@ pub fn build(config: &Config, metrics: &Arc<CallMetrics>) -> Result<Engines, Bui
                     metrics.clone(),
                 )),
             };
-            let set = EngineSet {
-                stt: Arc::new(stt),
-                dialogue,
-                tts,
-            };
+            let set = EngineSet { stt, dialogue, tts };
             Ok(Engines { set, transfer_to })
         }
     }

@@ -47,6 +47,11 @@ impl Reconnect {
         self.retry_at = None;
     }
 
+    /// When the next try may be made (`None`: now).
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
     /// Failures in a row.
     pub fn failures(&self) -> u32 {
         self.failures

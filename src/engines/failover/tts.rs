@@ -1,7 +1,5 @@
-//! A cloud engine backed by an embedded one, per call: when the provider fails a clause before
-//! any of its audio, the embedded voice speaks that clause at once (the caller hears no gap
-//! longer than the fault's detection); after `max_failures` failed clauses in a row the call stays
-//! with the embedded voice.
+//! [`FailoverTts`]: synthesis by a provider, backed by the embedded voice, per call (see
+//! [`super`]).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
