@@ -5,6 +5,7 @@ mod bad_input;
 mod call_flow;
 mod call_management;
 mod cartesia;
+mod cloud_call;
 mod conversation;
 mod deepgram;
 mod embedded;

@@ -111,7 +111,11 @@ impl TextToSpeech for CartesiaTts {
             self.metrics.clone(),
             call_sid.clone(),
         );
-        Ok(Box::new(CartesiaSession { commands, call_sid }))
+        Ok(Box::new(CartesiaSession {
+            commands,
+            call_sid,
+            continuing: None,
+        }))
     }
 }
 
@@ -119,6 +123,8 @@ impl TextToSpeech for CartesiaTts {
 struct CartesiaSession {
     commands: mpsc::UnboundedSender<Command>,
     call_sid: Arc<str>,
+    /// The utterance whose context has had a clause: the next clause continues its text.
+    continuing: Option<UtteranceId>,
 }
 
 impl CartesiaSession {
@@ -131,9 +137,17 @@ impl TtsSession for CartesiaSession {
     fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
         let context = self.context(utterance);
         let (audio, chunks) = mpsc::channel(64);
+        // Cartesia joins a context's transcripts as sent: clauses (trimmed at their boundaries)
+        // need the space between them back.
+        let text = if self.continuing == Some(utterance) {
+            format!(" {text}")
+        } else {
+            text.to_owned()
+        };
+        self.continuing = Some(utterance);
         let sent = self.commands.send(Command::Clause {
             context: context.clone(),
-            text: text.to_owned(),
+            text,
             audio,
         });
         if sent.is_err() {

@@ -2,7 +2,7 @@
 //! unchanged, one context per utterance with flushed clauses, cancellation on barge-in, faults
 //! that fail the clause at once (counted, keyless), reconnection, and failover to another voice.
 
-mod fake;
+pub mod fake;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +96,10 @@ async fn clauses_of_an_utterance_share_a_flushed_context_and_their_audio_passes_
     let context = |n: usize| seen.messages[n]["context_id"].as_str().unwrap().to_owned();
     assert_eq!(context(0), format!("{CALL_SID}-u1"));
     assert_eq!(context(1), context(0));
+    assert_eq!(
+        seen.messages[1]["transcript"], " how can I help?",
+        "continues the text"
+    );
     assert_eq!(seen.messages[0]["continue"], true);
     assert_eq!(seen.messages[0]["flush"], true);
     assert_eq!(seen.messages[0]["voice"]["id"], VOICE);

@@ -3,7 +3,7 @@
 //! and the goodbye, each fault as one error naming Deepgram but never the key, and a call that
 //! survives Deepgram dropping its stream.
 
-mod fake;
+pub mod fake;
 
 use std::net::TcpListener;
 use std::sync::Arc;

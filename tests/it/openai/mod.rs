@@ -2,7 +2,7 @@
 //! tool calls assembled from split deltas, hybrid routing, cancellation on barge-in, and each
 //! fault answered by the script at once, counted, and without the key.
 
-mod fake;
+pub mod fake;
 
 use std::sync::Arc;
 use std::time::Duration;
