@@ -4,7 +4,8 @@
 //! base URL and nowhere else), and our `User-Agent`.
 //!
 //! awc's client is `!Send`, so each thread (actix arbiter) builds its own on first use and keeps
-//! it: clients are cheap handles to one connection pool per thread. Callers bound each exchange
+//! it: clients are cheap handles to one connection pool per thread, without awc's default cap of
+//! 100 connections (each cloud call holds two provider sockets). Callers bound each exchange
 //! themselves (awc's own timeout is off: it would not bound a streamed body).
 
 use std::cell::RefCell;
@@ -47,7 +48,10 @@ fn build(connect_timeout: Duration) -> awc::Client {
     let connector = awc::Connector::new()
         .rustls_0_23(Arc::new(tls))
         .timeout(connect_timeout)
-        .handshake_timeout(connect_timeout);
+        .handshake_timeout(connect_timeout)
+        // awc's default of 100 connections counts the calls' provider WebSockets too: past 50
+        // cloud calls on one worker, every new socket would wait for a permit and time out.
+        .limit(0);
     awc::Client::builder()
         .connector(connector)
         .disable_redirects()

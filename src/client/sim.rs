@@ -162,7 +162,8 @@ impl TwilioSim {
             },
         );
         let http = awc::Client::builder()
-            .connector(awc::Connector::new().connector(tcp))
+            // No cap on connections (awc's default is 100): each call holds a media socket.
+            .connector(awc::Connector::new().connector(tcp).limit(0))
             .timeout(Duration::from_secs(10))
             .finish();
         let base = base.into().trim_end_matches('/').to_owned();

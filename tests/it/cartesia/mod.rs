@@ -196,3 +196,21 @@ async fn a_failing_provider_is_replaced_by_the_fallback_voice_for_that_clause() 
     assert_eq!(audio.len(), 2 * 10 * 160, "the fallback's 200 ms per word");
     assert!(faults(&metrics).contains("kind=\"server_error\""));
 }
+
+#[actix_rt::test]
+async fn more_than_a_hundred_calls_on_one_thread_each_get_their_socket() {
+    // awc caps a client's connections at 100 unless told otherwise; calls hold their sockets.
+    let fake = Fake::start(Mode::Normal).await;
+    let metrics = Arc::new(CallMetrics::default());
+    let tts = CartesiaTts::new(settings(&fake), metrics.clone());
+    let sessions: Vec<_> = (0..120).map(|_| tts.open(&call()).unwrap()).collect();
+    let all_open = async {
+        while fake.seen().connections < sessions.len() {
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), all_open)
+        .await
+        .expect("every session's socket opens");
+    assert!(faults(&metrics).is_empty(), "{}", faults(&metrics));
+}
