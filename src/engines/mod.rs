@@ -31,7 +31,7 @@ use cartesia::{CartesiaSettings, CartesiaTts};
 use deepgram::DeepgramStt;
 use embedded::ModelError;
 use failover::{FailoverStt, FailoverTts};
-use openai::LlmDialogue;
+use openai::{LlmDialogue, LlmSettings};
 use reconnect::Reconnect;
 use script::agent::{AgentError, AgentScript};
 use script::ScriptDialogue;
@@ -118,7 +118,10 @@ pub fn build(config: &Config, metrics: &Arc<CallMetrics>) -> Result<Engines, Bui
             let dialogue: Arc<dyn Dialogue> = match &config.dialogue {
                 DialogueChoice::Script => Arc::new(ScriptDialogue::new(script, transfers)),
                 DialogueChoice::Llm(settings) => Arc::new(LlmDialogue::new(
-                    settings.clone(),
+                    LlmSettings {
+                        retry_backoff: config.provider_reconnect_backoff,
+                        ..settings.clone()
+                    },
                     script,
                     transfers,
                     metrics.clone(),

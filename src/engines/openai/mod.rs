@@ -13,7 +13,8 @@
 //! already synthesized, and play at once without an LLM round trip. Everything else, booking
 //! included, goes to the model, which states only the agent file's facts. When the API fails, the
 //! turn is answered by the script at once (the caller hears no gap); after
-//! [`LlmSettings::max_failures`] failures in a row the call stays with the script.
+//! [`LlmSettings::max_failures`] failures in a row the call stays with the script; between
+//! failures it waits a jittered, doubling backoff (and a 429's `Retry-After`) before asking again.
 
 pub mod prompt;
 pub mod session;
@@ -59,6 +60,9 @@ pub struct LlmSettings {
     pub history_lines: usize,
     /// Failed requests in a row after which a call stays with the script (`LLM_MAX_FAILURES`).
     pub max_failures: u32,
+    /// After a failure the script answers for a jittered share of this, doubling per failure, at
+    /// most 5 s (`PROVIDER_RECONNECT_BACKOFF`); a 429's `Retry-After` is waited out the same way.
+    pub retry_backoff: Duration,
 }
 
 impl LlmSettings {
@@ -72,6 +76,7 @@ impl LlmSettings {
             stall_timeout: Duration::from_secs(1),
             history_lines: 24,
             max_failures: 3,
+            retry_backoff: Duration::from_millis(250),
         }
     }
 }

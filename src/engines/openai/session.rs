@@ -7,6 +7,7 @@
 //! tells the model its details were saved.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use futures_util::stream;
 use phone_agent_actors::engines::{
@@ -20,7 +21,10 @@ use super::stream::{self as completion, Completion, LlmError};
 use super::tools::{self, ToolEffect};
 use super::wire::{ChatRequest, FunctionOut, Message, ToolCall, ToolCallOut};
 use super::{Shared, ENGINE};
+use crate::engines::reconnect::Reconnect;
 use crate::engines::script::conversation::{self, Conversation};
+use crate::engines::MAX_RECONNECT_BACKOFF;
+use ring::rand::SystemRandom;
 
 /// What a call's replies share with the session.
 struct State {
@@ -30,11 +34,18 @@ struct State {
     action: Option<DialogueAction>,
     /// What the call has yielded, from the script and the model.
     extraction: Extraction,
-    /// Failed requests in a row.
-    failures: u32,
+    /// Failed requests in a row, and when the model may be asked again.
+    reconnect: Reconnect,
+    /// A 429's `Retry-After`: the model is not asked before.
+    retry_after: Option<Instant>,
 }
 
 impl State {
+    /// Whether the model may be asked at `now`.
+    fn may_ask(&self, now: Instant) -> bool {
+        self.reconnect.may_try(now) && self.retry_after.is_none_or(|at| now >= at)
+    }
+
     /// Takes a scripted reply: its action and what the script extracted.
     fn scripted(&mut self, reply: conversation::Reply) -> String {
         self.action = reply.action.map(|action| match action {
@@ -57,13 +68,15 @@ impl LlmSession {
     /// The dialogue of `call`.
     pub fn new(shared: Arc<Shared>, call: &CallContext) -> Self {
         let script = Conversation::new(shared.script.clone(), shared.transfers);
+        let reconnect = Reconnect::new(shared.settings.retry_backoff, MAX_RECONNECT_BACKOFF);
         Self {
             shared,
             state: Arc::new(Mutex::new(State {
                 script,
                 action: None,
                 extraction: Extraction::default(),
-                failures: 0,
+                reconnect,
+                retry_after: None,
             })),
             call_sid: Arc::from(call.call_sid.as_str()),
         }
@@ -105,9 +118,10 @@ impl DialogueSession for LlmSession {
         let said = last_caller_line(history).to_owned();
         {
             let mut state = self.state();
+            let staying = state.reconnect.failures() >= self.shared.settings.max_failures;
             let scripted = match state.script.sure_reply(&said) {
                 Some(reply) => Some(reply),
-                None if state.failures >= self.shared.settings.max_failures => {
+                None if staying || !state.may_ask(Instant::now()) => {
                     Some(state.script.respond(&said))
                 }
                 None => None,
@@ -199,7 +213,7 @@ impl Turn {
                 }
                 Some(Err(error)) => return self.failed(&error),
                 None => {
-                    lock(&self.state).failures = 0;
+                    lock(&self.state).reconnect.succeeded();
                     return None;
                 }
             }
@@ -285,15 +299,23 @@ impl Turn {
     fn failed(&mut self, error: &LlmError) -> Option<String> {
         self.over = true;
         let mut state = lock(&self.state);
-        state.failures += 1;
+        let now = Instant::now();
+        state.reconnect.failed(now, &SystemRandom::new());
+        if let LlmError::Refused {
+            retry_after: Some(wait),
+            ..
+        } = error
+        {
+            state.retry_after = Some(now + *wait);
+        }
         self.shared.metrics.engine_fault(ENGINE, error.kind());
-        let staying = state.failures >= self.shared.settings.max_failures;
+        let staying = state.reconnect.failures() >= self.shared.settings.max_failures;
         tracing::warn!(
             engine = ENGINE,
             call_sid = %self.call_sid,
             kind = error.kind(),
             %error,
-            failures = state.failures,
+            failures = state.reconnect.failures(),
             staying_with_script = staying,
             "LLM request failed"
         );

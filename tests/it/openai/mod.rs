@@ -35,6 +35,8 @@ impl Agent {
     fn with(fake: &Fake, transfers: bool, change: impl FnOnce(&mut LlmSettings)) -> Self {
         let mut settings = LlmSettings::new(&fake.base_url, Secret::new(KEY));
         settings.stall_timeout = Duration::from_millis(300);
+        // Ask again at once: the backoff's arithmetic is unit-tested (engines::reconnect).
+        settings.retry_backoff = Duration::ZERO;
         change(&mut settings);
         let metrics = Arc::new(CallMetrics::default());
         let script = AgentScript::from_toml(AGENT).unwrap();
@@ -322,4 +324,18 @@ async fn a_wrong_key_is_refused_like_the_real_api_and_never_logged() {
     let reply = agent.turn("how long does a cleaning take").await.concat();
     assert!(reply.starts_with("Sorry"), "{reply}");
     assert!(agent.faults().contains("kind=\"auth\""));
+}
+
+#[actix_rt::test]
+async fn a_rate_limited_api_is_not_asked_again_before_its_retry_after() {
+    let fake = Fake::start(vec![Answer::Error(429)]).await;
+    let mut agent = Agent::new(&fake, false);
+    agent.turn("do you do root canals on weekends").await;
+    let reply = agent.turn("what about on holidays then").await.concat();
+    assert!(reply.starts_with("Sorry"), "the script answers: {reply}");
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "Retry-After: 7 s not waited out yet"
+    );
 }
