@@ -90,6 +90,11 @@ impl Fault {
 
     fn engine_error(&self) -> EngineError {
         match self {
+            // Not a new fault: the clause is for the fallback while the backoff runs.
+            Self::BackingOff => EngineError::Unavailable {
+                engine: ENGINE,
+                message: self.to_string(),
+            },
             Self::Malformed(_) | Self::Answered(_) => EngineError::Protocol {
                 engine: ENGINE,
                 message: self.to_string(),

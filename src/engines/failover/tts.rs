@@ -100,8 +100,12 @@ impl TtsSession for FailoverSession {
                             failures.fetch_add(1, Ordering::Relaxed);
                             None
                         }
-                        Some(Err(_)) => {
-                            failures.fetch_add(1, Ordering::Relaxed);
+                        Some(Err(error)) => {
+                            // `Unavailable`: the provider waits out a backoff after a fault
+                            // already counted; this clause is not another.
+                            if !matches!(error, EngineError::Unavailable { .. }) {
+                                failures.fetch_add(1, Ordering::Relaxed);
+                            }
                             let mut audio = lock(&fallback).synthesize(utterance, &text);
                             let item = audio.next().await?;
                             Some((item, Some(Source::Fallback(audio))))

@@ -208,10 +208,15 @@ impl Turn {
                 }
                 Some(Ok(Completion::ToolCalls(calls))) => {
                     if let Some(text) = self.tools_called(calls) {
+                        self.spoke = true;
                         return Some(text);
                     }
                 }
                 Some(Err(error)) => return self.failed(&error),
+                None if !self.spoke => {
+                    // A reply with no words at all: the caller must not wait in silence.
+                    return self.failed(&LlmError::Malformed("a reply without words".into()));
+                }
                 None => {
                     lock(&self.state).reconnect.succeeded();
                     return None;

@@ -72,7 +72,23 @@ fn add_guard_responses(document: &mut Document) {
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
+            // An operation any token may use has no scope to lack.
+            let security = serde_json::to_value(&operation.security).unwrap_or_default();
+            let scoped = security
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|requirement| {
+                    requirement
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|schemes| schemes.values())
+                        .any(|scopes| scopes.as_array().is_some_and(|s| !s.is_empty()))
+                });
             for (status, description) in guard {
+                if status == "403" && !scoped {
+                    continue;
+                }
                 operation
                     .responses
                     .responses

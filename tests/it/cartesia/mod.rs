@@ -214,3 +214,27 @@ async fn more_than_a_hundred_calls_on_one_thread_each_get_their_socket() {
         .expect("every session's socket opens");
     assert!(faults(&metrics).is_empty(), "{}", faults(&metrics));
 }
+
+#[actix_rt::test]
+async fn clauses_during_the_reconnect_backoff_go_to_the_fallback_without_counting_as_faults() {
+    let fake = Fake::start(Mode::CloseOnClause).await;
+    let metrics = Arc::new(CallMetrics::default());
+    let mut settings = settings(&fake);
+    settings.reconnect_backoff = Duration::from_secs(60);
+    settings.reconnect_max_backoff = Duration::from_secs(60);
+    let tts = FailoverTts::new(
+        Arc::new(CartesiaTts::new(settings, metrics.clone())),
+        Arc::new(WordTts),
+        2,
+    );
+    let mut session = tts.open(&call()).unwrap();
+    // One fault, then clauses while the (long) backoff runs: the fallback speaks them all, and
+    // the provider is not given up on for them.
+    for n in 1..=4 {
+        let audio = clause(&mut session, n, "Two words").await.unwrap();
+        assert_eq!(audio.len(), 2 * 10 * 160, "clause {n}");
+    }
+    let faults = faults(&metrics);
+    assert!(faults.contains("kind=\"lost\"} 1"), "{faults}");
+    assert!(!faults.contains("backing_off"), "{faults}");
+}

@@ -262,6 +262,7 @@ async fn each_fault_is_answered_by_the_script_at_once_counted_and_keyless() {
         (Answer::Raw(vec!["data: {not json\n\n"]), "malformed"),
         (Answer::Raw(vec![": hello\n\n"]), "lost"),
         (Answer::StallAfter(""), "stall"),
+        (Answer::Text(vec![]), "malformed"),
     ];
     for (answer, kind) in faults {
         let fake = Fake::start(vec![answer.clone()]).await;
