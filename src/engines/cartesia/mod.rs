@@ -5,7 +5,9 @@
 //! Each utterance is one context (`{call_sid}-u{n}`); each clause is sent as the reply streams,
 //! with `continue: true` (the voice keeps its prosody across clauses) and `flush: true`, so the
 //! clause's audio ends at its `flush_done`. The utterance's end closes the context
-//! (`continue: false`); a clause dropped on barge-in cancels it (`cancel: true`).
+//! (`continue: false`); a clause dropped on barge-in cancels it (`cancel: true`). Cartesia expires
+//! a context a second after its last audio: a clause that comes later (a slow reply) starts a new
+//! context for the rest of the utterance (`{call_sid}-u{n}-{part}`).
 //!
 //! - [`protocol`]: the messages.
 //! - [`connection`]: the call's socket task: connect (eagerly, at the call's start), route answers
@@ -14,8 +16,8 @@
 pub mod connection;
 pub mod protocol;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::stream;
 use phone_agent_actors::engines::{
@@ -63,6 +65,9 @@ pub struct CartesiaSettings {
     pub reconnect_backoff: Duration,
     /// Longest wait before reconnecting.
     pub reconnect_max_backoff: Duration,
+    /// A context idle this long after its last audio gets no more clauses: Cartesia expires a
+    /// context a second after its last audio, so a slow reply's next clause starts a new one.
+    pub context_idle: Duration,
 }
 
 impl CartesiaSettings {
@@ -79,6 +84,7 @@ impl CartesiaSettings {
             stall_timeout: Duration::from_secs(1),
             reconnect_backoff: Duration::from_millis(250),
             reconnect_max_backoff: Duration::from_secs(5),
+            context_idle: Duration::from_millis(800),
         }
     }
 }
@@ -114,7 +120,8 @@ impl TextToSpeech for CartesiaTts {
         Ok(Box::new(CartesiaSession {
             commands,
             call_sid,
-            continuing: None,
+            context_idle: self.settings.context_idle,
+            current: None,
         }))
     }
 }
@@ -123,28 +130,65 @@ impl TextToSpeech for CartesiaTts {
 struct CartesiaSession {
     commands: mpsc::UnboundedSender<Command>,
     call_sid: Arc<str>,
-    /// The utterance whose context has had a clause: the next clause continues its text.
-    continuing: Option<UtteranceId>,
+    /// A context idle this long after its last audio is not continued (Cartesia expires them).
+    context_idle: Duration,
+    /// The context of the utterance being spoken.
+    current: Option<Context>,
+}
+
+/// A Cartesia context: an utterance, or the part of it after its earlier context expired.
+struct Context {
+    utterance: UtteranceId,
+    part: u32,
+    id: Arc<str>,
+    /// When its last audio arrived.
+    last_audio: Arc<Mutex<Instant>>,
 }
 
 impl CartesiaSession {
-    fn context(&self, utterance: UtteranceId) -> Arc<str> {
-        Arc::from(format!("{}-u{}", self.call_sid, utterance.0))
+    /// The context a clause of `utterance` goes to at `now`, and whether it continues it: the
+    /// utterance's, unless it has been idle too long (then a new part of the utterance).
+    fn context_for(&mut self, utterance: UtteranceId, now: Instant) -> (&Context, bool) {
+        let part = match &self.current {
+            Some(context) if context.utterance == utterance => {
+                let idle = now.saturating_duration_since(*lock(&context.last_audio));
+                if idle <= self.context_idle {
+                    return (self.current.as_ref().expect("matched above"), true);
+                }
+                context.part + 1
+            }
+            _ => 0,
+        };
+        let id = match part {
+            0 => format!("{}-u{}", self.call_sid, utterance.0),
+            part => format!("{}-u{}-{part}", self.call_sid, utterance.0),
+        };
+        let context = self.current.insert(Context {
+            utterance,
+            part,
+            id: Arc::from(id),
+            last_audio: Arc::new(Mutex::new(now)),
+        });
+        (context, false)
     }
+}
+
+fn lock(at: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
+    at.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl TtsSession for CartesiaSession {
     fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
-        let context = self.context(utterance);
+        let (current, continues) = self.context_for(utterance, Instant::now());
+        let (context, last_audio) = (current.id.clone(), current.last_audio.clone());
         let (audio, chunks) = mpsc::channel(64);
         // Cartesia joins a context's transcripts as sent: clauses (trimmed at their boundaries)
         // need the space between them back.
-        let text = if self.continuing == Some(utterance) {
+        let text = if continues {
             format!(" {text}")
         } else {
             text.to_owned()
         };
-        self.continuing = Some(utterance);
         let sent = self.commands.send(Command::Clause {
             context: context.clone(),
             text,
@@ -162,20 +206,26 @@ impl TtsSession for CartesiaSession {
             chunks,
             cancel: Some((self.commands.clone(), context)),
         };
-        Box::pin(stream::unfold(clause, |mut clause| async move {
-            let chunk = clause.chunks.recv().await;
-            if chunk.is_none() {
-                // The clause's audio is complete: nothing to cancel.
-                clause.cancel = None;
+        Box::pin(stream::unfold(clause, move |mut clause| {
+            let last_audio = last_audio.clone();
+            async move {
+                let chunk = clause.chunks.recv().await;
+                *lock(&last_audio) = Instant::now();
+                if chunk.is_none() {
+                    // The clause's audio is complete: nothing to cancel.
+                    clause.cancel = None;
+                }
+                chunk.map(|chunk| (chunk, clause))
             }
-            chunk.map(|chunk| (chunk, clause))
         }))
     }
 
     fn finish(&mut self, utterance: UtteranceId) {
-        let _ = self.commands.send(Command::Close {
-            context: self.context(utterance),
-        });
+        if let Some(context) = self.current.take_if(|c| c.utterance == utterance) {
+            let _ = self.commands.send(Command::Close {
+                context: context.id,
+            });
+        }
     }
 }
 

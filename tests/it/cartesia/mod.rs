@@ -238,3 +238,43 @@ async fn clauses_during_the_reconnect_backoff_go_to_the_fallback_without_countin
     assert!(faults.contains("kind=\"lost\"} 1"), "{faults}");
     assert!(!faults.contains("backing_off"), "{faults}");
 }
+
+#[actix_rt::test]
+async fn a_clause_after_the_context_expired_starts_a_new_context_for_the_rest() {
+    // Cartesia expires a context a second after its last audio; here at once.
+    let fake = Fake::start(Mode::Normal).await;
+    let metrics = Arc::new(CallMetrics::default());
+    let mut settings = settings(&fake);
+    settings.context_idle = Duration::ZERO;
+    let mut session = CartesiaTts::new(settings, metrics).open(&call()).unwrap();
+    clause(&mut session, 1, "First part,").await.unwrap();
+    clause(&mut session, 1, "after a long pause.")
+        .await
+        .unwrap();
+    session.finish(UtteranceId(1));
+    clause(&mut session, 2, "Next.").await.unwrap();
+    let seen = fake.seen();
+    let sent: Vec<(&str, &str)> = seen
+        .messages
+        .iter()
+        .map(|m| {
+            (
+                m["context_id"].as_str().unwrap(),
+                m["transcript"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let u = |suffix: &str| format!("{CALL_SID}-{suffix}");
+    assert_eq!(sent[0], (u("u1").as_str(), "First part,"));
+    assert_eq!(
+        sent[1],
+        (u("u1-1").as_str(), "after a long pause."),
+        "a new context"
+    );
+    assert_eq!(
+        sent[2],
+        (u("u1-1").as_str(), ""),
+        "the utterance's end closes its last part"
+    );
+    assert_eq!(sent[3], (u("u2").as_str(), "Next."));
+}
