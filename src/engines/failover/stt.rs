@@ -61,7 +61,6 @@ impl SpeechToText for FailoverStt {
             fallback: self.fallback.clone(),
             call: call.clone(),
             active: Active::Primary(primary),
-            failures: 0,
             max_failures: self.max_failures,
             reconnect: self.reconnect.clone(),
             random: SystemRandom::new(),
@@ -102,7 +101,6 @@ struct Pump {
     fallback: Arc<dyn SpeechToText>,
     call: CallContext,
     active: Active,
-    failures: u32,
     max_failures: u32,
     reconnect: Reconnect,
     random: SystemRandom,
@@ -171,7 +169,6 @@ impl Pump {
             TranscriptEvent::EndOfTurn => {
                 self.turn_open = false;
                 if matches!(self.active, Active::Primary(_)) {
-                    self.failures = 0;
                     self.reconnect.succeeded();
                 }
             }
@@ -185,16 +182,15 @@ impl Pump {
         if let Active::Fallback { .. } = self.active {
             return Err(error.clone());
         }
-        self.failures += 1;
         self.reconnect.failed(Instant::now(), &self.random);
-        let retry = self.failures < self.max_failures;
+        let retry = self.reconnect.failures() < self.max_failures;
         let engine = self.primary.name();
         self.metrics.engine_fault(engine, fault_kind(error));
         tracing::warn!(
             engine,
             call_sid = %self.call.call_sid,
             %error,
-            failures = self.failures,
+            failures = self.reconnect.failures(),
             staying_with_fallback = !retry,
             "speech recognition provider fault: the embedded recogniser takes over"
         );
