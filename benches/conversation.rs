@@ -21,8 +21,8 @@ use phone_agent::twilio::stream_token::StreamTokens;
 use phone_agent_actors::call::settings::ConversationSettings;
 use phone_agent_actors::call::CallSettings;
 use phone_agent_actors::engines::{
-    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, TextToSpeech,
-    TranscriptEvent, TtsSession,
+    CallContext, ChatMessage, Dialogue, DialogueSession, EngineError, EngineStream, Synthesized,
+    TextToSpeech, TranscriptEvent, TtsSession,
 };
 use phone_agent_actors::events::TranscriptReceived;
 use phone_agent_actors::ids::UtteranceId;
@@ -87,12 +87,12 @@ impl TextToSpeech for SlowTts {
 }
 
 impl TtsSession for SlowTts {
-    fn synthesize(&mut self, _: UtteranceId, _: &str) -> EngineStream<Vec<u8>> {
+    fn synthesize(&mut self, _: UtteranceId, _: &str) -> EngineStream<Synthesized> {
         let wait = self.0.wait();
         Box::pin(stream::once(async move {
             wait.await;
             // Two seconds of audio: the agent is still speaking when the caller barges in.
-            Ok(vec![0xD5; 16_000])
+            Ok(Synthesized::Audio(vec![0xD5; 16_000]))
         }))
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::Stream;
 use tokio::sync::mpsc;
@@ -191,11 +192,23 @@ pub trait Dialogue: Send + Sync + 'static {
     fn open(&self, call: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError>;
 }
 
+/// What the synthesis of a clause yields, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Synthesized {
+    /// 8 kHz mu-law audio, in a chunk of any length.
+    Audio(Vec<u8>),
+    /// Where the clause's next words end, measured from the start of the clause's audio: one
+    /// entry per word, in order, continuing the words given before. Engines that know (a provider's
+    /// word timestamps) say so, and what the caller heard of the clause is then counted in words
+    /// played; without them it is estimated from the share of the clause's audio played.
+    WordEnds(Vec<Duration>),
+}
+
 /// One call's synthesis session (a voice, a provider connection).
 pub trait TtsSession: Send {
-    /// Streams 8 kHz mu-law audio for one clause of `utterance`, in chunks of any length. Dropping
-    /// the stream cancels synthesis.
-    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Vec<u8>>;
+    /// Streams the audio of one clause of `utterance` (and, if the engine knows them, its word
+    /// timings). Dropping the stream cancels synthesis.
+    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Synthesized>;
 
     /// `utterance`'s last clause has been synthesized: a session that streams an utterance across
     /// clauses (one provider context) may close it. Nothing by default.

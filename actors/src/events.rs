@@ -4,7 +4,7 @@
 //! MediaStream  --StreamStarted/InboundAudio/MarkPlayed/KeyPressed/PlaybackStarted/StreamEnded-->
 //! Transcriber  --TranscriptReceived-->
 //! Responder    --ReplyStarted/AgentAction/ExtractionUpdated-->                        CallActor
-//! Synthesizer  --ChunkSent/UtteranceSent-->
+//! Synthesizer  --ChunkSent/WordsTimed/UtteranceSent-->
 //! any child    --ChildGaveUp-->  (through its supervision)
 //! the server   --EndCall-->      (through the registry of live calls)
 //! ```
@@ -15,6 +15,7 @@
 //! actor.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -191,6 +192,17 @@ pub struct ChunkSent {
     pub frames: u32,
     /// The text of the clause this chunk starts; `None` when it continues the previous clause.
     pub clause: Option<Arc<str>>,
+}
+
+/// The engine said where more words of the clause being sent end (its word timestamps), after the
+/// clause's first chunk was reported: what the caller heard of it is then counted in words.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WordsTimed {
+    /// The utterance; the words belong to its latest clause with audio sent.
+    pub utterance: UtteranceId,
+    /// Where each next word of the clause ends, from the start of the clause's audio.
+    pub ends: Vec<Duration>,
 }
 
 /// The MediaStream wrote the first frame of `utterance` to the socket.

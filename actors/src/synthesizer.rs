@@ -2,24 +2,26 @@
 //!
 //! ```text
 //! Responder --Speak--> Synthesizer --PlayAudio (frames + mark per chunk)--> MediaStream
-//! Synthesizer --ChunkSent (per chunk), UtteranceSent (per utterance)--> call
+//! Synthesizer --ChunkSent (per chunk), WordsTimed (word timings), UtteranceSent (per utterance)--> call
 //! CallActor --CancelSpeech--> Synthesizer (barge-in: drop queued text and audio)
 //! ```
 //!
 //! Clauses are synthesized one at a time, in order. Each chunk the engine yields is re-framed into
 //! whole 160-byte frames (the remainder waits for the next chunk) and followed by a mark, so the
-//! CallActor learns from Twilio's echoes what the caller heard, clause by clause. Only an
+//! CallActor learns from Twilio's echoes what the caller heard, clause by clause. Word timings the
+//! engine gives are reported once the clause's first chunk is (so they find their clause). Only an
 //! utterance's last frame is padded. Supervised like every child (see [`ChildSupervision`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::{stream, StreamExt};
 
 use crate::audio::{AudioFrame, Framer};
-use crate::engines::{CallContext, EngineError, TextToSpeech, TtsSession};
-use crate::events::{ChunkSent, UtteranceSent};
+use crate::engines::{CallContext, EngineError, Synthesized, TextToSpeech, TtsSession};
+use crate::events::{ChunkSent, UtteranceSent, WordsTimed};
 use crate::ids::{MarkName, UtteranceId};
 use crate::media::PlayAudio;
 use crate::runtime::supervision::{ChildSupervision, StopChild};
@@ -49,6 +51,8 @@ pub struct CancelSpeech {
 pub struct SynthesizerReports {
     /// Each chunk sent, with its mark and the clause it starts.
     pub chunks: Recipient<ChunkSent>,
+    /// Word timings of the clause being sent.
+    pub words: Recipient<WordsTimed>,
     /// Each utterance's last chunk sent (or that it had no audio).
     pub utterances: Recipient<UtteranceSent>,
 }
@@ -57,17 +61,21 @@ impl SynthesizerReports {
     /// Every report to `to`.
     pub fn to<A>(to: &Addr<A>) -> Self
     where
-        A: Actor<Context = Context<A>> + Handler<ChunkSent> + Handler<UtteranceSent>,
+        A: Actor<Context = Context<A>>
+            + Handler<ChunkSent>
+            + Handler<WordsTimed>
+            + Handler<UtteranceSent>,
     {
         Self {
             chunks: to.clone().recipient(),
+            words: to.clone().recipient(),
             utterances: to.clone().recipient(),
         }
     }
 }
 
 enum SynthItem {
-    Audio(UtteranceId, Result<Vec<u8>, EngineError>),
+    Piece(UtteranceId, Result<Synthesized, EngineError>),
     Done(UtteranceId),
 }
 
@@ -93,6 +101,8 @@ pub struct Synthesizer {
     next_chunk: u32,
     /// The text of the clause whose first chunk is still to be sent.
     starting_clause: Option<Arc<str>>,
+    /// Word timings of the clause that came before its first chunk was sent.
+    early_word_ends: Vec<Duration>,
     /// Utterances up to this one are not spoken any more: cancelled by a barge-in, or interrupted
     /// by a restart (a reply missing its middle is worse than a reply cut short). Their chunk
     /// numbers are not reused.
@@ -122,6 +132,7 @@ impl Synthesizer {
             frames: Vec::new(),
             next_chunk: 0,
             starting_clause: None,
+            early_word_ends: Vec::new(),
             dropped_through: None,
         }
     }
@@ -156,9 +167,10 @@ impl Synthesizer {
             }
             let utterance = clause.utterance;
             self.starting_clause = Some(Arc::from(clause.text.as_str()));
+            self.early_word_ends.clear();
             let audio = session
                 .synthesize(utterance, &clause.text)
-                .map(move |item| SynthItem::Audio(utterance, item))
+                .map(move |item| SynthItem::Piece(utterance, item))
                 .chain(stream::once(async move { SynthItem::Done(utterance) }));
             let stream = ctx.add_stream(audio);
             self.current = Some(Current { clause, stream });
@@ -169,6 +181,16 @@ impl Synthesizer {
     fn play(&mut self, utterance: UtteranceId, chunk: &[u8]) {
         self.framer.push(chunk, &mut self.frames);
         self.send_frames(utterance);
+    }
+
+    /// Reports where more words of the clause being synthesized end, or keeps them until its
+    /// first chunk has been reported.
+    fn words_timed(&mut self, utterance: UtteranceId, ends: Vec<Duration>) {
+        if self.starting_clause.is_some() {
+            self.early_word_ends.extend(ends);
+        } else {
+            self.reports.words.do_send(WordsTimed { utterance, ends });
+        }
     }
 
     /// After an utterance's last clause, the padded remainder goes out as the last chunk.
@@ -207,6 +229,10 @@ impl Synthesizer {
             frames: frames.len() as u32,
             clause: self.starting_clause.take(),
         });
+        if !self.early_word_ends.is_empty() {
+            let ends = std::mem::take(&mut self.early_word_ends);
+            self.reports.words.do_send(WordsTimed { utterance, ends });
+        }
         // do_send: outbound audio must not be dropped; it is buffered as data in the MediaStream's
         // pacer (which barge-in clears), not here.
         self.audio.do_send(PlayAudio { mark, frames });
@@ -271,6 +297,7 @@ impl Handler<CancelSpeech> for Synthesizer {
             self.framer.discard();
             self.next_chunk = 0;
             self.starting_clause = None;
+            self.early_word_ends.clear();
         }
         self.next_clause(ctx);
     }
@@ -282,10 +309,13 @@ impl StreamHandler<SynthItem> for Synthesizer {
             return;
         };
         match item {
-            SynthItem::Audio(utterance, Ok(chunk)) if utterance == current.clause.utterance => {
-                self.play(utterance, &chunk);
+            SynthItem::Piece(utterance, Ok(piece)) if utterance == current.clause.utterance => {
+                match piece {
+                    Synthesized::Audio(chunk) => self.play(utterance, &chunk),
+                    Synthesized::WordEnds(ends) => self.words_timed(utterance, ends),
+                }
             }
-            SynthItem::Audio(_, Err(error)) => self.fail(error, ctx),
+            SynthItem::Piece(_, Err(error)) => self.fail(error, ctx),
             SynthItem::Done(utterance) if utterance == current.clause.utterance => {
                 if let Some(done) = self.current.take() {
                     self.end_clause(&done.clause);
@@ -293,7 +323,7 @@ impl StreamHandler<SynthItem> for Synthesizer {
                 self.next_clause(ctx);
             }
             // Items of a cancelled clause still in flight.
-            SynthItem::Audio(..) | SynthItem::Done(_) => {}
+            SynthItem::Piece(..) | SynthItem::Done(_) => {}
         }
     }
 
@@ -332,8 +362,19 @@ mod tests {
     }
 
     impl TtsSession for TwoChunks {
-        fn synthesize(&mut self, _: UtteranceId, _: &str) -> crate::engines::EngineStream<Vec<u8>> {
-            Box::pin(stream::iter([Ok(vec![0x11; 300]), Ok(vec![0x22; 90])]))
+        fn synthesize(
+            &mut self,
+            _: UtteranceId,
+            _: &str,
+        ) -> crate::engines::EngineStream<Synthesized> {
+            let ms = Duration::from_millis;
+            // Timings before the first chunk and between the chunks, as a provider may send them.
+            Box::pin(stream::iter([
+                Ok(Synthesized::WordEnds(vec![ms(10)])),
+                Ok(Synthesized::Audio(vec![0x11; 300])),
+                Ok(Synthesized::WordEnds(vec![ms(30), ms(40)])),
+                Ok(Synthesized::Audio(vec![0x22; 90])),
+            ]))
         }
     }
 
@@ -342,6 +383,7 @@ mod tests {
         synthesizer: Addr<Synthesizer>,
         played: Recorded<PlayAudio>,
         chunks: Recorded<ChunkSent>,
+        words: Recorded<WordsTimed>,
         utterances: Recorded<UtteranceSent>,
     }
 
@@ -349,9 +391,14 @@ mod tests {
         fn start() -> Self {
             let (audio, played) = recorder();
             let (chunks, chunks_log) = recorder();
+            let (words, words_log) = recorder();
             let (utterances, utterances_log) = recorder();
             let (supervision, _) = supervision(ChildKind::Synthesizer);
-            let reports = SynthesizerReports { chunks, utterances };
+            let reports = SynthesizerReports {
+                chunks,
+                words,
+                utterances,
+            };
             let synthesizer = Supervisor::start(move |_| {
                 let engine = Arc::new(TwoChunks);
                 Synthesizer::new(engine, call_context(), audio, reports, supervision)
@@ -360,6 +407,7 @@ mod tests {
                 synthesizer,
                 played,
                 chunks: chunks_log,
+                words: words_log,
                 utterances: utterances_log,
             }
         }
@@ -416,6 +464,25 @@ mod tests {
         assert_eq!(sent.utterance, UtteranceId(1));
         assert_eq!(sent.last_mark, MarkName::parse("u1c3"));
         assert!(played.try_next().is_none());
+
+        // Each clause's timings, those from before its first chunk included, in order.
+        let ms = Duration::from_millis;
+        let mut timed = Vec::new();
+        for _ in 0..4 {
+            let words = alone.words.next().await;
+            assert_eq!(words.utterance, UtteranceId(1));
+            timed.push(words.ends);
+        }
+        assert_eq!(
+            timed,
+            [
+                vec![ms(10)],
+                vec![ms(30), ms(40)],
+                vec![ms(10)],
+                vec![ms(30), ms(40)]
+            ]
+        );
+        assert!(alone.words.try_next().is_none());
     }
 
     #[actix::test]

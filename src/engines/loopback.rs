@@ -10,7 +10,7 @@ use futures_util::{stream, StreamExt};
 use phone_agent_actors::audio::AudioFrame;
 use phone_agent_actors::engines::{
     last_caller_line, CallContext, ChatMessage, Dialogue, DialogueSession, EngineError,
-    EngineStream, SpeechToText, SttSession, TextToSpeech, TranscriptEvent, TtsSession,
+    EngineStream, SpeechToText, SttSession, Synthesized, TextToSpeech, TranscriptEvent, TtsSession,
 };
 use phone_agent_actors::ids::UtteranceId;
 use tokio::sync::mpsc;
@@ -84,11 +84,13 @@ impl TextToSpeech for LoopbackTts {
 }
 
 impl TtsSession for LoopbackTts {
-    fn synthesize(&mut self, _: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
-        let audio = from_hex(text).ok_or_else(|| EngineError::Protocol {
-            engine: NAME,
-            message: "text is not hex audio".into(),
-        });
+    fn synthesize(&mut self, _: UtteranceId, text: &str) -> EngineStream<Synthesized> {
+        let audio = from_hex(text)
+            .map(Synthesized::Audio)
+            .ok_or_else(|| EngineError::Protocol {
+                engine: NAME,
+                message: "text is not hex audio".into(),
+            });
         Box::pin(stream::once(async move { audio }))
     }
 }

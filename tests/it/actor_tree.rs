@@ -12,7 +12,7 @@ use phone_agent_actors::call::{CallActor, CallHandle, CallSettings};
 use phone_agent_actors::call::{GetPlayback, PlaybackStatus};
 use phone_agent_actors::engines::{
     CallContext, CallControl, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError,
-    EngineSet, EngineStream, SpeechToText, SttSession, TextToSpeech, TtsSession,
+    EngineSet, EngineStream, SpeechToText, SttSession, Synthesized, TextToSpeech, TtsSession,
 };
 use phone_agent_actors::ids::{CallSid, MarkName, UtteranceId};
 use phone_agent_actors::media::{MediaSettings, SocketCommand, SocketEvent, SOCKET_QUEUE_CAPACITY};
@@ -118,7 +118,7 @@ impl TextToSpeech for Counted {
 }
 
 impl TtsSession for CountedTts {
-    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
+    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Synthesized> {
         self.inner.synthesize(utterance, text)
     }
 }

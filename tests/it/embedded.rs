@@ -11,7 +11,9 @@ use phone_agent::engines::embedded::tts::{EmbeddedTts, SpeechCache};
 use phone_agent::engines::embedded::{self, EmbeddedSettings, VoiceChoice};
 use phone_agent::wav;
 use phone_agent_actors::audio::{mulaw, AudioFrame, Framer, FRAME_BYTES};
-use phone_agent_actors::engines::{CallContext, SpeechToText, TextToSpeech, TranscriptEvent};
+use phone_agent_actors::engines::{
+    CallContext, SpeechToText, Synthesized, TextToSpeech, TranscriptEvent,
+};
 use phone_agent_actors::ids::{CallSid, StreamSid, UtteranceId};
 
 use crate::wer;
@@ -116,7 +118,13 @@ async fn synthesis_is_framed_mulaw_that_the_recogniser_understands() {
     let mut session = tts.open(&call()).unwrap();
     let sentence = "Our office opens at nine in the morning.";
     let chunks: Vec<_> = session.synthesize(UtteranceId(1), sentence).collect().await;
-    let audio: Vec<u8> = chunks.into_iter().flat_map(Result::unwrap).collect();
+    let audio: Vec<u8> = chunks
+        .into_iter()
+        .flat_map(|chunk| match chunk.unwrap() {
+            Synthesized::Audio(audio) => audio,
+            Synthesized::WordEnds(_) => panic!("the embedded voices give no word timings"),
+        })
+        .collect();
 
     let seconds = audio.len() as f64 / 8_000.0;
     assert!((1.0..6.0).contains(&seconds), "{seconds} s of speech");
@@ -214,7 +222,10 @@ async fn fixed_answers_play_from_memory() {
     let tts = EmbeddedTts::new("flite", WorkerPool::start("tts", Vec::new(), 4), cache);
     let mut session = tts.open(&call()).unwrap();
     let cached = session.synthesize(UtteranceId(1), "Goodbye!").next().await;
-    assert_eq!(cached.unwrap().unwrap(), voice.speak("Goodbye!").unwrap());
+    assert_eq!(
+        cached.unwrap().unwrap(),
+        Synthesized::Audio(voice.speak("Goodbye!").unwrap())
+    );
     let uncached = tokio::time::timeout(
         Duration::from_millis(300),
         session.synthesize(UtteranceId(1), "Hello there.").next(),

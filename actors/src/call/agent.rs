@@ -229,6 +229,13 @@ impl AgentSide {
         true
     }
 
+    /// The engine said where more words of `utterance`'s latest clause end.
+    pub fn words_timed(&mut self, utterance: UtteranceId, ends: Vec<Duration>) {
+        if !self.is_done(utterance) {
+            self.ledger.words_timed(utterance, ends);
+        }
+    }
+
     /// Twilio echoed `mark` at `now`.
     pub fn mark_echoed(&mut self, mark: MarkName, now: Instant) -> Echo {
         let first_heard = self

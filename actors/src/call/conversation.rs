@@ -183,6 +183,11 @@ impl Conversation {
         self.settle(now);
     }
 
+    /// The engine said where more words of `utterance`'s latest clause end.
+    pub fn words_timed(&mut self, utterance: UtteranceId, ends: Vec<Duration>) {
+        self.agent.words_timed(utterance, ends);
+    }
+
     /// The MediaStream wrote the first frame of `utterance` at `now`.
     pub fn playback_started(
         &mut self,

@@ -38,7 +38,7 @@ use crate::engines::{CallContext, CallControl, EngineSet};
 use crate::events::{
     AgentAction, ChildGaveUp, ChildKind, ChunkSent, EndCall, EndReason, ExtractionUpdated,
     InboundAudio, KeyPressed, MarkPlayed, PlaybackStarted, ReplyStarted, StreamEnded,
-    StreamStarted, TranscriptReceived, UtteranceSent,
+    StreamStarted, TranscriptReceived, UtteranceSent, WordsTimed,
 };
 use crate::media::admission::{Admission, StreamAuthorizer};
 use crate::media::{
@@ -350,6 +350,16 @@ impl Handler<ChunkSent> for CallActor {
     fn handle(&mut self, msg: ChunkSent, ctx: &mut Context<Self>) {
         self.step(ctx, |conversation, now, out| {
             conversation.chunk_sent(msg, now, out);
+        });
+    }
+}
+
+impl Handler<WordsTimed> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WordsTimed, ctx: &mut Context<Self>) {
+        self.step(ctx, |conversation, _, _| {
+            conversation.words_timed(msg.utterance, msg.ends);
         });
     }
 }

@@ -3,8 +3,9 @@
 //! The Synthesizer reports every chunk it sends (its mark, its length, the clause it belongs to);
 //! Twilio echoes a chunk's mark once the chunk has played. On a barge-in, the clauses whose chunks
 //! were all echoed were heard; of the chunk playing at that moment, the share played since the
-//! previous echo is estimated from the clock, and that share of its clause's words counts as heard
-//! (rounded down). Sans-I/O: the caller passes the time.
+//! previous echo is estimated from the clock. Of that clause, the words whose end has played count
+//! as heard when the engine gave word timings; otherwise the played share of its words (rounded
+//! down). Sans-I/O: the caller passes the time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -19,6 +20,25 @@ struct Clause {
     frames: u32,
     /// Frames of it echoed as played.
     heard: u32,
+    /// Where its words end, from the start of its audio, as far as the engine said.
+    word_ends: Vec<Duration>,
+}
+
+impl Clause {
+    /// How many of its `words` words the caller heard in its first `frames` frames: those whose
+    /// end played, by the engine's timings; past the last timed word (timings still to come), or
+    /// without timings, the played share of the words.
+    fn words_heard(&self, frames: u32, words: usize) -> usize {
+        let share = words * frames as usize / self.frames as usize;
+        let played = FRAME_DURATION * frames;
+        let ended = self.word_ends.partition_point(|end| *end <= played);
+        let heard = if ended == self.word_ends.len() {
+            ended.max(share)
+        } else {
+            ended
+        };
+        heard.min(words)
+    }
 }
 
 struct Chunk {
@@ -73,6 +93,7 @@ impl PlaybackLedger {
                 text,
                 frames: 0,
                 heard: 0,
+                word_ends: Vec::new(),
             });
         }
         let Some(index) = utterance.clauses.len().checked_sub(1) else {
@@ -84,6 +105,17 @@ impl PlaybackLedger {
             clause: index,
             frames,
         });
+    }
+
+    /// The engine said where more words of `utterance`'s latest clause end.
+    pub fn words_timed(&mut self, utterance: UtteranceId, ends: Vec<Duration>) {
+        let clause = self
+            .utterances
+            .get_mut(&utterance)
+            .and_then(|utterance| utterance.clauses.last_mut());
+        if let Some(clause) = clause {
+            clause.word_ends.extend(ends);
+        }
     }
 
     /// Twilio echoed `mark`: it and every chunk before it have played. Returns how long the
@@ -145,7 +177,7 @@ impl PlaybackLedger {
                 continue;
             }
             let words: Vec<&str> = clause.text.split_whitespace().collect();
-            let count = words.len() * frames as usize / clause.frames as usize;
+            let count = clause.words_heard(frames, words.len());
             if count > 0 {
                 heard.push(words[..count].join(" "));
             }
@@ -210,6 +242,31 @@ mod tests {
             "Our prices are low. A cleaning is ninety five dollars today."
         );
         assert_eq!(ledger.heard_text(UtteranceId(2), later, None), "");
+    }
+
+    #[test]
+    fn word_timings_count_the_words_whose_end_has_played() {
+        let start = Instant::now();
+        let mut ledger = PlaybackLedger::default();
+        let u = UtteranceId(1);
+        ledger.chunk_sent(mark(1, 0), 50, text("one two three four five"), start);
+        let ms = Duration::from_millis;
+        // Quick words first, a long last pair: half the audio holds three words, not two.
+        ledger.words_timed(u, vec![ms(100), ms(200), ms(300)]);
+        ledger.words_timed(u, vec![ms(900), ms(1_000)]);
+        assert_eq!(ledger.heard_text(u, start + ms(299), None), "one two");
+        assert_eq!(ledger.heard_text(u, start + ms(500), None), "one two three");
+        // Past the last timed word, the played share counts: 90 % of five words is four.
+        ledger.chunk_sent(mark(1, 1), 50, text("six seven eight nine ten"), start);
+        ledger.words_timed(u, vec![ms(100), ms(200)]);
+        assert!(ledger.mark_echoed(mark(1, 0), start + ms(1_000)).is_some());
+        assert_eq!(
+            ledger.heard_text(u, start + ms(1_900), None),
+            "one two three four five six seven eight nine"
+        );
+        // Timings for an utterance with no audio sent are nobody's.
+        ledger.words_timed(UtteranceId(9), vec![ms(1)]);
+        assert_eq!(ledger.heard_text(UtteranceId(9), start + ms(500), None), "");
     }
 
     #[test]

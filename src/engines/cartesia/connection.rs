@@ -1,5 +1,7 @@
 //! A call's Cartesia socket, run as a task on the call's arbiter (awc is `!Send`): clauses and
-//! cancellations come in as commands; answers go to the clause waiting for its context.
+//! cancellations come in as commands; answers go to the clause waiting for its context. Word
+//! timestamps count from the context's first audio; they are handed on relative to the start of
+//! the waiting clause's audio (the audio of the context's earlier clauses is counted here).
 //!
 //! Faults (the connection cannot be opened, the upgrade is refused, the socket closes or breaks,
 //! nothing arrives for the stall timeout while a clause waits, an `error` answer, a malformed
@@ -8,7 +10,7 @@
 //! jittered, capped backoff. Clauses that arrive while the backoff runs fail at once.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_codec::Framed;
 use awc::ws::{Codec, Frame, Message};
@@ -16,7 +18,8 @@ use awc::BoxedSocket;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
-use phone_agent_actors::engines::EngineError;
+use phone_agent_actors::audio::TELEPHONY_SAMPLE_RATE_HZ;
+use phone_agent_actors::engines::{EngineError, Synthesized};
 use phone_agent_actors::runtime::metrics::CallMetrics;
 use ring::rand::SystemRandom;
 use tokio::sync::mpsc;
@@ -38,8 +41,8 @@ pub enum Command {
         context: Arc<str>,
         /// The clause.
         text: String,
-        /// Where its audio goes.
-        audio: mpsc::Sender<Result<Vec<u8>, EngineError>>,
+        /// Where its audio (and word timings) go.
+        audio: Sender,
     },
     /// The utterance is over: close its context.
     Close {
@@ -122,6 +125,7 @@ pub fn start(
         call_sid,
         socket: None,
         waiting: None,
+        spoken: None,
         reconnect,
         random: SystemRandom::new(),
     };
@@ -131,8 +135,22 @@ pub fn start(
 
 type Socket = Framed<BoxedSocket, Codec>;
 
-/// The clause waiting for audio: its context and where its audio goes.
-type Waiting = (Arc<str>, mpsc::Sender<Result<Vec<u8>, EngineError>>);
+/// Where a clause's synthesis goes.
+pub type Sender = mpsc::Sender<Result<Synthesized, EngineError>>;
+
+/// The clause waiting for audio.
+struct Waiting {
+    context: Arc<str>,
+    audio: Sender,
+    /// Bytes of its context's audio before it.
+    starts_at: u64,
+}
+
+impl Waiting {
+    fn is(&self, context: &str) -> bool {
+        *self.context == *context
+    }
+}
 
 struct Connection {
     settings: Arc<CartesiaSettings>,
@@ -140,6 +158,8 @@ struct Connection {
     call_sid: Arc<str>,
     socket: Option<Socket>,
     waiting: Option<Waiting>,
+    /// The latest context with clauses, and the bytes of audio it has given.
+    spoken: Option<(Arc<str>, u64)>,
     reconnect: Reconnect,
     random: SystemRandom,
 }
@@ -196,7 +216,18 @@ impl Connection {
                         return false;
                     }
                 }
-                self.waiting = Some((context.clone(), audio));
+                let starts_at = match &self.spoken {
+                    Some((spoken, bytes)) if *spoken == context => *bytes,
+                    _ => {
+                        self.spoken = Some((context.clone(), 0));
+                        0
+                    }
+                };
+                self.waiting = Some(Waiting {
+                    context: context.clone(),
+                    audio,
+                    starts_at,
+                });
                 let sent = self.send(&self.generate(&context, &text, true)).await;
                 if let Err(fault) = sent {
                     self.fault(&fault);
@@ -209,7 +240,7 @@ impl Connection {
                 false
             }
             Command::Cancel { context } => {
-                if self.waiting.as_ref().is_some_and(|(c, _)| *c == context) {
+                if self.waiting.as_ref().is_some_and(|w| w.is(&context)) {
                     self.waiting = None;
                 }
                 let cancel = Cancel {
@@ -239,7 +270,7 @@ impl Connection {
             continues,
             flush: continues,
             output_format: TWILIO_FORMAT,
-            add_timestamps: false,
+            add_timestamps: true,
         };
         serde_json::to_string(&request).expect("a request is JSON")
     }
@@ -303,18 +334,28 @@ impl Connection {
                 let audio = STANDARD
                     .decode(data.as_bytes())
                     .map_err(|_| Fault::Malformed("chunk data is not base64".into()))?;
-                if let Some((context, sender)) = &self.waiting {
-                    if **context == *context_id {
-                        let _ = sender.send(Ok(audio)).await;
+                if let Some((spoken, bytes)) = &mut self.spoken {
+                    if **spoken == *context_id {
+                        *bytes += audio.len() as u64;
+                    }
+                }
+                if let Some(waiting) = self.waiting.as_ref().filter(|w| w.is(&context_id)) {
+                    let _ = waiting.audio.send(Ok(Synthesized::Audio(audio))).await;
+                }
+            }
+            Answer::Timestamps {
+                context_id,
+                word_timestamps,
+            } => {
+                if let Some(waiting) = self.waiting.as_ref().filter(|w| w.is(&context_id)) {
+                    let ends = clause_word_ends(&word_timestamps.end, waiting.starts_at);
+                    if !ends.is_empty() {
+                        let _ = waiting.audio.send(Ok(Synthesized::WordEnds(ends))).await;
                     }
                 }
             }
             Answer::FlushDone { context_id } | Answer::Done { context_id } => {
-                if self
-                    .waiting
-                    .as_ref()
-                    .is_some_and(|(c, _)| **c == *context_id)
-                {
+                if self.waiting.as_ref().is_some_and(|w| w.is(&context_id)) {
                     self.waiting = None;
                 }
             }
@@ -325,7 +366,7 @@ impl Connection {
                 status_code,
             } => {
                 let concerns_waiting = match (&context_id, &self.waiting) {
-                    (Some(id), Some((context, _))) => **context == **id,
+                    (Some(id), Some(waiting)) => waiting.is(id),
                     (None, Some(_)) => true,
                     _ => false,
                 };
@@ -350,8 +391,8 @@ impl Connection {
             self.socket = None;
             return;
         }
-        if let Some((_, audio)) = self.waiting.take() {
-            let _ = audio.try_send(Err(fault.engine_error()));
+        if let Some(waiting) = self.waiting.take() {
+            let _ = waiting.audio.try_send(Err(fault.engine_error()));
         }
         if !matches!(fault, Fault::Answered(_)) {
             self.socket = None;
@@ -367,6 +408,17 @@ impl Connection {
             "speech synthesis provider fault"
         );
     }
+}
+
+/// Word ends on the context's timeline (seconds), as offsets into the clause whose audio starts
+/// `starts_at` bytes into the context; the words of earlier clauses are left out.
+fn clause_word_ends(ends: &[f64], starts_at: u64) -> Vec<Duration> {
+    let start = starts_at as f64 / f64::from(TELEPHONY_SAMPLE_RATE_HZ);
+    ends.iter()
+        .map(|end| end - start)
+        .filter(|end| end.is_finite() && *end >= 0.0)
+        .map(Duration::from_secs_f64)
+        .collect()
 }
 
 async fn next_frame(

@@ -5,7 +5,9 @@
 //! Each utterance is one context (`{call_sid}-u{n}`); each clause is sent as the reply streams,
 //! with `continue: true` (the voice keeps its prosody across clauses) and `flush: true`, so the
 //! clause's audio ends at its `flush_done`. The utterance's end closes the context
-//! (`continue: false`); a clause dropped on barge-in cancels it (`cancel: true`). Cartesia expires
+//! (`continue: false`); a clause dropped on barge-in cancels it (`cancel: true`). Word timestamps
+//! (`add_timestamps`) go with the audio, so what the caller heard of a clause cut short is counted
+//! in words. Cartesia expires
 //! a context a second after its last audio: a clause that comes later (a slow reply) starts a new
 //! context for the rest of the utterance (`{call_sid}-u{n}-{part}`).
 //!
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream;
 use phone_agent_actors::engines::{
-    CallContext, EngineError, EngineStream, TextToSpeech, TtsSession,
+    CallContext, EngineError, EngineStream, Synthesized, TextToSpeech, TtsSession,
 };
 use phone_agent_actors::ids::UtteranceId;
 use phone_agent_actors::runtime::metrics::CallMetrics;
@@ -178,7 +180,7 @@ fn lock(at: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
 }
 
 impl TtsSession for CartesiaSession {
-    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
+    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Synthesized> {
         let (current, continues) = self.context_for(utterance, Instant::now());
         let (context, last_audio) = (current.id.clone(), current.last_audio.clone());
         let (audio, chunks) = mpsc::channel(64);
@@ -209,13 +211,14 @@ impl TtsSession for CartesiaSession {
         Box::pin(stream::unfold(clause, move |mut clause| {
             let last_audio = last_audio.clone();
             async move {
-                let chunk = clause.chunks.recv().await;
-                *lock(&last_audio) = Instant::now();
-                if chunk.is_none() {
+                let piece = clause.chunks.recv().await;
+                match &piece {
+                    Some(Ok(Synthesized::Audio(_))) => *lock(&last_audio) = Instant::now(),
                     // The clause's audio is complete: nothing to cancel.
-                    clause.cancel = None;
+                    None => clause.cancel = None,
+                    Some(_) => {}
                 }
-                chunk.map(|chunk| (chunk, clause))
+                piece.map(|piece| (piece, clause))
             }
         }))
     }
@@ -231,7 +234,7 @@ impl TtsSession for CartesiaSession {
 
 /// A clause's audio as it arrives; dropped before its end (barge-in), it cancels the context.
 struct Clause {
-    chunks: mpsc::Receiver<Result<Vec<u8>, EngineError>>,
+    chunks: mpsc::Receiver<Result<Synthesized, EngineError>>,
     cancel: Option<(mpsc::UnboundedSender<Command>, Arc<str>)>,
 }
 

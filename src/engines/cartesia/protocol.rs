@@ -1,6 +1,6 @@
 //! Cartesia's TTS WebSocket messages: the generation, continuation, close and cancel requests we
-//! send, and the `chunk`, `flush_done`, `done` and `error` answers, each naming its `context_id`
-//! (timestamps and anything newer are read and ignored).
+//! send, and the `chunk`, `timestamps`, `flush_done`, `done` and `error` answers, each naming its
+//! `context_id` (phoneme timestamps and anything newer are read and ignored).
 
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +24,8 @@ pub struct Generate<'a> {
     pub flush: bool,
     /// Raw 8 kHz mu-law: Twilio's own format, no transcoding.
     pub output_format: OutputFormat,
-    /// Word timestamps with the audio (not asked for: the marks of each chunk tell what was
-    /// heard).
+    /// Word timestamps with the audio: what the caller heard of a clause cut short is counted in
+    /// words whose end played.
     pub add_timestamps: bool,
 }
 
@@ -76,6 +76,13 @@ pub enum Answer {
         /// Base64 of the audio bytes.
         data: String,
     },
+    /// When the context's words start and end.
+    Timestamps {
+        /// The utterance.
+        context_id: String,
+        /// The words' times.
+        word_timestamps: WordTimestamps,
+    },
     /// Everything sent before a flush has been generated.
     FlushDone {
         /// The utterance.
@@ -97,9 +104,17 @@ pub enum Answer {
         /// The HTTP-like status.
         status_code: Option<u16>,
     },
-    /// Word and phoneme timestamps, and anything newer: not used.
+    /// Phoneme timestamps, and anything newer: not used.
     #[serde(other)]
     Other,
+}
+
+/// Word timings: seconds of the context's audio, from its first audio on (a context's clauses
+/// continue one timeline).
+#[derive(Debug, Deserialize)]
+pub struct WordTimestamps {
+    /// Where each word ends.
+    pub end: Vec<f64>,
 }
 
 #[cfg(test)]
@@ -121,7 +136,7 @@ mod tests {
             continues: true,
             flush: true,
             output_format: TWILIO_FORMAT,
-            add_timestamps: false,
+            add_timestamps: true,
         };
         assert_eq!(
             serde_json::to_value(&request).unwrap(),
@@ -130,7 +145,7 @@ mod tests {
                 "voice": {"mode": "id", "id": "a0e99841-438c-4a64-b679-ae501e7d6091"},
                 "language": "en", "context_id": "CA1-u1", "continue": true, "flush": true,
                 "output_format": {"container": "raw", "encoding": "pcm_mulaw", "sample_rate": 8000},
-                "add_timestamps": false
+                "add_timestamps": true
             })
         );
         let cancel = Cancel {
@@ -151,10 +166,17 @@ mod tests {
             Answer::Chunk { .. }
         ));
         let words = r#"{"type":"timestamps","done":false,"status_code":206,"context_id":"c","word_timestamps":{"words":["Hello","world"],"start":[0,0.5],"end":[0.4,0.9]}}"#;
-        assert!(matches!(
-            serde_json::from_str(words).unwrap(),
-            Answer::Other
-        ));
+        let Answer::Timestamps {
+            context_id,
+            word_timestamps,
+        } = serde_json::from_str(words).unwrap()
+        else {
+            panic!("word timestamps");
+        };
+        assert_eq!(
+            (context_id.as_str(), word_timestamps.end),
+            ("c", vec![0.4, 0.9])
+        );
         let error = r#"{"type":"error","done":true,"title":"Invalid model","message":"The model is not valid.","error_code":"model_not_found","status_code":400,"context_id":"c"}"#;
         assert!(matches!(
             serde_json::from_str(error).unwrap(),

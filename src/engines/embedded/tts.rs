@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::stream;
 use phone_agent_actors::audio::{mulaw, TELEPHONY_SAMPLE_RATE_HZ};
 use phone_agent_actors::engines::{
-    CallContext, EngineError, EngineStream, TextToSpeech, TtsSession,
+    CallContext, EngineError, EngineStream, Synthesized, TextToSpeech, TtsSession,
 };
 use phone_agent_actors::ids::UtteranceId;
 use phone_agent_actors::responder::ClauseSplitter;
@@ -173,9 +173,11 @@ struct EmbeddedTtsSession {
 }
 
 impl TtsSession for EmbeddedTtsSession {
-    fn synthesize(&mut self, _: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
+    fn synthesize(&mut self, _: UtteranceId, text: &str) -> EngineStream<Synthesized> {
         if let Some(audio) = self.cache.get(text) {
-            return Box::pin(stream::once(async move { Ok(audio.to_vec()) }));
+            return Box::pin(stream::once(async move {
+                Ok(Synthesized::Audio(audio.to_vec()))
+            }));
         }
         let engine = self.name;
         let text = text.to_owned();
@@ -186,6 +188,7 @@ impl TtsSession for EmbeddedTtsSession {
                 .map_err(|error| failed(format!("synthesis: {error}")))?
                 .await
                 .map_err(|_| failed("synthesis worker stopped".into()))?
+                .map(Synthesized::Audio)
                 .map_err(failed)
         }))
     }

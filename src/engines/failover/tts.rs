@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{stream, StreamExt as _};
 use phone_agent_actors::engines::{
-    CallContext, EngineError, EngineStream, TextToSpeech, TtsSession,
+    CallContext, EngineError, EngineStream, Synthesized, TextToSpeech, TtsSession,
 };
 use phone_agent_actors::ids::UtteranceId;
 
@@ -59,14 +59,14 @@ struct FailoverSession {
 /// Where a clause's audio comes from now.
 enum Source {
     Primary {
-        audio: EngineStream<Vec<u8>>,
+        audio: EngineStream<Synthesized>,
         heard: bool,
     },
-    Fallback(EngineStream<Vec<u8>>),
+    Fallback(EngineStream<Synthesized>),
 }
 
 impl TtsSession for FailoverSession {
-    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
+    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Synthesized> {
         if self.failures.load(Ordering::Relaxed) >= self.max_failures {
             return lock(&self.fallback).synthesize(utterance, text);
         }
@@ -88,8 +88,9 @@ impl TtsSession for FailoverSession {
                         Some((item, Some(Source::Fallback(audio))))
                     }
                     Source::Primary { mut audio, heard } => match audio.next().await {
-                        Some(Ok(chunk)) => {
-                            Some((Ok(chunk), Some(Source::Primary { audio, heard: true })))
+                        Some(Ok(piece)) => {
+                            let heard = heard || matches!(piece, Synthesized::Audio(_));
+                            Some((Ok(piece), Some(Source::Primary { audio, heard })))
                         }
                         None => {
                             failures.store(0, Ordering::Relaxed);
@@ -150,17 +151,17 @@ mod tests {
     struct FlakySession(usize);
 
     impl TtsSession for FlakySession {
-        fn synthesize(&mut self, _: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
+        fn synthesize(&mut self, _: UtteranceId, text: &str) -> EngineStream<Synthesized> {
             let failing = text.starts_with('!');
-            let mut items: Vec<Result<Vec<u8>, EngineError>> = Vec::new();
+            let mut items: Vec<Result<Synthesized, EngineError>> = Vec::new();
             if failing {
-                items.extend((0..self.0).map(|_| Ok(vec![1])));
+                items.extend((0..self.0).map(|_| Ok(Synthesized::Audio(vec![1]))));
                 items.push(Err(EngineError::Connection {
                     engine: "flaky",
                     message: "down".into(),
                 }));
             } else {
-                items.push(Ok(vec![1]));
+                items.push(Ok(Synthesized::Audio(vec![1])));
             }
             Box::pin(stream::iter(items))
         }
@@ -180,8 +181,9 @@ mod tests {
     struct SteadySession;
 
     impl TtsSession for SteadySession {
-        fn synthesize(&mut self, _: UtteranceId, _: &str) -> EngineStream<Vec<u8>> {
-            Box::pin(stream::iter([Ok(vec![2]), Ok(vec![2])]))
+        fn synthesize(&mut self, _: UtteranceId, _: &str) -> EngineStream<Synthesized> {
+            let two = || Ok(Synthesized::Audio(vec![2]));
+            Box::pin(stream::iter([two(), two()]))
         }
     }
 
@@ -198,7 +200,11 @@ mod tests {
 
     async fn clause(session: &mut Box<dyn TtsSession>, text: &str) -> Vec<u8> {
         let items: Vec<_> = session.synthesize(UtteranceId(1), text).collect().await;
-        items.into_iter().map(|item| item.unwrap()[0]).collect()
+        let first_byte = |item: Result<Synthesized, EngineError>| match item.unwrap() {
+            Synthesized::Audio(audio) => audio[0],
+            Synthesized::WordEnds(_) => panic!("no timings here"),
+        };
+        items.into_iter().map(first_byte).collect()
     }
 
     #[actix_rt::test]

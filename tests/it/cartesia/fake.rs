@@ -3,10 +3,13 @@
 //! (401 otherwise); text messages only, each a generation request of the documented shape (model,
 //! transcript, voice by id, language, context id, `continue`, output format) or a cancel.
 //!
-//! It answers a clause with its audio, in two `chunk` messages of base64, then `flush_done` when
-//! the request flushes and `done` when it closes its context; a test may script it to refuse,
-//! stay silent, close, answer an error, or send garbage instead.
+//! It answers a clause with its audio, in two `chunk` messages of base64 (with a `timestamps`
+//! message between them when the request asks for timestamps: word ends in seconds on the
+//! context's timeline, which runs on across the context's clauses), then `flush_done` when the
+//! request flushes and `done` when it closes its context; a test may script it to refuse, stay
+//! silent, close, answer an error, or send garbage instead.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -61,11 +64,13 @@ pub struct Fake {
     server: ServerHandle,
 }
 
-/// The audio the fake makes of `text`: 240 bytes per word (one and a half frames), each word's
-/// bytes its length.
+/// Bytes of audio per word: 30 ms, a frame and a half.
+pub const WORD_BYTES: usize = 240;
+
+/// The audio the fake makes of `text`: [`WORD_BYTES`] per word, each word's bytes its length.
 pub fn audio_of(text: &str) -> Vec<u8> {
     text.split_whitespace()
-        .flat_map(|word| std::iter::repeat_n(word.len() as u8, 240))
+        .flat_map(|word| std::iter::repeat_n(word.len() as u8, WORD_BYTES))
         .collect()
 }
 
@@ -144,6 +149,8 @@ async fn upgrade(
         seen.headers = Some((version, header("x-api-key").unwrap_or_default()));
     }
     actix_rt::spawn(async move {
+        // Seconds of audio each context has given: its timestamps' timeline.
+        let mut timelines: HashMap<String, f64> = HashMap::new();
         while let Some(Ok(message)) = messages.next().await {
             let text = match message {
                 Message::Text(text) => text,
@@ -195,6 +202,23 @@ async fn upgrade(
                             "context_id": context})
                         })
                         .collect();
+                    let timeline = timelines.entry(context.clone()).or_default();
+                    let words = transcript.split_whitespace().count();
+                    let word_seconds = WORD_BYTES as f64 / 8_000.0;
+                    let ends: Vec<f64> = (1..=words)
+                        .map(|word| *timeline + word as f64 * word_seconds)
+                        .collect();
+                    *timeline += words as f64 * word_seconds;
+                    if request["add_timestamps"] == true && !ends.is_empty() {
+                        let starts: Vec<f64> = ends.iter().map(|end| end - word_seconds).collect();
+                        let names: Vec<&str> = transcript.split_whitespace().collect();
+                        answers.insert(
+                            1,
+                            json!({"type": "timestamps", "done": false,
+                            "status_code": 206, "context_id": context,
+                            "word_timestamps": {"words": names, "start": starts, "end": ends}}),
+                        );
+                    }
                     if current == Mode::OneChunkThenSilence {
                         answers.truncate(1);
                     } else {
@@ -229,6 +253,7 @@ fn check_generation(request: &Value) {
     assert_eq!(request["voice"]["mode"], "id", "{request}");
     assert!(request["voice"]["id"].is_string(), "{request}");
     assert!(request["continue"].is_boolean(), "{request}");
+    assert!(request["add_timestamps"].is_boolean(), "{request}");
     assert_eq!(
         request["output_format"],
         json!({"container": "raw", "encoding": "pcm_mulaw", "sample_rate": 8000}),

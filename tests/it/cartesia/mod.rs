@@ -7,12 +7,14 @@ pub mod fake;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fake::{audio_of, Fake, Mode, KEY};
+use fake::{audio_of, Fake, Mode, KEY, WORD_BYTES};
 use futures_util::StreamExt as _;
 use phone_agent::engines::cartesia::{CartesiaSettings, CartesiaTts};
 use phone_agent::engines::failover::FailoverTts;
 use phone_agent::redact::Secret;
-use phone_agent_actors::engines::{CallContext, EngineError, TextToSpeech, TtsSession};
+use phone_agent_actors::engines::{
+    CallContext, EngineError, Synthesized, TextToSpeech, TtsSession,
+};
 use phone_agent_actors::ids::{CallSid, StreamSid, UtteranceId};
 use phone_agent_actors::runtime::metrics::CallMetrics;
 
@@ -45,20 +47,32 @@ fn open(fake: &Fake, metrics: &Arc<CallMetrics>) -> Box<dyn TtsSession> {
         .unwrap()
 }
 
+/// A clause's audio and word ends, or its error.
+async fn synthesis(
+    session: &mut Box<dyn TtsSession>,
+    utterance: u64,
+    text: &str,
+) -> Result<(Vec<u8>, Vec<Duration>), EngineError> {
+    let mut pieces = session.synthesize(UtteranceId(utterance), text);
+    let (mut audio, mut ends) = (Vec::new(), Vec::new());
+    while let Some(piece) = pieces.next().await {
+        match piece? {
+            Synthesized::Audio(chunk) => audio.extend(chunk),
+            Synthesized::WordEnds(more) => ends.extend(more),
+        }
+    }
+    Ok((audio, ends))
+}
+
 /// A clause's audio, or its error.
 async fn clause(
     session: &mut Box<dyn TtsSession>,
     utterance: u64,
     text: &str,
 ) -> Result<Vec<u8>, EngineError> {
-    let items: Vec<_> = session
-        .synthesize(UtteranceId(utterance), text)
-        .collect()
-        .await;
-    items
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map(|chunks| chunks.concat())
+    synthesis(session, utterance, text)
+        .await
+        .map(|(audio, _)| audio)
 }
 
 fn faults(metrics: &CallMetrics) -> String {
@@ -102,6 +116,7 @@ async fn clauses_of_an_utterance_share_a_flushed_context_and_their_audio_passes_
     );
     assert_eq!(seen.messages[0]["continue"], true);
     assert_eq!(seen.messages[0]["flush"], true);
+    assert_eq!(seen.messages[0]["add_timestamps"], true);
     assert_eq!(seen.messages[0]["voice"]["id"], VOICE);
     assert_eq!(seen.messages[2]["context_id"], context(0));
     assert_eq!(seen.messages[2]["transcript"], "");
@@ -111,6 +126,41 @@ async fn clauses_of_an_utterance_share_a_flushed_context_and_their_audio_passes_
     );
     assert_eq!(context(3), format!("{CALL_SID}-u2"));
     assert!(faults(&metrics).is_empty());
+}
+
+/// Where each of `words` words ends, from its clause's start, as the fake times them.
+fn word_ends(words: u32) -> Vec<Duration> {
+    let word = Duration::from_secs_f64(WORD_BYTES as f64 / 8_000.0);
+    (1..=words).map(|n| word * n).collect()
+}
+
+/// Whether `got` are `words` word ends, to the microsecond (the seconds came as JSON floats).
+fn ends_of_words(got: &[Duration], words: u32) -> bool {
+    let want = word_ends(words);
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(&want)
+            .all(|(got, want)| got.abs_diff(*want) < Duration::from_micros(1))
+}
+
+#[actix_rt::test]
+async fn word_timestamps_come_relative_to_each_clause_of_a_context() {
+    let fake = Fake::start(Mode::Normal).await;
+    let metrics = Arc::new(CallMetrics::default());
+    let mut session = open(&fake, &metrics);
+    let (_, first) = synthesis(&mut session, 1, "Hello there,").await.unwrap();
+    assert!(ends_of_words(&first, 2), "{first:?}");
+    // Cartesia's timeline runs on through the context (0.09 s to 0.18 s here): each clause's
+    // words are counted from its own first audio.
+    let (_, second) = synthesis(&mut session, 1, "how can I help?").await.unwrap();
+    assert!(ends_of_words(&second, 4), "{second:?}");
+    session.finish(UtteranceId(1));
+    let (_, next) = synthesis(&mut session, 2, "Bye now.").await.unwrap();
+    assert!(
+        ends_of_words(&next, 2),
+        "a new context, a new timeline: {next:?}"
+    );
 }
 
 #[actix_rt::test]

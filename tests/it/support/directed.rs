@@ -9,7 +9,7 @@ use futures_util::{stream, StreamExt};
 use phone_agent_actors::audio::FRAME_BYTES;
 use phone_agent_actors::engines::{
     CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError, EngineSet,
-    EngineStream, SpeechToText, SttSession, TextToSpeech, TranscriptEvent, TtsSession,
+    EngineStream, SpeechToText, SttSession, Synthesized, TextToSpeech, TranscriptEvent, TtsSession,
 };
 use phone_agent_actors::ids::UtteranceId;
 use tokio::sync::{mpsc, watch};
@@ -180,11 +180,13 @@ impl TextToSpeech for WordTts {
 }
 
 impl TtsSession for WordTts {
-    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Vec<u8>> {
+    fn synthesize(&mut self, utterance: UtteranceId, text: &str) -> EngineStream<Synthesized> {
         let byte = utterance_byte(utterance.0);
         let words = text.split_whitespace().count();
         let chunk = vec![byte; FRAMES_PER_WORD * FRAME_BYTES];
-        Box::pin(stream::iter((0..words).map(move |_| Ok(chunk.clone()))))
+        Box::pin(stream::iter(
+            (0..words).map(move |_| Ok(Synthesized::Audio(chunk.clone()))),
+        ))
     }
 }
 
