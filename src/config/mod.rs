@@ -12,7 +12,7 @@ use phone_agent_actors::call::settings::{AgentLines, ConversationSettings};
 use phone_agent_actors::media::MediaSettings;
 use phone_agent_actors::runtime::supervision::RestartPolicy;
 
-use crate::engines::embedded::stt::Endpointing;
+use crate::engines::embedded::stt::{Endpointing, ModelTurns, TurnDetection};
 use crate::engines::embedded::{EmbeddedSettings, VoiceChoice};
 
 mod calls;
@@ -178,6 +178,7 @@ impl Config {
             endpointing: Endpointing {
                 turn_silence: vars.millis("TURN_SILENCE_MS", "600", 100..=5_000)?,
                 partial_interval: vars.millis("STT_PARTIAL_INTERVAL_MS", "1000", 0..=10_000)?,
+                detection: turn_detection(&vars)?,
             },
         };
         let conversation = conversation(&vars, engines, embedded.endpointing.turn_silence)?;
@@ -294,6 +295,53 @@ fn conversation<F: Fn(&str) -> Option<String>>(
         max_duration,
         lines: AgentLines::default(),
     })
+}
+
+/// `TURN_DETECTION` (`smart-turn` or `silence`) and the model's `TURN_*` settings.
+fn turn_detection<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+) -> Result<TurnDetection, ConfigError> {
+    match vars
+        .get("TURN_DETECTION")
+        .as_deref()
+        .unwrap_or("smart-turn")
+    {
+        "silence" => Ok(TurnDetection::Silence),
+        "smart-turn" => {
+            let defaults = ModelTurns::default();
+            let first_check = vars.millis("TURN_CHECK_MS", "200", 64..=2_000)?;
+            let max_silence = vars.millis("TURN_MAX_SILENCE_MS", "2000", 300..=10_000)?;
+            if max_silence <= first_check {
+                return Err(vars.invalid(
+                    "TURN_MAX_SILENCE_MS",
+                    format!("{max_silence:?} (must be longer than TURN_CHECK_MS)"),
+                ));
+            }
+            let threshold = match vars.get("TURN_COMPLETE_THRESHOLD") {
+                None => defaults.threshold,
+                Some(text) => text
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|p| (0.0..=1.0).contains(p))
+                    .ok_or_else(|| {
+                        vars.invalid(
+                            "TURN_COMPLETE_THRESHOLD",
+                            format!("{text:?} (expected a probability from 0 to 1)"),
+                        )
+                    })?,
+            };
+            Ok(TurnDetection::Model(ModelTurns {
+                first_check,
+                recheck: vars.millis("TURN_RECHECK_MS", "0", 0..=5_000)?,
+                max_silence,
+                threshold,
+            }))
+        }
+        other => Err(vars.invalid(
+            "TURN_DETECTION",
+            format!("{other:?} (expected smart-turn or silence)"),
+        )),
+    }
 }
 
 /// `TTS_VOICE`: `piper`, or `flite:<voice>` (e.g. `flite:kal`, natively 8 kHz).
@@ -520,6 +568,23 @@ mod tests {
     }
 
     #[test]
+    fn the_turn_model_decides_by_default_and_silence_can() {
+        let model = config(&[]).unwrap().embedded.endpointing.detection;
+        assert_eq!(model, TurnDetection::Model(ModelTurns::default()));
+        let tuned = config(&[("TURN_CHECK_MS", "250"), ("TURN_COMPLETE_THRESHOLD", "0.7")]);
+        let TurnDetection::Model(tuned) = tuned.unwrap().embedded.endpointing.detection else {
+            panic!("the model");
+        };
+        assert_eq!(tuned.first_check, Duration::from_millis(250));
+        assert!((tuned.threshold - 0.7).abs() < 1e-6);
+        let silence = config(&[("TURN_DETECTION", "silence")]).unwrap();
+        assert_eq!(
+            silence.embedded.endpointing.detection,
+            TurnDetection::Silence
+        );
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         let cases = [
             ("LISTEN_ADDR", "localhost"),
@@ -528,6 +593,10 @@ mod tests {
             ("TTS_VOICE", "flite:../x"),
             ("TTS_VOICE", "espeak"),
             ("TURN_SILENCE_MS", "20"),
+            ("TURN_DETECTION", "vibes"),
+            ("TURN_COMPLETE_THRESHOLD", "1.5"),
+            ("TURN_MAX_SILENCE_MS", "200"),
+            ("TURN_RECHECK_MS", "-5"),
             ("LOG_FORMAT", "xml"),
             ("MEDIA_IDLE_TIMEOUT", "soon"),
             ("MEDIA_IDLE_TIMEOUT", "0s"),

@@ -34,7 +34,7 @@ pub fn settings() -> EmbeddedSettings {
     settings
 }
 
-fn call() -> CallContext {
+pub fn call() -> CallContext {
     CallContext {
         call_sid: CallSid::parse("CA0123456789abcdef0123456789abcdef").unwrap(),
         stream_sid: StreamSid::new("MZ1"),

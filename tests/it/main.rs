@@ -16,6 +16,7 @@ mod openai;
 mod openapi;
 mod postgres;
 mod shutdown;
+mod smart_turn;
 mod spoken;
 mod store;
 mod supervision;

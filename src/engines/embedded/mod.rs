@@ -2,16 +2,19 @@
 //! provider is configured. Everything runs in-process on ONNX Runtime (loaded from the library
 //! `scripts/setup.sh` unpacks into `MODELS_DIR`), off the actors' threads on bounded worker pools.
 //!
-//! - [`stt`]: Silero VAD endpointing + Moonshine base (English) decoding, streaming.
+//! - [`stt`]: Silero VAD endpointing + Moonshine base (English) decoding, streaming; the end of a
+//!   turn decided by [`smart_turn`] (Smart Turn v3.2 on [`log_mel`] features) or by silence.
 //! - [`tts`]: Piper `en_US-joe-medium` (or flite), 8 kHz mu-law, fixed answers cached.
 //! - [`onnx`], [`pool`], [`resample`]: the runtime, the worker pools, band-limited resampling.
 
 pub mod flite;
+pub mod log_mel;
 pub mod moonshine;
 pub mod onnx;
 pub mod piper;
 pub mod pool;
 pub mod resample;
+pub mod smart_turn;
 pub mod stt;
 pub mod tts;
 pub mod vad;
@@ -21,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use moonshine::Moonshine;
 use pool::WorkerPool;
-use stt::{EmbeddedStt, Endpointing, RecognitionWorker};
+use smart_turn::SmartTurn;
+use stt::{EmbeddedStt, Endpointing, ModelTurns, RecognitionWorker, TurnDetection};
 use tts::{EmbeddedTts, SpeechCache, Voice};
 use vad::SileroVad;
 
@@ -31,6 +35,8 @@ pub const RUNTIME_LIBRARY: &str = "lib/libonnxruntime.so.1.32.0";
 pub const STT_MODEL_DIR: &str = "moonshine-base-en";
 /// Silero VAD model inside `MODELS_DIR`.
 pub const VAD_MODEL: &str = "vad/silero_vad.onnx";
+/// Smart Turn v3.2, the end-of-turn model, inside `MODELS_DIR`.
+pub const SMART_TURN_MODEL: &str = "smart-turn/smart-turn-v3.2-cpu.onnx";
 /// Piper voice inside `MODELS_DIR`.
 pub const PIPER_VOICE: &str = "piper-joe/en_US-joe-medium.onnx";
 /// Waiting jobs per pool before new ones are refused (each call has at most one recognition
@@ -96,7 +102,7 @@ pub struct EmbeddedSettings {
     pub stt_workers: usize,
     /// Synthesis worker threads (`TTS_WORKERS`).
     pub tts_workers: usize,
-    /// Endpointing (`TURN_SILENCE_MS`, `STT_PARTIAL_INTERVAL_MS`).
+    /// Endpointing (`TURN_DETECTION`, `TURN_*`, `STT_PARTIAL_INTERVAL_MS`).
     pub endpointing: Endpointing,
 }
 
@@ -111,6 +117,7 @@ impl EmbeddedSettings {
             endpointing: Endpointing {
                 turn_silence: Duration::from_millis(600),
                 partial_interval: Duration::from_millis(1000),
+                detection: TurnDetection::Model(ModelTurns::default()),
             },
         }
     }
@@ -125,14 +132,25 @@ pub fn load_stt(settings: &EmbeddedSettings) -> Result<EmbeddedStt, ModelError> 
         .map(|_| load_recognizer(settings))
         .collect::<Result<Vec<_>, _>>()?;
     let vad = SileroVad::load(env, &dir.join(VAD_MODEL))?;
+    let turns = match settings.endpointing.detection {
+        TurnDetection::Model(_) => {
+            let models = (0..models.len())
+                .map(|_| load_turn_model(settings))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(WorkerPool::start("turn", models, QUEUE_JOBS))
+        }
+        TurnDetection::Silence => None,
+    };
     tracing::info!(
         workers = models.len(),
+        turn_model = turns.is_some(),
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "speech recognition loaded (Moonshine base, Silero VAD)"
+        "speech recognition loaded (Moonshine base, Silero VAD, Smart Turn v3.2 if turn_model)"
     );
     Ok(EmbeddedStt::new(
         WorkerPool::start("vad", vec![vad], QUEUE_JOBS * 4),
         WorkerPool::start("stt", models, QUEUE_JOBS),
+        turns,
         settings.endpointing,
     ))
 }
@@ -179,6 +197,22 @@ pub fn load_recognizer(settings: &EmbeddedSettings) -> Result<RecognitionWorker,
         message,
     })?;
     Ok(worker)
+}
+
+/// Loads one end-of-turn model, warmed up.
+pub fn load_turn_model(settings: &EmbeddedSettings) -> Result<SmartTurn, ModelError> {
+    let dir = &settings.models_dir;
+    let env = onnx::runtime(&dir.join(RUNTIME_LIBRARY))?;
+    let mut model = SmartTurn::load(env, &dir.join(SMART_TURN_MODEL))?;
+    // As for recognition: the first inference is slow; pay it now.
+    model
+        .completion(&[0.0; 8_000])
+        .map_err(|message| ModelError::Load {
+            what: "end-of-turn model",
+            path: dir.join(SMART_TURN_MODEL),
+            message,
+        })?;
+    Ok(model)
 }
 
 /// Loads one voice of the configured kind.

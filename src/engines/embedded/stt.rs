@@ -2,8 +2,13 @@
 //! Moonshine decodes each voiced segment on the recognition pool.
 //!
 //! Per call, audio is scored in 32 ms chunks. Speech starts after two voiced chunks (the turn's
-//! audio begins 300 ms before the end of the second, so first syllables are not clipped) and the turn ends after
-//! `turn_silence` of silence. Moonshine has no native partials, so the growing segment is
+//! audio begins 300 ms before the end of the second, so first syllables are not clipped). The turn
+//! ends after `turn_silence` of silence ([`TurnDetection::Silence`]), or when the end-of-turn model
+//! says so ([`TurnDetection::Model`]): it is asked after a short silence and again as the silence
+//! grows, on its own pool, and the turn ends anyway after the longest silence allowed. The
+//! endpointer waits for the model's answer before it reads on (the audio meanwhile waits in the
+//! channel, a few frames), so each decision is made at the point of the audio it judged: the same
+//! audio gives the same turns, in real time or replayed faster. Moonshine has no native partials, so the growing segment is
 //! re-decoded every `partial_interval` while two recognition workers are spare (best effort,
 //! never queued, never in the way of a final). Latency is hidden where it can be: the final decode starts speculatively once the
 //! caller has been quiet for `SPECULATE_AFTER_MS` (100 ms), and its result is used if they stay quiet.
@@ -22,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::moonshine::{Moonshine, SAMPLE_RATE_HZ as MODEL_RATE_HZ};
 use super::pool::WorkerPool;
 use super::resample::ClipResampler;
+use super::smart_turn::{SmartTurn, TELEPHONY_SAMPLES};
 use super::vad::{SileroVad, VadState, CHUNK_SAMPLES};
 
 const NAME: &str = "moonshine";
@@ -89,31 +95,74 @@ impl RecognitionWorker {
 }
 
 /// Endpointing settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Endpointing {
-    /// Silence that ends the caller's turn.
+    /// Silence that ends the caller's turn when silence decides (`TURN_SILENCE_MS`).
     pub turn_silence: Duration,
     /// How often partial hypotheses are produced while the caller speaks (zero: never).
     pub partial_interval: Duration,
+    /// What decides that the caller's turn is over (`TURN_DETECTION`).
+    pub detection: TurnDetection,
+}
+
+/// What decides that the caller's turn is over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TurnDetection {
+    /// [`Endpointing::turn_silence`] of silence.
+    Silence,
+    /// The end-of-turn model (Smart Turn v3.2).
+    Model(ModelTurns),
+}
+
+/// When the end-of-turn model is asked, and how its answer is taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelTurns {
+    /// Silence after the caller's speech at which the model is first asked (`TURN_CHECK_MS`).
+    pub first_check: Duration,
+    /// More silence between later asks while it says the turn goes on (`TURN_RECHECK_MS`); zero:
+    /// once per pause. The model is trained on short trailing silences: asked again as a pause
+    /// grows, it calls unfinished phrases complete (measured on the telephony set), so by default
+    /// it is asked once and the longest silence ends a turn it called unfinished.
+    pub recheck: Duration,
+    /// Silence that ends the turn whatever the model says (`TURN_MAX_SILENCE_MS`).
+    pub max_silence: Duration,
+    /// Probability of completion at or above which the turn ends (`TURN_COMPLETE_THRESHOLD`).
+    pub threshold: f32,
+}
+
+impl Default for ModelTurns {
+    fn default() -> Self {
+        Self {
+            first_check: Duration::from_millis(200),
+            recheck: Duration::ZERO,
+            max_silence: Duration::from_millis(2_000),
+            threshold: 0.5,
+        }
+    }
 }
 
 /// The embedded streaming recogniser, shared by every call.
 pub struct EmbeddedStt {
     vad: Arc<WorkerPool<SileroVad>>,
     recognition: Arc<WorkerPool<RecognitionWorker>>,
+    /// The end-of-turn model's pool, with [`TurnDetection::Model`].
+    turns: Option<Arc<WorkerPool<SmartTurn>>>,
     endpointing: Endpointing,
 }
 
 impl EmbeddedStt {
-    /// A recogniser over loaded pools.
+    /// A recogniser over loaded pools; `turns` is needed with [`TurnDetection::Model`] (without
+    /// it, silence decides).
     pub fn new(
         vad: WorkerPool<SileroVad>,
         recognition: WorkerPool<RecognitionWorker>,
+        turns: Option<WorkerPool<SmartTurn>>,
         endpointing: Endpointing,
     ) -> Self {
         Self {
             vad: Arc::new(vad),
             recognition: Arc::new(recognition),
+            turns: turns.map(Arc::new),
             endpointing,
         }
     }
@@ -130,6 +179,7 @@ impl SpeechToText for EmbeddedStt {
             frames,
             self.vad.clone(),
             self.recognition.clone(),
+            self.turns.clone(),
             self.endpointing,
         );
         let events = stream::unfold(listener, |mut listener| async move {
@@ -151,6 +201,16 @@ enum Woke {
     Decoded(Result<Decoded, oneshot::error::RecvError>),
 }
 
+/// The end-of-turn model's side of a call: its pool and when to ask it.
+struct TurnModel {
+    pool: Arc<WorkerPool<SmartTurn>>,
+    settings: ModelTurns,
+    /// Silence (samples) at which it is asked next.
+    next_check: usize,
+    /// It failed on this turn: silence decides the rest of it.
+    failed: bool,
+}
+
 /// A decode on the recognition pool of the segment up to a little after `voiced_end`.
 struct Decoding {
     /// The segment's voiced end when the decode was submitted: a final is still valid while no
@@ -167,6 +227,8 @@ struct Listener {
     recognition: Arc<WorkerPool<RecognitionWorker>>,
     vad_state: VadState,
     turn_silence_samples: usize,
+    /// With [`TurnDetection::Model`].
+    turn_model: Option<TurnModel>,
     partial_interval_samples: usize,
     /// Scored-chunk remainder.
     unscored: Vec<f32>,
@@ -191,15 +253,25 @@ impl Listener {
         frames: mpsc::Receiver<AudioFrame>,
         vad: Arc<WorkerPool<SileroVad>>,
         recognition: Arc<WorkerPool<RecognitionWorker>>,
+        turns: Option<Arc<WorkerPool<SmartTurn>>>,
         endpointing: Endpointing,
     ) -> Self {
-        let samples = |duration: Duration| (duration.as_millis() as usize) * RATE_HZ / 1000;
+        let turn_model = match (endpointing.detection, turns) {
+            (TurnDetection::Model(settings), Some(pool)) => Some(TurnModel {
+                pool,
+                settings,
+                next_check: samples(settings.first_check),
+                failed: false,
+            }),
+            _ => None,
+        };
         Self {
             frames,
             vad,
             recognition,
             vad_state: VadState::default(),
             turn_silence_samples: samples(endpointing.turn_silence).max(CHUNK_SAMPLES),
+            turn_model,
             partial_interval_samples: samples(endpointing.partial_interval),
             unscored: Vec::with_capacity(CHUNK_SAMPLES * 2),
             preroll: VecDeque::with_capacity(PREROLL_SAMPLES + CHUNK_SAMPLES),
@@ -329,19 +401,90 @@ impl Listener {
                 self.decoding = None;
             }
             self.speculated = None;
+            if let Some(model) = &mut self.turn_model {
+                // The caller went on: the next silence is judged afresh.
+                model.next_check = samples(model.settings.first_check);
+            }
             self.maybe_partial();
         } else {
             self.silence_samples += CHUNK_SAMPLES;
             if self.silence_samples >= SPECULATE_AFTER_MS * RATE_HZ / 1000 {
                 self.speculate();
             }
+            if self.model_says_complete().await {
+                return self.end_turn().await;
+            }
         }
-        if self.silence_samples >= self.turn_silence_samples
+        if self.silence_samples >= self.longest_silence()
             || self.segment.len() >= MAX_SEGMENT_SAMPLES
         {
             self.end_turn().await?;
         }
         Ok(())
+    }
+
+    /// The silence that ends the turn whatever else is known: the model's maximum while it is in
+    /// use, else the silence setting.
+    fn longest_silence(&self) -> usize {
+        match &self.turn_model {
+            Some(model) if !model.failed => samples(model.settings.max_silence),
+            _ => self.turn_silence_samples,
+        }
+    }
+
+    /// Asks the end-of-turn model about the turn so far, if the silence has reached its next
+    /// check, and waits for its answer: whether the turn is complete.
+    async fn model_says_complete(&mut self) -> bool {
+        let Some(model) = &mut self.turn_model else {
+            return false;
+        };
+        if model.failed
+            || self.silence_samples < model.next_check
+            || self.voiced_samples < MIN_SPEECH_SAMPLES
+        {
+            return false;
+        }
+        model.next_check = match samples(model.settings.recheck) {
+            0 => usize::MAX,
+            recheck => self.silence_samples + recheck,
+        };
+        // Digits or letters being dictated: pauses between groups are not ends of turns, whatever
+        // the intonation; the longest silence ends the turn. (The text is needed at the turn's end
+        // anyway: the speculative decode started at 100 ms of silence.)
+        let Ok(Some(text)) = self.final_text().await else {
+            return false;
+        };
+        let dictating = is_dictating(&text);
+        self.speculated = Some((self.voiced_end, text));
+        if dictating {
+            return false;
+        }
+        let Some(model) = &mut self.turn_model else {
+            return false;
+        };
+        let turn = self.segment[self.segment.len().saturating_sub(TELEPHONY_SAMPLES)..].to_vec();
+        let judged = match model.pool.submit(move |model, _| model.completion(&turn)) {
+            Ok(answer) => answer
+                .await
+                .unwrap_or_else(|_| Err("worker stopped".into())),
+            Err(error) => Err(error.to_string()),
+        };
+        let probability = match judged {
+            Ok(probability) => probability,
+            Err(error) => {
+                tracing::warn!(%error, "end-of-turn model failed: silence ends this turn");
+                model.failed = true;
+                return false;
+            }
+        };
+        let complete = probability >= model.settings.threshold;
+        tracing::debug!(
+            probability,
+            complete,
+            silence_ms = self.silence_samples * 1000 / RATE_HZ,
+            "end-of-turn model"
+        );
+        complete
     }
 
     /// What a decode of the turn so far covers: the voiced audio and a little silence after it.
@@ -426,31 +569,15 @@ impl Listener {
         let speculative = self.final_is_current();
         let text = if self.voiced_samples < MIN_SPEECH_SAMPLES {
             String::new()
-        } else if let Some((_, text)) = self.speculated.take().filter(|(at, _)| *at == voiced_end) {
-            text
         } else {
-            let in_flight = self
-                .decoding
-                .take()
-                .filter(|decoding| decoding.is_final && decoding.voiced_end == voiced_end);
-            let decoding = match in_flight {
-                Some(decoding) => decoding,
-                None => match self.submit(true) {
-                    Ok(()) => self.decoding.take().expect("just submitted"),
-                    Err(error) => {
-                        // Saturated: this turn's words are lost; the call goes on.
-                        tracing::warn!(%error, "caller turn not transcribed");
-                        self.reset();
-                        self.events.push_back(TranscriptEvent::EndOfTurn);
-                        return Ok(());
-                    }
-                },
-            };
-            decoding
-                .result
-                .await
-                .map_err(|_| failure("recognition worker stopped".into()))?
-                .map_err(failure)?
+            match self.final_text().await? {
+                Some(text) => text,
+                None => {
+                    self.reset();
+                    self.events.push_back(TranscriptEvent::EndOfTurn);
+                    return Ok(());
+                }
+            }
         };
         tracing::debug!(
             turn_ms = voiced_end * 1000 / RATE_HZ,
@@ -466,6 +593,36 @@ impl Listener {
         Ok(())
     }
 
+    /// The final text of all the voiced audio so far: the speculative decode's when it covers it,
+    /// else the decode in flight or a new one, awaited. `None` when the recognition pool is
+    /// saturated (the turn's words are lost; the call goes on).
+    async fn final_text(&mut self) -> Result<Option<String>, EngineError> {
+        let voiced_end = self.voiced_end;
+        if let Some((_, text)) = self.speculated.take().filter(|(at, _)| *at == voiced_end) {
+            return Ok(Some(text));
+        }
+        let in_flight = self
+            .decoding
+            .take()
+            .filter(|decoding| decoding.is_final && decoding.voiced_end == voiced_end);
+        let decoding = match in_flight {
+            Some(decoding) => decoding,
+            None => match self.submit(true) {
+                Ok(()) => self.decoding.take().expect("just submitted"),
+                Err(error) => {
+                    tracing::warn!(%error, "caller turn not transcribed");
+                    return Ok(None);
+                }
+            },
+        };
+        let text = decoding
+            .result
+            .await
+            .map_err(|_| failure("recognition worker stopped".into()))?
+            .map_err(failure)?;
+        Ok(Some(text))
+    }
+
     fn reset(&mut self) {
         self.speaking = false;
         self.voiced_chunks = 0;
@@ -476,12 +633,75 @@ impl Listener {
         self.silence_samples = 0;
         self.decoding = None;
         self.speculated = None;
+        if let Some(model) = &mut self.turn_model {
+            model.failed = false;
+            model.next_check = samples(model.settings.first_check);
+        }
     }
+}
+
+/// Digits a turn holds when a phone number is complete: a caller who has given this many is done.
+const PHONE_NUMBER_DIGITS: usize = 10;
+
+/// Whether a turn whose text so far is `text` is mid-dictation: it ends with a digit, a number
+/// word or a single spelled letter, and holds fewer digits than a phone number.
+fn is_dictating(text: &str) -> bool {
+    const NUMBER_WORDS: [&str; 11] = [
+        "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|word| {
+            word.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|word| !word.is_empty())
+        .collect();
+    let Some(last) = words.last() else {
+        return false;
+    };
+    let digits: usize = words
+        .iter()
+        .map(|word| {
+            if NUMBER_WORDS.contains(&word.as_str()) {
+                1
+            } else {
+                word.chars().filter(char::is_ascii_digit).count()
+            }
+        })
+        .sum();
+    let numeric = last.chars().any(|c| c.is_ascii_digit()) || NUMBER_WORDS.contains(&last.as_str());
+    let letter = last.chars().count() == 1 && last != "a" && last != "i";
+    (numeric || letter) && digits < PHONE_NUMBER_DIGITS
+}
+
+/// Samples of 8 kHz audio in `duration`.
+fn samples(duration: Duration) -> usize {
+    (duration.as_millis() as usize) * RATE_HZ / 1000
 }
 
 fn failure(message: String) -> EngineError {
     EngineError::Protocol {
         engine: NAME,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dictation_is_digits_or_letters_short_of_a_phone_number() {
+        assert!(is_dictating("My phone number is 20655"));
+        assert!(is_dictating("please call me back at five five five"));
+        assert!(is_dictating("It's spelled J."));
+        assert!(
+            !is_dictating("My number is 206 555 0198."),
+            "ten digits: done"
+        );
+        assert!(!is_dictating("What are your opening hours?"));
+        assert!(!is_dictating("I would like a"), "an article, not a letter");
+        assert!(!is_dictating(""));
     }
 }
