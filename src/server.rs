@@ -60,6 +60,8 @@ pub struct RunningServer {
     pub auth: Addr<AuthActor>,
     shutdown: watch::Sender<bool>,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The shutdown: drain, stop, then the journal flushed and the audit log written.
+    closing: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -75,9 +77,20 @@ impl RunningServer {
         self.shutdown.clone()
     }
 
-    /// Resolves when the server has stopped.
+    /// Resolves when the server has stopped and its last call events and audit rows are
+    /// written (so the runtime may end: nothing of the server is left running on it).
     pub async fn stopped(self) -> std::io::Result<()> {
-        self.done.await.map_err(std::io::Error::other)?
+        let Self {
+            shutdown,
+            done,
+            closing,
+            ..
+        } = self;
+        let served = done.await.map_err(std::io::Error::other)?;
+        // Without a shutdown requested, dropping its sender lets the closing task go on.
+        drop(shutdown);
+        closing.await.map_err(std::io::Error::other)?;
+        served
     }
 }
 
@@ -195,7 +208,8 @@ pub async fn start(
     let drain_timeout = config.drain_timeout;
     let calls = live_calls.clone();
     let flush = auth_actor.clone();
-    actix_web::rt::spawn(async move {
+    let closing = actix_web::rt::spawn(async move {
+        // Err: the server was dropped without a shutdown; it still stops and flushes.
         if requested.wait_for(|&yes| yes).await.is_ok() {
             drain(&calls, drain_timeout).await;
         }
@@ -218,6 +232,7 @@ pub async fn start(
         auth: auth_actor,
         shutdown,
         done,
+        closing,
     })
 }
 

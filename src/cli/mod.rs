@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::client::caller::{self, CallArgs};
+use crate::client::eval::{self, EvalArgs};
 use crate::client::loadgen::{self, LoadgenArgs};
 use crate::config::Config;
 use crate::logging;
@@ -35,6 +36,9 @@ pub enum Command {
     Call(CallArgs),
     /// Place many simulated Twilio calls against a running server and report latency.
     Loadgen(LoadgenArgs),
+    /// Score turn-taking: replay the labelled caller recordings through a server started here,
+    /// per turn-detection mode, and print the figures side by side.
+    Eval(EvalArgs),
     /// Stand in for Twilio: its REST API for calls, then the calls themselves (signed webhooks,
     /// status callbacks, a callee on the media stream), against a local server.
     TwilioEmulator(EmulatorArgs),
@@ -65,6 +69,13 @@ pub fn main() -> ExitCode {
         }
         Command::Loadgen(args) => {
             if loadgen::run(args) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Eval(args) => {
+            if eval::run(args) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -5,11 +5,14 @@
 //!   below and the integration tests.
 //! - [`caller`]: `phone-agent call`, one conversation spoken with the embedded voice, transcribed
 //!   with the embedded recogniser.
+//! - [`eval`]: `phone-agent eval`, the turn-taking evaluation suite: labelled caller recordings
+//!   replayed through a real server, scored per turn-detection mode.
 //! - [`loadgen`]: `phone-agent loadgen`, many simulated calls measuring the latency the server adds.
 //! - [`twilio_emulator`]: `phone-agent twilio-emulator`, a local Twilio (REST API, callbacks,
 //!   the callee on the media stream) for placing outbound calls without a Twilio account.
 
 pub mod caller;
+pub mod eval;
 pub mod loadgen;
 pub mod sim;
 pub mod twilio_emulator;

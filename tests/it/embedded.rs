@@ -16,7 +16,7 @@ use phone_agent_actors::engines::{
 };
 use phone_agent_actors::ids::{CallSid, StreamSid, UtteranceId};
 
-use crate::wer;
+use phone_agent::client::eval::wer;
 
 /// Calibrated on this set: 14.5% measured (flite voices slt, rms and awb through 8 kHz mu-law;
 /// Moonshine base). The margin absorbs small model or resampler changes, not a broken pipeline.

@@ -288,12 +288,16 @@ fn caller_audio(turn: &CallerTurn, voice: &mut Voice) -> Result<Vec<u8>, CallErr
 /// Mu-law codes quieter than this (about -40 dBFS) count as silence at a turn's edges.
 const SILENCE_LEVEL: i16 = 330;
 
+/// Whether the mu-law `code` is louder than silence.
+pub fn is_loud(code: &u8) -> bool {
+    mulaw::decode_sample(*code).unsigned_abs() > SILENCE_LEVEL as u16
+}
+
 /// `audio` without the silence around its speech (a synthesizer's padding, a recording's lead-in),
 /// so a turn's end is the end of its speech: what latency is measured from.
-fn trim_silence(audio: &[u8]) -> &[u8] {
-    let loud = |code: &u8| mulaw::decode_sample(*code).unsigned_abs() > SILENCE_LEVEL as u16;
-    let start = audio.iter().position(loud).unwrap_or(audio.len());
-    let end = audio.iter().rposition(loud).map_or(start, |i| i + 1);
+pub fn trim_silence(audio: &[u8]) -> &[u8] {
+    let start = audio.iter().position(is_loud).unwrap_or(audio.len());
+    let end = audio.iter().rposition(is_loud).map_or(start, |i| i + 1);
     &audio[start..end]
 }
 

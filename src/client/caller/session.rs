@@ -24,7 +24,8 @@ pub struct Timing {
     pub reply_gap: Duration,
     /// Longest wait for a reply before the caller goes on.
     pub reply_timeout: Duration,
-    /// Speak the next turn this long after the agent's reply starts, interrupting it.
+    /// Speak the next turn this long after the agent's reply starts, interrupting it (not in the
+    /// greeting: the agent plays it whole).
     pub barge_in_after: Option<Duration>,
     /// After the last turn's reply, stay on the line (silent) until the agent ends the call,
     /// instead of hanging up.
@@ -36,7 +37,8 @@ pub struct Timing {
 /// The caller's timing options (flattened into the client tools' options).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TimingArgs {
-    /// Start the next turn this many ms after the agent's reply starts, interrupting it.
+    /// Start the next turn this many ms after the agent's reply starts, interrupting it (replies
+    /// only: the greeting, which carries the AI disclosure, plays whole).
     #[arg(long, value_name = "MS")]
     pub barge_in_after: Option<u64>,
     /// Agent silence that ends its reply.
@@ -142,7 +144,8 @@ pub async fn talk(
                     let reply = recording.exchanges.last().map_or(&recording.greeting, |e| &e.reply);
                     // Staying on the line, the last reply is never over: the agent ends the call.
                     let more = next_turn < turns.len() || !timing.stay_on_line;
-                    if more && reply_is_over(reply, &player, since, now, start, timing) {
+                    let greeting = recording.exchanges.is_empty();
+                    if more && reply_is_over(reply, greeting, &player, since, now, start, timing) {
                         if next_turn == turns.len() {
                             break;
                         }
@@ -221,9 +224,11 @@ pub async fn talk(
 }
 
 /// Whether the caller may speak again: the reply has played and the line stayed quiet for the
-/// gap, or the barge-in moment came, or nothing came at all.
+/// gap, or the barge-in moment came (never in the `greeting`, which the agent plays whole: it
+/// carries the AI disclosure), or nothing came at all.
 fn reply_is_over(
     reply: &AgentReply,
+    greeting: bool,
     player: &Player,
     since: Instant,
     now: Instant,
@@ -233,9 +238,10 @@ fn reply_is_over(
     match reply.first_audio_at {
         None => now.duration_since(since) >= timing.reply_timeout,
         Some(first) => {
-            let barge_in = timing
-                .barge_in_after
-                .is_some_and(|after| offset(start, now) >= first + after);
+            let barge_in = !greeting
+                && timing
+                    .barge_in_after
+                    .is_some_and(|after| offset(start, now) >= first + after);
             barge_in || now >= player.playhead + timing.reply_gap
         }
     }

@@ -7,8 +7,10 @@
 //! says so ([`TurnDetection::Model`]): it is asked after a short silence and again as the silence
 //! grows, on its own pool, and the turn ends anyway after the longest silence allowed. The
 //! endpointer waits for the model's answer before it reads on (the audio meanwhile waits in the
-//! channel, a few frames), so each decision is made at the point of the audio it judged: the same
-//! audio gives the same turns, in real time or replayed faster. Moonshine has no native partials, so the growing segment is
+//! channel, a few frames), so each decision is made at the point of the audio it judged: a stream
+//! gives the same turns in real time or replayed faster. (Not every stream of the same speech: the
+//! 32 ms VAD chunks fall where the stream's start puts them, and the model's answer can swing with
+//! that alignment.) Moonshine has no native partials, so the growing segment is
 //! re-decoded every `partial_interval` while two recognition workers are spare (best effort,
 //! never queued, never in the way of a final). Latency is hidden where it can be: the final decode starts speculatively once the
 //! caller has been quiet for `SPECULATE_AFTER_MS` (100 ms), and its result is used if they stay quiet.
@@ -209,6 +211,8 @@ struct TurnModel {
     next_check: usize,
     /// It failed on this turn: silence decides the rest of it.
     failed: bool,
+    /// This turn paused mid-dictation: the longest silence ends it.
+    dictation: bool,
 }
 
 /// A decode on the recognition pool of the segment up to a little after `voiced_end`.
@@ -262,6 +266,7 @@ impl Listener {
                 settings,
                 next_check: samples(settings.first_check),
                 failed: false,
+                dictation: false,
             }),
             _ => None,
         };
@@ -448,22 +453,26 @@ impl Listener {
             0 => usize::MAX,
             recheck => self.silence_samples + recheck,
         };
+        // The model runs while the turn's final decode (started at 100 ms of silence, needed to
+        // answer anyway) finishes: on its own pool, at the same time.
+        let turn = self.segment[self.segment.len().saturating_sub(TELEPHONY_SAMPLES)..].to_vec();
+        let asked = model.pool.submit(move |model, _| model.completion(&turn));
         // Digits or letters being dictated: pauses between groups are not ends of turns, whatever
-        // the intonation; the longest silence ends the turn. (The text is needed at the turn's end
-        // anyway: the speculative decode started at 100 ms of silence.)
+        // the intonation; the longest silence ends the turn. A turn that paused mid-dictation
+        // stays a dictation (a recogniser that hears digits in the silence must not end it).
         let Ok(Some(text)) = self.final_text().await else {
             return false;
         };
         let dictating = is_dictating(&text);
         self.speculated = Some((self.voiced_end, text));
-        if dictating {
-            return false;
-        }
         let Some(model) = &mut self.turn_model else {
             return false;
         };
-        let turn = self.segment[self.segment.len().saturating_sub(TELEPHONY_SAMPLES)..].to_vec();
-        let judged = match model.pool.submit(move |model, _| model.completion(&turn)) {
+        model.dictation |= dictating;
+        if model.dictation {
+            return false;
+        }
+        let judged = match asked {
             Ok(answer) => answer
                 .await
                 .unwrap_or_else(|_| Err("worker stopped".into())),
@@ -635,27 +644,28 @@ impl Listener {
         self.speculated = None;
         if let Some(model) = &mut self.turn_model {
             model.failed = false;
+            model.dictation = false;
             model.next_check = samples(model.settings.first_check);
         }
     }
 }
 
-/// Digits a turn holds when a phone number is complete: a caller who has given this many is done.
-const PHONE_NUMBER_DIGITS: usize = 10;
+/// Digit counts of a whole phone number (a local one, a national one, one with its country code):
+/// a caller who has given one of these may be done, and the model decides.
+const PHONE_NUMBER_DIGITS: [usize; 3] = [7, 10, 11];
 
 /// Whether a turn whose text so far is `text` is mid-dictation: it ends with a digit, a number
-/// word or a single spelled letter, and holds fewer digits than a phone number.
+/// word or a single spelled letter, and its digits are not a whole phone number (a recogniser
+/// that hears too many digits still leaves the caller time).
 fn is_dictating(text: &str) -> bool {
     const NUMBER_WORDS: [&str; 11] = [
         "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
     ];
+    // Hyphens and commas split words too: "five-five-five," is three digits.
     let words: Vec<String> = text
-        .split_whitespace()
-        .map(|word| {
-            word.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
+        .split(|c: char| !c.is_alphanumeric())
         .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
         .collect();
     let Some(last) = words.last() else {
         return false;
@@ -672,7 +682,7 @@ fn is_dictating(text: &str) -> bool {
         .sum();
     let numeric = last.chars().any(|c| c.is_ascii_digit()) || NUMBER_WORDS.contains(&last.as_str());
     let letter = last.chars().count() == 1 && last != "a" && last != "i";
-    (numeric || letter) && digits < PHONE_NUMBER_DIGITS
+    (numeric || letter) && !PHONE_NUMBER_DIGITS.contains(&digits)
 }
 
 /// Samples of 8 kHz audio in `duration`.
@@ -695,6 +705,7 @@ mod tests {
     fn dictation_is_digits_or_letters_short_of_a_phone_number() {
         assert!(is_dictating("My phone number is 20655"));
         assert!(is_dictating("please call me back at five five five"));
+        assert!(is_dictating("My number is five-five-five."));
         assert!(is_dictating("It's spelled J."));
         assert!(
             !is_dictating("My number is 206 555 0198."),

@@ -1,7 +1,7 @@
 //! Word error rate, with the normalisation of `shared/ENGINES.md` (beside the repository): lower case, punctuation dropped,
 //! hyphens as spaces, numbers of three or more digits spelled digit by digit, smaller ones as words.
 
-use phone_agent::engines::script::numbers::{DIGIT_WORDS, TEEN_WORDS, TENS_WORDS};
+use crate::engines::script::numbers::{DIGIT_WORDS, TEEN_WORDS, TENS_WORDS};
 
 /// The words `text` is compared by.
 pub fn normalise(text: &str) -> Vec<String> {
