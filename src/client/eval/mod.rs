@@ -71,9 +71,9 @@ pub enum EvalError {
     /// A call failed.
     #[error(transparent)]
     Call(#[from] SimError),
-    /// The report could not be written.
-    #[error("{0}")]
-    Report(String),
+    /// The agent ended a call before the caller's first turn.
+    #[error("the agent ended a call before the caller's first turn")]
+    CallEnded,
 }
 
 /// Runs the evaluation: one report per mode.
@@ -142,7 +142,7 @@ async fn evaluate_mode(
     let sim =
         TwilioSim::new(format!("http://{}", running.local_addr)).signing(&auth_token, PUBLIC_HOST);
     let outcome = replay(&sim, &running.store, cases, audio, question).await;
-    running.shutdown_trigger().send_replace(true);
+    running.shutdown();
     let _ = running.stopped().await;
     let _ = std::fs::remove_dir_all(&data_dir);
     let (results, understanding) = outcome?;
@@ -167,7 +167,10 @@ async fn replay(
         let said: Vec<Vec<u8>> = batch.iter().map(|&i| audio[i].clone()).collect();
         let (call_sid, recording) = call(sim, &said, None).await?;
         // A call the agent ended early carries on with the rest on a new call.
-        let taken = recording.exchanges.len().max(1).min(batch.len());
+        let taken = recording.exchanges.len().min(batch.len());
+        if taken == 0 {
+            return Err(EvalError::CallEnded);
+        }
         for (&i, exchange) in batch.iter().zip(&recording.exchanges) {
             results.push(score::turn_result(
                 &cases[i],

@@ -113,7 +113,8 @@ pub enum Answer {
 /// continue one timeline).
 #[derive(Debug, Deserialize)]
 pub struct WordTimestamps {
-    /// Where each word ends.
+    /// Where each word ends (absent: no timings, the played share estimates what was heard).
+    #[serde(default)]
     pub end: Vec<f64>,
 }
 
