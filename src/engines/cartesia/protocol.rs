@@ -178,6 +178,14 @@ mod tests {
             (context_id.as_str(), word_timestamps.end),
             ("c", vec![0.4, 0.9])
         );
+        let starts_only = r#"{"type":"timestamps","context_id":"c","word_timestamps":{"words":["Hi"],"start":[0]}}"#;
+        let Answer::Timestamps {
+            word_timestamps, ..
+        } = serde_json::from_str(starts_only).unwrap()
+        else {
+            panic!("no ends: no timings, not a fault");
+        };
+        assert!(word_timestamps.end.is_empty());
         let error = r#"{"type":"error","done":true,"title":"Invalid model","message":"The model is not valid.","error_code":"model_not_found","status_code":400,"context_id":"c"}"#;
         assert!(matches!(
             serde_json::from_str(error).unwrap(),
