@@ -1,6 +1,7 @@
-//! Scoring: what each case's call shows (cut-ins, when the reply came, whether the greeting was
-//! interrupted), and the figures of a run, by turn-detection mode.
+//! Scoring: what each case's call shows (cut-ins, when the reply came, whether the reply a
+//! barge-in case was said over was interrupted), and the figures of a run, by turn-detection mode.
 
+use phone_agent_actors::audio::FRAME_BYTES;
 use serde::Serialize;
 
 use super::cases::{Case, Kind};
@@ -22,7 +23,7 @@ pub struct CaseResult {
     pub cut_in: bool,
     /// End of the caller's audio → first audio of the agent's reply (none: no reply).
     pub reply_after_ms: Option<u64>,
-    /// A barge-in case: whether the agent's greeting was interrupted.
+    /// A barge-in case: whether the reply it was said over was interrupted.
     pub interrupted: Option<bool>,
 }
 
@@ -34,11 +35,12 @@ pub fn turn_result(
     exchange: &Exchange,
     recording: &Recording,
 ) -> CaseResult {
+    let track = recording.agent_track.len();
     let end = (exchange.ended_at.as_millis() as usize) * BYTES_PER_MS;
-    let start = end.saturating_sub(len);
+    let start = end.saturating_sub(len).min(track);
     // The last 20 ms frame's worth is the caller's own end: not a cut-in.
-    let agent = &recording.agent_track[start.min(recording.agent_track.len())
-        ..end.saturating_sub(160).min(recording.agent_track.len())];
+    let stop = end.saturating_sub(FRAME_BYTES).clamp(start, track);
+    let agent = &recording.agent_track[start..stop];
     CaseResult {
         id: case.id.clone(),
         kind: case.kind,
@@ -248,6 +250,29 @@ mod tests {
             reply_after_ms: reply,
             interrupted,
         }
+    }
+
+    #[test]
+    fn a_cut_in_is_agent_audio_while_the_caller_speaks() {
+        let case = super::super::cases::parse("p\tpaused\tpiper\tclean\ta | 500 | b")
+            .unwrap()
+            .remove(0);
+        let mut recording = Recording {
+            agent_track: vec![phone_agent_actors::audio::mulaw::SILENCE; 8_000],
+            ..Recording::default()
+        };
+        recording.agent_track[2_000..2_100].fill(0x00);
+        let exchange = Exchange {
+            ended_at: std::time::Duration::from_millis(500),
+            reply: Default::default(),
+        };
+        assert!(turn_result(&case, 3_000, &exchange, &recording).cut_in);
+        assert!(
+            !turn_result(&case, 1_000, &exchange, &recording).cut_in,
+            "after it ended"
+        );
+        // A turn shorter than a frame: nothing to look at, no panic.
+        assert!(!turn_result(&case, 100, &exchange, &recording).cut_in);
     }
 
     #[test]
