@@ -86,11 +86,12 @@ impl RunningServer {
             closing,
             ..
         } = self;
-        let served = done.await.map_err(std::io::Error::other)?;
+        // A server that failed by itself reports it at once (a signal task may still hold a
+        // shutdown sender, so the closing task could wait forever).
+        done.await.map_err(std::io::Error::other)??;
         // Without a shutdown requested, dropping its sender lets the closing task go on.
         drop(shutdown);
-        closing.await.map_err(std::io::Error::other)?;
-        served
+        closing.await.map_err(std::io::Error::other)
     }
 }
 
