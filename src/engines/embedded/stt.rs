@@ -4,8 +4,9 @@
 //! Per call, audio is scored in 32 ms chunks. Speech starts after two voiced chunks (the turn's
 //! audio begins 300 ms before the end of the second, so first syllables are not clipped). The turn
 //! ends after `turn_silence` of silence ([`TurnDetection::Silence`]), or when the end-of-turn model
-//! says so ([`TurnDetection::Model`]): it is asked after a short silence and again as the silence
-//! grows, on its own pool, and the turn ends anyway after the longest silence allowed. The
+//! says so ([`TurnDetection::Model`]): it is asked after a short silence (and again as the silence
+//! grows, if rechecks are set), on its own pool, and the turn ends anyway after the longest
+//! silence allowed. The
 //! endpointer waits for the model's answer before it reads on (the audio meanwhile waits in the
 //! channel, a few frames), so each decision is made at the point of the audio it judged: a stream
 //! gives the same turns in real time or replayed faster. (Not every stream of the same speech: the
@@ -443,7 +444,9 @@ impl Listener {
         let Some(model) = &mut self.turn_model else {
             return false;
         };
+        // A turn that paused mid-dictation is ended by the longest silence alone: nothing to ask.
         if model.failed
+            || model.dictation
             || self.silence_samples < model.next_check
             || self.voiced_samples < MIN_SPEECH_SAMPLES
         {
