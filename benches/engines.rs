@@ -17,8 +17,10 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let settings = EmbeddedSettings::single_worker(root.join("models"));
 
+    let before = resident_kib();
     let mut recognizer =
         embedded::load_recognizer(&settings).expect("models: run scripts/setup.sh");
+    let recognizer_kib = resident_kib() - before;
     let set = root.join("tests/data/telephony");
     let index = std::fs::read_to_string(set.join("transcripts.tsv")).unwrap();
     let (mut audio, mut busy, mut worst) = (Duration::ZERO, Duration::ZERO, 0.0_f64);
@@ -34,11 +36,13 @@ fn main() {
         busy += took;
     }
     println!(
-        "stt: {:.1} s of telephony audio decoded in {:.2} s: real-time factor {:.3} (worst utterance {:.3})",
+        "stt: {:.1} s of telephony audio decoded in {:.2} s: real-time factor {:.3} (worst utterance {:.3}); \
+         {} MiB resident for the first worker (with the runtime)",
         audio.as_secs_f64(),
         busy.as_secs_f64(),
         busy.as_secs_f64() / audio.as_secs_f64(),
-        worst
+        worst,
+        recognizer_kib / 1024
     );
 
     let env = onnx::runtime(&settings.models_dir.join(RUNTIME_LIBRARY)).unwrap();

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use phone_agent::engines::embedded::moonshine::Moonshine;
 use phone_agent::engines::embedded::pool::WorkerPool;
+use phone_agent::engines::embedded::stt::RecognitionWorker;
 use phone_agent::engines::embedded::tts::{EmbeddedTts, SpeechCache};
 use phone_agent::engines::embedded::{self, EmbeddedSettings, VoiceChoice};
 use phone_agent::wav;
@@ -109,6 +111,24 @@ async fn recognition_accuracy_on_the_telephony_set() {
     let rate = errors as f64 / words as f64;
     println!("WER {:.1}% ({errors}/{words})", rate * 100.0);
     assert!(rate < WER_LIMIT, "WER {:.1}%", rate * 100.0);
+}
+
+/// The ONNX rewrite of Moonshine that runs (`scripts/ort-to-onnx.py`) decodes as the graphs
+/// shipped in the wheel do: the same words on every clip of the telephony set.
+#[test]
+fn the_rewritten_recogniser_hears_what_the_shipped_one_does() {
+    let models = models_dir();
+    let env = embedded::onnx::runtime(&models.join(embedded::RUNTIME_LIBRARY)).unwrap();
+    let dir = models.join(embedded::STT_MODEL_DIR);
+    let mut rewritten = RecognitionWorker::new(Moonshine::load(env, &dir).unwrap());
+    let mut shipped = RecognitionWorker::new(Moonshine::load_as_shipped(env, &dir).unwrap());
+    let clips = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/telephony");
+    for n in 1..=4 {
+        let clip = wav::read(&std::fs::read(clips.join(format!("u0{n}.wav"))).unwrap()).unwrap();
+        let heard = rewritten.transcribe(&clip.samples).unwrap();
+        assert!(!heard.is_empty(), "u0{n}");
+        assert_eq!(heard, shipped.transcribe(&clip.samples).unwrap(), "u0{n}");
+    }
 }
 
 #[actix_rt::test]

@@ -25,6 +25,7 @@ use phone_agent_actors::runtime::metrics::CallMetrics;
 use crate::client::caller::session::{self, Recording, Timing};
 use crate::client::sim::{random_sid, SimError, TwilioSim};
 use crate::config::Config;
+use crate::store::transcripts::StoredTurn;
 use crate::store::Store;
 use crate::{engines, server};
 use cases::{Case, CaseError, Kind, Segment, Voices};
@@ -171,17 +172,19 @@ async fn replay(
         if taken == 0 {
             return Err(EvalError::CallEnded);
         }
+        let transcript = transcript(store, &call_sid).await;
         for (&i, exchange) in batch.iter().zip(&recording.exchanges) {
-            results.push(score::turn_result(
-                &cases[i],
-                audio[i].len(),
-                exchange,
-                &recording,
-            ));
+            let mut result = score::turn_result(&cases[i], audio[i].len(), exchange, &recording);
+            result.stages = score::reply_stages(&transcript, audio[i].len(), exchange.ended_at);
+            results.push(result);
         }
-        let understood = caller_text(store, &call_sid).await;
+        let understood: Vec<&str> = transcript
+            .iter()
+            .filter(|stored| stored.turn.speaker == Speaker::Caller)
+            .map(|stored| stored.turn.text.as_str())
+            .collect();
         let spoken: Vec<&Case> = batch[..taken].iter().map(|&i| &cases[i]).collect();
-        let (wrong, total) = score::understanding_errors(&spoken, &understood);
+        let (wrong, total) = score::understanding_errors(&spoken, &understood.join(" "));
         errors += wrong;
         words += total;
         pending = &pending[taken..];
@@ -214,9 +217,9 @@ async fn call(
     Ok((call_sid, recording))
 }
 
-/// What the agent understood the caller to say on `call_sid`: its caller turns, joined, once the
-/// call's end is recorded (the journal writes its turns first), waiting up to 5 s for it.
-async fn caller_text(store: &Store, call_sid: &str) -> String {
+/// The transcript of `call_sid` once the call's end is recorded (the journal writes its turns
+/// first), waiting up to 5 s for it.
+async fn transcript(store: &Store, call_sid: &str) -> Vec<StoredTurn> {
     for _ in 0..50 {
         let ended = store
             .call(call_sid)
@@ -225,17 +228,11 @@ async fn caller_text(store: &Store, call_sid: &str) -> String {
             .flatten()
             .is_some_and(|call| call.end_reason.is_some());
         if ended {
-            let turns = store.transcript(call_sid).await.unwrap_or_default();
-            let caller: Vec<String> = turns
-                .into_iter()
-                .filter(|stored| stored.turn.speaker == Speaker::Caller)
-                .map(|stored| stored.turn.text)
-                .collect();
-            return caller.join(" ");
+            return store.transcript(call_sid).await.unwrap_or_default();
         }
         actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
-    String::new()
+    Vec::new()
 }
 
 /// Runs `phone-agent eval`: prints the table, writes `--json`. Returns false on failure.

@@ -8,6 +8,7 @@ use super::cases::{Case, Kind};
 use super::wer;
 use crate::client::caller::is_loud;
 use crate::client::caller::session::{Exchange, Recording};
+use crate::store::transcripts::{Speaker, StoredTurn, TurnLatencies};
 
 /// Bytes of mu-law per millisecond.
 const BYTES_PER_MS: usize = 8;
@@ -25,6 +26,9 @@ pub struct CaseResult {
     pub reply_after_ms: Option<u64>,
     /// A barge-in case: whether the reply it was said over was interrupted.
     pub interrupted: Option<bool>,
+    /// A turn case: the stages of its reply as the server timed them (from the end of the
+    /// caller's speech as its VAD heard it), when its record was found.
+    pub stages: Option<TurnLatencies>,
 }
 
 /// The outcome of a turn case from its exchange in `recording`: a cut-in is agent audio on the
@@ -47,7 +51,27 @@ pub fn turn_result(
         cut_in: agent.iter().any(is_loud),
         reply_after_ms: exchange.latency().map(|latency| latency.as_millis() as u64),
         interrupted: None,
+        stages: None,
     }
+}
+
+/// The server's timing of the reply to a turn whose audio (`len` bytes) ended at `ended_at`:
+/// the first agent turn of `transcript` that answered a turn and started after the caller did.
+pub fn reply_stages(
+    transcript: &[StoredTurn],
+    len: usize,
+    ended_at: std::time::Duration,
+) -> Option<TurnLatencies> {
+    let said_from = ended_at.as_millis() as i64 - (len / BYTES_PER_MS) as i64;
+    transcript
+        .iter()
+        .map(|stored| &stored.turn)
+        .find(|turn| {
+            turn.speaker == Speaker::Agent
+                && turn.latencies.end_of_turn_ms.is_some()
+                && turn.start_ms >= said_from
+        })
+        .map(|turn| turn.latencies)
 }
 
 /// The outcome of a barge-in case, said over the reply to the call's first turn: whether that
@@ -60,6 +84,7 @@ pub fn barge_in_result(case: &Case, recording: &Recording) -> CaseResult {
         cut_in: false,
         reply_after_ms: None,
         interrupted: Some(first_reply.is_some_and(|reply| reply.cleared > 0)),
+        stages: None,
     }
 }
 
@@ -110,6 +135,8 @@ pub struct ModeReport {
     pub voice_to_voice_p50_ms: Option<u64>,
     /// The same, p95.
     pub voice_to_voice_p95_ms: Option<u64>,
+    /// Where the time of those replies went, as the server timed each stage: p50s.
+    pub stages_p50: StageFigures,
     /// Paused turns the agent cut in on.
     pub paused_cut_ins: Count,
     /// Dictated turns the agent cut in on.
@@ -145,10 +172,15 @@ impl ModeReport {
             .filter_map(|r| r.reply_after_ms)
             .collect();
         let (errors, words) = wer_counts;
+        let stages: Vec<TurnLatencies> = of_kind(&[Kind::Complete])()
+            .filter(|r| !r.cut_in)
+            .filter_map(|r| r.stages)
+            .collect();
         Self {
             mode: mode.to_owned(),
             voice_to_voice_p50_ms: percentile(&complete, 0.5),
             voice_to_voice_p95_ms: percentile(&complete, 0.95),
+            stages_p50: StageFigures::p50(&stages),
             paused_cut_ins: Count::of(of_kind(&[Kind::Paused])(), |r| r.cut_in),
             dictation_cut_ins: Count::of(of_kind(&[Kind::Dictation])(), |r| r.cut_in),
             end_after_pauses_p50_ms: percentile(&after_pauses, 0.5),
@@ -165,6 +197,38 @@ impl ModeReport {
                 r.interrupted == Some(true)
             }),
             cases: results,
+        }
+    }
+}
+
+/// The p50 of each stage of the server's replies, ms from the end of the caller's speech.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageFigures {
+    /// The recogniser's final transcript.
+    pub stt_final_ms: Option<u64>,
+    /// The end of the turn decided.
+    pub end_of_turn_ms: Option<u64>,
+    /// The first audio synthesized.
+    pub first_audio_ms: Option<u64>,
+    /// The first audio sent to the caller.
+    pub first_sent_ms: Option<u64>,
+}
+
+impl StageFigures {
+    fn p50(stages: &[TurnLatencies]) -> Self {
+        let p50 = |stage: fn(&TurnLatencies) -> Option<i64>| {
+            let values: Vec<u64> = stages
+                .iter()
+                .filter_map(stage)
+                .filter_map(|ms| u64::try_from(ms).ok())
+                .collect();
+            percentile(&values, 0.5)
+        };
+        Self {
+            stt_final_ms: p50(|t| t.stt_final_ms),
+            end_of_turn_ms: p50(|t| t.end_of_turn_ms),
+            first_audio_ms: p50(|t| t.first_audio_ms),
+            first_sent_ms: p50(|t| t.first_sent_ms),
         }
     }
 }
@@ -194,12 +258,24 @@ fn ms(value: Option<u64>) -> String {
     value.map_or("-".to_owned(), |v| format!("{v} ms"))
 }
 
-const ROWS: [Row; 9] = [
+const ROWS: [Row; 13] = [
     ("voice to voice p50 (complete turns)", |r| {
         ms(r.voice_to_voice_p50_ms)
     }),
     ("voice to voice p95 (complete turns)", |r| {
         ms(r.voice_to_voice_p95_ms)
+    }),
+    ("· server: final transcript, p50", |r| {
+        ms(r.stages_p50.stt_final_ms)
+    }),
+    ("· server: end of turn, p50", |r| {
+        ms(r.stages_p50.end_of_turn_ms)
+    }),
+    ("· server: first audio synthesized, p50", |r| {
+        ms(r.stages_p50.first_audio_ms)
+    }),
+    ("· server: first audio sent, p50", |r| {
+        ms(r.stages_p50.first_sent_ms)
     }),
     ("cut-ins on paused turns", |r| r.paused_cut_ins.to_string()),
     ("cut-ins on dictation", |r| r.dictation_cut_ins.to_string()),
@@ -249,6 +325,7 @@ mod tests {
             cut_in,
             reply_after_ms: reply,
             interrupted,
+            stages: None,
         }
     }
 

@@ -1,6 +1,14 @@
 //! Moonshine base (English) speech recognition on ONNX Runtime: an encoder over 16 kHz audio and a
 //! cached autoregressive decoder, decoded greedily. The recipe (tensor names, cache handling, token
 //! file format) is in `shared/ENGINES.md` (beside the repository); the wheel's own C library is not used (it needs AVX-512).
+//!
+//! The graphs are loaded from the ONNX files `scripts/setup-models.sh` rewrites from the shipped
+//! ORT-format ones (`scripts/ort-to-onnx.py`, node for node): ONNX Runtime does not optimise an
+//! ORT-format graph, so the shipped decoder dequantises its int8 weights at every step (48 ms a
+//! step on one core), where the ONNX copy is constant-folded once at load (9 ms a step, the same
+//! tokens). The price is memory: the folded weights are float, about 120 MiB more per worker
+//! (`cargo bench --bench engines`: 700 MiB resident for the first worker, with the runtime, against
+//! 580).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -29,11 +37,29 @@ pub struct Moonshine {
 }
 
 impl Moonshine {
-    /// Loads `encoder_model.ort`, `decoder_model_merged.ort` and `tokenizer.bin` from `dir`.
+    /// Loads `encoder_model.onnx`, `decoder_model_merged.onnx` and `tokenizer.bin` from `dir`.
     pub fn load(env: &ort::environment::Environment, dir: &Path) -> Result<Self, ModelError> {
+        Self::load_graphs(env, dir, "onnx")
+    }
+
+    /// Loads the graphs as shipped (`encoder_model.ort`, `decoder_model_merged.ort`): several
+    /// times slower, and the reference the ONNX copies are checked against.
+    pub fn load_as_shipped(
+        env: &ort::environment::Environment,
+        dir: &Path,
+    ) -> Result<Self, ModelError> {
+        Self::load_graphs(env, dir, "ort")
+    }
+
+    fn load_graphs(
+        env: &ort::environment::Environment,
+        dir: &Path,
+        extension: &str,
+    ) -> Result<Self, ModelError> {
         let tokenizer = onnx::require_file("STT tokenizer", &dir.join("tokenizer.bin"))?;
-        let encoder = onnx::session(env, "STT model", &dir.join("encoder_model.ort"))?;
-        let decoder = onnx::session(env, "STT model", &dir.join("decoder_model_merged.ort"))?;
+        let graph = |name: &str| dir.join(format!("{name}.{extension}"));
+        let encoder = onnx::session(env, "STT model", &graph("encoder_model"))?;
+        let decoder = onnx::session(env, "STT model", &graph("decoder_model_merged"))?;
         let bytes = std::fs::read(&tokenizer).map_err(|error| ModelError::Load {
             what: "STT tokenizer",
             path: tokenizer.clone(),
