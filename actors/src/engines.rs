@@ -74,6 +74,14 @@ pub enum TranscriptEvent {
         /// The settled text.
         text: String,
     },
+    /// The caller has probably finished: `text` is the whole turn so far (with any finals of it
+    /// already sent), recognised, but the end of the turn is not decided yet. A reply may be
+    /// prepared, to be played only if [`TranscriptEvent::EndOfTurn`] confirms these words; a
+    /// [`TranscriptEvent::SpeechStarted`] or a partial after it means the caller went on.
+    ProbableEnd {
+        /// Everything the caller said in this turn, as recognised so far.
+        text: String,
+    },
     /// The engine thinks the caller finished their turn.
     EndOfTurn,
 }
@@ -180,6 +188,13 @@ pub trait DialogueSession: Send {
     /// What the call has yielded so far (asked after each reply); `None`: this dialogue extracts
     /// nothing.
     fn extraction(&self) -> Option<Extraction> {
+        None
+    }
+
+    /// A copy of this session that may reply to a turn the caller has probably, not surely,
+    /// finished: it replaces this one if the turn is confirmed and is dropped, with everything it
+    /// changed, if not. `None` (the default): this dialogue does not reply speculatively.
+    fn fork(&self) -> Option<Box<dyn DialogueSession>> {
         None
     }
 }

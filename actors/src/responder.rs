@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! CallActor --UserTurn/SayLine/AmendTurn/CancelReply--> Responder
+//! CallActor --SpeculateTurn, then CommitTurn or DiscardTurn--> Responder
 //! Responder --(dialogue session)--> Speak (one per clause) --> Synthesizer
 //! Responder --ReplyStarted/AgentAction/ExtractionUpdated--> call
 //! ```
@@ -11,6 +12,13 @@
 //! can start before the whole reply exists. On a barge-in the reply is cancelled (its stream is
 //! dropped, which stops the engine) and the agent's line in the history becomes what the caller
 //! actually heard. Supervised like every child (see [`ChildSupervision`]).
+//!
+//! A turn the caller has probably finished is answered speculatively on a fork of the dialogue
+//! session ([`DialogueSession::fork`]): its clauses go to the Synthesizer (which holds their
+//! audio), but the history, the action and the extraction wait. Committed, the fork becomes the
+//! session and the turn and reply join the history; discarded, the fork is dropped with everything
+//! it changed. A dialogue that cannot fork, or a Responder busy with another reply, answers the
+//! turn only once it is committed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -49,6 +57,32 @@ pub struct UserTurn {
     /// The turn continues the caller's previous one, whose reply was cancelled unheard: `text` is
     /// the whole of it and replaces that line of the history.
     pub amends: bool,
+}
+
+/// The caller has probably finished a turn: prepare its reply, as `turn.utterance`, to be kept by
+/// [`CommitTurn`] or dropped by [`DiscardTurn`].
+#[derive(Debug, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct SpeculateTurn {
+    /// The turn as recognised so far.
+    pub turn: UserTurn,
+}
+
+/// The speculative turn `utterance` is confirmed: its reply is the reply.
+#[derive(Debug, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct CommitTurn {
+    /// The speculative reply.
+    pub utterance: UtteranceId,
+}
+
+/// The caller went on after the speculative turn `utterance`: its reply is dropped unheard, and
+/// the turn forgotten (it will come again, longer).
+#[derive(Debug, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct DiscardTurn {
+    /// The speculative reply.
+    pub utterance: UtteranceId,
 }
 
 /// Words that belong to the caller's turn answered as `utterance`, recognised after its reply
@@ -126,6 +160,26 @@ struct Replying {
     stream: SpawnHandle,
 }
 
+/// A turn answered speculatively, until it is committed or discarded.
+struct Speculation {
+    turn: UserTurn,
+    reply: Speculative,
+}
+
+/// How far a speculative reply got.
+enum Speculative {
+    /// Not started (the dialogue cannot fork, or another reply was under way): a commit answers
+    /// the turn as usual.
+    Waiting,
+    /// Streaming on `session`, a fork of the dialogue; `done` holds its text once complete.
+    Replying {
+        session: Box<dyn DialogueSession>,
+        done: Option<String>,
+    },
+    /// Its reply failed and its utterance was ended: a commit keeps the turn, unanswered.
+    Failed,
+}
+
 /// A line of the history, with the utterance it belongs to (a caller line: the reply to it).
 struct Line {
     utterance: UtteranceId,
@@ -149,6 +203,8 @@ pub struct Responder {
     ending: Option<UtteranceId>,
     /// What the dialogue had extracted when last reported.
     extraction: Option<Extraction>,
+    /// The turn answered speculatively, if any.
+    speculation: Option<Speculation>,
 }
 
 impl Responder {
@@ -175,6 +231,7 @@ impl Responder {
             reports,
             ending: None,
             extraction: None,
+            speculation: None,
         }
     }
 
@@ -212,16 +269,30 @@ impl Responder {
         };
         let utterance = turn.utterance;
         self.remember_turn(turn);
-        let conversation: Vec<ChatMessage> = self
-            .history
-            .iter()
-            .map(|line| line.message.clone())
-            .collect();
+        let conversation = self.conversation();
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let reply = session
-            .reply(&conversation)
+        let reply = session.reply(&conversation);
+        self.stream_reply(utterance, reply, ctx);
+    }
+
+    /// The history as the dialogue sees it.
+    fn conversation(&self) -> Vec<ChatMessage> {
+        self.history
+            .iter()
+            .map(|line| line.message.clone())
+            .collect()
+    }
+
+    /// Streams `reply` as the reply `utterance`.
+    fn stream_reply(
+        &mut self,
+        utterance: UtteranceId,
+        reply: crate::engines::EngineStream<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let reply = reply
             .map(move |item| ReplyItem::Text(utterance, item))
             .chain(stream::once(async move { ReplyItem::Done(utterance) }));
         let stream = ctx.add_stream(reply);
@@ -231,6 +302,69 @@ impl Responder {
             text: String::new(),
             stream,
         });
+    }
+
+    /// Starts the speculative reply to `turn` on a fork of the dialogue, if the Responder is idle
+    /// and the dialogue can fork.
+    fn speculate(&mut self, turn: UserTurn, ctx: &mut Context<Self>) {
+        let idle = self.replying.is_none() && self.waiting.is_empty() && self.ending.is_none();
+        let fork = self
+            .session
+            .as_ref()
+            .filter(|_| idle)
+            .and_then(|session| session.fork());
+        let reply = match fork {
+            Some(mut session) => {
+                let mut conversation = self.conversation();
+                conversation.push(ChatMessage {
+                    role: Role::User,
+                    text: turn.text.clone(),
+                });
+                let reply = session.reply(&conversation);
+                self.stream_reply(turn.utterance, reply, ctx);
+                Speculative::Replying {
+                    session,
+                    done: None,
+                }
+            }
+            None => Speculative::Waiting,
+        };
+        self.speculation = Some(Speculation { turn, reply });
+    }
+
+    /// Drops the speculative reply up to `through`, if any, unheard and unremembered.
+    fn drop_speculation(&mut self, through: UtteranceId, ctx: &mut Context<Self>) {
+        let Some(speculation) = self
+            .speculation
+            .take_if(|speculation| speculation.turn.utterance <= through)
+        else {
+            return;
+        };
+        let utterance = speculation.turn.utterance;
+        if let Some(replying) = self.replying.take_if(|r| r.utterance == utterance) {
+            ctx.cancel_future(replying.stream);
+        }
+    }
+
+    /// The reply `utterance` is complete, with `text`: it joins the history, and its extraction and
+    /// action are reported.
+    fn reply_done(&mut self, utterance: UtteranceId, text: String) {
+        if !text.is_empty() {
+            self.remember(utterance, Role::Assistant, text);
+        }
+        self.report_extraction(utterance);
+        if let Some(action) = self.session.as_mut().and_then(|s| s.take_action()) {
+            if action == DialogueAction::EndCall {
+                self.ending = Some(utterance);
+                // Turns that came in meanwhile are remembered, not answered.
+                while let Some(turn) = self.waiting.pop_front() {
+                    self.remember_turn(turn);
+                }
+            }
+            self.reports
+                .actions
+                .do_send(AgentAction { utterance, action });
+        }
     }
 
     /// Adds the caller's turn to the history; an amending turn replaces the caller's last line
@@ -330,6 +464,13 @@ impl Supervised for Responder {
         if let Some(replying) = self.replying.take() {
             // Ends the interrupted reply, so the CallActor does not wait for it.
             self.speak(replying.utterance, String::new(), true);
+            if let Some(speculation) = self
+                .speculation
+                .as_mut()
+                .filter(|s| s.turn.utterance == replying.utterance)
+            {
+                speculation.reply = Speculative::Failed;
+            }
         }
     }
 }
@@ -347,6 +488,52 @@ impl Handler<UserTurn> for Responder {
             tracing::warn!(parent: self.supervision.span(), "dialogue behind: oldest waiting turn dropped");
         }
         self.waiting.push_back(turn);
+        self.next_turn(ctx);
+    }
+}
+
+impl Handler<SpeculateTurn> for Responder {
+    type Result = ();
+
+    fn handle(&mut self, speculate: SpeculateTurn, ctx: &mut Context<Self>) {
+        self.speculate(speculate.turn, ctx);
+    }
+}
+
+impl Handler<CommitTurn> for Responder {
+    type Result = ();
+
+    fn handle(&mut self, commit: CommitTurn, ctx: &mut Context<Self>) {
+        let Some(speculation) = self
+            .speculation
+            .take_if(|speculation| speculation.turn.utterance == commit.utterance)
+        else {
+            return;
+        };
+        match speculation.reply {
+            Speculative::Waiting => {
+                self.waiting.push_back(speculation.turn);
+                self.next_turn(ctx);
+            }
+            Speculative::Replying { session, done } => {
+                self.session = Some(session);
+                self.remember_turn(speculation.turn);
+                // Still streaming: it ends as any reply does.
+                if let Some(text) = done {
+                    self.reply_done(commit.utterance, text);
+                    self.next_turn(ctx);
+                }
+            }
+            Speculative::Failed => self.remember_turn(speculation.turn),
+        }
+    }
+}
+
+impl Handler<DiscardTurn> for Responder {
+    type Result = ();
+
+    fn handle(&mut self, discard: DiscardTurn, ctx: &mut Context<Self>) {
+        self.drop_speculation(discard.utterance, ctx);
         self.next_turn(ctx);
     }
 }
@@ -385,6 +572,7 @@ impl Handler<CancelReply> for Responder {
     type Result = ();
 
     fn handle(&mut self, cancel: CancelReply, ctx: &mut Context<Self>) {
+        self.drop_speculation(cancel.through, ctx);
         if let Some(replying) = self
             .replying
             .take_if(|replying| replying.utterance <= cancel.through)
@@ -433,21 +621,14 @@ impl StreamHandler<ReplyItem> for Responder {
                 let text = std::mem::take(&mut replying.text);
                 self.replying = None;
                 self.speak(utterance, rest, true);
-                if !text.is_empty() {
-                    self.remember(utterance, Role::Assistant, text);
-                }
-                self.report_extraction(utterance);
-                if let Some(action) = self.session.as_mut().and_then(|s| s.take_action()) {
-                    if action == DialogueAction::EndCall {
-                        self.ending = Some(utterance);
-                        // Turns that came in meanwhile are remembered, not answered.
-                        while let Some(turn) = self.waiting.pop_front() {
-                            self.remember_turn(turn);
-                        }
-                    }
-                    self.reports
-                        .actions
-                        .do_send(AgentAction { utterance, action });
+                let speculation = self.speculation.as_mut();
+                match speculation
+                    .filter(|s| s.turn.utterance == utterance)
+                    .map(|s| &mut s.reply)
+                {
+                    // Kept for the commit; the Synthesizer holds its audio meanwhile.
+                    Some(Speculative::Replying { done, .. }) => *done = Some(text),
+                    _ => self.reply_done(utterance, text),
                 }
                 self.next_turn(ctx);
             }
@@ -523,7 +704,7 @@ mod tests {
     use super::*;
     use crate::engines::EngineStream;
     use crate::events::ChildKind;
-    use crate::testing::{call_context, recorder, supervision};
+    use crate::testing::{call_context, recorder, supervision, Recorded};
 
     #[test]
     fn splits_at_sentence_ends_across_fragments() {
@@ -562,13 +743,16 @@ mod tests {
         seen: Arc<Mutex<Vec<Vec<ChatMessage>>>>,
     }
 
-    impl Dialogue for Receptionist {
+    /// A dialogue engine whose sessions are clones of a session.
+    struct Clones<T>(T);
+
+    impl<T: DialogueSession + Clone + Sync + 'static> Dialogue for Clones<T> {
         fn name(&self) -> &'static str {
-            "receptionist"
+            "clones"
         }
 
         fn open(&self, _: &CallContext) -> Result<Box<dyn DialogueSession>, EngineError> {
-            Ok(Box::new(self.clone()))
+            Ok(Box::new(self.0.clone()))
         }
     }
 
@@ -597,28 +781,60 @@ mod tests {
         }
     }
 
+    /// A Responder over clones of a session, and what it sends.
+    struct Alone {
+        responder: Addr<Responder>,
+        /// Held: the Responder's link to it is weak.
+        speech: Recipient<Speak>,
+        spoken: Recorded<Speak>,
+        started: Recorded<ReplyStarted>,
+        asked: Recorded<AgentAction>,
+        extracted: Recorded<ExtractionUpdated>,
+    }
+
+    impl Alone {
+        fn start<T: DialogueSession + Clone + Sync + 'static>(session: T) -> Self {
+            let (speech, spoken) = recorder::<Speak>();
+            let (replies, started) = recorder::<ReplyStarted>();
+            let (actions, asked) = recorder::<AgentAction>();
+            let (extractions, extracted) = recorder::<ExtractionUpdated>();
+            let (supervision, _) = supervision(ChildKind::Responder);
+            let engine = Arc::new(Clones(session));
+            let reports = ResponderReports {
+                replies,
+                actions,
+                extractions,
+            };
+            let weak = speech.downgrade();
+            let responder = Supervisor::start(move |_| {
+                Responder::new(engine, call_context(), weak, reports, supervision)
+            });
+            Self {
+                responder,
+                speech,
+                spoken,
+                started,
+                asked,
+                extracted,
+            }
+        }
+    }
+
     fn said(speak: Speak) -> (u64, String, bool) {
         (speak.utterance.0, speak.text, speak.last)
     }
 
     #[actix::test]
     async fn greets_then_answers_a_turn_clause_by_clause_and_reports_its_start_and_action() {
-        let (speech, mut spoken) = recorder::<Speak>();
-        let (replies, mut started) = recorder::<ReplyStarted>();
-        let (actions, mut asked) = recorder::<AgentAction>();
-        let (supervision, _) = supervision(ChildKind::Responder);
         let dialogue = Receptionist::default();
-        let engine = Arc::new(dialogue.clone());
-        let (extractions, mut extracted) = recorder::<ExtractionUpdated>();
-        let reports = ResponderReports {
-            replies,
-            actions,
-            extractions,
-        };
-        let weak = speech.downgrade();
-        let responder = Supervisor::start(move |_| {
-            Responder::new(engine, call_context(), weak, reports, supervision)
-        });
+        let Alone {
+            responder,
+            speech,
+            mut spoken,
+            mut started,
+            mut asked,
+            mut extracted,
+        } = Alone::start(dialogue.clone());
         assert_eq!(said(spoken.next().await), (0, "Hello.".into(), true));
 
         responder.do_send(UserTurn {
@@ -653,6 +869,89 @@ mod tests {
                     text: "When do you open?".into()
                 },
             ]]
+        );
+        drop(speech);
+    }
+
+    /// Numbers its replies (state a fork copies), asks for a transfer after each, and can fork.
+    #[derive(Clone, Default)]
+    struct Counter {
+        replies: u32,
+        seen: Arc<Mutex<Vec<Vec<ChatMessage>>>>,
+    }
+
+    impl DialogueSession for Counter {
+        fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String> {
+            self.seen.lock().unwrap().push(conversation.to_vec());
+            self.replies += 1;
+            let text = format!("Reply {}.", self.replies);
+            Box::pin(stream::once(async move { Ok(text) }))
+        }
+
+        fn take_action(&mut self) -> Option<DialogueAction> {
+            Some(DialogueAction::TransferCall)
+        }
+
+        fn fork(&self) -> Option<Box<dyn DialogueSession>> {
+            Some(Box::new(self.clone()))
+        }
+    }
+
+    #[actix::test]
+    async fn a_speculative_reply_changes_nothing_unless_committed() {
+        let dialogue = Counter::default();
+        let Alone {
+            responder,
+            speech,
+            mut spoken,
+            mut asked,
+            ..
+        } = Alone::start(dialogue.clone());
+        assert_eq!(said(spoken.next().await), (0, String::new(), true));
+        let turn = |utterance, text: &str| UserTurn {
+            utterance: UtteranceId(utterance),
+            text: text.into(),
+            amends: false,
+        };
+
+        // Prepared, then dropped: the next reply is the first, and never saw the dropped turn.
+        let turn1 = turn(1, "I want to book");
+        responder.do_send(SpeculateTurn { turn: turn1 });
+        assert_eq!(said(spoken.next().await), (1, "Reply 1.".into(), true));
+        responder.do_send(DiscardTurn {
+            utterance: UtteranceId(1),
+        });
+        responder.do_send(turn(2, "I want to book a cleaning"));
+        assert_eq!(said(spoken.next().await), (2, "Reply 1.".into(), true));
+        assert_eq!(
+            asked.next().await.utterance,
+            UtteranceId(2),
+            "no action for 1"
+        );
+
+        // Prepared, then kept: its action is reported on the commit, and the dialogue goes on
+        // from the fork's state, with the turn and its reply in the history.
+        responder.do_send(SpeculateTurn {
+            turn: turn(3, "on Tuesday"),
+        });
+        assert_eq!(said(spoken.next().await), (3, "Reply 2.".into(), true));
+        responder.do_send(CommitTurn {
+            utterance: UtteranceId(3),
+        });
+        assert_eq!(asked.next().await.utterance, UtteranceId(3));
+        responder.do_send(turn(4, "thanks"));
+        assert_eq!(said(spoken.next().await), (4, "Reply 3.".into(), true));
+        let seen = dialogue.seen.lock().unwrap().clone();
+        let last: Vec<&str> = seen[3].iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(
+            last,
+            [
+                "I want to book a cleaning",
+                "Reply 1.",
+                "on Tuesday",
+                "Reply 2.",
+                "thanks"
+            ]
         );
         drop(speech);
     }

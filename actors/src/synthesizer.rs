@@ -4,6 +4,7 @@
 //! Responder --Speak--> Synthesizer --PlayAudio (frames + mark per chunk)--> MediaStream
 //! Synthesizer --ChunkSent (per chunk), WordsTimed (word timings), UtteranceSent (per utterance)--> call
 //! CallActor --CancelSpeech--> Synthesizer (barge-in: drop queued text and audio)
+//! CallActor --HoldSpeech/ReleaseSpeech--> Synthesizer (a speculative reply: made now, sent once confirmed)
 //! ```
 //!
 //! Clauses are synthesized one at a time, in order. Each chunk the engine yields is re-framed into
@@ -45,6 +46,37 @@ pub struct Speak {
 pub struct CancelSpeech {
     /// The newest utterance to cancel.
     pub utterance: UtteranceId,
+}
+
+/// A speculative reply: synthesize `utterance` as usual, but keep its audio, and every report
+/// about it, until [`ReleaseSpeech`] (the turn is confirmed); [`CancelSpeech`] drops them unheard.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct HoldSpeech {
+    /// The reply to hold.
+    pub utterance: UtteranceId,
+}
+
+/// The held `utterance` is confirmed: what was made of it goes out now, the rest as it comes.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReleaseSpeech {
+    /// The held reply.
+    pub utterance: UtteranceId,
+}
+
+/// Something the Synthesizer sends, in the order it sends it.
+enum Output {
+    Audio(PlayAudio),
+    Chunk(ChunkSent),
+    Words(WordsTimed),
+    Utterance(UtteranceSent),
+}
+
+/// What is kept of a held utterance until it is released.
+struct Held {
+    utterance: UtteranceId,
+    outputs: Vec<Output>,
 }
 
 /// Where a Synthesizer reports: one recipient per event it emits.
@@ -107,6 +139,8 @@ pub struct Synthesizer {
     /// by a restart (a reply missing its middle is worse than a reply cut short). Their chunk
     /// numbers are not reused.
     dropped_through: Option<UtteranceId>,
+    /// A speculative reply whose output waits for its confirmation.
+    held: Option<Held>,
 }
 
 impl Synthesizer {
@@ -134,6 +168,26 @@ impl Synthesizer {
             starting_clause: None,
             early_word_ends: Vec::new(),
             dropped_through: None,
+            held: None,
+        }
+    }
+
+    /// Sends `output` about `utterance`, or keeps it while that utterance is held.
+    fn emit(&mut self, utterance: UtteranceId, output: Output) {
+        match &mut self.held {
+            Some(held) if held.utterance == utterance => held.outputs.push(output),
+            _ => self.send(output),
+        }
+    }
+
+    fn send(&self, output: Output) {
+        match output {
+            // do_send: outbound audio must not be dropped; it is buffered as data in the
+            // MediaStream's pacer (which barge-in clears), not here.
+            Output::Audio(audio) => self.audio.do_send(audio),
+            Output::Chunk(chunk) => self.reports.chunks.do_send(chunk),
+            Output::Words(words) => self.reports.words.do_send(words),
+            Output::Utterance(sent) => self.reports.utterances.do_send(sent),
         }
     }
 
@@ -189,7 +243,7 @@ impl Synthesizer {
         if self.starting_clause.is_some() {
             self.early_word_ends.extend(ends);
         } else {
-            self.reports.words.do_send(WordsTimed { utterance, ends });
+            self.emit(utterance, Output::Words(WordsTimed { utterance, ends }));
         }
     }
 
@@ -207,10 +261,11 @@ impl Synthesizer {
             utterance: clause.utterance,
             chunk,
         });
-        self.reports.utterances.do_send(UtteranceSent {
+        let sent = UtteranceSent {
             utterance: clause.utterance,
             last_mark,
-        });
+        };
+        self.emit(clause.utterance, Output::Utterance(sent));
         self.next_chunk = 0;
     }
 
@@ -224,18 +279,17 @@ impl Synthesizer {
         };
         self.next_chunk += 1;
         let frames: Vec<_> = self.frames.drain(..).map(|frame| frame.payload).collect();
-        self.reports.chunks.do_send(ChunkSent {
+        let chunk = ChunkSent {
             mark,
             frames: frames.len() as u32,
             clause: self.starting_clause.take(),
-        });
+        };
+        self.emit(utterance, Output::Chunk(chunk));
         if !self.early_word_ends.is_empty() {
             let ends = std::mem::take(&mut self.early_word_ends);
-            self.reports.words.do_send(WordsTimed { utterance, ends });
+            self.emit(utterance, Output::Words(WordsTimed { utterance, ends }));
         }
-        // do_send: outbound audio must not be dropped; it is buffered as data in the MediaStream's
-        // pacer (which barge-in clears), not here.
-        self.audio.do_send(PlayAudio { mark, frames });
+        self.emit(utterance, Output::Audio(PlayAudio { mark, frames }));
     }
 }
 
@@ -253,10 +307,11 @@ impl Supervised for Synthesizer {
         let queued = self.queue.back().map(|clause| clause.utterance);
         if let Some(utterance) = interrupted.max(queued) {
             // The CallActor must not wait for marks that will never come.
-            self.reports.utterances.do_send(UtteranceSent {
+            let sent = UtteranceSent {
                 utterance,
                 last_mark: None,
-            });
+            };
+            self.emit(utterance, Output::Utterance(sent));
         }
         self.dropped_through = self.dropped_through.max(interrupted.max(queued));
         self.session = None;
@@ -287,6 +342,8 @@ impl Handler<CancelSpeech> for Synthesizer {
 
     fn handle(&mut self, cancel: CancelSpeech, ctx: &mut Context<Self>) {
         self.dropped_through = self.dropped_through.max(Some(cancel.utterance));
+        // A held reply cancelled goes unheard: nothing of it was sent.
+        self.held.take_if(|held| held.utterance <= cancel.utterance);
         self.queue
             .retain(|clause| clause.utterance > cancel.utterance);
         if let Some(current) = self
@@ -300,6 +357,32 @@ impl Handler<CancelSpeech> for Synthesizer {
             self.early_word_ends.clear();
         }
         self.next_clause(ctx);
+    }
+}
+
+impl Handler<HoldSpeech> for Synthesizer {
+    type Result = ();
+
+    fn handle(&mut self, hold: HoldSpeech, _: &mut Context<Self>) {
+        self.held = Some(Held {
+            utterance: hold.utterance,
+            outputs: Vec::new(),
+        });
+    }
+}
+
+impl Handler<ReleaseSpeech> for Synthesizer {
+    type Result = ();
+
+    fn handle(&mut self, release: ReleaseSpeech, _: &mut Context<Self>) {
+        if let Some(held) = self
+            .held
+            .take_if(|held| held.utterance == release.utterance)
+        {
+            for output in held.outputs {
+                self.send(output);
+            }
+        }
     }
 }
 
@@ -497,5 +580,63 @@ mod tests {
         synthesizer.do_send(speak(3, "Heard.", true));
         assert_eq!(played.next().await.mark.to_string(), "u3c0");
         assert_eq!(utterances_sent.next().await.utterance, UtteranceId(3));
+    }
+
+    #[actix::test]
+    async fn a_held_utterance_is_made_but_sent_only_once_released() {
+        let mut alone = Alone::start();
+        let (synthesizer, played) = (&alone.synthesizer, &mut alone.played);
+        let (chunks_sent, utterances_sent) = (&mut alone.chunks, &mut alone.utterances);
+        synthesizer.do_send(HoldSpeech {
+            utterance: UtteranceId(1),
+        });
+        synthesizer.do_send(speak(1, "Held.", true));
+        // Queued behind the held one: once it is out, the held one was made, and kept.
+        synthesizer.do_send(speak(2, "Not held.", true));
+        assert_eq!(utterances_sent.next().await.utterance, UtteranceId(2));
+        let marks = |played: &mut Recorded<PlayAudio>| -> Vec<String> {
+            std::iter::from_fn(|| played.try_next())
+                .map(|chunk| chunk.mark.to_string())
+                .collect()
+        };
+        assert_eq!(marks(played), ["u2c0", "u2c1", "u2c2"]);
+        while chunks_sent.try_next().is_some() {}
+        synthesizer.do_send(ReleaseSpeech {
+            utterance: UtteranceId(1),
+        });
+        // Everything about it, in the order it was made.
+        let sent = utterances_sent.next().await;
+        assert_eq!(sent.utterance, UtteranceId(1));
+        assert_eq!(sent.last_mark, MarkName::parse("u1c2"));
+        assert_eq!(marks(played), ["u1c0", "u1c1", "u1c2"]);
+        assert_eq!(chunks_sent.next().await.mark.to_string(), "u1c0");
+    }
+
+    #[actix::test]
+    async fn a_held_utterance_cancelled_is_never_sent() {
+        let mut alone = Alone::start();
+        let (synthesizer, played) = (&alone.synthesizer, &mut alone.played);
+        let utterances_sent = &mut alone.utterances;
+        synthesizer.do_send(HoldSpeech {
+            utterance: UtteranceId(1),
+        });
+        synthesizer.do_send(speak(1, "Dropped.", true));
+        synthesizer.do_send(speak(2, "Said.", true));
+        assert_eq!(utterances_sent.next().await.utterance, UtteranceId(2));
+        synthesizer.do_send(CancelSpeech {
+            utterance: UtteranceId(1),
+        });
+        synthesizer.do_send(ReleaseSpeech {
+            utterance: UtteranceId(1),
+        });
+        synthesizer.do_send(speak(3, "Said too.", true));
+        assert_eq!(utterances_sent.next().await.utterance, UtteranceId(3));
+        let marks: Vec<String> = std::iter::from_fn(|| played.try_next())
+            .map(|chunk| chunk.mark.to_string())
+            .collect();
+        assert!(
+            marks.iter().all(|mark| !mark.starts_with("u1")),
+            "{marks:?}"
+        );
     }
 }

@@ -255,11 +255,7 @@ fn conversation<F: Fn(&str) -> Option<String>>(
     } else {
         ("on", "8", "15m")
     };
-    let enabled = match vars.get("BARGE_IN").as_deref().unwrap_or(barge_in_default) {
-        "on" => true,
-        "off" => false,
-        other => return Err(vars.invalid("BARGE_IN", format!("{other:?} (expected on or off)"))),
-    };
+    let enabled = vars.switch("BARGE_IN", barge_in_default)?;
     let backchannels = vars
         .get("BARGE_IN_BACKCHANNELS")
         .unwrap_or_else(|| DEFAULT_BACKCHANNELS.to_owned());
@@ -290,6 +286,7 @@ fn conversation<F: Fn(&str) -> Option<String>>(
     };
     Ok(ConversationSettings {
         turn_silence,
+        speculate: vars.switch("SPECULATIVE_REPLIES", "on")?,
         barge_in,
         silence_checkin: (checkin > 0).then(|| Duration::from_secs(checkin)),
         max_duration,
@@ -582,6 +579,12 @@ mod tests {
             silence.embedded.endpointing.detection,
             TurnDetection::Silence
         );
+        assert!(
+            silence.conversation.speculate,
+            "replies are prepared by default"
+        );
+        let off = config(&[("SPECULATIVE_REPLIES", "off")]).unwrap();
+        assert!(!off.conversation.speculate);
     }
 
     #[test]
@@ -605,6 +608,7 @@ mod tests {
             ("HTTP_WORKERS", "0"),
             ("MEDIA_START_TIMEOUT", "never"),
             ("BARGE_IN", "maybe"),
+            ("SPECULATIVE_REPLIES", "sometimes"),
             ("BARGE_IN_MIN_WORDS", "0"),
             ("BARGE_IN_MIN_SPEECH_MS", "50"),
             ("SILENCE_CHECKIN_S", "-1"),

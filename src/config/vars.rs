@@ -63,6 +63,15 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             .map(Duration::from_millis)
     }
 
+    /// An `on`/`off` switch, `default` when unset.
+    pub fn switch(&self, name: &'static str, default: &str) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref().unwrap_or(default) {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            other => Err(self.invalid(name, format!("{other:?} (expected on or off)"))),
+        }
+    }
+
     /// A duration with units (`15s`), not zero.
     pub fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
         let value = self.get(name).unwrap_or_else(|| default.to_owned());

@@ -284,6 +284,111 @@ async fn late_finals_are_merged_into_their_turn_not_answered_twice() {
     );
 }
 
+/// The agent turns of the call, with their latencies, once `count` have been recorded (an agent
+/// turn is recorded once it is done).
+async fn agent_turns(
+    call: &Conversation,
+    count: usize,
+) -> Vec<phone_agent::store::transcripts::Turn> {
+    use phone_agent::store::transcripts::Speaker;
+    within(async {
+        loop {
+            let turns = call
+                .server
+                .server
+                .store
+                .transcript(&call_sid(1))
+                .await
+                .unwrap();
+            let agent: Vec<_> = turns
+                .into_iter()
+                .map(|stored| stored.turn)
+                .filter(|turn| turn.speaker == Speaker::Agent)
+                .collect();
+            if agent.len() >= count {
+                return agent;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// A call whose first exchange is over: the agent is quiet, so a reply may be prepared.
+async fn after_a_first_exchange(replies: &[(&str, Option<DialogueAction>)]) -> Conversation {
+    let dialogue = FixedDialogue::new(replies, Duration::ZERO);
+    let mut call = converse(dialogue, &[]).await;
+    call.stt.say("hello");
+    call.phone.until(|log| marks_of(log, 1) == 1).await;
+    agent_turns(&call, 1).await;
+    call
+}
+
+/// The caller stops after `words`, which the recogniser says is probably the end of the turn.
+fn pause_after(call: &Conversation, words: &str) {
+    call.stt.hear(TranscriptEvent::SpeechStarted);
+    call.stt
+        .hear(TranscriptEvent::ProbableEnd { text: words.into() });
+}
+
+/// The turn ends with `words`.
+fn end_with(call: &Conversation, words: &str) {
+    call.stt.hear(TranscriptEvent::Final { text: words.into() });
+    call.stt.hear(TranscriptEvent::EndOfTurn);
+}
+
+#[actix_rt::test]
+async fn a_reply_prepared_while_the_turn_was_probably_over_is_played_once_it_ends() {
+    let mut call = after_a_first_exchange(&[("Hi.", None), ("We open at nine.", None)]).await;
+    pause_after(&call, "when do you open");
+    within(call.dialogue.answered(2)).await;
+    end_with(&call, "when do you open");
+    call.phone.until(|log| marks_of(log, 2) == 4).await;
+    assert_eq!(
+        call.dialogue.seen().len(),
+        2,
+        "the prepared reply is the answer"
+    );
+    // Its text came before the turn ended; its audio went out only after.
+    let reply = agent_turns(&call, 2).await.remove(1);
+    assert_eq!(reply.text, "We open at nine.");
+    let stages = reply.latencies;
+    let (ended, text, audio) = (
+        stages.end_of_turn_ms.unwrap(),
+        stages.first_text_ms.unwrap(),
+        stages
+            .first_audio_ms
+            .expect("audio sent after the clock started"),
+    );
+    assert!(text <= ended && ended <= audio, "{stages:?}");
+}
+
+#[actix_rt::test]
+async fn a_reply_prepared_for_a_pause_the_caller_talked_on_after_is_never_heard() {
+    let replies = [("Hi.", None), ("Unheard.", None), ("Booked.", None)];
+    let mut call = after_a_first_exchange(&replies).await;
+    pause_after(&call, "I want to book");
+    within(call.dialogue.answered(2)).await;
+    // The caller goes on.
+    call.stt.say("I want to book a table");
+    call.phone.until(|log| marks_of(log, 3) == 1).await;
+    assert!(
+        frames_of(&call.phone.log, 2).is_empty(),
+        "{:?}",
+        call.phone.log
+    );
+    let seen = call.dialogue.seen();
+    assert_eq!(
+        lines(&seen[2]),
+        [
+            (Role::User, "hello"),
+            (Role::Assistant, "Hi."),
+            (Role::User, "I want to book a table")
+        ],
+        "the dropped turn and reply are not in the history"
+    );
+}
+
 #[actix_rt::test]
 async fn silence_brings_a_check_in_after_the_check_in_time() {
     let dialogue = FixedDialogue::new(&[("unused", None)], Duration::ZERO);

@@ -139,10 +139,10 @@ fn model_turns() -> EmbeddedStt {
     recogniser(TurnDetection::Model(ModelTurns::default()))
 }
 
-/// The turns `stt` finds in `audio`, each as its final text: the audio goes in as 20 ms frames,
-/// then the stream closes (which ends an open turn). The endpointer reads audio in order and waits
-/// for the model at each check, so this is what happens in real time too.
-async fn turns(stt: &EmbeddedStt, audio: &[f32]) -> Vec<String> {
+/// What `stt` says of `audio`: the audio goes in as 20 ms frames, then the stream closes (which
+/// ends an open turn). The endpointer reads audio in order and waits for the model at each check,
+/// so this is what happens in real time too.
+async fn events(stt: &EmbeddedStt, audio: &[f32]) -> Vec<TranscriptEvent> {
     let session = stt.open(&crate::embedded::call()).unwrap();
     let mut mulaw_audio = Vec::new();
     mulaw::encode_float_into(audio, &mut mulaw_audio);
@@ -157,15 +157,76 @@ async fn turns(stt: &EmbeddedStt, audio: &[f32]) -> Vec<String> {
         }
     });
     let mut events = session.events;
-    let (mut turns, mut words) = (Vec::new(), Vec::new());
+    let mut heard = Vec::new();
     while let Some(event) = events.next().await {
-        match event.unwrap() {
+        heard.push(event.unwrap());
+    }
+    heard
+}
+
+/// The turns `stt` finds in `audio`, each as its final text.
+async fn turns(stt: &EmbeddedStt, audio: &[f32]) -> Vec<String> {
+    let (mut turns, mut words) = (Vec::new(), Vec::new());
+    for event in events(stt, audio).await {
+        match event {
             TranscriptEvent::Final { text } => words.push(text),
             TranscriptEvent::EndOfTurn => turns.push(std::mem::take(&mut words).join(" ")),
             _ => {}
         }
     }
     turns
+}
+
+#[actix_rt::test]
+async fn each_pause_is_announced_as_a_probable_end_with_the_words_so_far() {
+    // With the silence rule (600 ms), the turn's words are known well before its end: a reply can
+    // be prepared meanwhile. A pause the caller talks on after is taken back.
+    let stt = recogniser(TurnDetection::Silence);
+    let audio = [
+        first_part("u16.wav"),
+        silence(400),
+        clip("u20.wav"),
+        silence(800),
+    ]
+    .concat();
+    let heard = events(&stt, &audio).await;
+    let shape: Vec<&str> = heard
+        .iter()
+        .map(|event| match event {
+            TranscriptEvent::SpeechStarted => "speech",
+            TranscriptEvent::Partial { .. } => "partial",
+            TranscriptEvent::ProbableEnd { .. } => "probable end",
+            TranscriptEvent::Final { .. } => "final",
+            TranscriptEvent::EndOfTurn => "end",
+        })
+        .filter(|kind| *kind != "partial")
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "speech",
+            "probable end",
+            "speech",
+            "probable end",
+            "final",
+            "end"
+        ],
+        "{heard:?}"
+    );
+    let said: Vec<&str> = heard
+        .iter()
+        .filter_map(|event| match event {
+            TranscriptEvent::ProbableEnd { text } | TranscriptEvent::Final { text } => {
+                Some(text.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        said[1], said[2],
+        "the last announcement is the turn: {said:?}"
+    );
+    assert!(said[1].len() > said[0].len(), "{said:?}");
 }
 
 #[actix_rt::test]

@@ -17,6 +17,11 @@
 //!   pause, then resume or interrupt. A turn that ends over the agent interrupts it, unless it is
 //!   only backchannel ("uh-huh"), which is not a turn at all.
 //! - Keypad digits are a turn ended by `#` or a pause.
+//! - **Speculative replies**: when the recogniser says the turn is probably over
+//!   ([`TranscriptEvent::ProbableEnd`]) and the agent is quiet, the reply is prepared at once under
+//!   a new utterance id, its audio held ([`Action::Speculate`]). If the turn then ends with the
+//!   same words, that reply is the answer and its audio goes out ([`Action::Commit`]); if the
+//!   caller goes on, or the turn ends otherwise, it is dropped unheard ([`Action::Discard`]).
 //!
 //! The agent's side (`agent`): what is playing and was heard (from marks), hanging
 //! up once a goodbye is heard, transfers, check-ins after silence, the maximum duration, and the
@@ -48,6 +53,12 @@ pub enum Action {
     Interrupt(CancelReply),
     /// Answer a caller turn.
     Answer(UserTurn),
+    /// Prepare the reply to a turn the caller has probably finished, holding its audio.
+    Speculate(UserTurn),
+    /// The speculative reply is the answer: its audio goes out.
+    Commit(UtteranceId),
+    /// The speculative reply is not wanted: drop it unheard.
+    Discard(UtteranceId),
     /// Late words for a turn whose reply is playing: into the history, unanswered.
     Amend(AmendTurn),
     /// Say a fixed line (a check-in, a goodbye).
@@ -74,6 +85,15 @@ pub struct PlaybackStatus {
     pub turns: u64,
 }
 
+/// A reply prepared for a turn the caller has probably finished.
+struct Speculation {
+    utterance: UtteranceId,
+    /// The turn it answers.
+    text: String,
+    /// When its first text arrived, for the turn's clock once committed.
+    first_text: Option<Instant>,
+}
+
 /// The turn-taking and lifecycle state of one call.
 pub struct Conversation {
     settings: Arc<ConversationSettings>,
@@ -84,6 +104,7 @@ pub struct Conversation {
     live: bool,
     /// When the media stream started: transcript times count from here.
     started_at: Option<Instant>,
+    speculation: Option<Speculation>,
     span: tracing::Span,
 }
 
@@ -97,6 +118,7 @@ impl Conversation {
             status: PlaybackStatus::default(),
             live: false,
             started_at: None,
+            speculation: None,
             span,
         }
     }
@@ -137,10 +159,12 @@ impl Conversation {
         let barge_in = &settings.barge_in;
         let verdict = match event {
             TranscriptEvent::SpeechStarted => {
+                self.discard_speculation(now, out);
                 self.open_turn(true, now);
                 interruptible.then(|| self.caller.barge_in.speech_started(barge_in))
             }
             TranscriptEvent::Partial { text } => {
+                self.discard_speculation(now, out);
                 let so_far = format!("{} {text}", self.open_turn(true, now));
                 interruptible.then(|| self.caller.barge_in.heard(&so_far, barge_in))
             }
@@ -150,6 +174,10 @@ impl Conversation {
                 let so_far = self.caller.final_words(&text, now, silence);
                 let so_far = so_far.filter(|_| interruptible).map(str::to_owned);
                 so_far.map(|text| self.caller.barge_in.heard(&text, barge_in))
+            }
+            TranscriptEvent::ProbableEnd { text } => {
+                self.speculate(&text, out);
+                None
             }
             TranscriptEvent::EndOfTurn => {
                 self.take_turn(now, out);
@@ -200,6 +228,13 @@ impl Conversation {
 
     /// The Responder received the first text of the reply `utterance` at `now`.
     pub fn reply_started(&mut self, utterance: UtteranceId, now: Instant, out: &mut Vec<Action>) {
+        if let Some(speculation) = self
+            .speculation
+            .as_mut()
+            .filter(|speculation| speculation.utterance == utterance)
+        {
+            speculation.first_text.get_or_insert(now);
+        }
         self.clock_reached(utterance, Stage::FirstText, now, out);
     }
 
@@ -243,7 +278,7 @@ impl Conversation {
     /// A [`Action::Transfer`] could not be done (at `now`): the agent says so.
     pub fn transfer_failed(&mut self, now: Instant, out: &mut Vec<Action>) {
         let line = self.settings.lines.transfer_unavailable.clone();
-        self.say(line, out);
+        self.say(now, line, out);
         self.settle(now);
     }
 
@@ -308,6 +343,9 @@ impl Conversation {
         else {
             return;
         };
+        if !matches!(end, TurnEnd::Answer(_)) {
+            self.discard_speculation(now, out);
+        }
         match end {
             TurnEnd::Dropped => self.resume_playback(out),
             TurnEnd::Late {
@@ -347,21 +385,71 @@ impl Conversation {
             tracing::debug!(parent: &self.span, "caller turn after the agent ended the call: not answered");
             return;
         }
+        let speculated = self
+            .speculation
+            .take_if(|speculation| speculation.text == turn.text && !turn.amends);
+        self.discard_speculation(now, out);
         if self.interruptible() || turn.amends {
             self.interrupt(now, out);
         }
-        let utterance = self.agent.allocate();
-        let clock = TurnClock::new(utterance, turn.speech_end, turn.final_at, now);
+        let utterance = speculated
+            .as_ref()
+            .map_or_else(|| self.agent.allocate(), |s| s.utterance);
+        let mut clock = TurnClock::new(utterance, turn.speech_end, turn.final_at, now);
+        if let Some(at) = speculated.as_ref().and_then(|s| s.first_text) {
+            clock.reached(utterance, Stage::FirstText, at);
+        }
         if let Some(previous) = self.agent.start_clock(clock) {
             out.push(Action::Report(previous));
         }
         self.caller.taken(utterance, turn.text.clone(), now);
         self.status.turns += 1;
-        out.push(Action::Answer(UserTurn {
+        out.push(match speculated {
+            Some(_) => Action::Commit(utterance),
+            None => Action::Answer(UserTurn {
+                utterance,
+                text: turn.text,
+                amends: turn.amends,
+            }),
+        });
+    }
+
+    /// The recogniser thinks the caller probably said all of the open turn, ending in `text`:
+    /// prepare the reply now if the agent is quiet (nothing said is still in flight, so the
+    /// speculative utterance is the only one that can be dropped), and none is prepared already.
+    fn speculate(&mut self, text: &str, out: &mut Vec<Action>) {
+        if !self.settings.speculate
+            || !self.live
+            || self.speculation.is_some()
+            || !self.agent.is_quiet()
+        {
+            return;
+        }
+        let Some(text) = self.caller.tentative_text(text) else {
+            return;
+        };
+        let utterance = self.agent.allocate();
+        tracing::debug!(parent: &self.span, %utterance, "speculative reply");
+        self.speculation = Some(Speculation {
             utterance,
-            text: turn.text,
-            amends: turn.amends,
+            text: text.clone(),
+            first_text: None,
+        });
+        out.push(Action::Speculate(UserTurn {
+            utterance,
+            text,
+            amends: false,
         }));
+    }
+
+    /// Drops the speculative reply, if any, at `now`: the caller went on, or the turn ended with
+    /// other words. Its utterance is done, with nothing heard.
+    fn discard_speculation(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Some(speculation) = self.speculation.take() {
+            tracing::debug!(parent: &self.span, utterance = %speculation.utterance, "speculative reply dropped");
+            out.push(Action::Discard(speculation.utterance));
+            self.utterance_done(speculation.utterance, now, out);
+        }
     }
 
     /// Acts on a barge-in verdict at `now`.
@@ -393,6 +481,8 @@ impl Conversation {
         // The audio is cleared, not resumed: the soft stage ends with it.
         self.caller.resume();
         let (from, through) = (cancel.from, cancel.through);
+        // A speculative reply is cancelled with the rest.
+        self.speculation.take_if(|s| s.utterance <= through);
         let heard_words = cancel.heard.split_whitespace().count();
         tracing::debug!(parent: &self.span, %from, %through, heard_words, "agent interrupted");
         out.push(Action::Interrupt(cancel));
@@ -447,8 +537,10 @@ impl Conversation {
         out.push(Action::End(reason));
     }
 
-    /// Says a fixed line as a new utterance.
-    fn say(&mut self, text: String, out: &mut Vec<Action>) -> UtteranceId {
+    /// Says a fixed line as a new utterance (after dropping a speculative reply, which would
+    /// otherwise play after it).
+    fn say(&mut self, now: Instant, text: String, out: &mut Vec<Action>) -> UtteranceId {
+        self.discard_speculation(now, out);
         let utterance = self.agent.allocate();
         out.push(Action::Say(SayLine { utterance, text }));
         utterance
@@ -462,7 +554,7 @@ impl Conversation {
         }
         tracing::info!(parent: &self.span, "maximum call duration reached");
         self.interrupt(now, out);
-        let goodbye = self.say(self.settings.lines.time_up_goodbye.clone(), out);
+        let goodbye = self.say(now, self.settings.lines.time_up_goodbye.clone(), out);
         self.hang_up_after(goodbye, EndReason::MaxDuration, now, out);
     }
 
@@ -473,10 +565,10 @@ impl Conversation {
         let lines = &self.settings.lines;
         if check_ins <= MAX_CHECKINS {
             tracing::info!(parent: &self.span, checkins = check_ins, "caller silent: checking in");
-            self.say(lines.still_there.clone(), out);
+            self.say(now, lines.still_there.clone(), out);
         } else {
             tracing::info!(parent: &self.span, "caller silent after check-ins: hanging up");
-            let goodbye = self.say(lines.no_answer_goodbye.clone(), out);
+            let goodbye = self.say(now, lines.no_answer_goodbye.clone(), out);
             self.hang_up_after(goodbye, EndReason::AgentEnded, now, out);
         }
     }
@@ -719,6 +811,129 @@ mod tests {
     /// The actions other than latency reports.
     fn spoken(actions: Vec<Action>) -> Vec<Action> {
         actions.into_iter().filter(|a| !is_report(a)).collect()
+    }
+
+    fn speculate(utterance: u64, text: &str) -> Action {
+        Action::Speculate(UserTurn {
+            utterance: UtteranceId(utterance),
+            text: text.into(),
+            amends: false,
+        })
+    }
+
+    fn probably_over(talk: &mut Talk, ms: u64, text: &str) -> Vec<Action> {
+        let text = text.to_owned();
+        talk.hear(ms, TranscriptEvent::ProbableEnd { text })
+    }
+
+    #[test]
+    fn a_speculative_reply_is_the_answer_when_the_turn_ends_with_its_words() {
+        let mut talk = Talk::new(quiet_settings());
+        talk.hear(800, TranscriptEvent::SpeechStarted);
+        talk.frame(900, &LOUD);
+        assert_eq!(
+            probably_over(&mut talk, 1_100, "what are your hours"),
+            [speculate(1, "what are your hours")]
+        );
+        assert_eq!(
+            probably_over(&mut talk, 1_150, "what are your hours"),
+            [],
+            "one reply prepared at a time"
+        );
+        talk.run(1_200, |c, now, out| {
+            c.reply_started(UtteranceId(1), now, out)
+        });
+        assert_eq!(
+            talk.say(1_400, "what are your hours"),
+            [Action::Commit(UtteranceId(1))]
+        );
+        // Its audio goes out once committed; the clock kept when its text came.
+        talk.chunk(1_410, 1, 0, 10, "We open at eight.");
+        talk.sent(1_410, 1, Some(0));
+        let heard = talk.echo(1_700, 1, 0);
+        let [Action::Report(clock)] = heard.as_slice() else {
+            panic!("expected the turn's report, got {heard:?}");
+        };
+        let stages: Vec<(&str, u128)> = clock
+            .latencies()
+            .into_iter()
+            .map(|(stage, latency)| (stage.as_str(), latency.as_millis()))
+            .collect();
+        assert_eq!(
+            stages[..3],
+            [
+                ("stt_final", 500),
+                ("end_of_turn", 500),
+                ("first_text", 300)
+            ]
+        );
+        assert_eq!(talk.transcript.len(), 2, "the caller's turn and the reply");
+    }
+
+    #[test]
+    fn a_speculative_reply_is_dropped_when_the_caller_goes_on() {
+        let mut talk = Talk::new(quiet_settings());
+        talk.hear(800, TranscriptEvent::SpeechStarted);
+        assert_eq!(
+            probably_over(&mut talk, 1_100, "I would like to book"),
+            [speculate(1, "I would like to book")]
+        );
+        assert_eq!(
+            talk.hear(1_300, TranscriptEvent::SpeechStarted),
+            [Action::Discard(UtteranceId(1))]
+        );
+        // The whole turn is answered afresh, under a new utterance.
+        assert_eq!(
+            talk.say(2_500, "I would like to book an appointment"),
+            [answer(2, "I would like to book an appointment", false)]
+        );
+        // A partial means the same; so does a turn that ends with other words.
+        talk.chunk(2_600, 2, 0, 10, "Sure.");
+        talk.sent(2_600, 2, Some(0));
+        talk.echo(2_900, 2, 0);
+        talk.hear(3_000, TranscriptEvent::SpeechStarted);
+        assert_eq!(
+            probably_over(&mut talk, 3_500, "my name is"),
+            [speculate(3, "my name is")]
+        );
+        let text = "my name is Ann".to_owned();
+        assert_eq!(
+            talk.hear(3_600, TranscriptEvent::Partial { text }),
+            [Action::Discard(UtteranceId(3))]
+        );
+        probably_over(&mut talk, 3_900, "my name is Ann");
+        assert_eq!(
+            talk.say(4_000, "my name is Anne"),
+            [
+                Action::Discard(UtteranceId(4)),
+                answer(5, "my name is Anne", false)
+            ]
+        );
+        let caller: Vec<&str> = talk
+            .transcript
+            .iter()
+            .filter(|turn| turn.speaker == Speaker::Caller)
+            .map(|turn| turn.text.as_str())
+            .collect();
+        assert_eq!(
+            caller,
+            ["I would like to book an appointment", "my name is Anne"]
+        );
+    }
+
+    #[test]
+    fn nothing_is_speculated_over_the_agent_or_when_switched_off() {
+        let mut talk = agent_speaking();
+        talk.hear(2_500, TranscriptEvent::SpeechStarted);
+        assert_eq!(probably_over(&mut talk, 2_900, "wait a moment"), []);
+
+        let mut talk = Talk::new(ConversationSettings {
+            speculate: false,
+            ..quiet_settings()
+        });
+        talk.hear(800, TranscriptEvent::SpeechStarted);
+        assert_eq!(probably_over(&mut talk, 1_100, "hello"), []);
+        assert_eq!(talk.say(1_400, "hello"), [answer(1, "hello", false)]);
     }
 
     #[test]

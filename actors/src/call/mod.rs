@@ -5,7 +5,9 @@
 //!  socket ⇄ MediaStream   Transcriber   Responder   Synthesizer
 //! ```
 //! MediaStream --InboundAudio--> CallActor --InboundAudio--> Transcriber --TranscriptReceived-->
-//! CallActor --UserTurn--> Responder --Speak--> Synthesizer --PlayAudio--> MediaStream;
+//! CallActor --UserTurn--> Responder --Speak--> Synthesizer --PlayAudio--> MediaStream
+//! (a speculative reply: CallActor --HoldSpeech/ReleaseSpeech--> Synthesizer, and
+//! --SpeculateTurn/CommitTurn/DiscardTurn--> Responder);
 //! Synthesizer --ChunkSent--> CallActor; MediaStream --MarkPlayed--> CallActor (what was heard).
 //!
 //! The CallActor registers in [`LiveCalls`] for its whole life, starts the MediaStream at once and
@@ -45,13 +47,15 @@ use crate::media::{
     ClearAudio, CloseStream, MediaReports, MediaSettings, MediaStream, PausePlayback,
     ResumePlayback, SocketCommand,
 };
-use crate::responder::{Responder, ResponderReports};
+use crate::responder::{CommitTurn, DiscardTurn, Responder, ResponderReports, SpeculateTurn};
 use crate::runtime::journal::{CallEvent, CallJournal};
 use crate::runtime::latency::{Stage, TurnClock};
 use crate::runtime::metrics::{BargeInOutcome, CallMetrics};
 use crate::runtime::registry::{LiveCallGuard, LiveCalls};
 use crate::runtime::supervision::{ChildSupervision, RestartPolicy, StopChild};
-use crate::synthesizer::{CancelSpeech, Synthesizer, SynthesizerReports};
+use crate::synthesizer::{
+    CancelSpeech, HoldSpeech, ReleaseSpeech, Synthesizer, SynthesizerReports,
+};
 use crate::transcriber::Transcriber;
 pub use conversation::PlaybackStatus;
 use conversation::{Action, Conversation};
@@ -461,6 +465,20 @@ impl CallActor {
                 self.barged_in(BargeInOutcome::Interrupted);
             }
             Action::Answer(turn) => self.children_do(|children| children.responder.do_send(turn)),
+            // The hold reaches the Synthesizer before any clause of the reply can.
+            Action::Speculate(turn) => self.children_do(|children| {
+                let utterance = turn.utterance;
+                children.synthesizer.do_send(HoldSpeech { utterance });
+                children.responder.do_send(SpeculateTurn { turn });
+            }),
+            Action::Commit(utterance) => self.children_do(|children| {
+                children.synthesizer.do_send(ReleaseSpeech { utterance });
+                children.responder.do_send(CommitTurn { utterance });
+            }),
+            Action::Discard(utterance) => self.children_do(|children| {
+                children.synthesizer.do_send(CancelSpeech { utterance });
+                children.responder.do_send(DiscardTurn { utterance });
+            }),
             Action::Amend(amend) => {
                 self.children_do(|children| children.responder.do_send(amend));
             }

@@ -10,6 +10,9 @@ pub struct ConversationSettings {
     /// A final transcript with no end of turn after it ends the turn after this silence
     /// (`TURN_SILENCE_MS`; the recogniser's own endpointing uses the same value).
     pub turn_silence: Duration,
+    /// Prepare the reply to a turn the recogniser says is probably over, and play it if the turn
+    /// ends with those words (`SPECULATIVE_REPLIES`).
+    pub speculate: bool,
     /// When the caller's speech interrupts the agent.
     pub barge_in: BargeInSettings,
     /// Silence (both sides quiet) before the agent checks in (`SILENCE_CHECKIN_S`; `None`: never).
@@ -22,10 +25,12 @@ pub struct ConversationSettings {
 }
 
 impl Default for ConversationSettings {
-    /// 600 ms turn silence, default barge-in, check-in after 8 s, 15 minutes at most.
+    /// 600 ms turn silence, speculative replies, default barge-in, check-in after 8 s, 15 minutes
+    /// at most.
     fn default() -> Self {
         Self {
             turn_silence: Duration::from_millis(600),
+            speculate: true,
             barge_in: BargeInSettings::default(),
             silence_checkin: Some(Duration::from_secs(8)),
             max_duration: Some(Duration::from_secs(15 * 60)),

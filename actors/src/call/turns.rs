@@ -149,6 +149,16 @@ impl CallerSide {
         turn.speech.then_some(turn.text.as_str())
     }
 
+    /// What the open turn would say if it ended with `tentative` words after its finals: the turn a
+    /// speculative reply answers. `None` unless the recogniser heard speech in it (words with no
+    /// speech are late finals of the last turn) and there are words.
+    pub fn tentative_text(&self, tentative: &str) -> Option<String> {
+        let turn = self.turn.as_ref().filter(|turn| turn.speech)?;
+        let text = format!("{} {}", turn.text, tentative.trim());
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_owned())
+    }
+
     /// Schedules the check of the open turn's silence: `silence` after the energy VAD last heard
     /// the caller (from `now` if it never did).
     fn check_silence(&mut self, now: Instant, silence: Duration) {

@@ -15,6 +15,13 @@
 //! re-decoded every `partial_interval` while two recognition workers are spare (best effort,
 //! never queued, never in the way of a final). Latency is hidden where it can be: the final decode starts speculatively once the
 //! caller has been quiet for `SPECULATE_AFTER_MS` (100 ms), and its result is used if they stay quiet.
+//! When silence decides the end of the turn (`TURN_DETECTION=silence`, a model that failed, a
+//! dictation), the turn's words are decoded at once at each pause (awaited, so the announcement
+//! falls where the audio puts it) and the turn is announced as probably over
+//! ([`TranscriptEvent::ProbableEnd`], once per pause): the call can prepare its reply during the
+//! rest of the silence. If the caller then speaks again, [`TranscriptEvent::SpeechStarted`] says
+//! so. The model, when it decides, ends a finished turn as soon as its words are known, which
+//! leaves nothing to prepare early.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -249,6 +256,8 @@ struct Listener {
     decoding: Option<Decoding>,
     /// A speculative final that finished: (voiced end it covers, text).
     speculated: Option<(usize, String)>,
+    /// This pause was announced as the probable end of the turn.
+    announced: bool,
     events: VecDeque<TranscriptEvent>,
     closed: bool,
 }
@@ -290,6 +299,7 @@ impl Listener {
             last_partial_at: 0,
             decoding: None,
             speculated: None,
+            announced: false,
             events: VecDeque::new(),
             closed: false,
         }
@@ -407,6 +417,10 @@ impl Listener {
                 self.decoding = None;
             }
             self.speculated = None;
+            if std::mem::take(&mut self.announced) {
+                // A reply prepared for the pause is not wanted.
+                self.events.push_back(TranscriptEvent::SpeechStarted);
+            }
             if let Some(model) = &mut self.turn_model {
                 // The caller went on: the next silence is judged afresh.
                 model.next_check = samples(model.settings.first_check);
@@ -415,10 +429,18 @@ impl Listener {
         } else {
             self.silence_samples += CHUNK_SAMPLES;
             if self.silence_samples >= SPECULATE_AFTER_MS * RATE_HZ / 1000 {
-                self.speculate();
+                if self.silence_decides() {
+                    self.announce_pause().await;
+                } else {
+                    self.speculate();
+                }
             }
             if self.model_says_complete().await {
                 return self.end_turn().await;
+            }
+            // The model found a dictation: silence decides from now on.
+            if self.silence_decides() {
+                self.announce_probable_end();
             }
         }
         if self.silence_samples >= self.longest_silence()
@@ -573,6 +595,45 @@ impl Listener {
         Ok(())
     }
 
+    /// Whether silence alone will end this turn if the caller stays quiet: no model decides
+    /// (none, or it failed), or the turn is a dictation.
+    fn silence_decides(&self) -> bool {
+        self.turn_model
+            .as_ref()
+            .is_none_or(|model| model.failed || model.dictation)
+    }
+
+    /// At a pause that silence decides: the words of the turn so far, decoded now, announce its
+    /// probable end.
+    async fn announce_pause(&mut self) {
+        if self.announced || self.voiced_samples < MIN_SPEECH_SAMPLES {
+            return;
+        }
+        if let Ok(Some(text)) = self.final_text().await {
+            self.speculated = Some((self.voiced_end, text));
+            self.announce_probable_end();
+        }
+    }
+
+    /// Announces the turn as probably over, once per pause, when the final text of all of it is
+    /// known while the caller is quiet.
+    fn announce_probable_end(&mut self) {
+        if self.announced || !self.speaking || self.silence_samples == 0 {
+            return;
+        }
+        let voiced_end = self.voiced_end;
+        let Some((_, text)) = self
+            .speculated
+            .as_ref()
+            .filter(|(at, text)| *at == voiced_end && !text.is_empty())
+        else {
+            return;
+        };
+        self.announced = true;
+        let text = text.clone();
+        self.events.push_back(TranscriptEvent::ProbableEnd { text });
+    }
+
     /// The caller finished: the final transcript (reusing the speculative decode when it covers
     /// the whole turn), then the end of the turn.
     async fn end_turn(&mut self) -> Result<(), EngineError> {
@@ -645,6 +706,7 @@ impl Listener {
         self.silence_samples = 0;
         self.decoding = None;
         self.speculated = None;
+        self.announced = false;
         if let Some(model) = &mut self.turn_model {
             model.failed = false;
             model.dictation = false;

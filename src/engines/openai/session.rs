@@ -27,6 +27,7 @@ use crate::engines::MAX_RECONNECT_BACKOFF;
 use ring::rand::SystemRandom;
 
 /// What a call's replies share with the session.
+#[derive(Clone)]
 struct State {
     /// The scripted conversation: sure answers and the fallback.
     script: Conversation,
@@ -112,6 +113,16 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl DialogueSession for LlmSession {
     fn greeting(&mut self) -> Option<String> {
         Some(self.shared.script.persona.greeting.clone())
+    }
+
+    /// A session with a copy of this one's state: a speculative reply's tool calls, action and
+    /// provider failures stay in the copy unless it is kept.
+    fn fork(&self) -> Option<Box<dyn DialogueSession>> {
+        Some(Box::new(Self {
+            shared: self.shared.clone(),
+            state: Arc::new(Mutex::new(self.state().clone())),
+            call_sid: self.call_sid.clone(),
+        }))
     }
 
     fn reply(&mut self, history: &[ChatMessage]) -> EngineStream<String> {

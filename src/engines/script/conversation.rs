@@ -71,8 +71,8 @@ enum Stage {
     AskConsent,
 }
 
-/// The scripted conversation of one call.
-#[derive(Debug)]
+/// The scripted conversation of one call; a clone is a fork of it (for a speculative reply).
+#[derive(Debug, Clone)]
 pub struct Conversation {
     script: Arc<AgentScript>,
     /// Whether the call can be handed to a person.

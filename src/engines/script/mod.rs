@@ -56,6 +56,7 @@ impl Dialogue for ScriptDialogue {
     }
 }
 
+#[derive(Clone)]
 struct ScriptSession {
     conversation: Conversation,
     /// The last reply's action, until the Responder takes it.
@@ -73,6 +74,10 @@ impl DialogueSession for ScriptSession {
 
     fn extraction(&self) -> Option<Extraction> {
         Some(self.conversation.extraction().clone())
+    }
+
+    fn fork(&self) -> Option<Box<dyn DialogueSession>> {
+        Some(Box::new(self.clone()))
     }
 
     fn reply(&mut self, history: &[ChatMessage]) -> EngineStream<String> {

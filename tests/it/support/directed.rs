@@ -102,6 +102,8 @@ pub struct FixedDialogue {
     seen: Arc<Mutex<Vec<Vec<ChatMessage>>>>,
     /// How many replies were asked for.
     asked: Arc<watch::Sender<usize>>,
+    /// How many replies gave their text.
+    answered: Arc<watch::Sender<usize>>,
 }
 
 impl FixedDialogue {
@@ -112,6 +114,7 @@ impl FixedDialogue {
             delay,
             seen: Arc::default(),
             asked: Arc::new(watch::channel(0).0),
+            answered: Arc::new(watch::channel(0).0),
         }
     }
 
@@ -125,6 +128,12 @@ impl FixedDialogue {
         // The sender lives in `self`: the channel cannot close while we wait.
         let _ = self.asked.subscribe().wait_for(|&n| n >= count).await;
         self.seen()
+    }
+
+    /// Waits until `count` replies have given their text (to the Responder, which passes it on
+    /// as it comes).
+    pub async fn answered(&self, count: usize) {
+        let _ = self.answered.subscribe().wait_for(|&n| n >= count).await;
     }
 }
 
@@ -155,14 +164,23 @@ impl DialogueSession for FixedSession {
         self.dialogue.asked.send_replace(seen.len());
         self.action = action;
         let delay = self.dialogue.delay;
+        let answered = self.dialogue.answered.clone();
         Box::pin(stream::once(async move {
             actix_rt::time::sleep(delay).await;
+            answered.send_modify(|n| *n += 1);
             Ok(text)
         }))
     }
 
     fn take_action(&mut self) -> Option<DialogueAction> {
         self.action.take()
+    }
+
+    fn fork(&self) -> Option<Box<dyn DialogueSession>> {
+        Some(Box::new(FixedSession {
+            dialogue: self.dialogue.clone(),
+            action: self.action,
+        }))
     }
 }
 
