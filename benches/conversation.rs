@@ -7,8 +7,13 @@
 //!   first frame comes out of the socket queue. The dialogue's first text takes 20 ms and the
 //!   synthesizer's first audio 20 ms; each engine times its own wait, and what remains is the
 //!   processing of our actors between engine events.
+//! - **Speculative replies**: the recogniser says the turn is probably over
+//!   ([`TranscriptEvent::ProbableEnd`]); 60 ms later (the engines take 40) the turn ends with
+//!   those words. The clock runs from the end of the turn to the reply's first frame out of the
+//!   socket queue, against the same turn with no announcement (the engines' 40 ms then count).
 //!
-//! `cargo bench --bench conversation`; prints p50, p99 and max over 1000 turns of one call.
+//! `cargo bench --bench conversation`; prints p50, p99 and max over 1000 turns of one call (200
+//! for each kind of speculative turn).
 
 mod support;
 
@@ -29,6 +34,12 @@ use phone_agent_actors::ids::UtteranceId;
 use support::{settings, start_call};
 
 const TURNS: usize = 1_000;
+
+/// Turns timed with and without a prepared reply.
+const SPECULATED_TURNS: usize = 200;
+
+/// How long before the end of the turn it is announced as probably over.
+const ANNOUNCED_BEFORE: Duration = Duration::from_millis(60);
 
 /// How long each engine takes to its first output.
 const ENGINE_LATENCY: Duration = Duration::from_millis(20);
@@ -65,6 +76,10 @@ impl Dialogue for SlowDialogue {
 }
 
 impl DialogueSession for SlowDialogue {
+    fn fork(&self) -> Option<Box<dyn DialogueSession>> {
+        Some(Box::new(SlowDialogue(self.0.clone())))
+    }
+
     fn reply(&mut self, _: &[ChatMessage]) -> EngineStream<String> {
         let wait = self.0.wait();
         Box::pin(stream::once(async move {
@@ -124,12 +139,53 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// Hands `event` to the call's actor, as its Transcriber would.
+async fn hear(call: &support::BenchCall, event: TranscriptEvent) {
+    call.call
+        .send(TranscriptReceived { event })
+        .await
+        .expect("call up");
+}
+
+/// Interrupts the reply playing (a confirming partial, then the interrupting turn's end without
+/// words of its own), so the agent is quiet again; returns how long the `clear` took.
+async fn interrupt(call: &mut support::BenchCall) -> Duration {
+    let trigger = Instant::now();
+    let partial = TranscriptEvent::Partial {
+        text: "stop right now".into(),
+    };
+    hear(call, partial).await;
+    call.next_event("clear").await;
+    let reaction = trigger.elapsed();
+    hear(call, TranscriptEvent::EndOfTurn).await;
+    call.drain();
+    reaction
+}
+
+/// A caller turn, announced as probably over `ANNOUNCED_BEFORE` its end if `announced`: the time
+/// from its end to the reply's first frame out.
+async fn spoken_turn(call: &mut support::BenchCall, announced: bool) -> Duration {
+    let words = "what are your opening hours";
+    hear(call, TranscriptEvent::SpeechStarted).await;
+    if announced {
+        let text = words.to_owned();
+        hear(call, TranscriptEvent::ProbableEnd { text }).await;
+    }
+    actix_rt::time::sleep(ANNOUNCED_BEFORE).await;
+    let end = Instant::now();
+    let text = words.to_owned();
+    hear(call, TranscriptEvent::Final { text }).await;
+    hear(call, TranscriptEvent::EndOfTurn).await;
+    call.echoed().await;
+    end.elapsed()
+}
+
 fn main() {
     let system = actix_rt::System::new();
     let engine_time = EngineTime::default();
     let tokens = Arc::new(StreamTokens::new(Duration::from_secs(600)));
     let settings = call_settings(tokens.clone(), &engine_time);
-    let (overheads, reactions) = system.block_on(async {
+    let (overheads, reactions, prepared, unprepared) = system.block_on(async {
         let mut call = start_call(&settings, &tokens, 1).await;
         let (mut overheads, mut reactions) = (Vec::new(), Vec::new());
         for turn in 0..TURNS + 50 {
@@ -139,31 +195,23 @@ fn main() {
             call.echoed().await;
             let overhead = start.elapsed().saturating_sub(engine_time.take());
 
-            let trigger = Instant::now();
-            let partial = TranscriptEvent::Partial {
-                text: "stop right now".into(),
-            };
-            call.call
-                .send(TranscriptReceived { event: partial })
-                .await
-                .expect("call up");
-            call.next_event("clear").await;
-            let reaction = trigger.elapsed();
-            // The caller's interrupting turn ends without words of its own.
-            call.call
-                .send(TranscriptReceived {
-                    event: TranscriptEvent::EndOfTurn,
-                })
-                .await
-                .expect("call up");
-            call.drain();
+            let reaction = interrupt(&mut call).await;
             if turn >= 50 {
                 overheads.push(overhead);
                 reactions.push(reaction);
             }
         }
-        (overheads, reactions)
+        let (mut prepared, mut unprepared) = (Vec::new(), Vec::new());
+        for _ in 0..SPECULATED_TURNS {
+            prepared.push(spoken_turn(&mut call, true).await);
+            interrupt(&mut call).await;
+            unprepared.push(spoken_turn(&mut call, false).await);
+            interrupt(&mut call).await;
+        }
+        (overheads, reactions, prepared, unprepared)
     });
     report("barge-in reaction", reactions);
     report("per-turn overhead", overheads);
+    report("reply, prepared", prepared);
+    report("reply, not prepared", unprepared);
 }

@@ -176,6 +176,11 @@ async fn replay(
         for (&i, exchange) in batch.iter().zip(&recording.exchanges) {
             let mut result = score::turn_result(&cases[i], audio[i].len(), exchange, &recording);
             result.stages = score::reply_stages(&transcript, audio[i].len(), exchange.ended_at);
+            result.heard = Some(score::heard_during(
+                &transcript,
+                audio[i].len(),
+                exchange.ended_at,
+            ));
             results.push(result);
         }
         let understood: Vec<&str> = transcript

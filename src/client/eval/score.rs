@@ -29,6 +29,9 @@ pub struct CaseResult {
     /// A turn case: the stages of its reply as the server timed them (from the end of the
     /// caller's speech as its VAD heard it), when its record was found.
     pub stages: Option<TurnLatencies>,
+    /// A turn case: what the agent understood while the case was said (its caller turns that
+    /// started then), joined.
+    pub heard: Option<String>,
 }
 
 /// The outcome of a turn case from its exchange in `recording`: a cut-in is agent audio on the
@@ -52,7 +55,28 @@ pub fn turn_result(
         reply_after_ms: exchange.latency().map(|latency| latency.as_millis() as u64),
         interrupted: None,
         stages: None,
+        heard: None,
     }
+}
+
+/// What the agent understood of a turn whose audio (`len` bytes) ended at `ended_at`: its caller
+/// turns of `transcript` that started while the audio played (or just after, as a recogniser's
+/// start lags), joined.
+pub fn heard_during(
+    transcript: &[StoredTurn],
+    len: usize,
+    ended_at: std::time::Duration,
+) -> String {
+    let said_from = ended_at.as_millis() as i64 - (len / BYTES_PER_MS) as i64;
+    let said_to = ended_at.as_millis() as i64;
+    let heard: Vec<&str> = transcript
+        .iter()
+        .map(|stored| &stored.turn)
+        .filter(|turn| turn.speaker == Speaker::Caller)
+        .filter(|turn| (said_from - 500..said_to).contains(&turn.start_ms))
+        .map(|turn| turn.text.as_str())
+        .collect();
+    heard.join(" | ")
 }
 
 /// The server's timing of the reply to a turn whose audio (`len` bytes) ended at `ended_at`:
@@ -85,6 +109,7 @@ pub fn barge_in_result(case: &Case, recording: &Recording) -> CaseResult {
         reply_after_ms: None,
         interrupted: Some(first_reply.is_some_and(|reply| reply.cleared > 0)),
         stages: None,
+        heard: None,
     }
 }
 
@@ -326,6 +351,7 @@ mod tests {
             reply_after_ms: reply,
             interrupted,
             stages: None,
+            heard: None,
         }
     }
 
