@@ -367,6 +367,21 @@ impl Responder {
         }
     }
 
+    /// Answers `turn` once the replies before it are done; after a reply that ends the call, the
+    /// turn is only remembered.
+    fn answer(&mut self, turn: UserTurn, ctx: &mut Context<Self>) {
+        if self.ending.is_some() {
+            self.remember_turn(turn);
+            return;
+        }
+        if self.waiting.len() == MAX_WAITING_TURNS {
+            self.waiting.pop_front();
+            tracing::warn!(parent: self.supervision.span(), "dialogue behind: oldest waiting turn dropped");
+        }
+        self.waiting.push_back(turn);
+        self.next_turn(ctx);
+    }
+
     /// Adds the caller's turn to the history; an amending turn replaces the caller's last line
     /// when nothing was said to it.
     fn remember_turn(&mut self, turn: UserTurn) {
@@ -479,16 +494,7 @@ impl Handler<UserTurn> for Responder {
     type Result = ();
 
     fn handle(&mut self, turn: UserTurn, ctx: &mut Context<Self>) {
-        if self.ending.is_some() {
-            self.remember_turn(turn);
-            return;
-        }
-        if self.waiting.len() == MAX_WAITING_TURNS {
-            self.waiting.pop_front();
-            tracing::warn!(parent: self.supervision.span(), "dialogue behind: oldest waiting turn dropped");
-        }
-        self.waiting.push_back(turn);
-        self.next_turn(ctx);
+        self.answer(turn, ctx);
     }
 }
 
@@ -511,10 +517,7 @@ impl Handler<CommitTurn> for Responder {
             return;
         };
         match speculation.reply {
-            Speculative::Waiting => {
-                self.waiting.push_back(speculation.turn);
-                self.next_turn(ctx);
-            }
+            Speculative::Waiting => self.answer(speculation.turn, ctx),
             Speculative::Replying { session, done } => {
                 self.session = Some(session);
                 self.remember_turn(speculation.turn);

@@ -169,6 +169,14 @@ async fn a_call_placed_through_the_api_streams_and_hangs_up() {
     assert_eq!(url.1, format!("https://agent.test/twilio/voice?call={id}"));
     let call = line.call_until(&id, status_is("in-progress")).await;
     assert_eq!(call["call_sid"], sid);
+    // Twilio reports the call in progress before its media stream reaches us: the hang-up is
+    // ours to record only once the stream is up (its first turns are in).
+    line.call_until(&id, |call| {
+        call["transcript"]
+            .as_array()
+            .is_some_and(|turns| !turns.is_empty())
+    })
+    .await;
 
     let (status, _) = line
         .api(Method::POST, &format!("/api/calls/{id}/hangup"), None)
