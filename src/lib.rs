@@ -58,6 +58,7 @@ pub mod store;
 pub mod tls;
 pub mod twilio;
 pub mod wav;
+pub mod webhooks;
 
 pub mod client;
 

@@ -32,6 +32,7 @@ use crate::guard::client_ip::ProxyTrust;
 use crate::guard::rate_limit::{RateLimitActor, RateLimits};
 use crate::guard::Guard;
 use crate::http::guarded::TwilioValidation;
+use crate::http::webhooks::InboundWebhooks;
 use crate::http::{self, AppState};
 use crate::redact::Secret;
 use crate::store::audit::AuditEvent;
@@ -127,6 +128,10 @@ pub async fn start(
     audit.record(config_event(config, signer.is_some()));
     let authenticator = Arc::new(Authenticator::new(security.auth.lockout, audit.clone()));
     reload(&store, &authenticator).await?;
+    let inbound = web::Data::new(InboundWebhooks {
+        keys: security.webhooks.clone(),
+        audit: audit.clone(),
+    });
     let auth_actor =
         AuthActor::new(store.clone(), authenticator.clone(), audit, security.auth).start();
     let rate_limits = Arc::new(RateLimits::new(&security.rate_limits));
@@ -188,6 +193,7 @@ pub async fn start(
             .app_data(validation.clone())
             .app_data(store_data.clone())
             .app_data(actor_data.clone())
+            .app_data(inbound.clone())
             .configure(http::configure)
     })
     .on_connect(move |connection, _| {

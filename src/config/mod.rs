@@ -609,6 +609,8 @@ mod tests {
             ("MEDIA_START_TIMEOUT", "never"),
             ("BARGE_IN", "maybe"),
             ("SPECULATIVE_REPLIES", "sometimes"),
+            ("WEBHOOK_SECRET", "short"),
+            ("SVIX_WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
             ("BARGE_IN_MIN_WORDS", "0"),
             ("BARGE_IN_MIN_SPEECH_MS", "50"),
             ("SILENCE_CHECKIN_S", "-1"),
@@ -690,10 +692,21 @@ mod tests {
             ("TWILIO_AUTH_TOKEN", "twilio-secret"),
             ("DATABASE_URL", "postgres://u:db-secret@h/d"),
             ("DATA_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            ("WEBHOOK_SECRET", "webhook-secret-1234"),
+            (
+                "SVIX_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
         ])
         .unwrap();
         let printed = format!("{config:?}");
-        for secret in ["twilio-secret", "db-secret", "AAAAAAAA"] {
+        for secret in [
+            "twilio-secret",
+            "db-secret",
+            "AAAAAAAA",
+            "webhook-secret",
+            "MfKQ9r8G",
+        ] {
             assert!(!printed.contains(secret), "{secret}");
         }
     }

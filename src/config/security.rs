@@ -10,6 +10,7 @@ use crate::guard::client_ip::{IpList, ProxyTrust};
 use crate::guard::penalty::PenaltySettings;
 use crate::guard::rate_limit::{Limit, RateLimitSettings};
 use crate::redact::Secret;
+use crate::webhooks::signature::WebhookKeys;
 
 /// Where data lives and the key sealing it.
 #[derive(Debug, Clone)]
@@ -70,6 +71,8 @@ pub struct SecuritySettings {
     pub proxy_trust: ProxyTrust,
     /// In-process TLS, when both `TLS_CERT` and `TLS_KEY` are set.
     pub tls: Option<TlsFiles>,
+    /// Inbound webhook secrets (`WEBHOOK_SECRET`, `SVIX_WEBHOOK_SECRET`).
+    pub webhooks: WebhookKeys,
 }
 
 impl SecuritySettings {
@@ -100,8 +103,30 @@ impl SecuritySettings {
                 ProxyTrust::None
             },
             tls: TlsFiles::from_vars(vars)?,
+            webhooks: webhook_keys(vars)?,
         })
     }
+}
+
+/// `WEBHOOK_SECRET` (the product's own scheme) and `SVIX_WEBHOOK_SECRET` (Standard Webhooks,
+/// `whsec_<base64>`); a scheme without its secret refuses every message.
+fn webhook_keys<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+) -> Result<WebhookKeys, ConfigError> {
+    let resend = vars.get("WEBHOOK_SECRET").filter(|s| !s.is_empty());
+    if resend.as_ref().is_some_and(|secret| secret.len() < 16) {
+        return Err(vars.invalid(
+            "WEBHOOK_SECRET",
+            "too short (at least 16 characters; openssl rand -hex 32)".into(),
+        ));
+    }
+    let standard = vars.get("SVIX_WEBHOOK_SECRET").filter(|s| !s.is_empty());
+    WebhookKeys::new(resend.as_deref(), standard.as_deref()).map_err(|_| {
+        vars.invalid(
+            "SVIX_WEBHOOK_SECRET",
+            "expected whsec_ followed by base64, as the provider shows it".into(),
+        )
+    })
 }
 
 impl StorageSettings {

@@ -7,6 +7,7 @@
 //! - `POST /twilio/voice`: the voice webhook, answers TwiML ([`twilio`]).
 //! - `POST /twilio/status`: call status and machine-detection callbacks ([`twilio`]).
 //! - `GET /twilio/media`: the Media Streams WebSocket ([`twilio`], pumps in [`media_socket`]).
+//! - `POST /webhooks/resend`: the email provider's signed delivery events ([`webhooks`]).
 //! - `/api/…`: the bearer-token API ([`api`]).
 //! - `GET /health`: liveness and the live-call count; `GET /ready`: readiness (503 while draining).
 //! - `GET /metrics`: per-turn latency histograms and call counters (OpenMetrics text).
@@ -18,6 +19,7 @@ pub mod guarded;
 pub mod media_socket;
 pub mod sse;
 pub mod twilio;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +82,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .service(web::resource("/voice").post(twilio::voice))
                     .service(web::resource("/status").post(twilio::status))
                     .service(web::resource("/media").get(twilio::media)),
+            )
+            .service(
+                web::scope("/webhooks")
+                    .app_data(web::PayloadConfig::new(webhooks::WEBHOOK_EVENT_LIMIT))
+                    .service(web::resource("/resend").post(webhooks::resend)),
             )
             .configure(api::configure)
             .default_service(web::to(not_found)),

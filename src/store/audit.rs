@@ -12,7 +12,7 @@ pub struct AuditEvent {
     /// When (the first occurrence, for counted events), Unix ms.
     pub at: i64,
     /// What: `auth.success`, `auth.failure`, `auth.lockout`, `token.created`, `token.revoked`,
-    /// `token.rotated`, `config.loaded`, `ip.blocked`, `call.erased`.
+    /// `token.rotated`, `config.loaded`, `ip.blocked`, `call.erased`, `webhook.refused`.
     pub kind: String,
     /// The token concerned, by id.
     pub token_id: Option<String>,

@@ -15,6 +15,7 @@
 //! - [`status`]: the status timeline; a status never moves backwards.
 //! - [`call_events`]: each call's event log (status changes, turns, the end), numbered from 1.
 //! - [`transcripts`]: transcript turns and their latencies, one row per turn as it ends.
+//! - [`webhook_receipts`]: inbound webhooks already processed (their replay guard).
 //! - [`schedule`]: scheduled calls: claiming due ones, marking missed ones, cancelling.
 //! - [`dnc`]: the do-not-call list.
 //! - [`idempotency`]: the first answer per API token and `Idempotency-Key`.
@@ -40,6 +41,7 @@ pub mod schedule;
 pub mod status;
 pub mod tokens;
 pub mod transcripts;
+pub mod webhook_receipts;
 
 use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -25,3 +25,4 @@ mod support;
 mod surface;
 mod twilio_emulator;
 mod twilio_rest;
+mod webhooks;
