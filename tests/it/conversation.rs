@@ -284,34 +284,38 @@ async fn late_finals_are_merged_into_their_turn_not_answered_twice() {
     );
 }
 
-/// The agent turns of the call, with their latencies, once `count` have been recorded (an agent
-/// turn is recorded once it is done).
+/// The agent turns of the call, with their latencies, once its event stream has shown `count`
+/// of them (an agent turn is recorded, and its event sent, once it is done).
 async fn agent_turns(
     call: &Conversation,
     count: usize,
 ) -> Vec<phone_agent::store::transcripts::Turn> {
+    use futures_util::StreamExt as _;
+    use phone_agent::guard::token::Scope;
     use phone_agent::store::transcripts::Speaker;
+    let token = call.server.token(&[Scope::CallsRead]).await;
+    let path = format!("/api/calls/{}/events", call_sid(1));
+    let mut events = call
+        .server
+        .request(awc::http::Method::GET, &path, Some(&token))
+        .send()
+        .await
+        .expect("event stream opens");
+    let mut seen = String::new();
     within(async {
-        loop {
-            let turns = call
-                .server
-                .server
-                .store
-                .transcript(&call_sid(1))
-                .await
-                .unwrap();
-            let agent: Vec<_> = turns
-                .into_iter()
-                .map(|stored| stored.turn)
-                .filter(|turn| turn.speaker == Speaker::Agent)
-                .collect();
-            if agent.len() >= count {
-                return agent;
-            }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        while seen.matches(r#""speaker":"agent""#).count() < count {
+            let chunk = events.next().await.expect("stream open").expect("chunk");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
         }
     })
-    .await
+    .await;
+    let turns = call.server.server.store.transcript(&call_sid(1)).await;
+    turns
+        .unwrap()
+        .into_iter()
+        .map(|stored| stored.turn)
+        .filter(|turn| turn.speaker == Speaker::Agent)
+        .collect()
 }
 
 /// A call whose first exchange is over: the agent is quiet, so a reply may be prepared.

@@ -59,21 +59,30 @@ pub fn turn_result(
     }
 }
 
+/// How much earlier than the audio a recogniser may date the start of the caller's turn (its
+/// pre-roll).
+const TURN_START_SLACK_MS: i64 = 500;
+
+/// When a turn whose audio (`len` bytes) ended at `ended_at` was said, ms of call time.
+fn said_span(len: usize, ended_at: std::time::Duration) -> std::ops::Range<i64> {
+    let end = ended_at.as_millis() as i64;
+    end - (len / BYTES_PER_MS) as i64..end
+}
+
 /// What the agent understood of a turn whose audio (`len` bytes) ended at `ended_at`: its caller
-/// turns of `transcript` that started while the audio played (or just after, as a recogniser's
-/// start lags), joined.
+/// turns of `transcript` that started while the audio played (or a little before, as the
+/// recogniser's pre-roll dates them), joined.
 pub fn heard_during(
     transcript: &[StoredTurn],
     len: usize,
     ended_at: std::time::Duration,
 ) -> String {
-    let said_from = ended_at.as_millis() as i64 - (len / BYTES_PER_MS) as i64;
-    let said_to = ended_at.as_millis() as i64;
+    let said = said_span(len, ended_at);
     let heard: Vec<&str> = transcript
         .iter()
         .map(|stored| &stored.turn)
         .filter(|turn| turn.speaker == Speaker::Caller)
-        .filter(|turn| (said_from - 500..said_to).contains(&turn.start_ms))
+        .filter(|turn| (said.start - TURN_START_SLACK_MS..said.end).contains(&turn.start_ms))
         .map(|turn| turn.text.as_str())
         .collect();
     heard.join(" | ")
@@ -86,14 +95,14 @@ pub fn reply_stages(
     len: usize,
     ended_at: std::time::Duration,
 ) -> Option<TurnLatencies> {
-    let said_from = ended_at.as_millis() as i64 - (len / BYTES_PER_MS) as i64;
+    let said = said_span(len, ended_at);
     transcript
         .iter()
         .map(|stored| &stored.turn)
         .find(|turn| {
             turn.speaker == Speaker::Agent
                 && turn.latencies.end_of_turn_ms.is_some()
-                && turn.start_ms >= said_from
+                && turn.start_ms >= said.start
         })
         .map(|turn| turn.latencies)
 }

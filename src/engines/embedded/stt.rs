@@ -489,7 +489,6 @@ impl Listener {
             return false;
         };
         let dictating = is_dictating(&text);
-        self.speculated = Some((self.voiced_end, text));
         let Some(model) = &mut self.turn_model else {
             return false;
         };
@@ -609,8 +608,7 @@ impl Listener {
         if self.announced || self.voiced_samples < MIN_SPEECH_SAMPLES {
             return;
         }
-        if let Ok(Some(text)) = self.final_text().await {
-            self.speculated = Some((self.voiced_end, text));
+        if let Ok(Some(_)) = self.final_text().await {
             self.announce_probable_end();
         }
     }
@@ -667,12 +665,13 @@ impl Listener {
     }
 
     /// The final text of all the voiced audio so far: the speculative decode's when it covers it,
-    /// else the decode in flight or a new one, awaited. `None` when the recognition pool is
-    /// saturated (the turn's words are lost; the call goes on).
+    /// else the decode in flight or a new one, awaited, and kept as the speculative decode's until
+    /// more voiced audio comes. `None` when the recognition pool is saturated (the turn's words
+    /// are lost; the call goes on).
     async fn final_text(&mut self) -> Result<Option<String>, EngineError> {
         let voiced_end = self.voiced_end;
-        if let Some((_, text)) = self.speculated.take().filter(|(at, _)| *at == voiced_end) {
-            return Ok(Some(text));
+        if let Some((_, text)) = self.speculated.as_ref().filter(|(at, _)| *at == voiced_end) {
+            return Ok(Some(text.clone()));
         }
         let in_flight = self
             .decoding
@@ -693,6 +692,7 @@ impl Listener {
             .await
             .map_err(|_| failure("recognition worker stopped".into()))?
             .map_err(failure)?;
+        self.speculated = Some((voiced_end, text.clone()));
         Ok(Some(text))
     }
 
