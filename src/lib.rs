@@ -46,6 +46,7 @@
 
 pub mod calls;
 pub mod config;
+pub mod email;
 pub mod engines;
 pub mod guard;
 pub mod http;

@@ -42,6 +42,7 @@ use crate::tls::{self, TlsError};
 use crate::twilio::rest::TwilioRest;
 use crate::twilio::signature::{TwilioSigner, DEV_TWILIO_AUTH_TOKEN_FILE};
 use crate::twilio::stream_token::StreamTokens;
+use crate::webhooks::dispatch;
 
 /// The data key's file in `DATA_DIR` when `DATA_KEY` is not set.
 pub const DATA_KEY_FILE: &str = "data.key";
@@ -162,6 +163,13 @@ pub async fn start(
     );
     scheduler::start(records.clone(), placer.clone(), config.calls.schedule_grace);
     retention::start(records.clone(), config.calls.retention);
+    let (stop_dispatch, dispatch_stopped) = watch::channel(false);
+    dispatch::start(
+        store.clone(),
+        config.webhooks.clone(),
+        scheduler::instance_id(),
+        dispatch_stopped,
+    );
     let state = web::Data::new(AppState {
         public_host: config.public_host.clone(),
         tokens: tokens.clone(),
@@ -173,7 +181,7 @@ pub async fn start(
             authorizer: tokens,
             conversation: Arc::new(config.conversation.clone()),
             metrics,
-            call_control: call_control(config, rest),
+            call_control: call_control(config, rest, records.clone()),
             journal: Some(journal.clone()),
         },
         media_write_timeout: config.media_write_timeout,
@@ -181,6 +189,7 @@ pub async fn start(
         placer,
         agents: agent_name(config).into_iter().collect(),
         call_metadata_max_bytes: config.calls.metadata_max_bytes,
+        webhook_policy: config.webhooks.policy,
     });
     let store_data = web::Data::new(store.clone());
     let actor_data = web::Data::new(auth_actor.clone());
@@ -229,6 +238,7 @@ pub async fn start(
             tracing::error!("call journal not flushed in time: the last call events are lost");
         }
         let _ = flush.send(FlushAudit).await;
+        stop_dispatch.send_replace(true);
     });
     let done = actix_web::rt::spawn(server);
     tracing::info!(%local_addr, tls = security.tls.is_some(), "listening");
@@ -245,9 +255,13 @@ pub async fn start(
 
 /// Transfers through Twilio's REST API, when it is configured and there is a number to
 /// transfer to.
-fn call_control(config: &Config, rest: Option<TwilioRest>) -> Option<Arc<dyn CallControl>> {
+fn call_control(
+    config: &Config,
+    rest: Option<TwilioRest>,
+    records: CallRecords,
+) -> Option<Arc<dyn CallControl>> {
     let to = config.calls.transfer_to.clone()?;
-    Some(Arc::new(TwilioTransfer::new(rest?, to)))
+    Some(Arc::new(TwilioTransfer::new(rest?, to, records)))
 }
 
 /// The name calls ask for the configured agent by: its file's name (`default` for

@@ -68,6 +68,8 @@ pub struct CallRequest {
     pub timezone: Option<TimeZone>,
     /// Answering-machine detection.
     pub machine_detection: Option<AmdMode>,
+    /// Where this call's events are also posted (checked against SSRF by the caller).
+    pub webhook_url: Option<String>,
 }
 
 /// Places and changes calls through Twilio.
@@ -143,6 +145,7 @@ impl Placer {
             machine_detection: request
                 .machine_detection
                 .map(|mode| mode.as_str().to_owned()),
+            webhook_url: request.webhook_url,
         };
         let now_ms = now.as_millisecond();
         let id = store.insert_call(&new, now_ms).await?;
@@ -219,9 +222,10 @@ impl Placer {
             .and_then(CallSid::parse)
             .ok_or(PlaceError::WrongState("not placed yet"))?;
         tracing::info!(call_id = %call.id, to = %to, "transferring the call");
-        Ok(rest
-            .update_call(&sid, &CallUpdate::Twiml(twiml::dial(to.as_str())))
-            .await?)
+        rest.update_call(&sid, &CallUpdate::Twiml(twiml::dial(to.as_str())))
+            .await?;
+        self.records.transferred(&call.id, to, "api").await?;
+        Ok(())
     }
 
     /// Asks Twilio to place `call`; records its CallSid, or that it failed.

@@ -6,9 +6,13 @@
 
 use std::sync::Arc;
 
+use serde_json::json;
+
 use super::feed::CallFeed;
-use crate::store::call_events::CallEvent;
-use crate::store::{Store, StoreError};
+use super::number::E164;
+use crate::redact::mask_phone;
+use crate::store::call_events::{CallEvent, EventKind};
+use crate::store::{now_ms, Store, StoreError};
 
 /// The store and the feed, shared by the HTTP handlers, the journal and the scheduler.
 #[derive(Clone)]
@@ -49,6 +53,21 @@ impl CallRecords {
             self.publish(Some(event));
         }
         Ok(())
+    }
+
+    /// Logs (and publishes) that the call was handed to `to`, by the `api` or the `agent`.
+    pub async fn transferred(
+        &self,
+        id_or_sid: &str,
+        to: &E164,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        let data = json!({ "to": mask_phone(to.as_str()), "by": by });
+        let logged = self
+            .store
+            .append_event(id_or_sid, EventKind::Transferred, &data, now_ms())
+            .await;
+        self.published(logged).map(drop)
     }
 
     /// Publishes what a write logged, passing its error on.

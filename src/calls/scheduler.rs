@@ -58,8 +58,9 @@ async fn run_once(
     Ok(())
 }
 
-/// This process's name in scheduler claims: random, so two servers never share one.
-fn instance_id() -> String {
+/// A name for this process in claims (scheduled calls, outbox messages): random, so two
+/// servers never share one.
+pub fn instance_id() -> String {
     let mut bytes = [0u8; 8];
     // Without randomness the claims still work (rows are claimed atomically); only the name
     // would collide.

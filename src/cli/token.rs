@@ -20,7 +20,7 @@ pub enum TokenCommand {
         /// A name for people (`billing-service`).
         #[arg(long)]
         name: String,
-        /// Comma-separated: calls:read, calls:write, calls:delete, tokens:admin.
+        /// Comma-separated: calls:read, calls:write, calls:delete, tokens:admin, webhooks:admin.
         #[arg(long, value_parser = Scopes::parse)]
         scopes: Scopes,
         /// Lifetime (`90d`, `12h`); forever when omitted.

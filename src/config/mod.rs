@@ -14,8 +14,10 @@ use phone_agent_actors::runtime::supervision::RestartPolicy;
 
 use crate::engines::embedded::stt::{Endpointing, ModelTurns, TurnDetection};
 use crate::engines::embedded::{EmbeddedSettings, VoiceChoice};
+use crate::webhooks::dispatch::DispatchSettings;
 
 mod calls;
+mod outbound_webhooks;
 mod providers;
 mod security;
 mod twilio_rest;
@@ -113,6 +115,8 @@ pub struct Config {
     pub twilio_rest: Option<TwilioRestSettings>,
     /// Placing, scheduling, transferring and keeping calls.
     pub calls: CallManagementSettings,
+    /// Outbound webhooks and follow-up emails (`WEBHOOK_*`, `RESEND_*`, `FOLLOW_UP_*`).
+    pub webhooks: DispatchSettings,
 }
 
 impl Config {
@@ -222,9 +226,10 @@ impl Config {
             drain_timeout,
             http_workers,
             restart,
-            security,
             twilio_rest,
             calls: CallManagementSettings::from_vars(&vars)?,
+            webhooks: outbound_webhooks::from_vars(&vars, security.production)?,
+            security,
         })
     }
 }

@@ -41,7 +41,7 @@ impl NewToken {
         }
         if self.scopes.is_empty() {
             return Err(
-                "scopes: at least one of calls:read, calls:write, calls:delete, tokens:admin",
+                "scopes: at least one of calls:read, calls:write, calls:delete, tokens:admin, webhooks:admin",
             );
         }
         if self

@@ -108,15 +108,19 @@ pub enum Scope {
     /// Create, list, revoke and rotate tokens.
     #[serde(rename = "tokens:admin")]
     TokensAdmin,
+    /// Register and remove webhook endpoints, rotate their secrets, list and replay deliveries.
+    #[serde(rename = "webhooks:admin")]
+    WebhooksAdmin,
 }
 
 impl Scope {
     /// Every scope, in order.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::CallsRead,
         Scope::CallsWrite,
         Scope::CallsDelete,
         Scope::TokensAdmin,
+        Scope::WebhooksAdmin,
     ];
 
     /// The scope's wire name (`calls:read`).
@@ -126,6 +130,7 @@ impl Scope {
             Scope::CallsWrite => "calls:write",
             Scope::CallsDelete => "calls:delete",
             Scope::TokensAdmin => "tokens:admin",
+            Scope::WebhooksAdmin => "webhooks:admin",
         }
     }
 

@@ -33,6 +33,7 @@ use serde_json::json;
 use crate::calls::placing::Placer;
 use crate::calls::records::CallRecords;
 use crate::twilio::stream_token::StreamTokens;
+use crate::webhooks::target::TargetPolicy;
 use error::HttpError;
 
 /// Largest Twilio webhook body accepted; Twilio's form posts are a few KiB.
@@ -56,6 +57,8 @@ pub struct AppState {
     pub agents: Vec<String>,
     /// Largest `metadata` a call may carry, in bytes of JSON.
     pub call_metadata_max_bytes: usize,
+    /// Where outbound webhooks may go.
+    pub webhook_policy: TargetPolicy,
 }
 
 impl AppState {

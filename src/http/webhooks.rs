@@ -5,8 +5,10 @@
 //! is checked on those raw bytes, before anything parses them (a refusal is logged and audited as
 //! `webhook.refused` with the reason, never the body, and answered with the generic 401); a
 //! message seen before is acknowledged (200, `"duplicate": true`) and not processed again, also
-//! across a restart; then the event is read. The route is rate limited as the `webhooks` class by
-//! the guard in front of every route.
+//! across a restart; then the event is read. Email events (`email.sent`, `email.delivered`,
+//! `email.bounced`, `email.complained`) move the status of the follow-up email they name (by the
+//! provider's email id) forward; other types are acknowledged and logged. The route is rate
+//! limited as the `webhooks` class by the guard in front of every route.
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use super::error::HttpError;
 use super::guarded::ClientIp;
 use crate::guard::audit::AuditLog;
 use crate::store::audit::AuditEvent;
+use crate::store::calls::FollowUpStatus;
 use crate::store::{now_ms, Store};
 use crate::webhooks::signature::WebhookKeys;
 
@@ -45,14 +48,6 @@ struct InboundEvent {
 struct EventData {
     email_id: Option<String>,
 }
-
-/// Email delivery events: they will update the follow-up email of the call they belong to.
-const EMAIL_EVENTS: [&str; 4] = [
-    "email.sent",
-    "email.delivered",
-    "email.bounced",
-    "email.complained",
-];
 
 /// `POST /webhooks/resend`.
 pub async fn resend(
@@ -85,11 +80,20 @@ pub async fn resend(
         tracing::info!(scheme, kind = %event.kind, "webhook delivered again: acknowledged, not processed");
         return Ok(HttpResponse::Ok().json(json!({ "received": true, "duplicate": true })));
     }
-    if EMAIL_EVENTS.contains(&event.kind.as_str()) {
-        // Follow-up emails are not sent yet: no call has an email for this event to update.
-        tracing::info!(scheme, kind = %event.kind, email_id = ?event.data.email_id, "email event for no follow-up email we sent");
-    } else {
-        tracing::info!(scheme, kind = %event.kind, "webhook event of a type we do not act on: acknowledged");
+    match (FollowUpStatus::of_event(&event.kind), &event.data.email_id) {
+        (Some(status), Some(email_id)) => {
+            match store.update_follow_up_status(email_id, status, now).await? {
+                Some(call_id) => {
+                    tracing::info!(scheme, kind = %event.kind, %call_id, "follow-up email status updated")
+                }
+                None => {
+                    tracing::info!(scheme, kind = %event.kind, "email event for no follow-up email we sent, or an older status: acknowledged")
+                }
+            }
+        }
+        _ => {
+            tracing::info!(scheme, kind = %event.kind, "webhook event of a type we do not act on: acknowledged")
+        }
     }
     Ok(HttpResponse::Ok().json(json!({ "received": true })))
 }

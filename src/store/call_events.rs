@@ -30,15 +30,18 @@ pub enum EventKind {
     BargeIn,
     /// The conversation ended: `{"reason"}`.
     End,
+    /// The call was handed to a person: `{"to"}` (masked), `{"by"}` (`api` or `agent`).
+    Transferred,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 5] = [
+    const ALL: [EventKind; 6] = [
         EventKind::Status,
         EventKind::AnsweredBy,
         EventKind::Turn,
         EventKind::BargeIn,
         EventKind::End,
+        EventKind::Transferred,
     ];
 
     /// Its stored name.
@@ -49,6 +52,7 @@ impl EventKind {
             EventKind::Turn => "turn",
             EventKind::BargeIn => "barge_in",
             EventKind::End => "end",
+            EventKind::Transferred => "transferred",
         }
     }
 
@@ -164,7 +168,8 @@ impl Store {
             .map(|row| (transaction, row)))
     }
 
-    /// Inserts event `seq` of a call, sealing its data if its kind says so.
+    /// Inserts event `seq` of a call, sealing its data if its kind says so, and the outbound
+    /// messages it makes (see [`super::outbox`]).
     pub(super) async fn insert_event(
         &self,
         connection: &mut AnyConnection,
@@ -174,6 +179,7 @@ impl Store {
         data: &Value,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let plain = data;
         let data = data.to_string();
         let data = if kind.is_sealed() {
             self.seal(&data, &data_context(call_id, seq))?
@@ -188,9 +194,10 @@ impl Store {
         .bind(now_ms)
         .bind(kind.as_str())
         .bind(data)
-        .execute(connection)
+        .execute(&mut *connection)
         .await?;
-        Ok(())
+        self.enqueue_messages(connection, call_id, seq, kind, plain, now_ms)
+            .await
     }
 
     fn event(&self, row: &AnyRow) -> Result<CallEvent, StoreError> {

@@ -43,6 +43,53 @@ impl Direction {
     }
 }
 
+/// Where a call's follow-up email is, as the email provider's events tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpStatus {
+    /// Accepted by the provider.
+    Sent,
+    /// In the recipient's mailbox.
+    Delivered,
+    /// Refused by the recipient's server.
+    Bounced,
+    /// Marked as spam by the recipient.
+    Complained,
+}
+
+impl FollowUpStatus {
+    const ALL: [FollowUpStatus; 4] = [
+        FollowUpStatus::Sent,
+        FollowUpStatus::Delivered,
+        FollowUpStatus::Bounced,
+        FollowUpStatus::Complained,
+    ];
+
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowUpStatus::Sent => "sent",
+            FollowUpStatus::Delivered => "delivered",
+            FollowUpStatus::Bounced => "bounced",
+            FollowUpStatus::Complained => "complained",
+        }
+    }
+
+    /// The status an email event type (`email.delivered`, …) reports, if it reports one.
+    pub fn of_event(event_type: &str) -> Option<Self> {
+        let name = event_type.strip_prefix("email.")?;
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
+    /// Its place in an email's life: a status never moves to an earlier one.
+    fn rank(self) -> u8 {
+        match self {
+            FollowUpStatus::Sent => 1,
+            FollowUpStatus::Delivered => 2,
+            FollowUpStatus::Bounced | FollowUpStatus::Complained => 3,
+        }
+    }
+}
+
 /// A call to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCall {
@@ -66,6 +113,8 @@ pub struct NewCall {
     pub timezone: Option<String>,
     /// Twilio's `MachineDetection` to place it with.
     pub machine_detection: Option<String>,
+    /// Where this call's events are also posted (besides the registered endpoints).
+    pub webhook_url: Option<String>,
 }
 
 impl NewCall {
@@ -88,6 +137,7 @@ impl NewCall {
             scheduled_at: None,
             timezone: None,
             machine_detection: None,
+            webhook_url: None,
         }
     }
 }
@@ -135,6 +185,8 @@ pub struct Call {
     pub timezone: Option<String>,
     /// Twilio's `MachineDetection` to place it with.
     pub machine_detection: Option<String>,
+    /// Where its follow-up email is: `sent`, then the provider's `delivered`, `bounced`, …
+    pub follow_up_status: Option<String>,
     /// Transcript, extraction and metadata removed (retention or erasure), Unix ms.
     pub purged_at: Option<i64>,
     /// Erased down to this tombstone, Unix ms.
@@ -155,8 +207,8 @@ impl Store {
         let insert = sqlx::query(
             "INSERT INTO calls (id, call_sid, direction, from_number, to_number, status, \
              status_rank, agent, metadata, created_at, updated_at, started_at, scheduled_at, \
-             timezone, machine_detection, last_event) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, 1) \
+             timezone, machine_detection, webhook_url, last_event) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, 1) \
              ON CONFLICT (call_sid) DO NOTHING RETURNING id, last_event",
         )
         .bind(&id)
@@ -172,7 +224,8 @@ impl Store {
         .bind(started)
         .bind(call.scheduled_at)
         .bind(&call.timezone)
-        .bind(&call.machine_detection);
+        .bind(&call.machine_detection)
+        .bind(self.seal_optional(call.webhook_url.clone(), &context("webhook_url", &id))?);
         let data = json!({ "status": call.status });
         if let Some(event) = self
             .change_with_event(insert, EventKind::Status, &data, now_ms)
@@ -286,6 +339,51 @@ impl Store {
         Ok(true)
     }
 
+    /// Records the follow-up email sent for the call (status `sent`).
+    pub async fn set_follow_up_email(
+        &self,
+        id: &str,
+        email_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE calls SET follow_up_email_id = $1, follow_up_status = 'sent', updated_at = $2 \
+             WHERE id = $3",
+        )
+        .bind(email_id)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves the status of the follow-up email `email_id` to `status` (`delivered`, `bounced`,
+    /// `complained`) if that is later than the one recorded: events may arrive out of order. The
+    /// call's id, or `None` when no call sent that email or the status is not later.
+    pub async fn update_follow_up_status(
+        &self,
+        email_id: &str,
+        status: FollowUpStatus,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let ranks: String = FollowUpStatus::ALL
+            .iter()
+            .map(|known| format!(" WHEN '{}' THEN {}", known.as_str(), known.rank()))
+            .collect();
+        let sql = format!(
+            "UPDATE calls SET follow_up_status = $1, updated_at = $2 WHERE follow_up_email_id = $3 \
+             AND (follow_up_status IS NULL OR CASE follow_up_status{ranks} ELSE 0 END < $4) \
+             RETURNING id"
+        );
+        let query = sqlx::query_scalar(&sql)
+            .bind(status.as_str())
+            .bind(now_ms)
+            .bind(email_id)
+            .bind(i64::from(status.rank()));
+        Ok(query.fetch_optional(&self.pool).await?)
+    }
+
     /// A call from a `SELECT * FROM calls` row.
     pub(super) fn call_from_row(&self, row: &AnyRow) -> Result<Call, StoreError> {
         let id: String = row.try_get("id")?;
@@ -326,6 +424,7 @@ impl Store {
             scheduled_at: row.try_get("scheduled_at")?,
             timezone: row.try_get("timezone")?,
             machine_detection: row.try_get("machine_detection")?,
+            follow_up_status: row.try_get("follow_up_status")?,
             purged_at: row.try_get("purged_at")?,
             erased_at: row.try_get("erased_at")?,
             id,
@@ -356,6 +455,7 @@ pub(crate) mod testing {
             scheduled_at: Some(scheduled_at),
             timezone: Some("America/Los_Angeles".into()),
             machine_detection: Some("Enable".into()),
+            webhook_url: None,
         }
     }
 

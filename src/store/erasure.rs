@@ -1,5 +1,5 @@
-//! Erasing a call: its numbers, transcript, extraction, metadata and the sealed data of its events
-//! go; a tombstone stays (id, CallSid, direction, status, times, `erased_at`), with an audit row
+//! Erasing a call: its numbers, transcript, extraction, metadata, the sealed data of its events
+//! and the payloads of its outbound messages go (undelivered ones are never sent); a tombstone stays (id, CallSid, direction, status, times, `erased_at`), with an audit row
 //! written in the same transaction.
 //!
 //! Turn rows are deleted and the rest set to NULL. Deleted is not gone from a database file by
@@ -66,6 +66,14 @@ pub(super) async fn remove_content(
             .execute(&mut *connection)
             .await?
             .rows_affected();
+    // Messages not yet delivered go unsent: what they said was the call's content.
+    sqlx::query(
+        "UPDATE webhook_deliveries SET payload = NULL, \
+         state = CASE WHEN state = 'pending' THEN 'erased' ELSE state END WHERE call_id = $1",
+    )
+    .bind(call_id)
+    .execute(&mut *connection)
+    .await?;
     Ok(Removed { turns, events })
 }
 
@@ -77,20 +85,9 @@ mod tests {
     use crate::store::call_events::EventKind;
     use crate::store::calls::testing::{insert, scheduled};
     use crate::store::status::CallStatus;
-    use crate::store::testing::sqlite_store;
+    use crate::store::testing::{erasure_audit as audit, sqlite_store};
     use crate::store::transcripts::testing::{interrupted_reply, question};
     use phone_agent_actors::engines::Extraction;
-
-    fn audit(subject: &str) -> AuditEvent {
-        AuditEvent {
-            at: 900,
-            kind: "call.erased".into(),
-            token_id: Some("tok_1".into()),
-            client: Some("127.0.0.1".into()),
-            detail: format!("call={subject}"),
-            count: 1,
-        }
-    }
 
     /// A call with everything an erasure removes: numbers, metadata, extraction, turns, a
     /// barge-in. Its id.
@@ -186,6 +183,7 @@ mod tests {
             "SELECT text FROM call_turns WHERE call_id = $1",
             "SELECT heard FROM call_turns WHERE call_id = $1",
             "SELECT data FROM call_events WHERE call_id = $1 AND data LIKE 'v1.%'",
+            "SELECT payload FROM webhook_deliveries WHERE call_id = $1",
         ];
         let mut values = Vec::new();
         for query in queries {

@@ -20,7 +20,8 @@ pub(super) fn random_id(prefix: &str) -> Result<String, StoreError> {
     Ok(format!("{prefix}{}", hex(&random::<12>()?)))
 }
 
-fn random<const N: usize>() -> Result<[u8; N], StoreError> {
+/// `N` random bytes from the system's generator.
+pub(super) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)

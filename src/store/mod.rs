@@ -16,6 +16,8 @@
 //! - [`call_events`]: each call's event log (status changes, turns, the end), numbered from 1.
 //! - [`transcripts`]: transcript turns and their latencies, one row per turn as it ends.
 //! - [`webhook_receipts`]: inbound webhooks already processed (their replay guard).
+//! - [`webhook_endpoints`]: outbound webhook endpoints and their signing secrets;
+//!   [`outbox`]: the messages call changes make, written with the change, and their delivery.
 //! - [`schedule`]: scheduled calls: claiming due ones, marking missed ones, cancelling.
 //! - [`dnc`]: the do-not-call list.
 //! - [`idempotency`]: the first answer per API token and `Idempotency-Key`.
@@ -36,11 +38,13 @@ pub mod dnc;
 pub mod erasure;
 pub mod idempotency;
 mod ids;
+pub mod outbox;
 pub mod retention;
 pub mod schedule;
 pub mod status;
 pub mod tokens;
 pub mod transcripts;
+pub mod webhook_endpoints;
 pub mod webhook_receipts;
 
 use std::sync::{Arc, Once};
@@ -249,6 +253,18 @@ pub(crate) mod testing {
         .execute(&store.pool)
         .await
         .unwrap();
+    }
+
+    /// The audit row of a client erasing `subject`, at 900.
+    pub fn erasure_audit(subject: &str) -> audit::AuditEvent {
+        audit::AuditEvent {
+            at: 900,
+            kind: "call.erased".into(),
+            token_id: Some("tok_1".into()),
+            client: Some("127.0.0.1".into()),
+            detail: format!("call={subject}"),
+            count: 1,
+        }
     }
 
     /// A store on a fresh SQLite file; keep the directory alive as long as the store.

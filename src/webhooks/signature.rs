@@ -95,19 +95,9 @@ impl std::fmt::Debug for WebhookKeys {
 impl WebhookKeys {
     /// Keys from `WEBHOOK_SECRET` (used as given) and `SVIX_WEBHOOK_SECRET` (`whsec_<base64>`).
     pub fn new(resend: Option<&str>, standard: Option<&str>) -> Result<Self, BadSecret> {
-        let standard = standard
-            .map(|secret| {
-                let encoded = secret.strip_prefix("whsec_").ok_or(BadSecret)?;
-                let key = BASE64.decode(encoded).map_err(|_| BadSecret)?;
-                if key.is_empty() {
-                    return Err(BadSecret);
-                }
-                Ok(hmac::Key::new(hmac::HMAC_SHA256, &key))
-            })
-            .transpose()?;
         Ok(Self {
             resend: resend.map(|secret| hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())),
-            standard,
+            standard: standard.map(standard_key).transpose()?,
         })
     }
 
@@ -131,7 +121,7 @@ impl WebhookKeys {
                 .as_ref()
                 .ok_or(SignatureError::NotConfigured("SVIX_WEBHOOK_SECRET"))?;
             let timestamp = fresh(timestamp, now)?;
-            let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
+            let signed = standard_content(id, timestamp, body);
             let matched = signatures
                 .split_whitespace()
                 .filter_map(|entry| entry.strip_prefix("v1,"))
@@ -164,6 +154,28 @@ impl WebhookKeys {
             message_id: format!("resend:{}", signature.trim().to_ascii_lowercase()),
         })
     }
+}
+
+/// The key of a Standard Webhooks secret, `whsec_<base64>`.
+pub fn standard_key(secret: &str) -> Result<hmac::Key, BadSecret> {
+    let encoded = secret.strip_prefix("whsec_").ok_or(BadSecret)?;
+    let key = BASE64.decode(encoded).map_err(|_| BadSecret)?;
+    if key.is_empty() {
+        return Err(BadSecret);
+    }
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, &key))
+}
+
+/// What Standard Webhooks signs: `"{id}.{timestamp}.{body}"`.
+fn standard_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat()
+}
+
+/// The Standard Webhooks signature of an outbound message: `v1,<base64>` of the HMAC of
+/// `"{id}.{timestamp}.{body}"`.
+pub fn sign_standard(key: &hmac::Key, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let content = standard_content(id, &timestamp.to_string(), body);
+    format!("v1,{}", BASE64.encode(hmac::sign(key, &content)))
 }
 
 /// The timestamp as signed, if it is an integer within [`TOLERANCE`] of `now`.
@@ -249,6 +261,20 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn outbound_messages_are_signed_as_the_test_vector_says() {
+        let key = standard_key(VECTOR_SECRET).unwrap();
+        assert_eq!(
+            sign_standard(&key, VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY),
+            VECTOR_SIGNATURE
+        );
+        assert_eq!(
+            standard_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").err(),
+            Some(BadSecret)
+        );
+        assert_eq!(standard_key("whsec_").err(), Some(BadSecret));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use phone_agent::engines;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
+use crate::support::hmac::hmac_sha256 as hmac;
 use crate::support::*;
 
 /// A Standard Webhooks secret (the one of the specification's test vector).
@@ -17,22 +17,6 @@ const SVIX_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// The product's own scheme's secret.
 const RESEND_SECRET: &str = "the-products-webhook-secret";
 const DELIVERED: &str = r#"{"type":"email.delivered","created_at":"2026-11-26T04:00:00Z","data":{"email_id":"4ef9a417-02e9-4d39-ad75-9611e0fcc33c"}}"#;
-
-/// HMAC-SHA256 (RFC 2104) of the concatenated `parts`.
-fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut block = [0u8; 64];
-    block[..key.len()].copy_from_slice(key);
-    let pad = |byte: u8| block.map(|k| k ^ byte);
-    let mut inner = Sha256::new().chain_update(pad(0x36));
-    for part in parts {
-        inner.update(part);
-    }
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner.finalize())
-        .finalize()
-        .to_vec()
-}
 
 fn now() -> i64 {
     phone_agent::store::now_ms() / 1000

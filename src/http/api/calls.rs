@@ -20,6 +20,7 @@ use crate::store::calls::Direction;
 use crate::store::idempotency::IdempotencyClaim;
 use crate::store::status::CallStatus;
 use crate::twilio::rest::AmdMode;
+use crate::webhooks::target::{check_url, TargetPolicy};
 
 /// The `{id}` of a call's routes: our id (`call_…`) or Twilio's CallSid.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -79,6 +80,10 @@ pub struct PlaceBody {
     timezone: Option<String>,
     /// Answering-machine detection: `enable` or `detect_message_end`.
     machine_detection: Option<MachineDetection>,
+    /// Where this call's events are also posted, signed with the account's secret
+    /// (`GET /api/webhooks/signing-secret`); `https` in production, no private addresses.
+    #[schema(example = "https://hooks.example.com/calls")]
+    webhook_url: Option<String>,
 }
 
 /// The answering-machine detection a call is placed with.
@@ -383,7 +388,20 @@ fn call_request(state: &AppState, body: PlaceBody) -> Result<CallRequest, HttpEr
             MachineDetection::Enable => AmdMode::Enable,
             MachineDetection::DetectMessageEnd => AmdMode::DetectMessageEnd,
         }),
+        webhook_url: body
+            .webhook_url
+            .as_deref()
+            .map(|url| webhook_target("webhook_url", url, state.webhook_policy))
+            .transpose()?,
     })
+}
+
+/// A client's webhook URL in the body's `field`, checked against SSRF (again at each delivery,
+/// after resolving it).
+pub fn webhook_target(field: &str, url: &str, policy: TargetPolicy) -> Result<String, HttpError> {
+    let target = check_url(url, policy)
+        .map_err(|error| HttpError::bad_request(format!("{field}: {error}")))?;
+    Ok(target.as_str().to_owned())
 }
 
 /// The request's `Idempotency-Key`, if it sends one.

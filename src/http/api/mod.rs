@@ -12,6 +12,10 @@
 //! - [`dnc`]: `GET|POST /api/dnc`, `DELETE /api/dnc/{number}` (`calls:write`).
 //! - [`tokens`]: `GET|POST /api/tokens`, `DELETE /api/tokens/{id}`,
 //!   `POST /api/tokens/{id}/rotate` (`tokens:admin`).
+//! - [`webhooks`]: `GET|POST /api/webhooks`, `DELETE /api/webhooks/{id}`,
+//!   `POST /api/webhooks/{id}/rotate`, `GET /api/webhooks/signing-secret`,
+//!   `POST /api/webhooks/signing-secret/rotate`, `GET /api/webhooks/deliveries`,
+//!   `POST /api/webhooks/deliveries/{id}/replay` (`webhooks:admin`).
 //! - [`openapi`]: `GET /api/openapi.json`, this list as an OpenAPI 3.1 document (any token).
 //!
 //! Each route is registered from its handler's `#[utoipa::path]` ([`documented`]), so the
@@ -25,6 +29,7 @@ pub mod events;
 pub mod openapi;
 pub mod tokens;
 pub mod views;
+pub mod webhooks;
 
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
@@ -68,6 +73,8 @@ scope_markers! {
     CallsDelete => CallsDelete,
     /// `tokens:admin`.
     TokensAdmin => TokensAdmin,
+    /// `webhooks:admin`.
+    WebhooksAdmin => WebhooksAdmin,
 }
 
 /// The request's principal, known to carry `S`'s scope.
@@ -140,6 +147,26 @@ fn routes() -> DocumentedScope<
         )
         .service(Resource::new(tokens::__path_revoke, tokens::revoke))
         .service(Resource::new(tokens::__path_rotate, tokens::rotate))
+        // The literal paths before `/webhooks/{id}`, which would take them.
+        .service(
+            Resource::new(webhooks::__path_list, webhooks::list)
+                .and(webhooks::__path_create, webhooks::create),
+        )
+        .service(Resource::new(
+            webhooks::__path_signing_secret,
+            webhooks::signing_secret,
+        ))
+        .service(Resource::new(
+            webhooks::__path_rotate_signing_secret,
+            webhooks::rotate_signing_secret,
+        ))
+        .service(Resource::new(
+            webhooks::__path_deliveries,
+            webhooks::deliveries,
+        ))
+        .service(Resource::new(webhooks::__path_replay, webhooks::replay))
+        .service(Resource::new(webhooks::__path_delete, webhooks::delete))
+        .service(Resource::new(webhooks::__path_rotate, webhooks::rotate))
         .service(Resource::new(openapi::__path_document, openapi::document))
 }
 

@@ -28,6 +28,9 @@ use crate::http::error::ErrorBody;
         (name = "events", description = "Server-Sent Events of calls as they happen"),
         (name = "dnc", description = "The do-not-call list"),
         (name = "tokens", description = "API tokens"),
+        (name = "webhooks", description = "Call events posted to your endpoints, signed per \
+            Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature), and their \
+            deliveries"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -57,6 +57,8 @@ pub struct CallView {
     pub scheduled_at: Option<i64>,
     /// The callee's IANA time zone.
     pub timezone: Option<String>,
+    /// Its follow-up email: `sent`, then `delivered`, `bounced` or `complained`.
+    pub follow_up_status: Option<String>,
     /// When retention erased its transcript, extraction and metadata.
     pub purged_at: Option<i64>,
     /// When a client erased it.
@@ -88,6 +90,7 @@ impl From<&Call> for CallView {
             duration_ms: call.duration_ms,
             scheduled_at: call.scheduled_at,
             timezone: call.timezone.clone(),
+            follow_up_status: call.follow_up_status.clone(),
             purged_at: call.purged_at,
             erased_at: call.erased_at,
         }

@@ -28,6 +28,7 @@ fn call(status: CallStatus, call_sid: Option<String>, scheduled_at: Option<i64>)
         scheduled_at,
         timezone: None,
         machine_detection: None,
+        webhook_url: None,
     }
 }
 

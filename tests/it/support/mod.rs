@@ -1,6 +1,7 @@
 //! Helpers: a real server on 127.0.0.1:0 and a Twilio-faithful client.
 
 pub mod directed;
+pub mod hmac;
 pub mod postgres;
 
 use std::collections::HashMap;
