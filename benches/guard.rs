@@ -1,5 +1,6 @@
 //! The guards' per-request costs: a bearer-token check, a rate-limit decision, a Twilio
-//! signature check; and the token check through the AuthActor's mailbox instead of the shared
+//! signature check, an inbound webhook's signature check under both schemes (and the signing of
+//! an outbound one); and the token check through the AuthActor's mailbox instead of the shared
 //! cache, which is why the hot path does not go through the actor.
 //!
 //! Results and the machine they were measured on: `docs/benchmarks.md`.
@@ -20,6 +21,7 @@ use phone_agent::guard::token::{hex, mint, Scope};
 use phone_agent::store::now_ms;
 use phone_agent::store::tokens::{HashedToken, TokenRecord};
 use phone_agent::twilio::signature::{SignedRequest, TwilioSigner};
+use phone_agent::webhooks::signature::{sign_standard, standard_key, WebhookKeys};
 
 const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
@@ -163,10 +165,61 @@ fn signature_validation(c: &mut Criterion) {
     });
 }
 
+/// An email provider's event as it arrives (about 700 bytes), under both inbound schemes, and an
+/// outbound call event signed per Standard Webhooks.
+fn webhook_signatures(c: &mut Criterion) {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let body = format!(
+        r#"{{"type":"email.delivered","created_at":"2026-11-26T04:00:00.000Z","data":{{"email_id":"4ef9a417-02e9-4d39-ad75-9611e0fcc33c","from":"Bright Smile <calls@brightsmile.example>","to":["ana@example.com"],"subject":"Summary of your call","created_at":"2026-11-26T03:59:58.000Z","headers":[{{"name":"X-Entity-Ref-ID","value":"{}"}}],"tags":[{{"name":"category","value":"follow_up"}}]}}}}"#,
+        "0".repeat(400)
+    );
+    let keys = WebhookKeys::new(Some("the-products-webhook-secret"), Some(secret)).unwrap();
+    let key = standard_key(secret).unwrap();
+    let now = now_ms() / 1000;
+    let standard = sign_standard(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", now, body.as_bytes());
+    let rotation = format!("v1,bm90IHRoaXMgb25l {standard}");
+    let own_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"the-products-webhook-secret");
+    let signed = format!("{now}.{body}");
+    let own = hex(ring::hmac::sign(&own_key, signed.as_bytes()).as_ref());
+    let now_text = now.to_string();
+    let standard_headers = |name: &str| match name {
+        "svix-id" => Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        "svix-timestamp" => Some(now_text.as_str()),
+        "svix-signature" => Some(rotation.as_str()),
+        _ => None,
+    };
+    let own_headers = |name: &str| match name {
+        "resend-timestamp" => Some(now_text.as_str()),
+        "resend-signature" => Some(own.as_str()),
+        _ => None,
+    };
+    assert!(keys.verify(standard_headers, body.as_bytes(), now).is_ok());
+    assert!(keys.verify(own_headers, body.as_bytes(), now).is_ok());
+    let mut group = c.benchmark_group("webhook_signature");
+    group.bench_function("verify_standard_webhooks_two_signatures", |b| {
+        b.iter(|| black_box(keys.verify(standard_headers, black_box(body.as_bytes()), now)))
+    });
+    group.bench_function("verify_own_scheme", |b| {
+        b.iter(|| black_box(keys.verify(own_headers, black_box(body.as_bytes()), now)))
+    });
+    group.bench_function("sign_outbound", |b| {
+        b.iter(|| {
+            black_box(sign_standard(
+                &key,
+                "msg_1",
+                now,
+                black_box(body.as_bytes()),
+            ))
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     token_check,
     rate_limit_decision,
-    signature_validation
+    signature_validation,
+    webhook_signatures
 );
 criterion_main!(benches);

@@ -132,6 +132,7 @@ pub async fn start(
     let inbound = web::Data::new(InboundWebhooks {
         keys: security.webhooks.clone(),
         audit: audit.clone(),
+        metrics: metrics.clone(),
     });
     let auth_actor =
         AuthActor::new(store.clone(), authenticator.clone(), audit, security.auth).start();
@@ -168,8 +169,9 @@ pub async fn start(
         store.clone(),
         config.webhooks.clone(),
         scheduler::instance_id(),
+        metrics.clone(),
         dispatch_stopped,
-    );
+    )?;
     let state = web::Data::new(AppState {
         public_host: config.public_host.clone(),
         tokens: tokens.clone(),

@@ -23,6 +23,7 @@ use crate::store::audit::AuditEvent;
 use crate::store::calls::FollowUpStatus;
 use crate::store::{now_ms, Store};
 use crate::webhooks::signature::WebhookKeys;
+use phone_agent_actors::runtime::metrics::CallMetrics;
 
 /// Largest inbound webhook body accepted: the provider's events are a few KiB.
 pub const WEBHOOK_EVENT_LIMIT: usize = 64 * 1024;
@@ -33,6 +34,8 @@ pub struct InboundWebhooks {
     pub keys: WebhookKeys,
     /// Where refusals are recorded.
     pub audit: Arc<AuditLog>,
+    /// Where every webhook is counted, by outcome.
+    pub metrics: Arc<CallMetrics>,
 }
 
 /// The fields of an event we read; the rest is ignored.
@@ -70,6 +73,7 @@ pub async fn resend(
                 detail: error.to_string(),
                 count: 1,
             });
+            inbound.metrics.webhook("in", "refused");
             return Err(HttpError::Unauthorized);
         }
     };
@@ -78,8 +82,10 @@ pub async fn resend(
         serde_json::from_slice(&body).map_err(|_| HttpError::malformed_json())?;
     if !store.first_receipt(&verified.message_id, now).await? {
         tracing::info!(scheme, kind = %event.kind, "webhook delivered again: acknowledged, not processed");
+        inbound.metrics.webhook("in", "duplicate");
         return Ok(HttpResponse::Ok().json(json!({ "received": true, "duplicate": true })));
     }
+    inbound.metrics.webhook("in", "accepted");
     match (FollowUpStatus::of_event(&event.kind), &event.data.email_id) {
         (Some(status), Some(email_id)) => {
             match store.update_follow_up_status(email_id, status, now).await? {

@@ -193,7 +193,8 @@ pub struct Call {
     pub erased_at: Option<i64>,
 }
 
-fn context(column: &str, id: &str) -> String {
+/// The context a sealed column of call `id` is sealed for.
+pub(super) fn context(column: &str, id: &str) -> String {
     format!("calls.{column}:{id}")
 }
 

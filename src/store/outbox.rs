@@ -22,7 +22,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::call_events::EventKind;
-use super::calls::Call;
+use super::calls::{context, Call};
 use super::ids::random_id;
 use super::status::CallStatus;
 use super::{Store, StoreError};
@@ -261,24 +261,26 @@ impl Store {
         if matches!(kind, EventKind::AnsweredBy | EventKind::BargeIn) {
             return Ok(());
         }
-        let row = sqlx::query("SELECT * FROM calls WHERE id = $1")
-            .bind(call_id)
-            .fetch_one(&mut *connection)
-            .await?;
-        let own_url = self.open_optional(
-            row.try_get("webhook_url")?,
-            &format!("calls.webhook_url:{call_id}"),
-        )?;
         let endpoints = sqlx::query("SELECT * FROM webhook_endpoints")
             .fetch_all(&mut *connection)
             .await?
             .iter()
             .map(|row| self.endpoint_from_row(row))
             .collect::<Result<Vec<_>, _>>()?;
+        let own_url: Option<String> =
+            sqlx::query_scalar("SELECT webhook_url FROM calls WHERE id = $1")
+                .bind(call_id)
+                .fetch_one(&mut *connection)
+                .await?;
+        let own_url = self.open_optional(own_url, &context("webhook_url", call_id))?;
         // Only the end of a call can make a follow-up email: without receivers, nothing to do.
         if endpoints.is_empty() && own_url.is_none() && kind != EventKind::End {
             return Ok(());
         }
+        let row = sqlx::query("SELECT * FROM calls WHERE id = $1")
+            .bind(call_id)
+            .fetch_one(&mut *connection)
+            .await?;
         let call = self.call_from_row(&row)?;
         let Some(message_type) = message_type(kind, data, &call) else {
             return Ok(());
@@ -448,35 +450,49 @@ impl Store {
             .collect()
     }
 
-    /// Claims a due message for `instance` until `now_ms + lease_ms`; `None` if another server
-    /// claimed it first or it is no longer due.
-    pub async fn claim_delivery(
+    /// Claims the due messages among `ids` for `instance` until `now_ms + lease_ms`, in one
+    /// statement: those claimed (not those another server claimed first, or no longer due).
+    pub async fn claim_deliveries(
         &self,
-        id: &str,
+        ids: &[&str],
         instance: &str,
         now_ms: i64,
         lease_ms: i64,
-    ) -> Result<Option<ClaimedDelivery>, StoreError> {
-        let Some(row) = sqlx::query(
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = (0..ids.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
             "UPDATE webhook_deliveries SET claimed_by = $1, claimed_until = $2 \
-             WHERE id = $3 AND state = 'pending' AND next_attempt_at <= $4 \
-             AND (claimed_until IS NULL OR claimed_until < $4) RETURNING *",
-        )
-        .bind(instance)
-        .bind(now_ms + lease_ms)
-        .bind(id)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(ClaimedDelivery {
-            url: self.open_optional(row.try_get("url")?, &url_context(id))?,
-            payload: self.open_optional(row.try_get("payload")?, &payload_context(id))?,
-            window_start: row.try_get("window_start")?,
-            delivery: delivery_from_row(&row)?,
-        }))
+             WHERE id IN ({list}) AND state = 'pending' AND next_attempt_at <= $3 \
+             AND (claimed_until IS NULL OR claimed_until < $3) RETURNING *"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(instance)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                let delivery = delivery_from_row(row)?;
+                let id = &delivery.id;
+                Ok(ClaimedDelivery {
+                    url: self.open_optional(row.try_get("url")?, &url_context(id))?,
+                    payload: self.open_optional(row.try_get("payload")?, &payload_context(id))?,
+                    window_start: row.try_get("window_start")?,
+                    delivery,
+                })
+            })
+            .collect()
     }
 
     /// Records how the attempt on a message claimed by `instance` ended; false if its claim
@@ -676,6 +692,15 @@ mod tests {
         id
     }
 
+    /// Claims one message, as a dispatcher does.
+    async fn claim(store: &Store, id: &str, instance: &str, now: i64) -> Option<ClaimedDelivery> {
+        store
+            .claim_deliveries(&[id], instance, now, 500)
+            .await
+            .unwrap()
+            .pop()
+    }
+
     async fn all(store: &Store) -> Vec<Delivery> {
         let mut all = store
             .deliveries(&DeliveryFilter::default(), None, 100)
@@ -727,11 +752,7 @@ mod tests {
         assert!(deliveries.iter().all(|d| d.state == DeliveryState::Pending));
 
         let completed = &deliveries[6];
-        let claimed = store
-            .claim_delivery(&completed.id, "a", 700, 1_000)
-            .await
-            .unwrap()
-            .unwrap();
+        let claimed = claim(&store, &completed.id, "a", 700).await.unwrap();
         assert_eq!(claimed.url.as_deref(), Some(HOOK));
         let message: Value = serde_json::from_str(claimed.payload.as_deref().unwrap()).unwrap();
         assert_eq!(message["type"], "call.completed");
@@ -800,23 +821,11 @@ mod tests {
             .unwrap()
             .is_empty());
 
-        assert!(store
-            .claim_delivery(&first.id, "a", 1_000, 500)
-            .await
-            .unwrap()
-            .is_some());
-        assert!(store
-            .claim_delivery(&first.id, "b", 1_400, 500)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claim(&store, &first.id, "a", 1_000).await.is_some());
+        assert!(claim(&store, &first.id, "b", 1_400).await.is_none());
         assert_eq!(store.due_deliveries(1_400, 10, &[]).await.unwrap().len(), 3);
         // The lease ran out (server a died): b takes it, and a's late answer is not recorded.
-        assert!(store
-            .claim_delivery(&first.id, "b", 1_501, 500)
-            .await
-            .unwrap()
-            .is_some());
+        assert!(claim(&store, &first.id, "b", 1_501).await.is_some());
         let failed = Attempt::Failed {
             status: Some(500),
             error: "HTTP 500".into(),
@@ -839,17 +848,9 @@ mod tests {
             (retried.next_attempt_at, retried.last_status),
             (Some(5_000), Some(500))
         );
-        assert!(store
-            .claim_delivery(&first.id, "b", 4_999, 500)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claim(&store, &first.id, "b", 4_999).await.is_none());
 
-        store
-            .claim_delivery(&first.id, "b", 5_000, 500)
-            .await
-            .unwrap()
-            .unwrap();
+        claim(&store, &first.id, "b", 5_000).await.unwrap();
         let dead = Attempt::Failed {
             status: None,
             error: "timed out".into(),
@@ -872,11 +873,7 @@ mod tests {
             (replayed.state, replayed.attempts),
             (DeliveryState::Pending, 0)
         );
-        let claimed = store
-            .claim_delivery(&first.id, "c", 9_000, 500)
-            .await
-            .unwrap()
-            .unwrap();
+        let claimed = claim(&store, &first.id, "c", 9_000).await.unwrap();
         assert_eq!(
             (claimed.delivery.id, claimed.window_start),
             (first.id.clone(), 9_000)

@@ -1,11 +1,13 @@
 //! The dispatcher: delivers the outbox's messages (see [`crate::store::outbox`]) to the clients'
 //! endpoints, signed per Standard Webhooks, and sends follow-up emails.
 //!
-//! A pass takes the due messages, leaving out receivers already at their concurrency limit, claims
-//! each with a lease and sends it on a task of its own; it runs every [`DISPATCH_TICK`] and again
-//! whenever a delivery finishes, so a fast endpoint is fed as fast as it answers while a slow or
-//! failing one holds at most [`DispatchSettings::per_receiver`] messages at a time and never
-//! delays the others (or any call: the dispatcher only reads and writes the outbox).
+//! The dispatcher runs on a thread of its own at a lower priority than the calls' (see [`start`]).
+//! A pass reads the due messages, leaving out receivers already at their concurrency limit, claims
+//! as many as there is room for in one statement, with a lease, and sends each on a task of its
+//! own; it runs every [`DISPATCH_TICK`] and again whenever a delivery finishes (then from the
+//! messages already read), so a fast endpoint is fed as fast as it answers while a slow or failing
+//! one holds at most [`DispatchSettings::per_receiver`] messages at a time and never delays the
+//! others, nor any call: the dispatcher only reads and writes the outbox.
 //!
 //! Each attempt checks the target again: the URL, then every address its name resolves to (no
 //! loopback, private, link-local or metadata address unless `WEBHOOK_ALLOW_PRIVATE`), and the
@@ -14,9 +16,10 @@
 //! window ends, when it is dead.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use awc::error::SendRequestError;
 use ring::rand::SystemRandom;
@@ -27,9 +30,10 @@ use super::follow_up;
 use super::signature::{sign_standard, standard_key};
 use super::target::{check_url, resolve, TargetPolicy};
 use crate::email::resend::Resend;
-use crate::store::outbox::{Attempt, Channel, ClaimedDelivery};
-use crate::store::webhook_endpoints::ACCOUNT_SECRET;
+use crate::store::outbox::{Attempt, Channel, ClaimedDelivery, DueDelivery};
+use crate::store::webhook_endpoints::{SigningSecrets, ACCOUNT_SECRET};
 use crate::store::{now_ms, Store, StoreError};
+use phone_agent_actors::runtime::metrics::CallMetrics;
 
 /// How often due messages are looked for when nothing else wakes the dispatcher.
 pub const DISPATCH_TICK: Duration = Duration::from_millis(200);
@@ -56,13 +60,39 @@ pub struct DispatchSettings {
     pub follow_up_to: Option<String>,
 }
 
-/// Starts the dispatcher on the current arbiter, named `instance` in its claims; it runs until
+/// How much less CPU the dispatcher's thread gets than the calls' when both want it (a nice
+/// value: +10 weighs about a tenth of a default thread).
+const NICENESS: i32 = 10;
+
+/// Starts the dispatcher on a thread of its own, named `instance` in its claims; it runs until
 /// `stop` says `true` (attempts under way then finish on their own, or are made again by the next
-/// server once their claims' leases run out).
+/// server once their claims' leases run out). The thread runs at a lower priority than the calls:
+/// on a busy machine deliveries wait, frames do not.
 pub fn start(
     store: Store,
     settings: DispatchSettings,
     instance: String,
+    metrics: Arc<CallMetrics>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("webhook-dispatch".into())
+        .spawn(move || {
+            // On Linux a nice value is per thread: this one only.
+            if let Err(error) = rustix::process::setpriority_process(None, NICENESS) {
+                tracing::warn!(%error, "webhook dispatcher runs at the calls' priority");
+            }
+            actix_rt::System::new().block_on(run(store, settings, instance, metrics, stop));
+        })
+        .map(drop)
+}
+
+/// The dispatcher's loop: a pass per tick, per finished delivery, until stopped.
+async fn run(
+    store: Store,
+    settings: DispatchSettings,
+    instance: String,
+    metrics: Arc<CallMetrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     tracing::info!(%instance, "webhook dispatcher started");
@@ -71,22 +101,23 @@ pub fn start(
         settings,
         instance,
         in_flight: RefCell::new(HashMap::new()),
+        candidates: RefCell::new((VecDeque::new(), None)),
+        secrets: RefCell::new(HashMap::new()),
         finished: Notify::new(),
+        metrics,
     });
-    actix_rt::spawn(async move {
-        while !*stop.borrow() {
-            if let Err(error) = dispatcher.pass(now_ms()).await {
-                tracing::error!(%error, "webhook dispatch pass failed");
-            }
-            tokio::select! {
-                _ = actix_rt::time::sleep(DISPATCH_TICK) => {}
-                _ = dispatcher.finished.notified() => {}
-                // The server is gone without saying so: stop too.
-                changed = stop.changed() => if changed.is_err() { break },
-            }
+    while !*stop.borrow() {
+        if let Err(error) = dispatcher.pass(now_ms()).await {
+            tracing::error!(%error, "webhook dispatch pass failed");
         }
-        tracing::info!("webhook dispatcher stopped");
-    });
+        tokio::select! {
+            _ = actix_rt::time::sleep(DISPATCH_TICK) => {}
+            _ = dispatcher.finished.notified() => {}
+            // The server is gone without saying so: stop too.
+            changed = stop.changed() => if changed.is_err() { break },
+        }
+    }
+    tracing::info!("webhook dispatcher stopped");
 }
 
 struct Dispatcher {
@@ -95,53 +126,114 @@ struct Dispatcher {
     instance: String,
     /// Messages in flight, by receiver.
     in_flight: RefCell<HashMap<String, usize>>,
+    /// Due messages read and not yet claimed, and when they were read: a delivery that finishes
+    /// starts the next of its receiver from here, without reading the outbox again.
+    candidates: RefCell<(VecDeque<DueDelivery>, Option<Instant>)>,
+    /// Signing secrets by owner, read at most every [`DISPATCH_TICK`].
+    secrets: RefCell<HashMap<String, (Instant, Option<SigningSecrets>)>>,
     /// Signalled when a delivery finishes (there may be room for the next).
     finished: Notify,
+    /// Where attempts are counted, by outcome.
+    metrics: Arc<CallMetrics>,
 }
 
 impl Dispatcher {
     /// Claims what is due and has room, and starts sending it.
     async fn pass(self: &Rc<Self>, now_ms: i64) -> Result<(), StoreError> {
-        let busy: Vec<String> = self
-            .in_flight
+        let stale = self
+            .candidates
             .borrow()
-            .iter()
-            .filter(|(_, n)| **n >= self.settings.per_receiver)
-            .map(|(receiver, _)| receiver.clone())
+            .1
+            .is_none_or(|read| read.elapsed() >= DISPATCH_TICK);
+        if stale || self.candidates.borrow().0.is_empty() {
+            let busy: Vec<String> = self
+                .in_flight
+                .borrow()
+                .iter()
+                .filter(|(_, n)| **n >= self.settings.per_receiver)
+                .map(|(receiver, _)| receiver.clone())
+                .collect();
+            let due = self.store.due_deliveries(now_ms, PASS_BATCH, &busy).await?;
+            *self.candidates.borrow_mut() = (due.into(), Some(Instant::now()));
+        }
+        let picked = self.pick();
+        if picked.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = picked.iter().map(|due| due.id.as_str()).collect();
+        let claimed = self
+            .store
+            .claim_deliveries(&ids, &self.instance, now_ms, self.lease_ms())
+            .await?;
+        let receivers: HashMap<String, String> = picked
+            .into_iter()
+            .map(|due| (due.id, due.receiver))
             .collect();
-        for due in self.store.due_deliveries(now_ms, PASS_BATCH, &busy).await? {
-            let total: usize = self.in_flight.borrow().values().sum();
-            let here = self.in_flight.borrow().get(&due.receiver).copied();
-            if total >= self.settings.total || here.unwrap_or(0) >= self.settings.per_receiver {
-                continue;
-            }
-            let lease = self.lease_ms();
-            let Some(claimed) = self
-                .store
-                .claim_delivery(&due.id, &self.instance, now_ms, lease)
-                .await?
-            else {
-                continue;
-            };
+        for claimed in claimed {
+            let receiver = receivers[&claimed.delivery.id].clone();
             *self
                 .in_flight
                 .borrow_mut()
-                .entry(due.receiver.clone())
+                .entry(receiver.clone())
                 .or_default() += 1;
             let dispatcher = self.clone();
             actix_rt::spawn(async move {
                 dispatcher.deliver(claimed).await;
                 let mut in_flight = dispatcher.in_flight.borrow_mut();
-                if let Some(n) = in_flight.get_mut(&due.receiver) {
+                if let Some(n) = in_flight.get_mut(&receiver) {
                     *n -= 1;
                     if *n == 0 {
-                        in_flight.remove(&due.receiver);
+                        in_flight.remove(&receiver);
                     }
                 }
                 dispatcher.finished.notify_one();
             });
         }
         Ok(())
+    }
+
+    /// Takes from the candidates as many as the receivers' and the total limits leave room for.
+    fn pick(&self) -> Vec<DueDelivery> {
+        let in_flight = self.in_flight.borrow();
+        let mut room: HashMap<String, usize> = HashMap::new();
+        let mut total: usize = in_flight.values().sum();
+        let mut candidates = self.candidates.borrow_mut();
+        let mut picked = Vec::new();
+        candidates.0.retain(|due| {
+            let here = room
+                .entry(due.receiver.clone())
+                .or_insert_with(|| in_flight.get(&due.receiver).copied().unwrap_or(0));
+            if total >= self.settings.total || *here >= self.settings.per_receiver {
+                return true;
+            }
+            *here += 1;
+            total += 1;
+            picked.push(due.clone());
+            false
+        });
+        picked
+    }
+
+    /// The secrets signing `owner`'s messages now (read again once [`DISPATCH_TICK`] old).
+    async fn secrets(
+        &self,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<Option<SigningSecrets>, StoreError> {
+        if let Some((read, secrets)) = self.secrets.borrow().get(owner) {
+            if read.elapsed() < DISPATCH_TICK {
+                return Ok(secrets.clone());
+            }
+        }
+        let secrets = if owner == ACCOUNT_SECRET {
+            Some(self.store.account_secret(now_ms).await?)
+        } else {
+            self.store.signing_secrets(owner, now_ms).await?
+        };
+        self.secrets
+            .borrow_mut()
+            .insert(owner.to_owned(), (Instant::now(), secrets.clone()));
+        Ok(secrets)
     }
 
     /// A claim outlives the attempt (bounded by its timeout) by as much again and a second, so
@@ -183,6 +275,15 @@ impl Dispatcher {
                 }
             }
         };
+        self.metrics.webhook(
+            "out",
+            match &attempt {
+                Attempt::Delivered { .. } => "delivered",
+                Attempt::Failed { retry_at: None, .. } => "dead",
+                Attempt::Failed { .. } => "failed",
+                Attempt::Skipped { .. } => "skipped",
+            },
+        );
         match &attempt {
             Attempt::Delivered { .. } => {
                 tracing::debug!(delivery = %id, kind = %claimed.delivery.event_type, "delivered")
@@ -226,12 +327,7 @@ impl Dispatcher {
         let delivery = &claimed.delivery;
         let now = now_ms();
         let owner = delivery.endpoint_id.as_deref().unwrap_or(ACCOUNT_SECRET);
-        let secrets = if owner == ACCOUNT_SECRET {
-            Some(self.store.account_secret(now).await?)
-        } else {
-            self.store.signing_secrets(owner, now).await?
-        };
-        let Some(secrets) = secrets else {
+        let Some(secrets) = self.secrets(owner, now).await? else {
             return Ok(Outcome::Done(Attempt::Skipped {
                 reason: "the endpoint is gone".into(),
             }));

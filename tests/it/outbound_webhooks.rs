@@ -281,6 +281,12 @@ async fn call_events_reach_an_endpoint_signed_as_standard_webhooks_say() {
         2
     );
 
+    server
+        .metrics_until(|text| {
+            text.contains(r#"phone_agent_webhooks_total{direction="out",outcome="delivered"} 2"#)
+        })
+        .await;
+
     // Lists never show a secret; other scopes may not manage webhooks.
     let (status, listed) = api(&server.base, &token, Method::GET, "/api/webhooks", None).await;
     assert_eq!(status, 200);

@@ -148,6 +148,12 @@ async fn refusals_are_generic_and_say_nothing_of_why() {
         );
     }
 
+    server
+        .metrics_until(|text| {
+            text.contains(r#"phone_agent_webhooks_total{direction="in",outcome="refused"} 6"#)
+        })
+        .await;
+
     // A signed body that is not JSON is a clear 400; a body past the limit a 413.
     let garbage = "not json";
     let (status, _) = post(

@@ -1,5 +1,5 @@
-//! Process-wide call metrics: per-turn latency histograms and counters of barge-ins and call ends,
-//! rendered in the Prometheus text format for the server's `/metrics`.
+//! Process-wide call metrics: per-turn latency histograms and counters of barge-ins, call ends,
+//! engine faults and webhooks, rendered in the Prometheus text format for the server's `/metrics`.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -53,6 +53,7 @@ pub struct CallMetrics {
     barge_ins: Family<Label, Counter>,
     calls_ended: Family<Label, Counter>,
     engine_faults: Family<EngineLabel, Counter>,
+    webhooks: Family<EngineLabel, Counter>,
 }
 
 impl Default for CallMetrics {
@@ -80,12 +81,20 @@ impl Default for CallMetrics {
              malformed), by engine and kind",
             engine_faults.clone(),
         );
+        let webhooks = Family::<EngineLabel, Counter>::default();
+        registry.register(
+            "webhooks",
+            "Webhooks received (accepted, duplicate, refused) and delivery attempts of those sent \
+             (delivered, failed, dead, skipped), by direction and outcome",
+            webhooks.clone(),
+        );
         Self {
             registry,
             turn_latency,
             barge_ins,
             calls_ended,
             engine_faults,
+            webhooks,
         }
     }
 }
@@ -120,6 +129,14 @@ impl CallMetrics {
             .inc();
     }
 
+    /// Counts a webhook received (`direction` `in`) or a delivery attempt of one sent (`out`),
+    /// by `outcome`, a fixed name.
+    pub fn webhook(&self, direction: &'static str, outcome: &'static str) {
+        self.webhooks
+            .get_or_create(&[("direction", direction), ("outcome", outcome)])
+            .inc();
+    }
+
     /// The metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -150,7 +167,12 @@ mod tests {
         metrics.turn(&clock);
         metrics.barge_in(BargeInOutcome::Interrupted);
         metrics.call_ended("agent_ended");
+        metrics.webhook("in", "refused");
         let text = metrics.render();
+        assert!(
+            text.contains("phone_agent_webhooks_total{direction=\"in\",outcome=\"refused\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("phone_agent_turn_latency_seconds_count{stage=\"first_heard\"} 1"),
             "{text}"
