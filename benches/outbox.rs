@@ -1,8 +1,9 @@
 //! The webhook outbox under call load: `CALLS` loopback calls (every 20 ms frame a turn, so every
 //! frame a `call.turn` message) stream for `SECONDS` through `phone-agent loadgen`, first with no
-//! endpoint registered, then with one on 127.0.0.1 subscribed to every event. Prints the calls'
-//! media→media latency for both runs (the loadgen report), and the outbox's throughput: messages
-//! delivered per second while the calls ran, the backlog they left, and how fast it drained.
+//! endpoint registered, then with one on 127.0.0.1 subscribed to every event, then without it
+//! again (the noise between runs). Prints the calls' media→media latency for each run (the
+//! loadgen report), and the outbox's throughput: messages delivered per second while the calls
+//! ran, the backlog they left, and how fast it drained.
 //!
 //! `cargo bench --bench outbox -- [CALLS] [SECONDS]` (defaults 100 and 10). The server (one HTTP
 //! worker, SQLite), the endpoint and the load generator run on threads of their own.
@@ -61,7 +62,7 @@ fn main() {
 
     load("no webhook endpoint");
 
-    register(&base, &token, &url);
+    let endpoint_id = register(&base, &token, &url);
     let started = Instant::now();
     let before = received.load(Ordering::Relaxed);
     load("an endpoint on 127.0.0.1 receiving every event");
@@ -89,6 +90,10 @@ fn main() {
         drained.as_secs_f64(),
         (total - during) as f64 / drained.as_secs_f64().max(0.001),
     );
+
+    // The first run again, for the noise between runs of the same load.
+    unregister(&base, &token, &endpoint_id);
+    load("no webhook endpoint again");
 }
 
 /// Starts the server on a thread of its own: its base URL and a `webhooks:admin` token.
@@ -168,16 +173,27 @@ fn endpoint() -> (String, Arc<AtomicU64>) {
     (started.recv().expect("endpoint started"), received)
 }
 
-/// Registers `url` for every event type.
-fn register(base: &str, token: &str, url: &str) {
-    let (base, token, url) = (base.to_owned(), token.to_owned(), url.to_owned());
+/// Registers `url` for every event type; the endpoint's id.
+fn register(base: &str, token: &str, url: &str) -> String {
+    let request = awc::Client::new()
+        .post(format!("{base}/api/webhooks"))
+        .bearer_auth(token);
+    let body = json!({ "url": url });
     actix_rt::System::new().block_on(async move {
-        let response = awc::Client::new()
-            .post(format!("{base}/api/webhooks"))
-            .bearer_auth(token)
-            .send_json(&json!({ "url": url }))
-            .await
-            .expect("server answers");
+        let mut response = request.send_json(&body).await.expect("server answers");
         assert_eq!(response.status(), 201, "endpoint registered");
+        let created: serde_json::Value = response.json().await.expect("JSON");
+        created["id"].as_str().expect("an id").to_owned()
+    })
+}
+
+/// Removes the endpoint `id`.
+fn unregister(base: &str, token: &str, id: &str) {
+    let request = awc::Client::new()
+        .delete(format!("{base}/api/webhooks/{id}"))
+        .bearer_auth(token);
+    actix_rt::System::new().block_on(async move {
+        let response = request.send().await.expect("server answers");
+        assert_eq!(response.status(), 204, "endpoint removed");
     });
 }

@@ -83,6 +83,37 @@ pub enum StoreError {
     BadNumber,
 }
 
+/// A pool of at most `connections` to the database of `options`, each connection set up for
+/// `backend`.
+async fn connect(
+    options: &AnyConnectOptions,
+    backend: Backend,
+    connections: u32,
+) -> Result<AnyPool, StoreError> {
+    let sqlite = backend == Backend::Sqlite;
+    Ok(AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                if sqlite {
+                    // WAL lets readers go on while one writer writes; wait for a busy writer
+                    // instead of failing at once. secure_delete overwrites deleted content with
+                    // zeros, so an erased transcript leaves no trace in the file.
+                    connection
+                        .execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                             PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;",
+                        )
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options.clone())
+        .await?)
+}
+
 /// The database behind the `Any` driver, where their SQL differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -126,33 +157,30 @@ impl Store {
         } else {
             Backend::Postgres
         };
-        let sqlite = backend == Backend::Sqlite;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |connection, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        // WAL lets readers go on while one writer writes; wait for a busy
-                        // writer instead of failing at once. secure_delete overwrites deleted
-                        // content with zeros, so an erased transcript leaves no trace in the file.
-                        connection
-                            .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                                 PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;",
-                            )
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
+        let pool = connect(
+            &options,
+            backend,
+            if backend == Backend::Sqlite { 4 } else { 8 },
+        )
+        .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
             key: Arc::new(key),
             backend,
+        })
+    }
+
+    /// The same database and key through a pool of its own, of at most `connections`, connected
+    /// from the calling thread: for background work (the webhook dispatcher) that must neither
+    /// wait for the calls' connections nor take theirs. SQLite's connections each run on a
+    /// thread of their own, started from this one (so with its scheduling priority).
+    pub async fn own_pool(&self, connections: u32) -> Result<Self, StoreError> {
+        let options = self.pool.connect_options();
+        Ok(Self {
+            pool: connect(&options, self.backend, connections).await?,
+            key: self.key.clone(),
+            backend: self.backend,
         })
     }
 

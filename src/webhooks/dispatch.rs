@@ -38,6 +38,9 @@ use phone_agent_actors::runtime::metrics::CallMetrics;
 /// How often due messages are looked for when nothing else wakes the dispatcher.
 pub const DISPATCH_TICK: Duration = Duration::from_millis(200);
 
+/// The dispatcher's own database connections.
+const DISPATCH_CONNECTIONS: u32 = 2;
+
 /// Due messages read per pass.
 const PASS_BATCH: i64 = 256;
 
@@ -95,6 +98,19 @@ async fn run(
     metrics: Arc<CallMetrics>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Connections of its own, opened from this thread: SQLite's then run at its priority too.
+    let store = loop {
+        match store.own_pool(DISPATCH_CONNECTIONS).await {
+            Ok(store) => break store,
+            Err(error) => {
+                tracing::error!(%error, "webhook dispatcher cannot connect: messages wait in the outbox");
+                tokio::select! {
+                    _ = actix_rt::time::sleep(Duration::from_secs(1)) => {}
+                    changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+                }
+            }
+        }
+    };
     tracing::info!(%instance, "webhook dispatcher started");
     let dispatcher = Rc::new(Dispatcher {
         store,
