@@ -117,6 +117,11 @@ impl Resend {
         Self { settings }
     }
 
+    /// The bound on one send as a whole.
+    pub fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+
     /// Sends `email` with `idempotency_key` (1 to 256 characters, the same for every attempt of
     /// one email, e.g. `follow-up/{call_id}`); Resend's email id.
     pub async fn send(&self, email: &Email, idempotency_key: &str) -> Result<String, EmailError> {

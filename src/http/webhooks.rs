@@ -88,7 +88,17 @@ pub async fn resend(
     inbound.metrics.webhook("in", "accepted");
     match (FollowUpStatus::of_event(&event.kind), &event.data.email_id) {
         (Some(status), Some(email_id)) => {
-            match store.update_follow_up_status(email_id, status, now).await? {
+            let updated = match store.update_follow_up_status(email_id, status, now).await {
+                Ok(updated) => updated,
+                Err(error) => {
+                    // Not processed: the provider's retry must not find it already received.
+                    if let Err(error) = store.forget_receipt(&verified.message_id).await {
+                        tracing::error!(%error, "cannot forget a webhook receipt: its retry will be acknowledged unprocessed");
+                    }
+                    return Err(error.into());
+                }
+            };
+            match updated {
                 Some(call_id) => {
                     tracing::info!(scheme, kind = %event.kind, %call_id, "follow-up email status updated")
                 }

@@ -340,7 +340,8 @@ impl Store {
         Ok(true)
     }
 
-    /// Records the follow-up email sent for the call (status `sent`).
+    /// Records the follow-up email sent for the call: status `sent`, unless the provider already
+    /// reported more of this email (a send repeated under its idempotency key).
     pub async fn set_follow_up_email(
         &self,
         id: &str,
@@ -348,8 +349,9 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE calls SET follow_up_email_id = $1, follow_up_status = 'sent', updated_at = $2 \
-             WHERE id = $3",
+            "UPDATE calls SET follow_up_status = CASE WHEN follow_up_email_id = $1 \
+             THEN COALESCE(follow_up_status, 'sent') ELSE 'sent' END, \
+             follow_up_email_id = $1, updated_at = $2 WHERE id = $3",
         )
         .bind(email_id)
         .bind(now_ms)

@@ -122,6 +122,8 @@ pub struct ClaimedDelivery {
     pub payload: Option<String>,
     /// Retries end a window after this, Unix ms.
     pub window_start: i64,
+    /// The claim's end, Unix ms: the attempt is recorded only while the claim holds.
+    pub claimed_until: i64,
 }
 
 /// A due message and whom it goes to, before it is claimed.
@@ -129,7 +131,8 @@ pub struct ClaimedDelivery {
 pub struct DueDelivery {
     /// Its id.
     pub id: String,
-    /// Its receiver: the endpoint's id, `call:{id}` for a call's own URL, or `email`.
+    /// Its receiver: the endpoint's id, `host:…` for a call's own URL (a keyed hash of its host
+    /// and port), or `email`.
     pub receiver: String,
 }
 
@@ -187,13 +190,20 @@ fn message_type(kind: EventKind, data: &Value, call: &Call) -> Option<&'static s
             | CallStatus::NoAnswer
             | CallStatus::Canceled
             | CallStatus::Missed => Some("call.failed"),
-            CallStatus::Queued | CallStatus::Ringing | CallStatus::Completed => None,
+            // Twilio's end of an answered call whose conversation's end was never recorded (the
+            // server died mid-call, or the media stream never came).
+            CallStatus::Completed => (call.answered_at.is_some() && call.end_reason.is_none())
+                .then_some("call.completed"),
+            CallStatus::Queued | CallStatus::Ringing => None,
         },
         EventKind::Turn => Some("call.turn"),
         EventKind::Transferred => Some("call.transferred"),
         // The conversation's end completes a call that was answered (an unanswered one failed,
-        // and its status said so): by then its extraction and every turn are stored.
-        EventKind::End => call.answered_at.map(|_| "call.completed"),
+        // and its status said so): by then its extraction and every turn are stored. Unless
+        // Twilio's `completed` came first and completed it (both lock the call's row: exactly one
+        // of the two sees the other).
+        EventKind::End => (call.answered_at.is_some() && call.status != CallStatus::Completed)
+            .then_some("call.completed"),
         EventKind::AnsweredBy | EventKind::BargeIn => None,
     }
 }
@@ -274,7 +284,8 @@ impl Store {
                 .await?;
         let own_url = self.open_optional(own_url, &context("webhook_url", call_id))?;
         // Only the end of a call can make a follow-up email: without receivers, nothing to do.
-        if endpoints.is_empty() && own_url.is_none() && kind != EventKind::End {
+        let ending = matches!(kind, EventKind::End | EventKind::Status);
+        if endpoints.is_empty() && own_url.is_none() && !ending {
             return Ok(());
         }
         let row = sqlx::query("SELECT * FROM calls WHERE id = $1")
@@ -282,6 +293,10 @@ impl Store {
             .fetch_one(&mut *connection)
             .await?;
         let call = self.call_from_row(&row)?;
+        // An erased call tells nobody anything more (a late callback still changes its status).
+        if call.erased_at.is_some() {
+            return Ok(());
+        }
         let Some(message_type) = message_type(kind, data, &call) else {
             return Ok(());
         };
@@ -298,17 +313,21 @@ impl Store {
             return Ok(());
         }
         let mut event = json!({ "call": call_summary(&call), "seq": seq });
-        match kind {
-            EventKind::Turn => event["turn"] = data.clone(),
-            EventKind::Transferred => event["transferred_to"] = data["to"].clone(),
-            EventKind::End => {
+        match message_type {
+            "call.turn" => event["turn"] = data.clone(),
+            "call.transferred" => event["transferred_to"] = data["to"].clone(),
+            "call.completed" => {
                 let turns = sqlx::query(
                     "SELECT * FROM call_turns WHERE call_id = $1 AND speaker = 'agent'",
                 )
                 .bind(call_id)
                 .fetch_all(&mut *connection)
                 .await?;
-                event["extraction"] = json!(call.extraction);
+                let mut extraction = call.extraction.clone();
+                if let Some(extraction) = &mut extraction {
+                    extraction.phone = extraction.phone.as_deref().map(mask_phone);
+                }
+                event["extraction"] = json!(extraction);
                 event["latency"] = latency_summary(&turns)?;
             }
             _ => {}
@@ -320,36 +339,47 @@ impl Store {
             "data": event,
         })
         .to_string();
-        let message = |channel, endpoint_id, url| NewMessage {
+        let message = |channel, endpoint_id, url, receiver| NewMessage {
             channel,
             endpoint_id,
             url,
+            receiver,
             call_id,
             seq,
             message_type,
             payload: &payload,
         };
         for endpoint in &endpoints {
+            let id = endpoint.id.as_str();
             let new = message(
                 Channel::Webhook,
-                Some(endpoint.id.as_str()),
+                Some(id),
                 Some(&endpoint.url),
+                id.to_owned(),
             );
             self.insert_message(connection, &new, now_ms).await?;
         }
         if let Some(url) = &own_url {
-            self.insert_message(
-                connection,
-                &message(Channel::Webhook, None, Some(url)),
-                now_ms,
-            )
-            .await?;
+            let new = message(Channel::Webhook, None, Some(url), self.url_receiver(url));
+            self.insert_message(connection, &new, now_ms).await?;
         }
         if follow_up {
-            self.insert_message(connection, &message(Channel::Email, None, None), now_ms)
-                .await?;
+            let new = message(Channel::Email, None, None, EMAIL_RECEIVER.to_owned());
+            self.insert_message(connection, &new, now_ms).await?;
         }
         Ok(())
+    }
+
+    /// The receiver of messages to a call's own URL: its host and port, whichever call names
+    /// them, so the limit of messages in flight holds per server of the client's; as a keyed
+    /// hash, so the column does not show the URL.
+    fn url_receiver(&self, url: &str) -> String {
+        let authority = url
+            .parse::<actix_web::http::Uri>()
+            .ok()
+            .and_then(|uri| uri.authority().map(|a| a.as_str().to_ascii_lowercase()))
+            .unwrap_or_else(|| url.to_owned());
+        format!("host:{}", &self.key.lookup_hash(&authority)[..24])
     }
 
     async fn insert_message(
@@ -364,13 +394,14 @@ impl Store {
             .map(|url| self.seal(url, &url_context(&id)))
             .transpose()?;
         sqlx::query(
-            "INSERT INTO webhook_deliveries (id, channel, endpoint_id, call_id, event_seq, type, \
-             url, payload, state, created_at, window_start, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $9)",
+            "INSERT INTO webhook_deliveries (id, channel, endpoint_id, receiver, call_id, event_seq, \
+             type, url, payload, state, created_at, window_start, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $10)",
         )
         .bind(&id)
         .bind(message.channel.as_str())
         .bind(message.endpoint_id)
+        .bind(&message.receiver)
         .bind(message.call_id)
         .bind(message.seq)
         .bind(message.message_type)
@@ -391,67 +422,38 @@ impl Store {
         limit: i64,
         busy: &[String],
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        // Placeholders from $3 on: the busy endpoints, then the busy calls.
-        let mut next = 3;
-        let mut placeholders = |n: usize| {
-            let list: Vec<String> = (next..next + n).map(|i| format!("${i}")).collect();
-            next += n;
-            list.join(", ")
-        };
-        let endpoints: Vec<&str> = busy
-            .iter()
-            .filter(|r| *r != "email" && !r.starts_with("call:"))
-            .map(String::as_str)
-            .collect();
-        let calls: Vec<&str> = busy
-            .iter()
-            .filter_map(|r| r.strip_prefix("call:"))
-            .collect();
-        let mut sql = "SELECT id, channel, endpoint_id, call_id FROM webhook_deliveries \
+        let mut sql = "SELECT id, receiver FROM webhook_deliveries \
              WHERE state = 'pending' AND next_attempt_at <= $1 \
              AND (claimed_until IS NULL OR claimed_until < $1)"
             .to_owned();
-        if busy.iter().any(|r| r == "email") {
-            sql.push_str(" AND channel <> 'email'");
-        }
-        if !endpoints.is_empty() {
-            let list = placeholders(endpoints.len());
+        if !busy.is_empty() {
             sql.push_str(&format!(
-                " AND (endpoint_id IS NULL OR endpoint_id NOT IN ({list}))"
-            ));
-        }
-        if !calls.is_empty() {
-            let list = placeholders(calls.len());
-            sql.push_str(&format!(
-                " AND (endpoint_id IS NOT NULL OR channel = 'email' OR call_id NOT IN ({list}))"
+                " AND receiver NOT IN ({})",
+                placeholders(3, busy.len())
             ));
         }
         sql.push_str(" ORDER BY next_attempt_at LIMIT $2");
         let mut query = sqlx::query(&sql).bind(now_ms).bind(limit);
-        for receiver in endpoints.into_iter().chain(calls) {
+        for receiver in busy {
             query = query.bind(receiver);
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
             .map(|row| {
-                let channel: String = row.try_get("channel")?;
-                let endpoint: Option<String> = row.try_get("endpoint_id")?;
-                let call_id: String = row.try_get("call_id")?;
-                let receiver = match (channel.as_str(), endpoint) {
-                    ("email", _) => "email".to_owned(),
-                    (_, Some(endpoint)) => endpoint,
-                    (_, None) => format!("call:{call_id}"),
-                };
                 Ok(DueDelivery {
                     id: row.try_get("id")?,
-                    receiver,
+                    receiver: row.try_get("receiver")?,
                 })
             })
             .collect()
     }
 
     /// Claims the due messages among `ids` for `instance` until `now_ms + lease_ms`, in one
-    /// statement: those claimed (not those another server claimed first, or no longer due).
+    /// statement: those claimed (not those another server claimed first, or no longer due). A
+    /// claimed message whose sealed columns do not open (another data key?) is dead at once,
+    /// rather than claimed again and again.
     pub async fn claim_deliveries(
         &self,
         ids: &[&str],
@@ -462,45 +464,61 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list = (0..ids.len())
-            .map(|i| format!("${}", i + 4))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
             "UPDATE webhook_deliveries SET claimed_by = $1, claimed_until = $2 \
-             WHERE id IN ({list}) AND state = 'pending' AND next_attempt_at <= $3 \
-             AND (claimed_until IS NULL OR claimed_until < $3) RETURNING *"
+             WHERE id IN ({}) AND state = 'pending' AND next_attempt_at <= $3 \
+             AND (claimed_until IS NULL OR claimed_until < $3) RETURNING *",
+            placeholders(4, ids.len())
         );
+        let claimed_until = now_ms + lease_ms;
         let mut query = sqlx::query(&sql)
             .bind(instance)
-            .bind(now_ms + lease_ms)
+            .bind(claimed_until)
             .bind(now_ms);
         for id in ids {
             query = query.bind(*id);
         }
-        query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                let delivery = delivery_from_row(row)?;
-                let id = &delivery.id;
-                Ok(ClaimedDelivery {
-                    url: self.open_optional(row.try_get("url")?, &url_context(id))?,
-                    payload: self.open_optional(row.try_get("payload")?, &payload_context(id))?,
+        let mut claimed = Vec::new();
+        for row in query.fetch_all(&self.pool).await? {
+            let delivery = delivery_from_row(&row)?;
+            let id = delivery.id.clone();
+            let opened = (|| {
+                Ok::<_, StoreError>((
+                    self.open_optional(row.try_get("url")?, &url_context(&id))?,
+                    self.open_optional(row.try_get("payload")?, &payload_context(&id))?,
+                ))
+            })();
+            match opened {
+                Ok((url, payload)) => claimed.push(ClaimedDelivery {
+                    url,
+                    payload,
                     window_start: row.try_get("window_start")?,
+                    claimed_until,
                     delivery,
-                })
-            })
-            .collect()
+                }),
+                Err(error) => {
+                    tracing::error!(delivery = %id, %error, "an outbound message does not open: dead");
+                    let dead = Attempt::Failed {
+                        status: None,
+                        error: "its sealed content does not open".into(),
+                        retry_at: None,
+                    };
+                    self.finish_attempt(&id, instance, claimed_until, &dead, now_ms)
+                        .await?;
+                }
+            }
+        }
+        Ok(claimed)
     }
 
-    /// Records how the attempt on a message claimed by `instance` ended; false if its claim
-    /// was lost (its lease ran out and another server took it).
+    /// Records how the attempt on a message claimed by `instance` until `claimed_until` ended;
+    /// false if that claim was lost (its lease ran out and a server, this one included, claimed
+    /// it again).
     pub async fn finish_attempt(
         &self,
         id: &str,
         instance: &str,
+        claimed_until: i64,
         attempt: &Attempt,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
@@ -535,7 +553,7 @@ impl Store {
              last_attempt_at = $2, last_status = $3, last_error = $4, \
              next_attempt_at = COALESCE($5, next_attempt_at), delivered_at = $6, \
              claimed_by = NULL, claimed_until = NULL \
-             WHERE id = $7 AND claimed_by = $8 AND state = 'pending'",
+             WHERE id = $7 AND claimed_by = $8 AND claimed_until = $9 AND state = 'pending'",
         )
         .bind(state.as_str())
         .bind(now_ms)
@@ -545,6 +563,7 @@ impl Store {
         .bind(delivered)
         .bind(id)
         .bind(instance)
+        .bind(claimed_until)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -614,11 +633,23 @@ impl Store {
     }
 }
 
+/// The receiver of every follow-up email.
+const EMAIL_RECEIVER: &str = "email";
+
+/// `$first, $first+1, …`: `n` numbered placeholders, for an `IN (…)` list.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A message to write.
 struct NewMessage<'a> {
     channel: Channel,
     endpoint_id: Option<&'a str>,
     url: Option<&'a str>,
+    receiver: String,
     call_id: &'a str,
     seq: i64,
     message_type: &'static str,
@@ -720,6 +751,7 @@ mod tests {
         let id = answered_call(&store).await;
         let consent = Extraction {
             intent: Some("book_appointment".into()),
+            phone: Some("+14155550177".into()),
             consent_to_follow_up: Some(true),
             ..Extraction::default()
         };
@@ -762,6 +794,7 @@ mod tests {
         assert_eq!(data["call"]["to"], "+1415***0123", "numbers masked");
         assert_eq!(data["call"]["end_reason"], "agent_ended");
         assert_eq!(data["extraction"]["intent"], "book_appointment");
+        assert_eq!(data["extraction"]["phone"], "+1415***0177", "masked too");
         assert_eq!(data["latency"]["replies"], 1);
         assert!(data["latency"]["first_audio_ms"]["p50"].is_i64(), "{data}");
 
@@ -807,13 +840,79 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_call_completes_once_whether_its_end_or_twilios_completed_comes_first() {
+        let (store, _dir) = sqlite_store().await;
+        store
+            .create_endpoint(HOOK, &["call.completed".into()], None, 50)
+            .await
+            .unwrap();
+        let completed = |id: String| {
+            let store = store.clone();
+            async move {
+                let filter = DeliveryFilter {
+                    call_id: Some(id),
+                    ..DeliveryFilter::default()
+                };
+                let all = store.deliveries(&filter, None, 10).await.unwrap();
+                all.iter()
+                    .filter(|d| d.event_type == "call.completed")
+                    .count()
+            }
+        };
+        let ended_first = answered_call(&store).await;
+        store
+            .record_end(&ended_first, "agent_ended", 700)
+            .await
+            .unwrap();
+        store
+            .apply_status(&ended_first, CallStatus::Completed, None, 800)
+            .await
+            .unwrap();
+        assert_eq!(
+            completed(ended_first).await,
+            2,
+            "to the endpoint and the call's URL"
+        );
+
+        // The server died mid-call: Twilio's completed completes it; a late end adds nothing.
+        let cut_off = answered_call(&store).await;
+        store
+            .apply_status(&cut_off, CallStatus::Completed, None, 800)
+            .await
+            .unwrap();
+        store.record_end(&cut_off, "shutdown", 900).await.unwrap();
+        assert_eq!(completed(cut_off).await, 2);
+    }
+
+    #[actix_rt::test]
+    async fn an_erased_call_makes_no_more_messages() {
+        let (store, _dir) = sqlite_store().await;
+        store.create_endpoint(HOOK, &[], None, 50).await.unwrap();
+        let id = answered_call(&store).await;
+        let before = all(&store).await.len();
+        store
+            .erase_call(&id, &erasure_audit(&id), 900)
+            .await
+            .unwrap();
+        store
+            .apply_status(&id, CallStatus::Completed, None, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(all(&store).await.len(), before);
+    }
+
+    #[actix_rt::test]
     async fn a_claim_holds_for_its_lease_and_attempts_retry_die_and_replay() {
         let (store, _dir) = sqlite_store().await;
         answered_call(&store).await;
         let first = all(&store).await.remove(0);
         let due = store.due_deliveries(1_000, 10, &[]).await.unwrap();
         assert_eq!(due.len(), 4);
-        assert!(due[0].receiver.starts_with("call:"));
+        assert!(due[0].receiver.starts_with("host:"), "{}", due[0].receiver);
+        assert!(
+            due.iter().all(|d| d.receiver == due[0].receiver),
+            "one host"
+        );
         let busy = [due[0].receiver.clone()];
         assert!(store
             .due_deliveries(1_000, 10, &busy)
@@ -824,21 +923,28 @@ mod tests {
         assert!(claim(&store, &first.id, "a", 1_000).await.is_some());
         assert!(claim(&store, &first.id, "b", 1_400).await.is_none());
         assert_eq!(store.due_deliveries(1_400, 10, &[]).await.unwrap().len(), 3);
-        // The lease ran out (server a died): b takes it, and a's late answer is not recorded.
-        assert!(claim(&store, &first.id, "b", 1_501).await.is_some());
+        // The lease ran out (server a died): b takes it, and a's late answer is not recorded,
+        // nor one of b's under an older claim.
+        assert_eq!(
+            claim(&store, &first.id, "b", 1_501)
+                .await
+                .map(|c| c.claimed_until),
+            Some(2_001)
+        );
         let failed = Attempt::Failed {
             status: Some(500),
             error: "HTTP 500".into(),
             retry_at: Some(5_000),
         };
-        assert!(!store
-            .finish_attempt(&first.id, "a", &failed, 1_600)
-            .await
-            .unwrap());
-        assert!(store
-            .finish_attempt(&first.id, "b", &failed, 1_600)
-            .await
-            .unwrap());
+        for (server, claim) in [("a", 1_500), ("b", 1_500)] {
+            let done = store.finish_attempt(&first.id, server, claim, &failed, 1_600);
+            assert!(
+                !done.await.unwrap(),
+                "{server} under the claim until {claim}"
+            );
+        }
+        let done = store.finish_attempt(&first.id, "b", 2_001, &failed, 1_600);
+        assert!(done.await.unwrap());
         let retried = store.delivery(&first.id).await.unwrap().unwrap();
         assert_eq!(
             (retried.state, retried.attempts),
@@ -857,7 +963,7 @@ mod tests {
             retry_at: None,
         };
         store
-            .finish_attempt(&first.id, "b", &dead, 5_100)
+            .finish_attempt(&first.id, "b", 5_500, &dead, 5_100)
             .await
             .unwrap();
         let dead = store.delivery(&first.id).await.unwrap().unwrap();
@@ -875,11 +981,12 @@ mod tests {
         );
         let claimed = claim(&store, &first.id, "c", 9_000).await.unwrap();
         assert_eq!(
-            (claimed.delivery.id, claimed.window_start),
-            (first.id.clone(), 9_000)
+            (claimed.delivery.id.as_str(), claimed.window_start),
+            (first.id.as_str(), 9_000)
         );
+        let delivered = Attempt::Delivered { status: 204 };
         store
-            .finish_attempt(&first.id, "c", &Attempt::Delivered { status: 204 }, 9_100)
+            .finish_attempt(&first.id, "c", claimed.claimed_until, &delivered, 9_100)
             .await
             .unwrap();
         let delivered = store.delivery(&first.id).await.unwrap().unwrap();

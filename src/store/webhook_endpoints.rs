@@ -161,6 +161,10 @@ impl Store {
             .execute(&mut *transaction)
             .await?
             .rows_affected();
+        if deleted == 0 {
+            // Nothing else either: `account` names the account's secret, not an endpoint.
+            return Ok(false);
+        }
         for table in [
             "webhook_secrets WHERE owner",
             "webhook_deliveries WHERE endpoint_id",
@@ -171,7 +175,7 @@ impl Store {
                 .await?;
         }
         transaction.commit().await?;
-        Ok(deleted == 1)
+        Ok(true)
     }
 
     /// Gives `owner` (an endpoint's id, or [`ACCOUNT_SECRET`]) a new secret; the old one keeps
@@ -303,6 +307,13 @@ mod tests {
             .unwrap();
         assert_eq!((secrets.current, secrets.previous), (secret, None));
 
+        store.account_secret(100).await.unwrap();
+        assert!(!store.delete_endpoint(ACCOUNT_SECRET).await.unwrap());
+        assert!(store
+            .signing_secrets(ACCOUNT_SECRET, 100)
+            .await
+            .unwrap()
+            .is_some());
         assert!(store.delete_endpoint(&endpoint.id).await.unwrap());
         assert!(!store.delete_endpoint(&endpoint.id).await.unwrap());
         assert_eq!(

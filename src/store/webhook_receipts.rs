@@ -31,4 +31,13 @@ impl Store {
         .await?;
         Ok(inserted.rows_affected() == 1)
     }
+
+    /// Forgets that `message_id` arrived (its processing failed): its next delivery is processed.
+    pub async fn forget_receipt(&self, message_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM webhook_receipts WHERE message_id = $1")
+            .bind(message_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

@@ -252,23 +252,36 @@ impl Dispatcher {
         Ok(secrets)
     }
 
-    /// A claim outlives the attempt (bounded by its timeout) by as much again and a second, so
-    /// a live server never loses one, while a dead server's claims are free soon after.
+    /// The longest one attempt may take, whatever its channel: the longer of the webhook and
+    /// the email timeouts, and a second for reading secrets and the rest.
+    fn attempt_limit(&self) -> Duration {
+        let email = self
+            .settings
+            .email
+            .as_ref()
+            .map_or(Duration::ZERO, Resend::timeout);
+        self.settings.timeout.max(email) + Duration::from_secs(1)
+    }
+
+    /// A claim outlives the attempt by as much again, so a live server never loses one, while a
+    /// dead server's claims are free soon after.
     fn lease_ms(&self) -> i64 {
-        i64::try_from((self.settings.timeout * 2 + Duration::from_secs(1)).as_millis())
-            .unwrap_or(i64::MAX)
+        i64::try_from((self.attempt_limit() * 2).as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Makes one attempt and records how it ended.
     async fn deliver(&self, claimed: ClaimedDelivery) {
         let id = claimed.delivery.id.clone();
-        let attempt = match claimed.delivery.channel {
-            Channel::Webhook => self.post(&claimed).await,
-            Channel::Email => self.email(&claimed).await,
+        let attempt = async {
+            match claimed.delivery.channel {
+                Channel::Webhook => self.post(&claimed).await,
+                Channel::Email => self.email(&claimed).await,
+            }
         };
-        let attempt = match attempt {
-            Ok(attempt) => attempt,
-            Err(error) => {
+        let attempt = match actix_rt::time::timeout(self.attempt_limit(), attempt).await {
+            Err(_) => Outcome::failed(None, "timed out".into()),
+            Ok(Ok(attempt)) => attempt,
+            Ok(Err(error)) => {
                 tracing::error!(delivery = %id, %error, "webhook delivery failed on storage");
                 return;
             }
@@ -320,7 +333,7 @@ impl Dispatcher {
         }
         match self
             .store
-            .finish_attempt(&id, &self.instance, &attempt, now)
+            .finish_attempt(&id, &self.instance, claimed.claimed_until, &attempt, now)
             .await
         {
             Ok(true) => {}

@@ -124,8 +124,10 @@ async fn asking_for_prices_is_answered_with_the_prices() {
     let (server, _) = spoken_server().await;
     let report = call(&server, &["What are your prices?"]).await;
     let greeting = report.greeting.to_lowercase();
+    // The greeting ("…, the assistant for Bright Smile Dental…") was heard; how well the
+    // recogniser hears it is measured elsewhere (it has heard "i assisted" under load).
     assert!(
-        greeting.contains("assistant"),
+        greeting.contains("assist") && greeting.contains("bright"),
         "greeting heard as {greeting:?}"
     );
     let answer = report.turns[0].heard.to_lowercase();

@@ -30,6 +30,8 @@ CREATE TABLE webhook_deliveries (
     id              TEXT PRIMARY KEY,   -- msg_ + 24 hex
     channel         TEXT NOT NULL,      -- webhook, email (the follow-up email)
     endpoint_id     TEXT,               -- NULL: the call's own webhook_url (or an email)
+    receiver        TEXT NOT NULL,      -- whom it goes to, for the limit of messages in flight:
+                                        -- the endpoint's id, host:<keyed hash of host:port>, email
     call_id         TEXT NOT NULL,
     event_seq       BIGINT NOT NULL,    -- the call_events row that caused it
     type            TEXT NOT NULL,      -- call.started, …
