@@ -9,9 +9,11 @@
 //!   `call.completed` of a call whose caller agreed to be contacted again also gets a follow-up
 //!   email row. Payloads hold words and numbers' owners, so they are sealed, and erasing the
 //!   call clears them (see `erasure`).
-//! - **Claim**: a dispatcher takes a due row with a lease (`claimed_until`); while the lease
-//!   runs no other server takes it. A server that dies mid-delivery leaves the lease to run out
-//!   and the row is sent again with the same id (receivers deduplicate on `webhook-id`).
+//! - **Claim**: a dispatcher takes due rows with a lease (`claimed_until`); while the lease
+//!   runs no other server takes them. A server that dies mid-delivery leaves the lease to run out
+//!   and the row is sent again with the same id (receivers deduplicate on `webhook-id`). An
+//!   attempt's outcome is recorded only under the claim it was made in (its server and its
+//!   `claimed_until`), so a late answer never overwrites a newer attempt's.
 //! - **Finish**: delivered, retried at a later time, dead (its retry window ran out), or skipped
 //!   (an email nobody can send); a dead or delivered row can be replayed.
 
