@@ -35,6 +35,9 @@ use crate::events::{AgentAction, ExtractionUpdated, ReplyStarted};
 use crate::ids::UtteranceId;
 use crate::runtime::supervision::{ChildSupervision, StopChild};
 use crate::synthesizer::Speak;
+use history::History;
+
+mod history;
 
 /// Lines of history kept and given to the dialogue; older lines are forgotten.
 pub const MAX_HISTORY: usize = 64;
@@ -181,11 +184,6 @@ enum Speculative {
 }
 
 /// A line of the history, with the utterance it belongs to (a caller line: the reply to it).
-struct Line {
-    utterance: UtteranceId,
-    message: ChatMessage,
-}
-
 /// The dialogue side of one call.
 pub struct Responder {
     engine: Arc<dyn Dialogue>,
@@ -193,7 +191,7 @@ pub struct Responder {
     speech: WeakRecipient<Speak>,
     supervision: ChildSupervision,
     session: Option<Box<dyn DialogueSession>>,
-    history: VecDeque<Line>,
+    history: History,
     waiting: VecDeque<UserTurn>,
     replying: Option<Replying>,
     greeted: bool,
@@ -224,7 +222,7 @@ impl Responder {
             speech,
             supervision,
             session: None,
-            history: VecDeque::new(),
+            history: History::default(),
             waiting: VecDeque::new(),
             replying: None,
             greeted: false,
@@ -269,20 +267,11 @@ impl Responder {
         };
         let utterance = turn.utterance;
         self.remember_turn(turn);
-        let conversation = self.conversation();
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let reply = session.reply(&conversation);
+        let reply = session.reply(self.history.lines());
         self.stream_reply(utterance, reply, ctx);
-    }
-
-    /// The history as the dialogue sees it.
-    fn conversation(&self) -> Vec<ChatMessage> {
-        self.history
-            .iter()
-            .map(|line| line.message.clone())
-            .collect()
     }
 
     /// Streams `reply` as the reply `utterance`.
@@ -315,12 +304,11 @@ impl Responder {
             .and_then(|session| session.fork());
         let reply = match fork {
             Some(mut session) => {
-                let mut conversation = self.conversation();
-                conversation.push(ChatMessage {
+                let line = ChatMessage {
                     role: Role::User,
                     text: turn.text.clone(),
-                });
-                let reply = session.reply(&conversation);
+                };
+                let reply = self.history.with_line(line, |lines| session.reply(lines));
                 self.stream_reply(turn.utterance, reply, ctx);
                 Speculative::Replying {
                     session,
@@ -386,13 +374,9 @@ impl Responder {
     /// when nothing was said to it.
     fn remember_turn(&mut self, turn: UserTurn) {
         if turn.amends {
-            if let Some(line) = self
-                .history
-                .back_mut()
-                .filter(|l| l.message.role == Role::User)
-            {
-                line.utterance = turn.utterance;
-                line.message.text = turn.text;
+            if let Some((utterance, text)) = self.history.last_caller_line() {
+                *utterance = turn.utterance;
+                *text = turn.text;
                 return;
             }
         }
@@ -422,13 +406,7 @@ impl Responder {
     }
 
     fn remember(&mut self, utterance: UtteranceId, role: Role, text: String) {
-        if self.history.len() == MAX_HISTORY {
-            self.history.pop_front();
-        }
-        self.history.push_back(Line {
-            utterance,
-            message: ChatMessage { role, text },
-        });
+        self.history.push(utterance, role, text);
     }
 
     /// Reports what the dialogue has extracted, if the reply `utterance` changed it.
@@ -444,24 +422,6 @@ impl Responder {
                 self.reports.extractions.do_send(update);
             }
         }
-    }
-
-    /// After a barge-in: the agent's line for `from` becomes what was heard (gone if nothing
-    /// was), and its lines for later cancelled replies go.
-    fn trim_to_heard(&mut self, cancel: &CancelReply) {
-        let spoken = |line: &Line| {
-            line.message.role == Role::Assistant
-                && (cancel.from..=cancel.through).contains(&line.utterance)
-        };
-        for line in self.history.iter_mut().filter(|line| spoken(line)) {
-            if line.utterance == cancel.from {
-                line.message.text.clone_from(&cancel.heard);
-            } else {
-                line.message.text.clear();
-            }
-        }
-        self.history
-            .retain(|line| !(spoken(line) && line.message.text.is_empty()));
     }
 }
 
@@ -550,12 +510,7 @@ impl Handler<AmendTurn> for Responder {
             .iter_mut()
             .find(|turn| turn.utterance == amend.utterance)
             .map(|turn| &mut turn.text);
-        let line = self
-            .history
-            .iter_mut()
-            .rev()
-            .find(|l| l.utterance == amend.utterance && l.message.role == Role::User)
-            .map(|line| &mut line.message.text);
+        let line = self.history.caller_text(amend.utterance);
         if let Some(text) = turn.or(line) {
             text.push(' ');
             text.push_str(&amend.text);
@@ -594,7 +549,8 @@ impl Handler<CancelReply> for Responder {
             }
             self.remember_turn(turn);
         }
-        self.trim_to_heard(&cancel);
+        self.history
+            .trim_to_heard(cancel.from, cancel.through, &cancel.heard);
         if self.ending.is_some_and(|ending| ending <= cancel.through) {
             self.ending = None;
         }
