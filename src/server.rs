@@ -192,6 +192,7 @@ pub async fn start(
         agents: agent_name(config).into_iter().collect(),
         call_metadata_max_bytes: config.calls.metadata_max_bytes,
         webhook_policy: config.webhooks.policy,
+        max_calls: config.max_calls,
     });
     let store_data = web::Data::new(store.clone());
     let actor_data = web::Data::new(auth_actor.clone());

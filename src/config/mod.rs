@@ -104,6 +104,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// HTTP worker threads; calls run on the worker that accepted them (`HTTP_WORKERS`).
     pub http_workers: usize,
+    /// Most calls carried at once, streaming or about to; past it the voice webhook answers with
+    /// an apology and a hang-up (`MAX_CALLS`; 0: no limit).
+    pub max_calls: Option<usize>,
     /// How a call's failing engine sessions are restarted (`ENGINE_RESTART_BACKOFF`,
     /// `ENGINE_RESTART_MAX_BACKOFF`, `ENGINE_MAX_RESTARTS`).
     pub restart: RestartPolicy,
@@ -225,6 +228,7 @@ impl Config {
             stream_token_ttl,
             drain_timeout,
             http_workers,
+            max_calls: Some(vars.bounded("MAX_CALLS", "0", 0..=1_000_000)?).filter(|&n| n > 0),
             restart,
             twilio_rest,
             calls: CallManagementSettings::from_vars(&vars)?,

@@ -59,6 +59,8 @@ pub struct AppState {
     pub call_metadata_max_bytes: usize,
     /// Where outbound webhooks may go.
     pub webhook_policy: TargetPolicy,
+    /// Most calls carried at once (`MAX_CALLS`); `None`: no limit.
+    pub max_calls: Option<usize>,
 }
 
 impl AppState {

@@ -1,5 +1,6 @@
 //! Twilio's HTTP entry points: the voice webhook, status callbacks and the media WebSocket
-//! upgrade.
+//! upgrade. Past `MAX_CALLS` (streaming calls and streams on their way), the voice webhook
+//! answers with an apology and a hang-up instead of a stream.
 //!
 //! Calls we place carry our id in the webhook URLs (`?call=call_…`, signed by Twilio with the
 //! rest): a webhook that overtakes our record of the CallSid still finds its call.
@@ -133,6 +134,11 @@ pub async fn voice(
     }
     let call_sid = CallSid::parse(&form.call_sid)
         .ok_or_else(|| HttpError::bad_request("CallSid: not a Twilio CallSid"))?;
+    // Streaming calls and those whose stream is on its way (a token minted, not yet used).
+    let carried = state.live_calls().count() + state.tokens.outstanding(Instant::now());
+    if state.max_calls.is_some_and(|max| carried >= max) {
+        return Ok(over_capacity(&state, &form, &ours, &call_sid).await);
+    }
     let token = state.tokens.mint(&call_sid, Instant::now())?;
     tracing::info!(
         call_sid = %call_sid,
@@ -153,14 +159,44 @@ pub async fn voice(
         )))
 }
 
-/// Records the call a voice webhook is about, unless it is one we placed (already recorded).
+/// A call past `MAX_CALLS`: recorded as ended `over_capacity` and answered with an apology, so
+/// the calls already up keep their real time.
+async fn over_capacity(
+    state: &AppState,
+    form: &VoiceWebhook,
+    ours: &OurCall,
+    call_sid: &CallSid,
+) -> HttpResponse {
+    tracing::warn!(%call_sid, max_calls = state.max_calls, "call refused: at capacity (MAX_CALLS)");
+    state.calls.metrics.call_ended("over_capacity");
+    let recorded = async {
+        let id = record_call(state, form, ours).await?;
+        let ended = state
+            .records
+            .store()
+            .record_end(&id, "over_capacity", now_ms());
+        state
+            .records
+            .published(ended.await)
+            .map_err(HttpError::from)
+    };
+    if let Err(error) = recorded.await {
+        tracing::error!(%call_sid, %error, "cannot record the refused call");
+    }
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(twiml::busy())
+}
+
+/// Records the call a voice webhook is about, unless it is one we placed (already recorded): its
+/// id.
 async fn record_call(
     state: &AppState,
     form: &VoiceWebhook,
     ours: &OurCall,
-) -> Result<(), HttpError> {
-    if our_call(state, &form.call_sid, ours).await?.is_some() {
-        return Ok(());
+) -> Result<String, HttpError> {
+    if let Some(id) = our_call(state, &form.call_sid, ours).await? {
+        return Ok(id);
     }
     let outbound = form
         .direction
@@ -178,7 +214,8 @@ async fn record_call(
         .unwrap_or(CallStatus::Ringing);
     let record = NewCall::from_twilio(&form.call_sid, direction, &form.from, &form.to, status);
     let id = state.records.store().insert_call(&record, now_ms()).await?;
-    Ok(state.records.publish_new(&id).await?)
+    state.records.publish_new(&id).await?;
+    Ok(id)
 }
 
 /// `GET /twilio/media`: upgrade to a WebSocket and start the call's actors.

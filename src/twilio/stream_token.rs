@@ -77,9 +77,12 @@ impl StreamTokens {
         self.minted.retain(|_, minted| minted.expires > now);
     }
 
-    /// Tokens waiting to be used (expired ones may still be counted until the next sweep).
-    pub fn outstanding(&self) -> usize {
-        self.minted.len()
+    /// Tokens waiting to be used at `now`: minted, not redeemed, not expired.
+    pub fn outstanding(&self, now: Instant) -> usize {
+        self.minted
+            .iter()
+            .filter(|minted| minted.expires > now)
+            .count()
     }
 }
 
@@ -162,6 +165,11 @@ mod tests {
             tokens.mint(&sid(1), now).unwrap(),
             tokens.mint(&sid(1), now).unwrap()
         );
-        assert_eq!(tokens.outstanding(), 2);
+        assert_eq!(tokens.outstanding(now), 2);
+        assert_eq!(
+            tokens.outstanding(now + Duration::from_secs(60)),
+            0,
+            "expired"
+        );
     }
 }

@@ -22,6 +22,14 @@ pub fn dial(number: &str) -> String {
     format!("<Response><Dial>{}</Dial></Response>", escape(number))
 }
 
+/// What a caller hears when the server cannot take another call: a short apology, then the call
+/// ends (no stream is opened).
+pub fn busy() -> String {
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>Sorry, all our lines are busy. \
+     Please call again in a few minutes.</Say><Hangup/></Response>"
+        .to_owned()
+}
+
 /// Escapes text for an XML attribute value or element text.
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());

@@ -30,6 +30,55 @@ async fn voice_webhook_answers_connect_stream_with_a_token() {
 }
 
 #[actix_rt::test]
+async fn past_max_calls_a_caller_hears_an_apology_and_the_calls_up_go_on() {
+    let server = TestServer::start(&[("MAX_CALLS", "2")]).await;
+    let (_, mut first) = server.call(&call_sid(1)).await;
+    let second = server.sim.place_call(&call_sid(2)).await.unwrap();
+
+    // One streaming, one on its way: the third is told the lines are busy, and no stream opens.
+    let mut refused = server
+        .voice_post(&[("CallSid", call_sid(3).as_str())])
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 200);
+    let twiml = String::from_utf8(refused.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        twiml.contains("<Say>") && twiml.contains("<Hangup/>") && !twiml.contains("<Stream"),
+        "{twiml}"
+    );
+    let record = server
+        .server
+        .store
+        .call(&call_sid(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.end_reason.as_deref(), Some("over_capacity"));
+    server
+        .metrics_until(|text| {
+            text.contains(r#"phone_agent_calls_ended_total{reason="over_capacity"} 1"#)
+        })
+        .await;
+
+    // The calls already taken go on.
+    let mut second = server.sim.connect(&second).await.unwrap();
+    exchange(&mut first, 1, 0, 3).await;
+    exchange(&mut second, 2, 0, 3).await;
+
+    // Once one ends, a new call is taken again.
+    first.send_stop().await.unwrap();
+    expect_close(&mut first).await;
+    within(async {
+        while server.server.live_calls.count() > 1 {
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let (_, mut fourth) = server.call(&call_sid(4)).await;
+    exchange(&mut fourth, 4, 0, 3).await;
+}
+
+#[actix_rt::test]
 async fn a_whole_call_echoes_five_seconds_in_order_paced_at_real_time() {
     let server = TestServer::start(&[]).await;
     let (_, mut media) = server.call(&call_sid(1)).await;
