@@ -11,8 +11,8 @@
 //!
 //! Each attempt checks the target again: the URL, then every address its name resolves to (no
 //! loopback, private, link-local or metadata address unless `WEBHOOK_ALLOW_PRIVATE`), and the
-//! request goes to the address checked, so a second lookup cannot swap it. No redirect is
-//! followed. A 2xx answer delivers the message; anything else is retried with backoff until its
+//! request goes to the addresses checked (the next when one refuses the connection), so a second
+//! lookup cannot swap them. No redirect is followed. A 2xx answer delivers the message; anything else is retried with backoff until its
 //! window ends, when it is dead.
 
 use std::cell::RefCell;
