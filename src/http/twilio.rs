@@ -5,7 +5,7 @@
 //! Calls we place carry our id in the webhook URLs (`?call=call_…`, signed by Twilio with the
 //! rest): a webhook that overtakes our record of the CallSid still finds its call.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use phone_agent_actors::call::CallActor;
@@ -19,9 +19,13 @@ use super::error::HttpError;
 use super::{media_socket, AppState};
 use crate::redact::mask_phone;
 use crate::store::calls::{Direction, NewCall};
-use crate::store::now_ms;
 use crate::store::status::CallStatus;
+use crate::store::{now_ms, StoreError};
 use crate::twilio::twiml;
+
+/// How long the voice webhook keeps trying to record its call on a busy database: within
+/// Twilio's 15 s wait for the answer, with room to spare.
+const RECORD_BUDGET: Duration = Duration::from_secs(8);
 
 /// The fields of Twilio's voice webhook we use; Twilio sends many more, which are ignored.
 #[derive(Debug, Deserialize)]
@@ -83,7 +87,7 @@ async fn our_call(
     state: &AppState,
     call_sid: &str,
     ours: &OurCall,
-) -> Result<Option<String>, HttpError> {
+) -> Result<Option<String>, StoreError> {
     let store = state.records.store();
     if let Some(call) = store.call(call_sid).await? {
         return Ok(Some(call.id));
@@ -146,9 +150,23 @@ pub async fn voice(
         to = %mask_phone(&form.to),
         "incoming call"
     );
-    // A storage failure must not drop a caller: the call goes on, unrecorded, and it is logged.
-    if let Err(error) = record_call(&state, &form, &ours).await {
-        tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
+    // A busy database delays the answer (Twilio waits 15 s for it) rather than losing the record;
+    // a failure that persists must not drop the caller: the call goes on, unrecorded, logged.
+    let deadline = Instant::now() + RECORD_BUDGET;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match record_call(&state, &form, &ours).await {
+            Ok(_) => break,
+            Err(error) if error.is_transient() && Instant::now() + wait < deadline => {
+                tracing::warn!(call_sid = %call_sid, %error, "recording the call: the database is busy, trying again");
+                actix_web::rt::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(error) => {
+                tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
+                break;
+            }
+        }
     }
     Ok(HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
@@ -194,7 +212,7 @@ async fn record_call(
     state: &AppState,
     form: &VoiceWebhook,
     ours: &OurCall,
-) -> Result<String, HttpError> {
+) -> Result<String, StoreError> {
     if let Some(id) = our_call(state, &form.call_sid, ours).await? {
         return Ok(id);
     }

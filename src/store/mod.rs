@@ -114,6 +114,20 @@ async fn connect(
         .await?)
 }
 
+impl StoreError {
+    /// Whether the same change may succeed if tried again soon: no connection free in time, the
+    /// connection failed, or SQLite's database busy or locked past its wait.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                matches!(error.code().as_deref(), Some("5" | "6"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The database behind the `Any` driver, where their SQL differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {

@@ -79,6 +79,31 @@ async fn past_max_calls_a_caller_hears_an_apology_and_the_calls_up_go_on() {
 }
 
 #[actix_rt::test]
+async fn a_call_arriving_while_the_database_is_locked_is_recorded_once_it_frees() {
+    use sqlx::Connection as _;
+
+    let server = TestServer::start(&[]).await;
+    // Another writer holds the database past SQLite's 5 s busy wait.
+    let file = server.data.path().join("phone-agent.db");
+    let mut writer = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let release = async {
+        actix_rt::time::sleep(Duration::from_millis(5_500)).await;
+        sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    };
+    let sid = call_sid(7);
+    let (answer, ()) = futures_util::join!(server.sim.place_call(&sid), release);
+    answer.expect("the caller is answered with a stream");
+    let recorded = server.server.store.call(&call_sid(7)).await.unwrap();
+    assert!(recorded.is_some(), "recorded once the database was free");
+}
+
+#[actix_rt::test]
 async fn a_whole_call_echoes_five_seconds_in_order_paced_at_real_time() {
     let server = TestServer::start(&[]).await;
     let (_, mut media) = server.call(&call_sid(1)).await;
