@@ -10,10 +10,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::web::Bytes;
+use awc::error::PayloadError;
 use awc::http::header;
+use futures_util::Stream;
 
 /// Who we are to the services we call.
 const USER_AGENT: &str = concat!("phone-agent/", env!("CARGO_PKG_VERSION"));
@@ -58,4 +62,49 @@ fn build(connect_timeout: Duration) -> awc::Client {
         .disable_timeout()
         .add_default_header((header::USER_AGENT, USER_AGENT))
         .finish()
+}
+
+/// A service's answer to one request, whatever its status: what the REST clients (Twilio's API,
+/// the email provider's) decide on.
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// `Retry-After` in seconds, when present (an HTTP date is ignored: the backoff applies).
+    pub retry_after: Option<Duration>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// Reads `response` whole: its status, `Retry-After` and body (at most `limit` bytes).
+pub async fn read_answer<S>(
+    mut response: awc::ClientResponse<S>,
+    limit: usize,
+) -> Result<Answer, PayloadError>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let body = response.body().limit(limit).await?;
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+        .map(Duration::from_secs);
+    Ok(Answer {
+        status: response.status().as_u16(),
+        retry_after,
+        body,
+    })
+}
+
+/// `, retry after 3s` when the service said how long to wait, else nothing: for error messages.
+pub struct RetryAfter(pub Option<Duration>);
+
+impl fmt::Display for RetryAfter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(wait) => write!(f, ", retry after {wait:?}"),
+            None => Ok(()),
+        }
+    }
 }

@@ -20,12 +20,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use actix_web::web::Bytes;
 use awc::error::SendRequestError;
-use awc::http::header;
 use serde::{Deserialize, Serialize};
 
-use crate::outbound;
+use crate::outbound::{self, Answer, RetryAfter};
 
 /// Resend's API, where [`ResendSettings::new`] points.
 pub const DEFAULT_BASE_URL: &str = "https://api.resend.com";
@@ -163,23 +161,10 @@ impl Resend {
             .insert_header(("Idempotency-Key", idempotency_key));
         let exchange = async {
             // send_json sets Content-Type: application/json.
-            let mut response = request.send_json(&body).await.map_err(sort_send_error)?;
-            let body = response
-                .body()
-                .limit(MAX_ANSWER_BYTES)
+            let response = request.send_json(&body).await.map_err(sort_send_error)?;
+            outbound::read_answer(response, MAX_ANSWER_BYTES)
                 .await
-                .map_err(|error| EmailError::Connection(error.to_string()))?;
-            let retry_after = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse().ok())
-                .map(Duration::from_secs);
-            Ok(Answer {
-                status: response.status().as_u16(),
-                retry_after,
-                body,
-            })
+                .map_err(|error| EmailError::Connection(error.to_string()))
         };
         actix_rt::time::timeout(settings.timeout, exchange)
             .await
@@ -242,18 +227,6 @@ impl EmailError {
     }
 }
 
-/// `, retry after 3s` when Resend said, else nothing.
-struct RetryAfter(Option<Duration>);
-
-impl fmt::Display for RetryAfter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(wait) => write!(f, ", retry after {wait:?}"),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The body of `POST /emails`, in Resend's names.
 #[derive(Serialize)]
 struct SendEmail<'a> {
@@ -274,14 +247,6 @@ struct Sent {
 struct ErrorBody {
     name: Option<String>,
     message: Option<String>,
-}
-
-/// Resend's answer to one send, whatever its status.
-struct Answer {
-    status: u16,
-    /// `retry-after` in seconds, when present.
-    retry_after: Option<Duration>,
-    body: Bytes,
 }
 
 /// The send error, sorted.
@@ -354,6 +319,8 @@ fn without_addresses(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::web::Bytes;
+
     use super::*;
 
     const KEY: &str = "re_123456789_abcdefghijklmnop";

@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::retry::{Failure, Idempotence};
+use crate::outbound::RetryAfter;
 
 /// A request to Twilio's REST API failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,18 +158,6 @@ impl TwilioError {
             Failure::ConnectionLost { reason } => Self::ConnectionLost { reason },
             Failure::TimedOut if create => unconfirmed(Unconfirmed::Timeout(timeout)),
             Failure::TimedOut => Self::Timeout { after: timeout },
-        }
-    }
-}
-
-/// `, retry after 3s` when Twilio said, else nothing.
-struct RetryAfter(Option<Duration>);
-
-impl fmt::Display for RetryAfter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(wait) => write!(f, ", retry after {wait:?}"),
-            None => Ok(()),
         }
     }
 }

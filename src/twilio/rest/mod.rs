@@ -24,11 +24,11 @@ use phone_agent_actors::ids::CallSid;
 use ring::rand::SystemRandom;
 
 use crate::config::TwilioRestSettings;
+use crate::outbound::Answer;
 use crate::redact::mask_phone;
 use crate::twilio::twiml::MAX_TWIML_CHARS;
 pub use error::{TwilioError, Unconfirmed};
 use retry::{Decision, Failure, Idempotence, RetryPolicy};
-use transport::Answer;
 
 /// A call to place.
 #[derive(Clone, PartialEq, Eq)]

@@ -6,29 +6,15 @@
 //! handshake may each take a third of the timeout, so a connection slow to open fails as "not
 //! connected" (safe to retry) rather than as an ambiguous timeout.
 
-use std::time::Duration;
-
-use actix_web::web::Bytes;
 use awc::error::SendRequestError;
-use awc::http::header;
 
 use super::retry::Failure;
 use super::wire::Form;
 use crate::config::TwilioRestSettings;
-use crate::outbound;
+use crate::outbound::{self, Answer};
 
 /// The largest answer read: Twilio's call resource is about 2 kB.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
-
-/// Twilio's answer to one attempt, whatever its status.
-pub(super) struct Answer {
-    /// The HTTP status.
-    pub status: u16,
-    /// `Retry-After` in seconds, when present (an HTTP date is ignored: the backoff applies).
-    pub retry_after: Option<Duration>,
-    /// The body, JSON when Twilio wrote it.
-    pub body: Bytes,
-}
 
 /// POSTs `form` to `TWILIO_API_BASE` + `path` once.
 pub(super) async fn post(
@@ -46,25 +32,12 @@ pub(super) async fn post(
         .post(format!("{}{path}", settings.api_base))
         .basic_auth(user, password.expose());
     let exchange = async {
-        let mut response = request.send_form(form).await.map_err(classify)?;
-        let body = response
-            .body()
-            .limit(MAX_ANSWER_BYTES)
+        let response = request.send_form(form).await.map_err(classify)?;
+        outbound::read_answer(response, MAX_ANSWER_BYTES)
             .await
             .map_err(|error| Failure::ConnectionLost {
                 reason: error.to_string(),
-            })?;
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse().ok())
-            .map(Duration::from_secs);
-        Ok(Answer {
-            status: response.status().as_u16(),
-            retry_after,
-            body,
-        })
+            })
     };
     actix_rt::time::timeout(settings.timeout, exchange)
         .await
