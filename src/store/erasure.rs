@@ -83,26 +83,17 @@ mod tests {
 
     use super::*;
     use crate::store::call_events::EventKind;
-    use crate::store::calls::testing::{insert, scheduled};
+    use crate::store::calls::testing::scheduled;
     use crate::store::status::CallStatus;
     use crate::store::testing::{erasure_audit as audit, sqlite_store};
-    use crate::store::transcripts::testing::{interrupted_reply, question};
+    use crate::store::transcripts::testing::{answered_with_a_reply, question};
     use phone_agent_actors::engines::Extraction;
 
     /// A call with everything an erasure removes: numbers, metadata, extraction, turns, a
     /// barge-in. Its id.
     async fn full_call(store: &Store, call_sid: &str) -> String {
-        let id = insert(store, &scheduled(1_000), 100).await;
-        store.set_call_sid(&id, call_sid, 200).await.unwrap();
-        store
-            .apply_status(&id, CallStatus::InProgress, None, 300)
-            .await
-            .unwrap();
-        store.append_turn(&id, &question(), 400).await.unwrap();
-        store
-            .append_turn(&id, &interrupted_reply(), 500)
-            .await
-            .unwrap();
+        let id = answered_with_a_reply(store, &scheduled(1_000)).await;
+        store.set_call_sid(&id, call_sid, 500).await.unwrap();
         let heard = json!({ "heard": "Our prices" });
         store
             .append_event(&id, EventKind::BargeIn, &heard, 500)

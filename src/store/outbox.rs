@@ -279,21 +279,20 @@ impl Store {
             .iter()
             .map(|row| self.endpoint_from_row(row))
             .collect::<Result<Vec<_>, _>>()?;
-        let own_url: Option<String> =
-            sqlx::query_scalar("SELECT webhook_url FROM calls WHERE id = $1")
-                .bind(call_id)
-                .fetch_one(&mut *connection)
-                .await?;
-        let own_url = self.open_optional(own_url, &context("webhook_url", call_id))?;
-        // Only the end of a call can make a follow-up email: without receivers, nothing to do.
-        let ending = matches!(kind, EventKind::End | EventKind::Status);
-        if endpoints.is_empty() && own_url.is_none() && !ending {
-            return Ok(());
-        }
         let row = sqlx::query("SELECT * FROM calls WHERE id = $1")
             .bind(call_id)
             .fetch_one(&mut *connection)
             .await?;
+        let own_url = self.open_optional(
+            row.try_get("webhook_url")?,
+            &context("webhook_url", call_id),
+        )?;
+        // Only the end of a call can make a follow-up email: without receivers, nothing to do
+        // (and the call's sealed columns stay closed).
+        let ending = matches!(kind, EventKind::End | EventKind::Status);
+        if endpoints.is_empty() && own_url.is_none() && !ending {
+            return Ok(());
+        }
         let call = self.call_from_row(&row)?;
         // An erased call tells nobody anything more (a late callback still changes its status).
         if call.erased_at.is_some() {
@@ -703,7 +702,7 @@ mod tests {
     use super::*;
     use crate::store::calls::testing::{insert, scheduled};
     use crate::store::testing::{erasure_audit, sqlite_store};
-    use crate::store::transcripts::testing::{interrupted_reply, question};
+    use crate::store::transcripts::testing::answered_with_a_reply;
     use phone_agent_actors::engines::Extraction;
 
     const HOOK: &str = "https://hooks.example.com/calls";
@@ -712,17 +711,7 @@ mod tests {
     async fn answered_call(store: &Store) -> String {
         let mut call = scheduled(1_000);
         call.webhook_url = Some(HOOK.into());
-        let id = insert(store, &call, 100).await;
-        store
-            .apply_status(&id, CallStatus::InProgress, None, 300)
-            .await
-            .unwrap();
-        store.append_turn(&id, &question(), 400).await.unwrap();
-        store
-            .append_turn(&id, &interrupted_reply(), 500)
-            .await
-            .unwrap();
-        id
+        answered_with_a_reply(store, &call).await
     }
 
     /// Claims one message, as a dispatcher does.

@@ -192,6 +192,25 @@ impl Store {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::store::calls::testing::insert;
+    use crate::store::calls::NewCall;
+    use crate::store::status::CallStatus;
+
+    /// Records `call` at 100, answers it at 300, and logs the caller's question (400) and the
+    /// agent's interrupted reply (500): its id.
+    pub async fn answered_with_a_reply(store: &Store, call: &NewCall) -> String {
+        let id = insert(store, call, 100).await;
+        store
+            .apply_status(&id, CallStatus::InProgress, None, 300)
+            .await
+            .unwrap();
+        store.append_turn(&id, &question(), 400).await.unwrap();
+        store
+            .append_turn(&id, &interrupted_reply(), 500)
+            .await
+            .unwrap();
+        id
+    }
 
     /// The agent's reply, talked over after "Our prices".
     pub fn interrupted_reply() -> Turn {

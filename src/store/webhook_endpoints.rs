@@ -235,8 +235,11 @@ impl Store {
     }
 
     /// The account's secret (signing events sent to calls' own webhook URLs), made on first
-    /// use.
+    /// use (a read after that: the dispatcher asks every few hundred milliseconds).
     pub async fn account_secret(&self, now_ms: i64) -> Result<SigningSecrets, StoreError> {
+        if let Some(secrets) = self.signing_secrets(ACCOUNT_SECRET, now_ms).await? {
+            return Ok(secrets);
+        }
         sqlx::query(
             "INSERT INTO webhook_secrets (owner, secret, rotated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (owner) DO NOTHING",

@@ -68,12 +68,7 @@ async fn past_max_calls_a_caller_hears_an_apology_and_the_calls_up_go_on() {
     // Once one ends, a new call is taken again.
     first.send_stop().await.unwrap();
     expect_close(&mut first).await;
-    within(async {
-        while server.server.live_calls.count() > 1 {
-            actix_rt::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    within(server.server.live_calls.wait_until_at_most(1)).await;
     let (_, mut fourth) = server.call(&call_sid(4)).await;
     exchange(&mut fourth, 4, 0, 3).await;
 }

@@ -111,13 +111,16 @@ impl LiveCalls {
         }
     }
 
+    /// Resolves once at most `calls` calls are alive.
+    pub async fn wait_until_at_most(&self, calls: usize) {
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = self.inner.count.subscribe().wait_for(|&n| n <= calls).await;
+    }
+
     /// Resolves once no call is alive and every actor of every call has stopped.
     pub async fn wait_until_empty(&self) {
-        let mut calls = self.inner.count.subscribe();
-        let mut actors = self.inner.actors.subscribe();
-        // The senders live in `self`, so the channels cannot close while we wait.
-        let _ = calls.wait_for(|&n| n == 0).await;
-        let _ = actors.wait_for(|&n| n == 0).await;
+        self.wait_until_at_most(0).await;
+        let _ = self.inner.actors.subscribe().wait_for(|&n| n == 0).await;
     }
 
     /// Counts one more live actor until the guard is dropped.
