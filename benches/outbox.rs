@@ -52,10 +52,16 @@ fn main() {
             },
             calls,
             duration: Duration::from_secs(seconds),
-            ramp: Duration::from_secs(1),
+            ws_url: None,
+            ramp: None,
+            spread: Duration::from_secs(1),
+            p99_limit: Duration::from_millis(50),
+            settle: Duration::ZERO,
             threads: 1,
             idle: false,
             server_pid: None,
+            label: "phone-agent".into(),
+            json: None,
         });
         assert!(ok, "every call completes");
     };

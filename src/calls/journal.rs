@@ -2,7 +2,10 @@
 //! published on the live feed.
 //!
 //! The CallActor must never wait for a database: [`StoreJournal::record`] queues the event and
-//! one writer task per server writes them in order. A full queue (the database is stuck) drops
+//! one writer task per server writes them in order, whatever is queued in one transaction (a
+//! group commit: under load, hundreds of events share one commit). A busy database is waited out
+//! (up to a minute, backing off) rather than losing the batch; a batch that still fails is written
+//! event by event. Only a queue that stays full (the database stuck for a minute of calls) drops
 //! events rather than stall calls, counted in the logs. What is written:
 //! - the start: status `in-progress`;
 //! - each final turn (sealed), an agent turn with the latencies of its reply;
@@ -13,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_rt::ArbiterHandle;
 use phone_agent_actors::drops::DropCounter;
@@ -24,14 +28,22 @@ use tokio::sync::{mpsc, watch};
 
 use super::records::CallRecords;
 use crate::redact::mask_phone;
+use crate::store::call_events::CallEvent as StoredEvent;
 use crate::store::call_events::EventKind;
 use crate::store::calls::Direction;
+use crate::store::retry::retry_transient;
 use crate::store::status::CallStatus;
 use crate::store::transcripts::{Turn, TurnLatencies};
 use crate::store::{now_ms, StoreError};
 
 /// Events queued for the writer: about a minute of a hundred busy calls.
 pub const JOURNAL_QUEUE_CAPACITY: usize = 8192;
+
+/// Events written in one transaction at most.
+const BATCH: usize = 512;
+
+/// How long the writer keeps trying a batch the database refuses for a passing reason.
+const RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// The `next_step` of a caller who asked not to be called again.
 const DO_NOT_CONTACT: &str = "do_not_contact";
@@ -83,7 +95,8 @@ impl CallJournal for StoreJournal {
     }
 }
 
-/// The writer: one event at a time, in the order calls reported them.
+/// The writer: whatever is queued (up to [`BATCH`] events) in one transaction, in the order calls
+/// reported them.
 async fn write(
     records: CallRecords,
     mut events: mpsc::Receiver<(CallSid, CallEvent)>,
@@ -92,54 +105,131 @@ async fn write(
     let mut writer = Writer {
         records,
         latencies: HashMap::new(),
+        writes: Vec::with_capacity(BATCH),
     };
-    while let Some((call_sid, event)) = events.recv().await {
-        if let Err(error) = writer.write(&call_sid, event).await {
-            tracing::error!(%call_sid, %error, "cannot record a call event");
+    let mut batch = Vec::with_capacity(BATCH);
+    while events.recv_many(&mut batch, BATCH).await > 0 {
+        let written = batch.len();
+        for (call_sid, event) in batch.drain(..) {
+            writer.take(call_sid, event).await;
         }
-        pending.send_modify(|n| *n -= 1);
+        writer.flush().await;
+        pending.send_modify(|n| *n -= written);
     }
+}
+
+/// A write to a call's record, with the time its event happened.
+enum Write {
+    Started,
+    Turn(Turn),
+    BargeIn(serde_json::Value),
+    Ended(&'static str),
 }
 
 struct Writer {
     records: CallRecords,
     /// The latencies of each call's latest reply, until its turn is written.
     latencies: HashMap<CallSid, TurnLatencies>,
+    /// The writes of the batch so far.
+    writes: Vec<(CallSid, i64, Write)>,
 }
 
 impl Writer {
-    async fn write(&mut self, call_sid: &CallSid, event: CallEvent) -> Result<(), StoreError> {
-        let (records, sid, now) = (&self.records, call_sid.as_str(), now_ms());
-        let store = records.store();
-        match event {
-            CallEvent::Started => {
-                let status = store.apply_status(sid, CallStatus::InProgress, None, now);
-                records.published(status.await)?;
-            }
+    /// Adds an event to the batch (an extraction is written at once, after what came before it).
+    async fn take(&mut self, call_sid: CallSid, event: CallEvent) {
+        let write = match event {
+            CallEvent::Started => Write::Started,
             CallEvent::Turn(turn) => {
                 let latencies = match turn.speaker {
-                    Speaker::Agent => self.latencies.remove(call_sid).unwrap_or_default(),
+                    Speaker::Agent => self.latencies.remove(&call_sid).unwrap_or_default(),
                     Speaker::Caller => TurnLatencies::default(),
                 };
-                let turn = stored_turn(turn, latencies);
-                records.published(store.append_turn(sid, &turn, now).await)?;
+                Write::Turn(stored_turn(turn, latencies))
             }
-            CallEvent::BargeIn(outcome) => {
-                let data = json!({ "outcome": outcome.as_str() });
-                let logged = store.append_event(sid, EventKind::BargeIn, &data, now);
-                records.published(logged.await)?;
-            }
+            CallEvent::BargeIn(outcome) => Write::BargeIn(json!({ "outcome": outcome.as_str() })),
             CallEvent::Latency(stages) => {
                 self.latencies
-                    .insert(call_sid.clone(), TurnLatencies::from_stages(&stages));
+                    .insert(call_sid, TurnLatencies::from_stages(&stages));
+                return;
             }
-            CallEvent::Extraction(extraction) => self.extracted(call_sid, &extraction).await?,
+            CallEvent::Extraction(extraction) => {
+                self.flush().await;
+                if let Err(error) = self.extracted(&call_sid, &extraction).await {
+                    tracing::error!(%call_sid, %error, "cannot record a call's extraction");
+                }
+                return;
+            }
             CallEvent::Ended(reason) => {
-                self.latencies.remove(call_sid);
-                records.published(store.record_end(sid, reason.as_str(), now).await)?;
+                self.latencies.remove(&call_sid);
+                Write::Ended(reason.as_str())
+            }
+        };
+        self.writes.push((call_sid, now_ms(), write));
+    }
+
+    /// Writes the batch in one transaction and publishes what it logged. A database busy for a
+    /// passing reason is tried again (backing off, for up to [`RETRY_FOR`]); a batch that still
+    /// fails is written one event at a time, so a write that cannot succeed loses only itself.
+    async fn flush(&mut self) {
+        if self.writes.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.writes);
+        let outcome = retry_transient(
+            RETRY_FOR,
+            || self.write_all(&writes),
+            |error| tracing::warn!(%error, events = writes.len(), "call journal: the database is busy, trying again"),
+        )
+        .await;
+        match outcome {
+            Ok(logged) => logged
+                .into_iter()
+                .for_each(|e| self.records.publish(Some(e))),
+            Err(_) => {
+                for write in &writes {
+                    match self.write_all(std::slice::from_ref(write)).await {
+                        Ok(logged) => logged
+                            .into_iter()
+                            .for_each(|e| self.records.publish(Some(e))),
+                        Err(error) => {
+                            tracing::error!(call_sid = %write.0, %error, "cannot record a call event")
+                        }
+                    }
+                }
             }
         }
-        Ok(())
+        self.writes = writes;
+        self.writes.clear();
+    }
+
+    /// `writes` in one transaction: the events they logged, once committed.
+    async fn write_all(
+        &self,
+        writes: &[(CallSid, i64, Write)],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let store = self.records.store();
+        let mut transaction = store.begin().await?;
+        let mut logged = Vec::with_capacity(writes.len());
+        for (call_sid, at, write) in writes {
+            let (sid, at, connection) = (call_sid.as_str(), *at, &mut *transaction);
+            let event = match write {
+                Write::Started => {
+                    store
+                        .apply_status_in(connection, sid, CallStatus::InProgress, None, at)
+                        .await?
+                }
+                Write::Turn(turn) => store.append_turn_in(connection, sid, turn, at).await?,
+                Write::BargeIn(data) => {
+                    store
+                        .append_event_in(connection, sid, EventKind::BargeIn, data, at)
+                        .await?
+                }
+                Write::Ended(reason) => store.record_end_in(connection, sid, reason, at).await?,
+            };
+            logged.extend(event);
+        }
+        transaction.commit().await?;
+        Ok(logged)
     }
 
     /// Stores the extraction; a caller who asked not to be called again goes on the list.

@@ -19,6 +19,7 @@ use super::error::HttpError;
 use super::{media_socket, AppState};
 use crate::redact::mask_phone;
 use crate::store::calls::{Direction, NewCall};
+use crate::store::retry::retry_transient;
 use crate::store::status::CallStatus;
 use crate::store::{now_ms, StoreError};
 use crate::twilio::twiml;
@@ -152,21 +153,14 @@ pub async fn voice(
     );
     // A busy database delays the answer (Twilio waits 15 s for it) rather than losing the record;
     // a failure that persists must not drop the caller: the call goes on, unrecorded, logged.
-    let deadline = Instant::now() + RECORD_BUDGET;
-    let mut wait = Duration::from_millis(50);
-    loop {
-        match record_call(&state, &form, &ours).await {
-            Ok(_) => break,
-            Err(error) if error.is_transient() && Instant::now() + wait < deadline => {
-                tracing::warn!(call_sid = %call_sid, %error, "recording the call: the database is busy, trying again");
-                actix_web::rt::time::sleep(wait).await;
-                wait *= 2;
-            }
-            Err(error) => {
-                tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
-                break;
-            }
-        }
+    let recorded = retry_transient(
+        RECORD_BUDGET,
+        || record_call(&state, &form, &ours),
+        |error| tracing::warn!(call_sid = %call_sid, %error, "recording the call: the database is busy, trying again"),
+    )
+    .await;
+    if let Err(error) = recorded {
+        tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
     }
     Ok(HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")

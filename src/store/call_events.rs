@@ -96,13 +96,30 @@ impl Store {
         data: &Value,
         now_ms: i64,
     ) -> Result<Option<CallEvent>, StoreError> {
+        self.in_transaction(async |connection| {
+            self.append_event_in(connection, id_or_sid, kind, data, now_ms)
+                .await
+        })
+        .await
+    }
+
+    /// [`Self::append_event`] inside the caller's transaction ([`Self::begin`]).
+    pub async fn append_event_in(
+        &self,
+        connection: &mut AnyConnection,
+        id_or_sid: &str,
+        kind: EventKind,
+        data: &Value,
+        now_ms: i64,
+    ) -> Result<Option<CallEvent>, StoreError> {
         let update = sqlx::query(
             "UPDATE calls SET last_event = last_event + 1, updated_at = $1 \
              WHERE (id = $2 OR call_sid = $2) AND erased_at IS NULL RETURNING id, last_event",
         )
         .bind(now_ms)
         .bind(id_or_sid);
-        self.change_with_event(update, kind, data, now_ms).await
+        self.change_with_event_in(connection, update, kind, data, now_ms)
+            .await
     }
 
     /// The call's events after `after_seq`, oldest first, at most `limit`.
@@ -137,14 +154,29 @@ impl Store {
         data: &Value,
         now_ms: i64,
     ) -> Result<Option<CallEvent>, StoreError> {
-        let Some((mut transaction, row)) = self.begin_change(update).await? else {
+        self.in_transaction(async |connection| {
+            self.change_with_event_in(connection, update, kind, data, now_ms)
+                .await
+        })
+        .await
+    }
+
+    /// [`Self::change_with_event`] inside the caller's transaction.
+    pub(super) async fn change_with_event_in<'q>(
+        &self,
+        connection: &mut AnyConnection,
+        update: Query<'q, Any, AnyArguments<'q>>,
+        kind: EventKind,
+        data: &Value,
+        now_ms: i64,
+    ) -> Result<Option<CallEvent>, StoreError> {
+        let Some(row) = update.fetch_optional(&mut *connection).await? else {
             return Ok(None);
         };
         let id: String = row.try_get("id")?;
         let seq = row.try_get("last_event")?;
-        self.insert_event(&mut transaction, &id, seq, kind, data, now_ms)
+        self.insert_event(connection, &id, seq, kind, data, now_ms)
             .await?;
-        transaction.commit().await?;
         Ok(Some(CallEvent {
             call_id: id,
             seq,

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
-use sqlx::Row as _;
+use sqlx::{AnyConnection, Row as _};
 
 use super::call_events::{CallEvent, EventKind};
 use super::ids::new_call_id;
@@ -299,6 +299,21 @@ impl Store {
         reason: &str,
         now_ms: i64,
     ) -> Result<Option<CallEvent>, StoreError> {
+        self.in_transaction(async |connection| {
+            self.record_end_in(connection, id_or_sid, reason, now_ms)
+                .await
+        })
+        .await
+    }
+
+    /// [`Self::record_end`] inside the caller's transaction ([`Self::begin`]).
+    pub async fn record_end_in(
+        &self,
+        connection: &mut AnyConnection,
+        id_or_sid: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Option<CallEvent>, StoreError> {
         let update = sqlx::query(
             "UPDATE calls SET end_reason = $1, ended_at = COALESCE(ended_at, $2), updated_at = $2, \
              last_event = last_event + 1 \
@@ -308,7 +323,7 @@ impl Store {
         .bind(now_ms)
         .bind(id_or_sid);
         let data = json!({ "reason": reason });
-        self.change_with_event(update, EventKind::End, &data, now_ms)
+        self.change_with_event_in(connection, update, EventKind::End, &data, now_ms)
             .await
     }
 

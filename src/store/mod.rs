@@ -40,6 +40,7 @@ pub mod idempotency;
 mod ids;
 pub mod outbox;
 pub mod retention;
+pub mod retry;
 pub mod schedule;
 pub mod status;
 pub mod tokens;
@@ -51,7 +52,7 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor as _};
+use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Transaction};
 
 use crypto::{CryptoError, DataKey};
 
@@ -196,6 +197,23 @@ impl Store {
             key: self.key.clone(),
             backend: self.backend,
         })
+    }
+
+    /// Starts a transaction for the `…_in` writes, which then commit (or roll back) together:
+    /// the call journal writes a batch of events in one.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Runs `write` in a transaction of its own, committed if it succeeds.
+    pub(crate) async fn in_transaction<T>(
+        &self,
+        write: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut transaction = self.begin().await?;
+        let value = write(&mut transaction).await?;
+        transaction.commit().await?;
+        Ok(value)
     }
 
     /// Closes every connection; later calls fail.

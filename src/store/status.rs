@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::AnyConnection;
 
 use super::call_events::{CallEvent, EventKind};
 use super::{Store, StoreError};
@@ -135,10 +136,54 @@ impl Store {
             .await
     }
 
-    /// The one status UPDATE: conditional on `guard`, stamping the times the status sets,
-    /// allocating the event's seq in the same statement.
+    /// [`Self::apply_status`] inside the caller's transaction ([`Self::begin`]).
+    pub async fn apply_status_in(
+        &self,
+        connection: &mut AnyConnection,
+        id_or_sid: &str,
+        status: CallStatus,
+        sequence_number: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Option<CallEvent>, StoreError> {
+        self.change_status_in(
+            connection,
+            id_or_sid,
+            status,
+            sequence_number,
+            Guard::Later,
+            now_ms,
+        )
+        .await
+    }
+
+    /// The one status UPDATE in a transaction of its own: see [`Self::change_status_in`].
     pub(super) async fn change_status(
         &self,
+        id_or_sid: &str,
+        status: CallStatus,
+        sequence_number: Option<i64>,
+        guard: Guard,
+        now_ms: i64,
+    ) -> Result<Option<CallEvent>, StoreError> {
+        self.in_transaction(async |connection| {
+            self.change_status_in(
+                connection,
+                id_or_sid,
+                status,
+                sequence_number,
+                guard,
+                now_ms,
+            )
+            .await
+        })
+        .await
+    }
+
+    /// The one status UPDATE: conditional on `guard`, stamping the times the status sets,
+    /// allocating the event's seq in the same statement.
+    async fn change_status_in(
+        &self,
+        connection: &mut AnyConnection,
         id_or_sid: &str,
         status: CallStatus,
         sequence_number: Option<i64>,
@@ -164,7 +209,7 @@ impl Store {
             .bind(now_ms)
             .bind(id_or_sid);
         let data = json!({ "status": status });
-        self.change_with_event(update, EventKind::Status, &data, now_ms)
+        self.change_with_event_in(connection, update, EventKind::Status, &data, now_ms)
             .await
     }
 }

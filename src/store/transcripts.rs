@@ -9,7 +9,7 @@ pub use phone_agent_actors::runtime::journal::Speaker;
 use phone_agent_actors::runtime::latency::Stage;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::Row as _;
+use sqlx::{AnyConnection, Row as _};
 
 use super::call_events::{CallEvent, EventKind};
 use super::{Store, StoreError};
@@ -93,6 +93,21 @@ impl Store {
         turn: &Turn,
         now_ms: i64,
     ) -> Result<Option<CallEvent>, StoreError> {
+        self.in_transaction(async |connection| {
+            self.append_turn_in(connection, id_or_sid, turn, now_ms)
+                .await
+        })
+        .await
+    }
+
+    /// [`Self::append_turn`] inside the caller's transaction ([`Self::begin`]).
+    pub async fn append_turn_in(
+        &self,
+        connection: &mut AnyConnection,
+        id_or_sid: &str,
+        turn: &Turn,
+        now_ms: i64,
+    ) -> Result<Option<CallEvent>, StoreError> {
         let update = sqlx::query(
             "UPDATE calls SET last_turn = last_turn + 1, last_event = last_event + 1, \
              updated_at = $1 WHERE (id = $2 OR call_sid = $2) AND purged_at IS NULL \
@@ -100,7 +115,7 @@ impl Store {
         )
         .bind(now_ms)
         .bind(id_or_sid);
-        let Some((mut transaction, row)) = self.begin_change(update).await? else {
+        let Some(row) = update.fetch_optional(&mut *connection).await? else {
             return Ok(None);
         };
         let id: String = row.try_get("id")?;
@@ -127,7 +142,7 @@ impl Store {
         .bind(latencies.first_sent_ms)
         .bind(latencies.first_heard_ms)
         .bind(now_ms)
-        .execute(&mut *transaction)
+        .execute(&mut *connection)
         .await?;
         let stored = StoredTurn {
             n,
@@ -135,9 +150,8 @@ impl Store {
         };
         let data = serde_json::to_value(&stored).expect("a turn is JSON");
         let seq = row.try_get("last_event")?;
-        self.insert_event(&mut transaction, &id, seq, EventKind::Turn, &data, now_ms)
+        self.insert_event(connection, &id, seq, EventKind::Turn, &data, now_ms)
             .await?;
-        transaction.commit().await?;
         Ok(Some(CallEvent {
             call_id: id,
             seq,
