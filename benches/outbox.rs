@@ -55,6 +55,7 @@ fn main() {
             ws_url: None,
             ramp: None,
             spread: Duration::from_secs(1),
+            turn_frames: 1,
             p99_limit: Duration::from_millis(50),
             settle: Duration::ZERO,
             threads: 1,

@@ -193,6 +193,7 @@ pub async fn start(
         call_metadata_max_bytes: config.calls.metadata_max_bytes,
         webhook_policy: config.webhooks.policy,
         max_calls: config.max_calls,
+        admission_lag: config.admission_lag,
     });
     let store_data = web::Data::new(store.clone());
     let actor_data = web::Data::new(auth_actor.clone());

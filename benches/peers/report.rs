@@ -1,7 +1,7 @@
 //! Turns the JSON reports of `benches/peers/run.sh` (one `phone-agent loadgen --json` per server)
 //! into the comparison table for `docs/benchmarks.md` and an SVG plot of latency against calls.
-//! Usage: `cargo run --release --example peers-report -- OUT.md OUT.svg REPORT.json...`; the first
-//! report is phone-agent's, the second the floor's, the third pipecat's.
+//! Usage: `cargo run --release --example peers-report -- OUT.md OUT.svg REPORT.json...`; each
+//! report whose server is named `phone-agent…` is compared with each of the others.
 
 use std::path::Path;
 
@@ -110,11 +110,15 @@ fn table(reports: &[LoadReport]) -> String {
         }
         out += "\n";
     }
-    if let [ours, others @ ..] = summaries.as_slice() {
-        out += "\n| phone-agent against | real-time calls | CPU per call | RSS per call |\n|---|---|---|---|\n";
-        for other in others {
+    let (ours, others): (Vec<&Summary>, Vec<&Summary>) = summaries
+        .iter()
+        .partition(|s| s.report.server.starts_with("phone-agent"));
+    out += "\n| ratio | real-time calls | CPU per call | RSS per call |\n|---|---|---|---|\n";
+    for ours in &ours {
+        for other in &others {
             out += &format!(
-                "| {} | {} | {} | {} |\n",
+                "| {} ÷ {} | {} | {} | {} |\n",
+                ours.report.server,
                 other.report.server,
                 ratio(ours.max_calls(), other.max_calls()),
                 ratio(ours.cpu_per_call(), other.cpu_per_call()),

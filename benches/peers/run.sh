@@ -3,9 +3,14 @@
 # tokio-tungstenite Twilio echo) and pipecat (benches/peers/pipecat_echo.py, in a venv this script
 # makes) each in turn pinned to one core (SCHED_FIFO when allowed), driven from the other core by
 # `phone-agent loadgen --ramp` until a round misses real time. Writes target/peers/*.json, the table
-# between the peers markers of docs/benchmarks.md and the plot docs/peers-latency.svg.
+# between the peers markers of docs/benchmarks.md and the plot docs/peers-latency.svg. phone-agent
+# runs with admission off (ADMISSION_LAG_MS=0): the ramp measures what it carries, not what it admits.
 #
-# Usage: benches/peers/run.sh [phone-agent|floor|pipecat ...]   (default: all three)
+# phone-agent runs twice: every 20 ms frame a turn (the whole actor path and a journal write per
+# frame: loopback's default), and media-only (LOOPBACK_TURN_FRAMES=100: 2 s turns, audio streaming
+# both ways between them as in a real conversation; latency is then end of turn → first frame back).
+#
+# Usage: benches/peers/run.sh [phone-agent|phone-agent-turns|floor|pipecat ...]   (default: all)
 # Settings (environment): DURATION (20s), PHONE_AGENT_RAMP (50:50:1000), FLOOR_RAMP
 # (100:100:2000), PIPECAT_RAMP (10:10:300), SERVER_CORE (1), LOAD_CORE (0).
 set -euo pipefail
@@ -54,25 +59,44 @@ start_server() {
   server=$!
 }
 
+# The name a peer has in the report.
+label_of() {
+  case $1 in
+    phone-agent) echo "phone-agent (every frame a turn)" ;;
+    phone-agent-turns) echo "phone-agent, media only (2 s turns)" ;;
+    floor) echo "floor (tokio-tungstenite)" ;;
+    pipecat) echo "pipecat 1.14" ;;
+  esac
+}
+
 # Ramps the running server with loadgen and writes $out/$name.json.
 ramp() {
   local range=$1; shift
   echo "== $name: ramp $range, $duration calls (server pid $server, core $server_core ${priority[*]:+SCHED_FIFO})"
   taskset -c "$load_core" "$bin" loadgen --ramp "$range" --duration "$duration" --spread 2s \
-    --server-pid "$server" --label "$name" --json "$out/$name.json" "$@" || true
+    --server-pid "$server" --label "$(label_of "$name")" --json "$out/$name.json" "$@" || true
   stop_server
 }
 
+# Starts phone-agent with loopback turns of $1 frames and ramps it (the rest: loadgen's options).
+phone_agent() {
+  local turn_frames=$1; shift
+  local data
+  data=$(mktemp -d)
+  start_server env ENGINES=loopback LOOPBACK_TURN_FRAMES="$turn_frames" ADMISSION_LAG_MS=0 \
+    DATA_DIR="$data" LISTEN_ADDR=127.0.0.1:18080 HTTP_WORKERS=1 RUST_LOG=warn "$bin"
+  wait_for_port 18080
+  ramp "${PHONE_AGENT_RAMP:-50:50:1000}" --url http://127.0.0.1:18080 --data-dir "$data" \
+    --turn-frames "$turn_frames" "$@"
+  rm -rf "$data"
+}
+
 peers=("$@")
-[ "${#peers[@]}" -gt 0 ] || peers=(phone-agent floor pipecat)
+[ "${#peers[@]}" -gt 0 ] || peers=(phone-agent phone-agent-turns floor pipecat)
 for name in "${peers[@]}"; do
   case $name in
-    phone-agent)
-      data=$(mktemp -d)
-      start_server env ENGINES=loopback DATA_DIR="$data" PORT=18080 HTTP_WORKERS=1 RUST_LOG=warn "$bin"
-      wait_for_port 18080
-      ramp "${PHONE_AGENT_RAMP:-50:50:1000}" --url http://127.0.0.1:18080 --data-dir "$data"
-      rm -rf "$data" ;;
+    phone-agent) phone_agent 1 ;;
+    phone-agent-turns) phone_agent 100 ;;
     floor)
       start_server target/release/examples/peer-floor 127.0.0.1:18766
       wait_for_port 18766
@@ -81,12 +105,12 @@ for name in "${peers[@]}"; do
       start_server "$venv/bin/python" benches/peers/pipecat_echo.py --port 18765
       wait_for_port 18765
       ramp "${PIPECAT_RAMP:-10:10:300}" --ws-url ws://127.0.0.1:18765/ws ;;
-    *) echo "unknown peer $name (phone-agent, floor, pipecat)"; exit 2 ;;
+    *) echo "unknown peer $name (phone-agent, phone-agent-turns, floor, pipecat)"; exit 2 ;;
   esac
 done
 
 reports=()
-for name in phone-agent floor pipecat; do
+for name in phone-agent phone-agent-turns floor pipecat; do
   [ -f "$out/$name.json" ] && reports+=("$out/$name.json")
 done
 target/release/examples/peers-report "$out/table.md" docs/peers-latency.svg "${reports[@]}"

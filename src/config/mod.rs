@@ -107,6 +107,12 @@ pub struct Config {
     /// Most calls carried at once, streaming or about to; past it the voice webhook answers with
     /// an apology and a hang-up (`MAX_CALLS`; 0: no limit).
     pub max_calls: Option<usize>,
+    /// Frames per turn of the loopback engines (`LOOPBACK_TURN_FRAMES`; 1: every frame a turn).
+    pub loopback_turn_frames: usize,
+    /// How far behind real time the calls' inbound audio may be handled (90th percentile, last
+    /// second) before the voice webhook refuses new calls the same way (`ADMISSION_LAG_MS`; 0:
+    /// never).
+    pub admission_lag: Option<Duration>,
     /// How a call's failing engine sessions are restarted (`ENGINE_RESTART_BACKOFF`,
     /// `ENGINE_RESTART_MAX_BACKOFF`, `ENGINE_MAX_RESTARTS`).
     pub restart: RestartPolicy,
@@ -229,6 +235,9 @@ impl Config {
             drain_timeout,
             http_workers,
             max_calls: Some(vars.bounded("MAX_CALLS", "0", 0..=1_000_000)?).filter(|&n| n > 0),
+            loopback_turn_frames: vars.bounded("LOOPBACK_TURN_FRAMES", "1", 1..=500)?,
+            admission_lag: Some(vars.millis("ADMISSION_LAG_MS", "25", 0..=10_000)?)
+                .filter(|lag| !lag.is_zero()),
             restart,
             twilio_rest,
             calls: CallManagementSettings::from_vars(&vars)?,

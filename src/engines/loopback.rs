@@ -20,8 +20,21 @@ const AUDIO_BUFFER_FRAMES: usize = 64;
 
 const NAME: &str = "loopback";
 
-/// "Recognises" each frame as its hex text, one turn per frame.
-pub struct LoopbackStt;
+/// "Recognises" each turn of `turn_frames` frames (one by default) as its hex text.
+pub struct LoopbackStt {
+    turn_frames: usize,
+}
+
+impl LoopbackStt {
+    /// A turn every `turn_frames` frames (at least one): one makes every frame a turn (the whole
+    /// actor path per frame); 100 makes the 2 s turns of a real conversation, audio streaming both
+    /// ways between them (`LOOPBACK_TURN_FRAMES`).
+    pub fn new(turn_frames: usize) -> Self {
+        Self {
+            turn_frames: turn_frames.max(1),
+        }
+    }
+}
 
 impl SpeechToText for LoopbackStt {
     fn name(&self) -> &'static str {
@@ -30,15 +43,19 @@ impl SpeechToText for LoopbackStt {
 
     fn open(&self, _: &CallContext) -> Result<SttSession, EngineError> {
         let (audio, frames) = mpsc::channel::<AudioFrame>(AUDIO_BUFFER_FRAMES);
-        let events = stream::unfold(frames, |mut frames| async move {
-            let frame = frames.recv().await?;
-            Some((frame, frames))
+        let turn_frames = self.turn_frames;
+        let events = stream::unfold(frames, move |mut frames| async move {
+            let mut turn = Vec::new();
+            for _ in 0..turn_frames {
+                turn.extend_from_slice(&frames.recv().await?.payload);
+            }
+            Some((turn, frames))
         })
-        .flat_map(|frame| {
+        .flat_map(|turn| {
             stream::iter([
                 Ok(TranscriptEvent::SpeechStarted),
                 Ok(TranscriptEvent::Final {
-                    text: to_hex(&frame.payload),
+                    text: to_hex(&turn),
                 }),
                 Ok(TranscriptEvent::EndOfTurn),
             ])

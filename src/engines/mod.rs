@@ -68,7 +68,7 @@ pub struct Engines {
 pub fn build(config: &Config, metrics: &Arc<CallMetrics>) -> Result<Engines, BuildError> {
     match config.engines {
         EngineChoice::Loopback => Ok(Engines {
-            set: loopback_set(),
+            set: loopback_set_with_turns_of(config.loopback_turn_frames),
             transfer_to: config.calls.transfer_to.clone(),
         }),
         EngineChoice::Stages => {
@@ -133,10 +133,15 @@ pub fn build(config: &Config, metrics: &Arc<CallMetrics>) -> Result<Engines, Bui
     }
 }
 
-/// The loopback set (tests and benchmarks of the framework).
+/// The loopback set (tests and benchmarks of the framework): every frame a turn.
 pub fn loopback_set() -> EngineSet {
+    loopback_set_with_turns_of(1)
+}
+
+/// The loopback set with a turn every `turn_frames` frames.
+pub fn loopback_set_with_turns_of(turn_frames: usize) -> EngineSet {
     EngineSet {
-        stt: Arc::new(loopback::LoopbackStt),
+        stt: Arc::new(loopback::LoopbackStt::new(turn_frames)),
         dialogue: Arc::new(loopback::LoopbackDialogue),
         tts: Arc::new(loopback::LoopbackTts),
     }

@@ -61,6 +61,9 @@ pub struct AppState {
     pub webhook_policy: TargetPolicy,
     /// Most calls carried at once (`MAX_CALLS`); `None`: no limit.
     pub max_calls: Option<usize>,
+    /// Past this lateness of the calls' inbound audio new calls are refused
+    /// (`ADMISSION_LAG_MS`); `None`: never.
+    pub admission_lag: Option<Duration>,
 }
 
 impl AppState {

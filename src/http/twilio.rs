@@ -139,10 +139,8 @@ pub async fn voice(
     }
     let call_sid = CallSid::parse(&form.call_sid)
         .ok_or_else(|| HttpError::bad_request("CallSid: not a Twilio CallSid"))?;
-    // Streaming calls and those whose stream is on its way (a token minted, not yet used).
-    let carried = state.live_calls().count() + state.tokens.outstanding(Instant::now());
-    if state.max_calls.is_some_and(|max| carried >= max) {
-        return Ok(over_capacity(&state, &form, &ours, &call_sid).await);
+    if let Some(refusal) = refusal(&state, Instant::now()) {
+        return Ok(over_capacity(&state, &form, &ours, &call_sid, refusal).await);
     }
     let token = state.tokens.mint(&call_sid, Instant::now())?;
     tracing::info!(
@@ -171,15 +169,48 @@ pub async fn voice(
         )))
 }
 
-/// A call past `MAX_CALLS`: recorded as ended `over_capacity` and answered with an apology, so
-/// the calls already up keep their real time.
+/// Why the server cannot carry one more call.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// `MAX_CALLS` calls are streaming or about to.
+    MaxCalls(usize),
+    /// The calls' inbound audio is handled later than `ADMISSION_LAG_MS` behind real time.
+    Lagging(Duration),
+}
+
+/// Whether a new call must be refused at `now`, and why.
+fn refusal(state: &AppState, now: Instant) -> Option<Refusal> {
+    // Streaming calls and those whose stream is on its way (a token minted, not yet used).
+    let carried = state.live_calls().count() + state.tokens.outstanding(now);
+    if let Some(max) = state.max_calls.filter(|&max| carried >= max) {
+        return Some(Refusal::MaxCalls(max));
+    }
+    let lag = state.live_calls().lateness().p90(now);
+    state
+        .admission_lag
+        .is_some_and(|limit| lag > limit)
+        .then_some(Refusal::Lagging(lag))
+}
+
+/// A call the server cannot carry: recorded as ended `over_capacity` and answered with an
+/// apology, so the calls already up keep their real time.
 async fn over_capacity(
     state: &AppState,
     form: &VoiceWebhook,
     ours: &OurCall,
     call_sid: &CallSid,
+    refusal: Refusal,
 ) -> HttpResponse {
-    tracing::warn!(%call_sid, max_calls = state.max_calls, "call refused: at capacity (MAX_CALLS)");
+    match refusal {
+        Refusal::MaxCalls(max) => {
+            tracing::warn!(%call_sid, max_calls = max, "call refused: at capacity (MAX_CALLS)")
+        }
+        Refusal::Lagging(lag) => tracing::warn!(
+            %call_sid,
+            lag_ms = lag.as_millis() as u64,
+            "call refused: at capacity (calls' audio handled late past ADMISSION_LAG_MS)"
+        ),
+    }
     state.calls.metrics.call_ended("over_capacity");
     let recorded = async {
         let id = record_call(state, form, ours).await?;

@@ -74,6 +74,41 @@ async fn past_max_calls_a_caller_hears_an_apology_and_the_calls_up_go_on() {
 }
 
 #[actix_rt::test]
+async fn while_calls_audio_is_handled_late_new_calls_are_refused_and_once_it_catches_up_taken() {
+    let server = TestServer::start(&[("ADMISSION_LAG_MS", "100")]).await;
+    // Frames handled 300 ms behind their streams' clocks, as on a server past its capacity.
+    let lateness = server.server.live_calls.lateness();
+    for _ in 0..100 {
+        lateness.record(Instant::now(), Duration::from_millis(300));
+    }
+
+    let mut refused = server
+        .voice_post(&[("CallSid", call_sid(1).as_str())])
+        .await
+        .unwrap();
+    let twiml = String::from_utf8(refused.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        twiml.contains("<Hangup/>") && !twiml.contains("<Stream"),
+        "{twiml}"
+    );
+    let record = server
+        .server
+        .store
+        .call(&call_sid(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.end_reason.as_deref(), Some("over_capacity"));
+
+    // Caught up: the last second's frames on time.
+    for _ in 0..10_000 {
+        lateness.record(Instant::now(), Duration::ZERO);
+    }
+    let (_, mut media) = server.call(&call_sid(2)).await;
+    exchange(&mut media, 2, 0, 3).await;
+}
+
+#[actix_rt::test]
 async fn a_call_arriving_while_the_database_is_locked_is_recorded_once_it_frees() {
     use sqlx::Connection as _;
 

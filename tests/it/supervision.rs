@@ -27,11 +27,11 @@ impl SpeechToText for FlakyStt {
 
     fn open(&self, call: &CallContext) -> Result<SttSession, EngineError> {
         if call.call_sid.as_str() != self.victim {
-            return LoopbackStt.open(call);
+            return LoopbackStt::new(1).open(call);
         }
         let attempt = self.opened.fetch_add(1, Ordering::SeqCst);
         if attempt >= self.failures {
-            return LoopbackStt.open(call);
+            return LoopbackStt::new(1).open(call);
         }
         let (audio, _) = mpsc::channel(1);
         let error = EngineError::Connection {

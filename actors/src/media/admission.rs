@@ -71,6 +71,11 @@ impl Admission {
         }
     }
 
+    /// The server's live calls.
+    pub fn live_calls(&self) -> &LiveCalls {
+        &self.live_calls
+    }
+
     /// Validates the CallSid and token at `now`, then claims the CallSid for this call.
     pub fn admit(
         &self,

@@ -32,6 +32,7 @@ use crate::events::{
     StreamStarted,
 };
 use crate::ids::{MarkName, StreamSid, UtteranceId};
+use crate::runtime::lateness::StreamClock;
 use crate::runtime::registry::LiveActorGuard;
 use admission::{Admission, AdmissionError, STREAM_TOKEN_PARAMETER};
 use pacer::{Outgoing, Pacer};
@@ -263,6 +264,8 @@ pub struct MediaStream {
     cleared_through: Option<UtteranceId>,
     inbound_dropped: DropCounter,
     outbound_dropped: DropCounter,
+    /// Twilio's timestamps against when frames are handled (the server's lateness).
+    clock: StreamClock,
     last_message: Instant,
     span: tracing::Span,
     _alive: LiveActorGuard,
@@ -296,6 +299,7 @@ impl MediaStream {
             cleared_through: None,
             inbound_dropped: DropCounter::default(),
             outbound_dropped: DropCounter::default(),
+            clock: StreamClock::default(),
             last_message: Instant::now(),
             span,
         }
@@ -347,11 +351,17 @@ impl MediaStream {
                 Inbound::Media {
                     stream_sid,
                     payload,
+                    timestamp_ms,
                 },
                 State::Streaming { stream_sid: ours },
             ) => {
                 if stream_sid.is_some_and(|sid| sid != ours.as_str()) {
                     return Err(ProtocolError::StreamSidMismatch);
+                }
+                if let Some(timestamp_ms) = timestamp_ms {
+                    let now = Instant::now();
+                    let behind = self.clock.behind(now, timestamp_ms);
+                    self.admission.live_calls().lateness().record(now, behind);
                 }
                 self.inbound.push(&payload, &mut self.inbound_frames);
                 let (audio, span, drops) =

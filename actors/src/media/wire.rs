@@ -28,6 +28,9 @@ pub enum Inbound {
         stream_sid: Option<String>,
         /// Raw mu-law bytes, any length (160 in practice).
         payload: Vec<u8>,
+        /// `media.timestamp`: the audio's time since the stream began, ms (Twilio sends it as a
+        /// string); `None` when absent or not a number.
+        timestamp_ms: Option<u64>,
     },
     /// Echo of a mark we sent: the audio queued before it has played (or was cleared).
     Mark {
@@ -107,6 +110,8 @@ struct RawMediaFormat {
 struct RawMedia<'a> {
     #[serde(borrow)]
     payload: Cow<'a, str>,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +155,7 @@ pub fn parse_inbound(text: &str) -> Result<Inbound, ProtocolError> {
             payload: BASE64
                 .decode(media.payload.as_bytes())
                 .map_err(|_| ProtocolError::InvalidPayload)?,
+            timestamp_ms: media.timestamp.and_then(|t| t.parse().ok()),
         },
         RawInbound::Mark { mark } => Inbound::Mark { name: mark.name },
         RawInbound::Dtmf { dtmf } => Inbound::Dtmf { digit: dtmf.digit },
@@ -269,7 +275,8 @@ mod tests {
             parse_inbound(text).unwrap(),
             Inbound::Media {
                 stream_sid: Some("MZ1".into()),
-                payload: vec![0xFF]
+                payload: vec![0xFF],
+                timestamp_ms: Some(20),
             }
         );
     }

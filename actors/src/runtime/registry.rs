@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use actix::Recipient;
 use tokio::sync::watch;
 
+use super::lateness::InboundLateness;
 use crate::events::{EndCall, EndReason};
 use crate::ids::CallSid;
 
@@ -42,6 +43,8 @@ struct Inner {
     count: watch::Sender<usize>,
     actors: watch::Sender<usize>,
     draining: std::sync::atomic::AtomicBool,
+    /// How far behind real time their inbound audio is handled.
+    lateness: InboundLateness,
 }
 
 /// Shared handle to the registry of live calls.
@@ -66,8 +69,14 @@ impl LiveCalls {
                 count: watch::channel(0).0,
                 actors: watch::channel(0).0,
                 draining: false.into(),
+                lateness: InboundLateness::default(),
             }),
         }
+    }
+
+    /// How far behind real time the calls' inbound audio is handled (the admission signal).
+    pub fn lateness(&self) -> &InboundLateness {
+        &self.inner.lateness
     }
 
     /// Calls alive now (registered CallActors, streaming or not yet).

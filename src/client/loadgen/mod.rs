@@ -9,10 +9,12 @@
 //!
 //! `--server-pid` samples the server's CPU time and resident memory from `/proc` ([`probe`]) while
 //! every call streams; `--ramp FROM:STEP:TO` runs rounds of growing load until one misses real
-//! time (a call failed, a frame lost, or p99 over `--p99-limit`), and reports the largest that met
-//! it; `--json` writes every round ([`report`]). With `--idle` calls connect and stay silent, for
+//! time (a call refused or failed, a frame lost, or p99 over `--p99-limit`), and reports the
+//! largest that met it; a single round passes if every call the server admitted met real time
+//! (calls it refused at capacity, answering with a hang-up, are counted apart); `--json` writes every round ([`report`]). With `--idle` calls connect and stay silent, for
 //! memory measurements.
 
+pub mod echoes;
 pub mod marker;
 pub mod probe;
 pub mod report;
@@ -29,6 +31,7 @@ use futures_util::future::join_all;
 use crate::client::sim::{
     MediaConnection, Received, SimError, StreamStart, TwilioAccountArgs, TwilioSim,
 };
+use echoes::{Echo, Echoes};
 use marker::MarkerScanner;
 use probe::ServerProbe;
 use report::{LoadReport, Ramp, RoundReport};
@@ -64,6 +67,10 @@ pub struct LoadgenArgs {
     /// Calls start spread over this period (their frame clocks spread over the 20 ms period).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub spread: Duration,
+    /// Frames per turn of the server's loopback engines (its `LOOPBACK_TURN_FRAMES`): latency is
+    /// then measured from a turn's last frame sent to its first frame back.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=500))]
+    pub turn_frames: usize,
     /// The p99 latency a round must stay under to count as real time.
     #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     pub p99_limit: Duration,
@@ -90,6 +97,8 @@ pub struct LoadgenArgs {
 /// What one call saw.
 #[derive(Debug, Default)]
 struct CallReport {
+    /// The voice webhook answered with a hang-up: the server refused the call (at capacity).
+    refused: bool,
     failed: Option<String>,
     sent: u64,
     echoed: u64,
@@ -174,6 +183,7 @@ fn run_round(args: &LoadgenArgs, calls: usize, probe: Option<ServerProbe>) -> Ro
     let echoed: u64 = reports.iter().map(|r| r.echoed).sum();
     RoundReport {
         calls,
+        refused: reports.iter().filter(|r| r.refused).count(),
         failed: failures.len(),
         failures: failures.iter().take(5).map(|&f| f.to_owned()).collect(),
         sent,
@@ -198,7 +208,8 @@ fn sample(
         started + args.spread + margin,
         started + args.duration.saturating_sub(margin),
     );
-    let bar = progress_bar(calls, args.spread + args.duration + DRAIN);
+    let last_turn = FRAME_PERIOD * 2 * args.turn_frames as u32;
+    let bar = progress_bar(calls, args.spread + args.duration + last_turn + DRAIN);
     let (mut first, mut last, mut rss) = (None, None, None::<u64>);
     let mut tick = Instant::now();
     while tick < window.1.max(started + args.spread + args.duration) {
@@ -322,36 +333,46 @@ async fn run_call(
     let mut report = CallReport::default();
     let mut media = match open_call(sim, index, args).await {
         Ok(media) => media,
+        Err(SimError::Twiml(twiml)) if twiml.contains("<Hangup") => {
+            report.refused = true;
+            return report;
+        }
         Err(error) => return failed(report, error.to_string()),
     };
     progress.connected.fetch_add(1, Ordering::Relaxed);
-    let mut sent_at: Vec<Option<Instant>> = Vec::new();
+    let mut echoes = Echoes::new(args.turn_frames);
     let mut scanner = MarkerScanner::default();
     let mut ticker = actix_rt::time::interval(FRAME_PERIOD);
     let stop_sending = actix_rt::time::sleep(args.duration);
-    let hang_up = actix_rt::time::sleep(args.duration + DRAIN);
+    // The last turn is finished (up to a turn more of frames) and answered (a turn's worth).
+    let last_turn = FRAME_PERIOD * 2 * args.turn_frames as u32;
+    let hang_up = actix_rt::time::sleep(args.duration + last_turn + DRAIN);
     tokio::pin!(stop_sending, hang_up);
     let mut sending = !args.idle;
+    let mut stopping = args.idle;
     let mut closed = None;
     loop {
         tokio::select! {
             _ = &mut hang_up => break,
-            _ = &mut stop_sending, if sending => sending = false,
+            _ = &mut stop_sending, if !stopping => stopping = true,
             _ = ticker.tick(), if sending => {
-                let frame = marker::frame(sent_at.len() as u32);
-                sent_at.push(Some(Instant::now()));
+                let frame = marker::frame(echoes.sent(Instant::now()));
                 if let Err(error) = media.send_media(&frame).await {
                     return failed(report, error.to_string());
                 }
                 report.sent += 1;
                 progress.sent.fetch_add(1, Ordering::Relaxed);
+                // The last turn is sent whole, or it would never be answered.
+                sending = !(stopping && echoes.whole_turns());
             }
             received = media.recv() => match received {
                 Some(Received::Media(audio)) => scanner.feed(&audio, |number| {
-                    if let Some(at) = sent_at.get_mut(number as usize).and_then(Option::take) {
+                    if let Echo::Back(latency) = echoes.echoed(number, Instant::now()) {
                         report.echoed += 1;
                         progress.echoed.fetch_add(1, Ordering::Relaxed);
-                        report.latencies_us.push(at.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        if let Some(latency) = latency {
+                            report.latencies_us.push(latency.as_micros().min(u32::MAX as u128) as u32);
+                        }
                     }
                 }),
                 Some(Received::Mark(name)) => {

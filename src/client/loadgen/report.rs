@@ -79,6 +79,9 @@ impl Percentiles {
 pub struct RoundReport {
     /// Calls started.
     pub calls: usize,
+    /// Calls the server refused at capacity (its voice webhook answered with a hang-up).
+    #[serde(default)]
+    pub refused: usize,
     /// Calls that failed (could not connect, or lost their socket).
     pub failed: usize,
     /// The first few failures' reasons.
@@ -103,6 +106,11 @@ impl RoundReport {
 
     /// Whether the round met real time: every call up, no frame lost, p99 under `p99_limit`.
     pub fn real_time(&self, p99_limit: Duration) -> bool {
+        self.refused == 0 && self.admitted_real_time(p99_limit)
+    }
+
+    /// Whether the calls the server admitted met real time (those it refused aside).
+    pub fn admitted_real_time(&self, p99_limit: Duration) -> bool {
         self.failed == 0
             && self.lost() == 0
             && self.latency_ms.p99 < p99_limit.as_secs_f64() * 1000.0
@@ -111,8 +119,9 @@ impl RoundReport {
     /// The round in a few lines of text; memory per call is counted above `idle_rss_kib`.
     pub fn summary(&self, idle_rss_kib: Option<u64>) -> String {
         let mut text = format!(
-            "calls: {} ok, {} failed; frames sent {}, echoed {}, lost {}",
-            self.calls - self.failed,
+            "calls: {} ok, {} refused, {} failed; frames sent {}, echoed {}, lost {}",
+            self.calls - self.failed - self.refused,
+            self.refused,
             self.failed,
             self.sent,
             self.echoed,
@@ -252,6 +261,7 @@ mod tests {
     fn a_round_meets_real_time_only_whole() {
         let round = RoundReport {
             calls: 10,
+            refused: 0,
             failed: 0,
             failures: Vec::new(),
             sent: 100,
