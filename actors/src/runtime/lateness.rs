@@ -12,12 +12,18 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How far a stream's baseline rises per frame, in µs: 2 µs a frame (50 a second) is 100 ppm, more
+/// than two clocks drift apart, so a server clock running faster than Twilio's does not make a
+/// long call look ever later. A server falling behind does so by milliseconds a second.
+const BASELINE_LEAK_US: i64 = 2;
+
 /// One stream's clock: Twilio's timestamps against the times its frames are handled.
 #[derive(Debug, Default)]
 pub struct StreamClock {
     /// When the first timestamped frame was handled.
     origin: Option<Instant>,
-    /// The smallest (handled − stamped) seen, in µs: the stream's own delay.
+    /// The smallest (handled − stamped) seen, in µs, rising by [`BASELINE_LEAK_US`] a frame: the
+    /// stream's own delay.
     baseline_us: Option<i64>,
 }
 
@@ -27,9 +33,9 @@ impl StreamClock {
         let origin = *self.origin.get_or_insert(now);
         let handled_us = now.saturating_duration_since(origin).as_micros() as i64;
         let offset_us = handled_us - (timestamp_ms as i64).saturating_mul(1000);
-        let baseline_us = self
-            .baseline_us
-            .map_or(offset_us, |baseline| baseline.min(offset_us));
+        let baseline_us = self.baseline_us.map_or(offset_us, |baseline| {
+            (baseline + BASELINE_LEAK_US).min(offset_us)
+        });
         self.baseline_us = Some(baseline_us);
         Duration::from_micros((offset_us - baseline_us) as u64)
     }
@@ -138,6 +144,23 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const US: Duration = Duration::from_micros(1);
+
+    #[test]
+    fn a_clock_drifting_100_ppm_fast_does_not_make_a_long_call_late() {
+        let start = Instant::now();
+        let mut clock = StreamClock::default();
+        // An hour of frames, the server's clock gaining 2 µs a frame on Twilio's (100 ppm).
+        let mut worst = Duration::ZERO;
+        for frame in 0..180_000_u64 {
+            let handled = start + Duration::from_micros(frame * 20_002);
+            worst = worst.max(clock.behind(handled, frame * 20));
+        }
+        assert!(worst <= 2 * US, "{worst:?}");
+        // A real stall still shows at once.
+        let handled = start + Duration::from_micros(180_000 * 20_002) + 40 * MS;
+        assert!(clock.behind(handled, 180_000 * 20) >= 39 * MS);
+    }
 
     #[test]
     fn a_stream_is_behind_by_what_exceeds_its_best_delay() {
@@ -146,9 +169,9 @@ mod tests {
         // Frames 20 ms apart arriving on time, then a stall: frames 3 and 4 handled together.
         assert_eq!(clock.behind(start, 1000), Duration::ZERO);
         assert_eq!(clock.behind(start + 20 * MS, 1020), Duration::ZERO);
-        assert_eq!(clock.behind(start + 41 * MS, 1040), MS);
-        assert_eq!(clock.behind(start + 95 * MS, 1060), 35 * MS);
-        assert_eq!(clock.behind(start + 95 * MS, 1080), 15 * MS);
+        assert_eq!(clock.behind(start + 41 * MS, 1040), MS - 2 * US);
+        assert_eq!(clock.behind(start + 95 * MS, 1060), 35 * MS - 4 * US);
+        assert_eq!(clock.behind(start + 95 * MS, 1080), 15 * MS - 6 * US);
         // A frame quicker than any before lowers the baseline.
         assert_eq!(clock.behind(start + 99 * MS, 1100), Duration::ZERO);
         assert_eq!(clock.behind(start + 119 * MS, 1120), Duration::ZERO);
