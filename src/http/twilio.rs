@@ -1,6 +1,7 @@
 //! Twilio's HTTP entry points: the voice webhook, status callbacks and the media WebSocket
-//! upgrade. Past `MAX_CALLS` (streaming calls and streams on their way), the voice webhook
-//! answers with an apology and a hang-up instead of a stream.
+//! upgrade. Past `MAX_CALLS` (streaming calls and streams on their way), or while the calls'
+//! audio is handled more than `ADMISSION_LAG_MS` behind real time, the voice webhook answers with
+//! an apology and a hang-up instead of a stream.
 //!
 //! Calls we place carry our id in the webhook URLs (`?call=call_…`, signed by Twilio with the
 //! rest): a webhook that overtakes our record of the CallSid still finds its call.

@@ -168,7 +168,7 @@ fn run_round(args: &LoadgenArgs, calls: usize, probe: Option<ServerProbe>) -> Ro
             })
         })
         .collect();
-    let sampled = probe.map(|probe| sample(probe, args, started, &progress, calls));
+    let (cpu_percent, rss_kib) = sample(probe, args, started, &progress, calls);
     let mut reports: Vec<CallReport> = handles
         .into_iter()
         .flat_map(|handle| handle.join().unwrap_or_default())
@@ -189,15 +189,16 @@ fn run_round(args: &LoadgenArgs, calls: usize, probe: Option<ServerProbe>) -> Ro
         sent,
         echoed,
         latency_ms: report::Percentiles::of_sorted_us(&latencies),
-        cpu_percent: sampled.and_then(|s| s.0),
-        rss_kib: sampled.and_then(|s| s.1),
+        cpu_percent,
+        rss_kib,
     }
 }
 
-/// Samples the server while every call streams (from the end of the spread to the end of the first
-/// call), drawing the progress bar meanwhile: its share of a core, and its largest resident memory.
+/// Draws the progress bar while the calls stream and, given a probe, samples the server while
+/// every call streams (from the end of the spread to the end of the first call): its share of a
+/// core, and its largest resident memory.
 fn sample(
-    probe: ServerProbe,
+    probe: Option<ServerProbe>,
     args: &LoadgenArgs,
     started: Instant,
     progress: &Progress,
@@ -223,17 +224,19 @@ fn sample(
             progress.sent.load(Ordering::Relaxed),
             progress.echoed.load(Ordering::Relaxed)
         ));
-        if tick < window.0 || tick > window.1 {
+        let Some(probe) = probe.filter(|_| tick >= window.0 && tick <= window.1) else {
             continue;
-        }
+        };
         let cpu = probe.cpu();
         first = first.or(cpu);
         last = cpu.or(last);
         rss = rss.max(probe.rss_kib());
     }
     bar.finish_and_clear();
-    let cpu = match (first, last) {
-        (Some(from), Some(to)) if window.1 > window.0 => Some(probe.cpu_percent(from, to)),
+    let cpu = match (probe, first, last) {
+        (Some(probe), Some(from), Some(to)) if window.1 > window.0 => {
+            Some(probe.cpu_percent(from, to))
+        }
         _ => None,
     };
     (cpu, rss)
