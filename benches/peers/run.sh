@@ -11,6 +11,7 @@
 # both ways between them as in a real conversation; latency is then end of turn → first frame back).
 #
 # Usage: benches/peers/run.sh [phone-agent|phone-agent-turns|floor|pipecat ...]   (default: all)
+# Peers left out keep their last report (target/peers/NAME.json) in the table.
 # Settings (environment): DURATION (20s), PHONE_AGENT_RAMP (50:50:1000), FLOOR_RAMP
 # (100:100:2000), PIPECAT_RAMP (10:10:300), SERVER_CORE (1), LOAD_CORE (0).
 set -euo pipefail
