@@ -273,16 +273,24 @@ impl Store {
         if matches!(kind, EventKind::AnsweredBy | EventKind::BargeIn) {
             return Ok(());
         }
-        let endpoints = sqlx::query("SELECT * FROM webhook_endpoints")
-            .fetch_all(&mut *connection)
-            .await?
-            .iter()
-            .map(|row| self.endpoint_from_row(row))
-            .collect::<Result<Vec<_>, _>>()?;
-        let row = sqlx::query("SELECT * FROM calls WHERE id = $1")
-            .bind(call_id)
-            .fetch_one(&mut *connection)
-            .await?;
+        // One statement when no endpoint is registered (the common case, once per call event).
+        let row = sqlx::query(
+            "SELECT c.*, (SELECT COUNT(*) FROM webhook_endpoints) AS endpoint_count \
+             FROM calls c WHERE c.id = $1",
+        )
+        .bind(call_id)
+        .fetch_one(&mut *connection)
+        .await?;
+        let endpoints = if row.try_get::<i64, _>("endpoint_count")? > 0 {
+            sqlx::query("SELECT * FROM webhook_endpoints")
+                .fetch_all(&mut *connection)
+                .await?
+                .iter()
+                .map(|row| self.endpoint_from_row(row))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         let own_url = self.open_optional(
             row.try_get("webhook_url")?,
             &context("webhook_url", call_id),
