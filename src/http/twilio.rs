@@ -181,8 +181,9 @@ enum Refusal {
 
 /// Whether a new call must be refused at `now`, and why.
 fn refusal(state: &AppState, now: Instant) -> Option<Refusal> {
-    // Streaming calls and those whose stream is on its way (a token minted, not yet used).
-    let carried = state.live_calls().count() + state.tokens.outstanding(now);
+    // Streaming calls and those whose stream is on its way (a token minted, not yet used): a
+    // socket whose `start` is not yet admitted still holds its token, so it counts once.
+    let carried = state.live_calls().streaming() + state.tokens.outstanding(now);
     if let Some(max) = state.max_calls.filter(|&max| carried >= max) {
         return Some(Refusal::MaxCalls(max));
     }

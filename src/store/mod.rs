@@ -117,13 +117,16 @@ async fn connect(
 
 impl StoreError {
     /// Whether the same change may succeed if tried again soon: no connection free in time, the
-    /// connection failed, or SQLite's database busy or locked past its wait.
+    /// connection failed, or SQLite's database busy or locked past its wait. SQLite reports
+    /// extended codes (`SQLITE_BUSY_SNAPSHOT` is 517: a transaction that read, then could not
+    /// write); their low byte is the primary code, `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6).
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
-            StoreError::Database(sqlx::Error::Database(error)) => {
-                matches!(error.code().as_deref(), Some("5" | "6"))
-            }
+            StoreError::Database(sqlx::Error::Database(error)) => error
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| matches!(code & 0xFF, 5 | 6)),
             _ => false,
         }
     }

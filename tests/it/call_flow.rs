@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use phone_agent::client::sim::Received;
+use phone_agent::store::transcripts::Speaker;
 
 use crate::support::*;
 
@@ -131,6 +132,45 @@ async fn a_call_arriving_while_the_database_is_locked_is_recorded_once_it_frees(
     answer.expect("the caller is answered with a stream");
     let recorded = server.server.store.call(&call_sid(7)).await.unwrap();
     assert!(recorded.is_some(), "recorded once the database was free");
+}
+
+#[actix_rt::test]
+async fn turns_taken_while_the_database_is_locked_are_recorded_once_it_frees() {
+    use sqlx::Connection as _;
+
+    let server = TestServer::start(&[]).await;
+    let sid = call_sid(8);
+    let (_, mut media) = server.call(&sid).await;
+    exchange(&mut media, 8, 0, 1).await;
+    // Another writer holds the database past SQLite's 5 s busy wait.
+    let file = server.data.path().join("phone-agent.db");
+    let mut writer = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    // The call goes on meanwhile: every loopback frame is a caller turn and an agent turn.
+    exchange(&mut media, 8, 1, 3).await;
+    actix_rt::time::sleep(Duration::from_millis(5_500)).await;
+    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+
+    // The journal waited the lock out instead of dropping the turns: the four caller turns are
+    // stored (an agent turn is stored once its audio has played).
+    within(async {
+        loop {
+            let transcript = server.server.store.transcript(&sid).await.unwrap();
+            let callers = transcript
+                .iter()
+                .filter(|t| t.turn.speaker == Speaker::Caller);
+            if callers.count() == 4 {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }
 
 #[actix_rt::test]

@@ -84,6 +84,15 @@ impl LiveCalls {
         *self.inner.count.borrow()
     }
 
+    /// Calls streaming now: those whose `start` was admitted (their CallSid claimed). A socket
+    /// opened and not yet started is not one: its call is still counted by its stream token.
+    pub fn streaming(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|entry| entry.call_sid.is_some())
+            .count()
+    }
+
     /// Actors of calls other than the CallActors (MediaStreams and engine children) alive now.
     pub fn live_actors(&self) -> usize {
         *self.inner.actors.borrow()
