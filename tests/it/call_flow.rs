@@ -109,12 +109,11 @@ async fn while_calls_audio_is_handled_late_new_calls_are_refused_and_once_it_cat
     exchange(&mut media, 2, 0, 3).await;
 }
 
-#[actix_rt::test]
-async fn a_call_arriving_while_the_database_is_locked_is_recorded_once_it_frees() {
+/// A connection holding the test server's SQLite database locked (`BEGIN EXCLUSIVE`) until it
+/// commits.
+async fn lock_database(server: &TestServer) -> sqlx::SqliteConnection {
     use sqlx::Connection as _;
 
-    let server = TestServer::start(&[]).await;
-    // Another writer holds the database past SQLite's 5 s busy wait.
     let file = server.data.path().join("phone-agent.db");
     let mut writer = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
         .await
@@ -123,6 +122,14 @@ async fn a_call_arriving_while_the_database_is_locked_is_recorded_once_it_frees(
         .execute(&mut writer)
         .await
         .unwrap();
+    writer
+}
+
+#[actix_rt::test]
+async fn a_call_arriving_while_the_database_is_locked_is_recorded_once_it_frees() {
+    let server = TestServer::start(&[]).await;
+    // Another writer holds the database past SQLite's 5 s busy wait.
+    let mut writer = lock_database(&server).await;
     let release = async {
         actix_rt::time::sleep(Duration::from_millis(5_500)).await;
         sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
@@ -136,21 +143,12 @@ async fn a_call_arriving_while_the_database_is_locked_is_recorded_once_it_frees(
 
 #[actix_rt::test]
 async fn turns_taken_while_the_database_is_locked_are_recorded_once_it_frees() {
-    use sqlx::Connection as _;
-
     let server = TestServer::start(&[]).await;
     let sid = call_sid(8);
     let (_, mut media) = server.call(&sid).await;
     exchange(&mut media, 8, 0, 1).await;
     // Another writer holds the database past SQLite's 5 s busy wait.
-    let file = server.data.path().join("phone-agent.db");
-    let mut writer = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
-        .await
-        .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut writer)
-        .await
-        .unwrap();
+    let mut writer = lock_database(&server).await;
     // The call goes on meanwhile: every loopback frame is a caller turn and an agent turn.
     exchange(&mut media, 8, 1, 3).await;
     actix_rt::time::sleep(Duration::from_millis(5_500)).await;
