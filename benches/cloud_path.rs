@@ -24,6 +24,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use phone_agent::client::loadgen::probe::ServerProbe;
 use phone_agent::client::sim::{MediaConnection, Received, TwilioSim};
 use phone_agent::config::{Config, StorageSettings};
 use phone_agent::engines::cartesia::{CartesiaSettings, CartesiaTts};
@@ -197,12 +198,7 @@ impl Drop for Killed {
 
 /// A process's resident set, from `/proc`.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc readable");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    ServerProbe::new(pid).rss_kib().expect("VmRSS readable")
 }
 
 fn run(what: &str, delays: Delays, turns: usize) {

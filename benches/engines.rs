@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use phone_agent::client::loadgen::probe::ServerProbe;
 use phone_agent::engines::embedded::log_mel::LogMel;
 use phone_agent::engines::embedded::vad::{SileroVad, VadState, CHUNK_SAMPLES};
 use phone_agent::engines::embedded::{self, onnx, EmbeddedSettings, RUNTIME_LIBRARY, VAD_MODEL};
@@ -114,10 +115,6 @@ fn main() {
 
 /// This process's resident memory, KiB.
 fn resident_kib() -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    let probe = ServerProbe::new(std::process::id());
+    probe.rss_kib().expect("VmRSS readable") as i64
 }

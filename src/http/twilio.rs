@@ -220,10 +220,7 @@ async fn over_capacity(
             .records
             .store()
             .record_end(&id, "over_capacity", now_ms());
-        state
-            .records
-            .published(ended.await)
-            .map_err(HttpError::from)
+        state.records.published(ended.await)
     };
     if let Err(error) = recorded.await {
         tracing::error!(%call_sid, %error, "cannot record the refused call");
