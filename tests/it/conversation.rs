@@ -266,8 +266,11 @@ async fn late_finals_are_merged_into_their_turn_not_answered_twice() {
         vec![(Role::User, "I want to book an appointment")]
     );
 
-    // Once the reply plays, a late final joins the turn's line in the history, unanswered (were it
-    // answered, the reply below would be to it, not to "thanks").
+    // Once the reply has played (the server has its echoed mark, so the agent's turn is recorded),
+    // a late final joins the turn's line in the history, unanswered (were it answered, the reply
+    // below would be to it, not to "thanks").
+    let played = agent_turns(&call, 1).await;
+    assert_eq!(played[0].text, "Booked.");
     call.stt.hear(TranscriptEvent::Final {
         text: "please".into(),
     });
