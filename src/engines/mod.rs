@@ -140,9 +140,10 @@ pub fn loopback_set() -> EngineSet {
 
 /// The loopback set with a turn every `turn_frames` frames.
 pub fn loopback_set_with_turns_of(turn_frames: usize) -> EngineSet {
+    let tape = loopback::LoopbackTape::default();
     EngineSet {
-        stt: Arc::new(loopback::LoopbackStt::new(turn_frames)),
+        stt: Arc::new(loopback::LoopbackStt::new(turn_frames, tape.clone())),
         dialogue: Arc::new(loopback::LoopbackDialogue),
-        tts: Arc::new(loopback::LoopbackTts),
+        tts: Arc::new(loopback::LoopbackTts::new(tape)),
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use futures_util::stream;
 use phone_agent::client::sim::Received;
 use phone_agent::engines;
-use phone_agent::engines::loopback::LoopbackStt;
 use phone_agent_actors::engines::{CallContext, EngineError, SpeechToText, SttSession};
 use tokio::sync::mpsc;
 
@@ -15,6 +14,8 @@ use crate::support::*;
 /// Recognition whose first `failures` sessions of call `victim` drop their connection at once;
 /// other calls get working sessions.
 struct FlakyStt {
+    /// The loopback recogniser the working sessions come from.
+    working: Arc<dyn SpeechToText>,
     victim: String,
     failures: u32,
     opened: Arc<AtomicU32>,
@@ -27,11 +28,11 @@ impl SpeechToText for FlakyStt {
 
     fn open(&self, call: &CallContext) -> Result<SttSession, EngineError> {
         if call.call_sid.as_str() != self.victim {
-            return LoopbackStt::new(1).open(call);
+            return self.working.open(call);
         }
         let attempt = self.opened.fetch_add(1, Ordering::SeqCst);
         if attempt >= self.failures {
-            return LoopbackStt::new(1).open(call);
+            return self.working.open(call);
         }
         let (audio, _) = mpsc::channel(1);
         let error = EngineError::Connection {
@@ -57,6 +58,7 @@ async fn server_with_flaky_stt(
     ]);
     let mut engines = engines::loopback_set();
     engines.stt = Arc::new(FlakyStt {
+        working: engines.stt.clone(),
         victim,
         failures,
         opened,

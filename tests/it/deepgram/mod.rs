@@ -16,7 +16,7 @@ use fake::{
 use futures_util::StreamExt as _;
 use phone_agent::client::sim::Received as Heard;
 use phone_agent::engines::deepgram::{DeepgramSettings, DeepgramStt};
-use phone_agent::engines::loopback::{LoopbackDialogue, LoopbackTts};
+use phone_agent::engines::loopback::{LoopbackDialogue, LoopbackTape, LoopbackTts};
 use phone_agent::redact::Secret;
 use phone_agent_actors::audio::{AudioFrame, FRAME_DURATION};
 use phone_agent_actors::engines::{
@@ -381,24 +381,23 @@ async fn neither_deepgram_errors_nor_debug_logs_carry_the_key() {
     }
 }
 
-/// The loopback dialogue and voice behind Deepgram: the agent says back, as audio, the hex text
-/// Deepgram "heard".
-fn deepgram_set(settings: DeepgramSettings) -> EngineSet {
+/// The loopback dialogue and voice behind Deepgram: the agent says back the audio on `tape` that
+/// the text Deepgram "heard" names.
+fn deepgram_set(settings: DeepgramSettings, tape: &LoopbackTape) -> EngineSet {
     EngineSet {
         stt: Arc::new(DeepgramStt::new(settings)),
         dialogue: Arc::new(LoopbackDialogue),
-        tts: Arc::new(LoopbackTts),
+        tts: Arc::new(LoopbackTts::new(tape.clone())),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[actix_rt::test]
 async fn a_call_heard_by_deepgram_is_answered_and_survives_deepgram_dropping_it() {
     let mut fake = FakeDeepgram::start();
-    let server = TestServer::start_with(&test_config(&[]), deepgram_set(settings(&fake))).await;
+    let tape = LoopbackTape::default();
+    let call = CallSid::parse(&call_sid(1)).unwrap();
+    let set = deepgram_set(settings(&fake), &tape);
+    let server = TestServer::start_with(&test_config(&[]), set).await;
     let (_, mut media) = server.call(&call_sid(1)).await;
 
     // Twilio's media payload reaches Deepgram byte for byte.
@@ -409,7 +408,10 @@ async fn a_call_heard_by_deepgram_is_answered_and_survives_deepgram_dropping_it(
     // Deepgram's turn is the one answered.
     let said = frame(2, 0);
     stream.say(&speech_started());
-    stream.say(&results(&hex(&said), Finality::SpeechFinal));
+    stream.say(&results(
+        &tape.record(&call, said.to_vec()),
+        Finality::SpeechFinal,
+    ));
     stream.say(&utterance_end());
     assert_eq!(next_non_mark(&mut media).await, Heard::Media(said.to_vec()));
 
@@ -420,7 +422,10 @@ async fn a_call_heard_by_deepgram_is_answered_and_survives_deepgram_dropping_it(
     assert_eq!(reopened.next().await, Received::Audio(frame(1, 1).to_vec()));
     let said = frame(3, 0);
     reopened.say(&speech_started());
-    reopened.say(&results(&hex(&said), Finality::SpeechFinal));
+    reopened.say(&results(
+        &tape.record(&call, said.to_vec()),
+        Finality::SpeechFinal,
+    ));
     assert_eq!(next_non_mark(&mut media).await, Heard::Media(said.to_vec()));
     assert_eq!(fake.upgrades().len(), 2);
 }
