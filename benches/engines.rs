@@ -18,10 +18,21 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let settings = EmbeddedSettings::single_worker(root.join("models"));
 
-    let before = resident_kib();
+    let before = memory_kib();
     let mut recognizer =
         embedded::load_recognizer(&settings).expect("models: run scripts/setup.sh");
-    let recognizer_kib = resident_kib() - before;
+    let first = memory_kib();
+    let second_worker = embedded::load_recognizer(&settings).unwrap();
+    let second = memory_kib();
+    drop(second_worker);
+    println!(
+        "stt memory: first worker (with the runtime) {} MiB resident, {} MiB proportional; a second \
+         worker adds {} MiB resident, {} MiB proportional (its mapped weights are the first's)",
+        (first.0 - before.0) / 1024,
+        (first.1 - before.1) / 1024,
+        (second.0 - first.0) / 1024,
+        (second.1 - first.1) / 1024
+    );
     let set = root.join("tests/data/telephony");
     let index = std::fs::read_to_string(set.join("transcripts.tsv")).unwrap();
     let (mut audio, mut busy, mut worst) = (Duration::ZERO, Duration::ZERO, 0.0_f64);
@@ -37,13 +48,11 @@ fn main() {
         busy += took;
     }
     println!(
-        "stt: {:.1} s of telephony audio decoded in {:.2} s: real-time factor {:.3} (worst utterance {:.3}); \
-         {} MiB resident for the first worker (with the runtime)",
+        "stt: {:.1} s of telephony audio decoded in {:.2} s: real-time factor {:.3} (worst utterance {:.3})",
         audio.as_secs_f64(),
         busy.as_secs_f64(),
         busy.as_secs_f64() / audio.as_secs_f64(),
         worst,
-        recognizer_kib / 1024
     );
 
     let env = onnx::runtime(&settings.models_dir.join(RUNTIME_LIBRARY)).unwrap();
@@ -62,9 +71,9 @@ fn main() {
         per_chunk.as_secs_f64() / 0.032 * 100.0
     );
 
-    let before = resident_kib();
+    let before = memory_kib().0;
     let mut turns = embedded::load_turn_model(&settings).unwrap();
-    let model_kib = resident_kib() - before;
+    let model_kib = memory_kib().0 - before;
     let mut features = LogMel::new();
     let turn = wav::read(&std::fs::read(set.join("u05.wav")).unwrap())
         .unwrap()
@@ -113,8 +122,9 @@ fn main() {
     }
 }
 
-/// This process's resident memory, KiB.
-fn resident_kib() -> i64 {
+/// This process's resident and proportional memory, KiB.
+fn memory_kib() -> (i64, i64) {
     let probe = ServerProbe::new(std::process::id());
-    probe.rss_kib().expect("VmRSS readable") as i64
+    let rss = probe.rss_kib().expect("VmRSS readable") as i64;
+    (rss, probe.pss_kib().expect("Pss readable") as i64)
 }

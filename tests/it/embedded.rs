@@ -175,6 +175,55 @@ async fn synthesis_is_framed_mulaw_that_the_recogniser_understands() {
 }
 
 #[test]
+fn a_model_is_folded_once_again_when_it_changes_and_opened_as_it_is_where_it_cannot_be() {
+    use phone_agent::engines::embedded::onnx;
+    let env = onnx::runtime(&models_dir().join(embedded::RUNTIME_LIBRARY)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("vad.onnx");
+    std::fs::copy(models_dir().join(embedded::VAD_MODEL), &model).unwrap();
+
+    let folded = onnx::fold(env, "VAD model", &model).unwrap();
+    assert_eq!(folded, dir.path().join("folded/vad.onnx"));
+    assert!(
+        dir.path().join("folded/vad.onnx.data").is_file(),
+        "weights apart"
+    );
+    let made = || std::fs::metadata(&folded).unwrap().modified().unwrap();
+    let first = made();
+    onnx::fold(env, "VAD model", &model).unwrap();
+    assert_eq!(made(), first, "an up-to-date copy is not made again");
+    let source = std::fs::File::options().write(true).open(&model).unwrap();
+    source
+        .set_modified(std::time::SystemTime::now() + Duration::from_secs(1))
+        .unwrap();
+    onnx::fold(env, "VAD model", &model).unwrap();
+    assert_ne!(made(), first, "a changed source is folded again");
+    let leftovers = std::fs::read_dir(dir.path().join("folded"))
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert_eq!(leftovers, 0, "no scratch directory left behind");
+    let session = onnx::folded_session(env, "VAD model", &model).unwrap();
+    assert_eq!(session.inputs().len(), 3, "silero: input, state, sr");
+
+    // Where no copy can be written (here a file stands where its directory would be), the model
+    // is opened as it is.
+    let blocked = tempfile::tempdir().unwrap();
+    let model = blocked.path().join("vad.onnx");
+    std::fs::copy(models_dir().join(embedded::VAD_MODEL), &model).unwrap();
+    std::fs::write(blocked.path().join("folded"), b"not a directory").unwrap();
+    assert!(onnx::fold(env, "VAD model", &model).is_err());
+    assert!(onnx::folded_session(env, "VAD model", &model).is_ok());
+}
+
+#[test]
 fn missing_models_stop_start_up_with_the_path_and_the_fix() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_phone-agent"))
         .env_clear()

@@ -45,10 +45,22 @@ impl ServerProbe {
         }
     }
 
-    /// The process's resident memory in KiB (`VmRSS`), or `None` if it cannot be read.
+    /// The process's resident memory in KiB (`VmRSS`), or `None` if it cannot be read. A file
+    /// mapped twice counts twice.
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        self.field_kib("status", "VmRSS:")
+    }
+
+    /// The process's proportional share of memory in KiB (`Pss` of `smaps_rollup`): pages mapped
+    /// several times count once, pages shared with other processes in part.
+    pub fn pss_kib(&self) -> Option<u64> {
+        self.field_kib("smaps_rollup", "Pss:")
+    }
+
+    /// The value in KiB of the line starting with `field` in `/proc/PID/FILE`.
+    fn field_kib(&self, file: &str, field: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(format!("/proc/{}/{file}", self.pid)).ok()?;
+        let line = text.lines().find(|line| line.starts_with(field))?;
         line.split_whitespace().nth(1)?.parse().ok()
     }
 }

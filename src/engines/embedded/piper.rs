@@ -80,7 +80,7 @@ impl Piper {
         }
         check_espeak()?;
         Ok(Self {
-            session: onnx::session(env, "TTS voice", model)?,
+            session: onnx::folded_session(env, "TTS voice", model)?,
             ids,
             scales: [
                 config.inference.noise_scale,
