@@ -150,14 +150,8 @@ pub async fn voice(
         to = %mask_phone(&form.to),
         "incoming call"
     );
-    // A busy database delays the answer (Twilio waits 15 s for it) rather than losing the record;
-    // a failure that persists must not drop the caller: the call goes on, unrecorded, logged.
-    let recorded = retry_transient(
-        RECORD_BUDGET,
-        || record_call(&state, &form, &ours),
-        |error| tracing::warn!(call_sid = %call_sid, %error, "recording the call: the database is busy, trying again"),
-    )
-    .await;
+    // A failure that persists must not drop the caller: the call goes on, unrecorded, logged.
+    let recorded = patiently(&call_sid, || record_call(&state, &form, &ours)).await;
     if let Err(error) = recorded {
         tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
     }
@@ -203,24 +197,32 @@ async fn over_capacity(
     call_sid: &CallSid,
     refusal: Refusal,
 ) -> HttpResponse {
+    let refused = state.calls.metrics.call_ended("over_capacity");
+    // An overload refuses many calls a second: one line each at debug, and a warning at the first
+    // and each time the total doubles.
+    let loud = refused.is_power_of_two();
     match refusal {
-        Refusal::MaxCalls(max) => {
-            tracing::warn!(%call_sid, max_calls = max, "call refused: at capacity (MAX_CALLS)")
+        Refusal::MaxCalls(max) if loud => {
+            tracing::warn!(%call_sid, max_calls = max, refused, "call refused: at capacity (MAX_CALLS)")
         }
-        Refusal::Lagging(lag) => tracing::warn!(
+        Refusal::Lagging(lag) if loud => tracing::warn!(
             %call_sid,
             lag_ms = lag.as_millis() as u64,
+            refused,
             "call refused: at capacity (calls' audio handled late past ADMISSION_LAG_MS)"
         ),
+        _ => tracing::debug!(%call_sid, ?refusal, refused, "call refused: at capacity"),
     }
-    state.calls.metrics.call_ended("over_capacity");
     let recorded = async {
-        let id = record_call(state, form, ours).await?;
-        let ended = state
-            .records
-            .store()
-            .record_end(&id, "over_capacity", now_ms());
-        state.records.published(ended.await)
+        let id = patiently(call_sid, || record_call(state, form, ours)).await?;
+        let ended = patiently(call_sid, || {
+            state
+                .records
+                .store()
+                .record_end(&id, "over_capacity", now_ms())
+        })
+        .await;
+        state.records.published(ended)
     };
     if let Err(error) = recorded.await {
         tracing::error!(%call_sid, %error, "cannot record the refused call");
@@ -228,6 +230,19 @@ async fn over_capacity(
     HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
         .body(twiml::busy())
+}
+
+/// Runs a write of `call_sid`'s record until it succeeds, fails for a lasting reason, or
+/// [`RECORD_BUDGET`] runs out: a busy database delays the webhook's answer (Twilio waits 15 s for
+/// it) rather than losing the record.
+async fn patiently<T, Fut>(call_sid: &CallSid, write: impl FnMut() -> Fut) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    retry_transient(RECORD_BUDGET, write, |error| {
+        tracing::warn!(%call_sid, %error, "recording the call: the database is busy, trying again")
+    })
+    .await
 }
 
 /// Records the call a voice webhook is about, unless it is one we placed (already recorded): its

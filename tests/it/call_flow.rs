@@ -74,14 +74,21 @@ async fn past_max_calls_a_caller_hears_an_apology_and_the_calls_up_go_on() {
     exchange(&mut fourth, 4, 0, 3).await;
 }
 
-#[actix_rt::test]
-async fn while_calls_audio_is_handled_late_new_calls_are_refused_and_once_it_catches_up_taken() {
+/// A server with `ADMISSION_LAG_MS=100` whose last second of frames were handled 300 ms behind
+/// their streams' clocks, as on a server past its capacity: it refuses new calls.
+async fn lagging_server() -> TestServer {
     let server = TestServer::start(&[("ADMISSION_LAG_MS", "100")]).await;
-    // Frames handled 300 ms behind their streams' clocks, as on a server past its capacity.
     let lateness = server.server.live_calls.lateness();
     for _ in 0..100 {
         lateness.record(Instant::now(), Duration::from_millis(300));
     }
+    server
+}
+
+#[actix_rt::test]
+async fn while_calls_audio_is_handled_late_new_calls_are_refused_and_once_it_catches_up_taken() {
+    let server = lagging_server().await;
+    let lateness = server.server.live_calls.lateness();
 
     let mut refused = server
         .voice_post(&[("CallSid", call_sid(1).as_str())])
@@ -123,6 +130,39 @@ async fn lock_database(server: &TestServer) -> sqlx::SqliteConnection {
         .await
         .unwrap();
     writer
+}
+
+#[actix_rt::test]
+async fn a_call_refused_while_the_database_is_locked_is_recorded_once_it_frees() {
+    let server = lagging_server().await;
+    let mut writer = lock_database(&server).await;
+    let release = async {
+        actix_rt::time::sleep(Duration::from_millis(5_500)).await;
+        sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    };
+    let sid = call_sid(8);
+    // Twilio waits 15 s for the answer.
+    let form = [("CallSid", sid.as_str())];
+    let url = format!("https://{PUBLIC_HOST}/twilio/voice");
+    let post = server
+        .request(awc::http::Method::POST, "/twilio/voice", None)
+        .timeout(Duration::from_secs(15))
+        .insert_header((
+            "x-twilio-signature",
+            voice_signature(TWILIO_AUTH_TOKEN, &url, &form),
+        ))
+        .send_form(&form);
+    let (answer, ()) = futures_util::join!(post, release);
+    let mut answer = answer.unwrap();
+    let twiml = String::from_utf8(answer.body().await.unwrap().to_vec()).unwrap();
+    assert!(twiml.contains("<Hangup/>"), "refused: {twiml}");
+    let record = server.server.store.call(&sid).await.unwrap();
+    let reason = record.and_then(|record| record.end_reason);
+    assert_eq!(
+        reason.as_deref(),
+        Some("over_capacity"),
+        "recorded once free"
+    );
 }
 
 #[actix_rt::test]

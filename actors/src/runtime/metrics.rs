@@ -116,9 +116,9 @@ impl CallMetrics {
             .inc();
     }
 
-    /// Counts a call's end.
-    pub fn call_ended(&self, reason: &'static str) {
-        self.calls_ended.get_or_create(&[("reason", reason)]).inc();
+    /// Counts a call's end; returns how many calls have ended for `reason`.
+    pub fn call_ended(&self, reason: &'static str) -> u64 {
+        self.calls_ended.get_or_create(&[("reason", reason)]).inc() + 1
     }
 
     /// Counts a fault of an engine's provider (`engine`: `openai`, `deepgram`, …; `kind`: what
