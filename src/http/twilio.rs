@@ -151,7 +151,8 @@ pub async fn voice(
         "incoming call"
     );
     // A failure that persists must not drop the caller: the call goes on, unrecorded, logged.
-    let recorded = patiently(&call_sid, || record_call(&state, &form, &ours)).await;
+    let deadline = Instant::now() + RECORD_BUDGET;
+    let recorded = patiently(&call_sid, deadline, || record_call(&state, &form, &ours)).await;
     if let Err(error) = recorded {
         tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
     }
@@ -213,9 +214,10 @@ async fn over_capacity(
         ),
         _ => tracing::debug!(%call_sid, ?refusal, refused, "call refused: at capacity"),
     }
+    let deadline = Instant::now() + RECORD_BUDGET;
     let recorded = async {
-        let id = patiently(call_sid, || record_call(state, form, ours)).await?;
-        let ended = patiently(call_sid, || {
+        let id = patiently(call_sid, deadline, || record_call(state, form, ours)).await?;
+        let ended = patiently(call_sid, deadline, || {
             state
                 .records
                 .store()
@@ -233,13 +235,18 @@ async fn over_capacity(
 }
 
 /// Runs a write of `call_sid`'s record until it succeeds, fails for a lasting reason, or
-/// [`RECORD_BUDGET`] runs out: a busy database delays the webhook's answer (Twilio waits 15 s for
-/// it) rather than losing the record.
-async fn patiently<T, Fut>(call_sid: &CallSid, write: impl FnMut() -> Fut) -> Result<T, StoreError>
+/// `deadline` (one [`RECORD_BUDGET`] for all of a webhook's writes) passes: a busy database delays
+/// the webhook's answer (Twilio waits 15 s for it) rather than losing the record.
+async fn patiently<T, Fut>(
+    call_sid: &CallSid,
+    deadline: Instant,
+    write: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
 where
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    retry_transient(RECORD_BUDGET, write, |error| {
+    let budget = deadline.saturating_duration_since(Instant::now());
+    retry_transient(budget, write, |error| {
         tracing::warn!(%call_sid, %error, "recording the call: the database is busy, trying again")
     })
     .await

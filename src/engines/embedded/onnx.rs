@@ -4,6 +4,7 @@
 //! (`models/lib/libonnxruntime.so.*`, from the PyPI `onnxruntime` wheel) is opened at start-up.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
@@ -87,7 +88,10 @@ pub fn fold(env: &Environment, what: &'static str, model: &Path) -> Result<PathB
         return Ok(folded);
     }
     let dir = folded.parent().unwrap_or(Path::new("."));
-    let scratch = dir.join(format!(".folding-{}", std::process::id()));
+    // Unique to this fold: threads of one process (a test runner) may fold the same model at once.
+    static FOLDS: AtomicU64 = AtomicU64::new(0);
+    let fold_number = FOLDS.fetch_add(1, Ordering::Relaxed);
+    let scratch = dir.join(format!(".folding-{}-{fold_number}", std::process::id()));
     let written = write_folded(env, model, &scratch, &folded, &source);
     let _ = std::fs::remove_dir_all(&scratch);
     written.map_err(|message| load_failed(what, &folded, message))?;
