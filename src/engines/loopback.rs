@@ -23,8 +23,10 @@ use tokio::sync::mpsc;
 /// Frames the loopback recogniser buffers: 1.28 s; more means the call's thread is stalled.
 const AUDIO_BUFFER_FRAMES: usize = 64;
 
-/// Turns a call's tape keeps unplayed; older ones go (their replies were cancelled or merged).
-const MAX_UNPLAYED_TURNS: usize = 16;
+/// Audio a call's tape keeps unplayed: 30 s at 8 kHz mu-law. Turns are played as soon as their reply
+/// is spoken, so this holds a burst of every-frame turns (Twilio delivering seconds of audio at once)
+/// and only bounds a voice that plays nothing; past it the oldest turns go.
+const MAX_UNPLAYED_BYTES: usize = 30 * 8_000;
 
 const NAME: &str = "loopback";
 
@@ -42,6 +44,15 @@ pub struct LoopbackTape {
 struct CallTape {
     next: u64,
     unplayed: VecDeque<(u64, Vec<u8>)>,
+    unplayed_bytes: usize,
+}
+
+impl CallTape {
+    fn pop_front(&mut self) -> Option<(u64, Vec<u8>)> {
+        let turn = self.unplayed.pop_front()?;
+        self.unplayed_bytes -= turn.1.len();
+        Some(turn)
+    }
 }
 
 impl LoopbackTape {
@@ -50,10 +61,11 @@ impl LoopbackTape {
         let mut tape = self.calls.entry(call.clone()).or_default();
         let number = tape.next;
         tape.next += 1;
-        if tape.unplayed.len() == MAX_UNPLAYED_TURNS {
-            tape.unplayed.pop_front();
-        }
+        tape.unplayed_bytes += audio.len();
         tape.unplayed.push_back((number, audio));
+        while tape.unplayed_bytes > MAX_UNPLAYED_BYTES {
+            tape.pop_front();
+        }
         format!("{TURN_PREFIX}{number}")
     }
 
@@ -66,12 +78,12 @@ impl LoopbackTape {
         for word in text.split_whitespace() {
             let number: u64 = word.strip_prefix(TURN_PREFIX)?.parse().ok()?;
             while tape.unplayed.front()?.0 < number {
-                tape.unplayed.pop_front();
+                tape.pop_front();
             }
             if tape.unplayed.front()?.0 != number {
                 return None;
             }
-            let (_, turn) = tape.unplayed.pop_front()?;
+            let (_, turn) = tape.pop_front()?;
             audio.extend_from_slice(&turn);
         }
         (!audio.is_empty()).then_some(audio)
@@ -243,10 +255,22 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_of_five_seconds_of_one_frame_turns_all_play_in_order() {
+        let tape = LoopbackTape::default();
+        let texts: Vec<String> = (0..250u32)
+            .map(|n| tape.record(&call(1), n.to_be_bytes().repeat(40)))
+            .collect();
+        for (n, text) in (0..250u32).zip(&texts) {
+            assert_eq!(tape.play(&call(1), text), Some(n.to_be_bytes().repeat(40)));
+        }
+    }
+
+    #[test]
     fn texts_that_name_no_turn_are_refused_and_the_tape_is_bounded() {
         let tape = LoopbackTape::default();
-        let texts: Vec<String> = (0..=MAX_UNPLAYED_TURNS as u8)
-            .map(|n| tape.record(&call(1), vec![n]))
+        let second = vec![0; 8_000];
+        let texts: Vec<String> = (0..=MAX_UNPLAYED_BYTES / second.len())
+            .map(|_| tape.record(&call(1), second.clone()))
             .collect();
         assert_eq!(tape.play(&call(1), &texts[0]), None, "the oldest went");
         for text in ["123", "loopback-x", "loopback-99", ""] {
