@@ -367,7 +367,10 @@ fn config_event(config: &Config, validating: bool) -> AuditEvent {
         } else {
             "postgres"
         },
-        security.proxy_trust == ProxyTrust::OneProxy,
+        match security.proxy_trust {
+            ProxyTrust::None => 0,
+            ProxyTrust::Proxies(proxies) => proxies,
+        },
         security.tls.is_some(),
         !limits.allow.is_empty(),
         !limits.deny.is_empty(),

@@ -67,7 +67,8 @@ pub struct SecuritySettings {
     pub auth: AuthSettings,
     /// Rate limits, blocks and IP lists.
     pub rate_limits: RateLimitSettings,
-    /// Whether `X-Forwarded-For`/`Forwarded` are believed (`TRUST_PROXY`).
+    /// Whether `Forwarded`/`X-Forwarded-For` are believed, through how many proxies
+    /// (`TRUST_PROXY`).
     pub proxy_trust: ProxyTrust,
     /// In-process TLS, when both `TLS_CERT` and `TLS_KEY` are set.
     pub tls: Option<TlsFiles>,
@@ -97,11 +98,7 @@ impl SecuritySettings {
             twilio: TwilioSettings::from_vars(vars, production)?,
             auth: AuthSettings::from_vars(vars)?,
             rate_limits: RateLimitSettings::from_vars(vars)?,
-            proxy_trust: if flag(vars, "TRUST_PROXY", false)? {
-                ProxyTrust::OneProxy
-            } else {
-                ProxyTrust::None
-            },
+            proxy_trust: proxy_trust(vars)?,
             tls: TlsFiles::from_vars(vars)?,
             webhooks: webhook_keys(vars)?,
         })
@@ -274,6 +271,24 @@ impl TlsFiles {
 }
 
 /// `true`/`false` (also `on`/`off`, `1`/`0`).
+/// `TRUST_PROXY`: `false` (the default), `true` (one proxy), or how many proxies are in front (1–10).
+fn proxy_trust<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+) -> Result<ProxyTrust, ConfigError> {
+    const NAME: &str = "TRUST_PROXY";
+    match vars.get(NAME).as_deref() {
+        None | Some("false" | "off" | "0") => Ok(ProxyTrust::None),
+        Some("true" | "on") => Ok(ProxyTrust::Proxies(1)),
+        Some(other) => match other.parse::<u8>() {
+            Ok(proxies @ 1..=10) => Ok(ProxyTrust::Proxies(proxies)),
+            _ => Err(vars.invalid(
+                NAME,
+                format!("{other:?} (expected false, true, or the number of proxies, 1 to 10)"),
+            )),
+        },
+    }
+}
+
 fn flag<F: Fn(&str) -> Option<String>>(
     vars: &Vars<'_, F>,
     name: &'static str,

@@ -15,6 +15,7 @@
 //! The authenticator is told the time, it does not ask: a monotonic `now` for lockouts and the
 //! wall clock (Unix milliseconds, as tokens expire) for expiry, so tests use made-up times.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -134,8 +135,8 @@ impl Authenticator {
                 })
             })
             .collect();
-        self.tokens
-            .retain(|hash, _| fresh.iter().any(|token| token.hash == *hash));
+        let stored: HashSet<TokenHash> = fresh.iter().map(|token| token.hash).collect();
+        self.tokens.retain(|hash, _| stored.contains(hash));
         for token in fresh {
             self.tokens.insert(token.hash, token);
         }
@@ -157,10 +158,9 @@ impl Authenticator {
         }
         let outcome = self.check(authorization, client, &unix_ms);
         match &outcome {
-            Ok(principal) => {
-                self.lockout.forgive(client);
-                self.audit.success(&principal.token_id, client);
-            }
+            // A success does not clear the IP's failures: a guesser holding a token of its own
+            // would use it to reset the count between guesses.
+            Ok(principal) => self.audit.success(&principal.token_id, client),
             Err(failure) => self.fail(*failure, client, now, unix_ms()),
         }
         outcome
@@ -580,6 +580,24 @@ mod tests {
             with_good(CLIENT, t1).unwrap_err(),
             AuthFailure::LockedOut(60 * SECOND),
             "doubled"
+        );
+    }
+
+    #[test]
+    fn a_valid_token_between_guesses_does_not_reset_the_count() {
+        let auth = authenticator(3);
+        let now = Instant::now();
+        let own = mint().unwrap();
+        auth.load(&[stored(&own.hash, "tok_own", None, None)]);
+        for _ in 0..2 {
+            at(&auth, Some(&header("pa_live_x")), CLIENT, now, NOW_MS).unwrap_err();
+            at(&auth, Some(&header(&own.secret)), CLIENT, now, NOW_MS).unwrap();
+        }
+        at(&auth, Some(&header("pa_live_x")), CLIENT, now, NOW_MS).unwrap_err();
+        assert_eq!(
+            at(&auth, Some(&header(&own.secret)), CLIENT, now, NOW_MS).unwrap_err(),
+            AuthFailure::LockedOut(30 * SECOND),
+            "three guesses lock the IP out, whatever succeeded between them"
         );
     }
 

@@ -8,46 +8,58 @@ use ipnet::IpNet;
 /// Which client address to believe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyTrust {
-    /// The TCP peer is the client; `X-Forwarded-For`/`Forwarded` are ignored (they are spoofable).
+    /// The TCP peer is the client; `Forwarded`/`X-Forwarded-For` are ignored (they are spoofable).
     None,
-    /// One reverse proxy of ours is the TCP peer: the client is the address it appended, the last
-    /// in `X-Forwarded-For` (or the last `for=` of `Forwarded`). Earlier entries came from the
-    /// client and are ignored.
-    OneProxy,
+    /// This many reverse proxies of ours are in front, the last of them the TCP peer. Each
+    /// appended the address it was reached from, so the client is the right-most address none of
+    /// ours wrote: the `n`th from the right (the left-most when there are fewer). Entries further
+    /// left came from the client and are ignored.
+    Proxies(u8),
 }
 
-/// The client's address under `trust`; `None` when there is no peer address at all.
+/// The client's address under `trust`; `None` when there is no peer address at all. The standard
+/// `Forwarded` header is read when present, `X-Forwarded-For` otherwise.
 pub fn client_ip(
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
     trust: ProxyTrust,
 ) -> Option<IpAddr> {
-    if trust == ProxyTrust::OneProxy {
-        if let Some(ip) = forwarded_for(headers) {
+    if let ProxyTrust::Proxies(proxies) = trust {
+        if let Some(ip) = forwarded_for(headers, proxies) {
             return Some(ip);
         }
     }
     peer.map(|peer| peer.ip())
 }
 
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    let last_of = |name: &str| {
+/// The `proxies`th address from the right of the forwarding chain, or the left-most.
+fn forwarded_for(headers: &HeaderMap, proxies: u8) -> Option<IpAddr> {
+    let chain = |name: &str| -> Vec<&str> {
         headers
             .get_all(name)
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .last()
             .map(str::trim)
+            .collect()
     };
-    if let Some(address) = last_of("x-forwarded-for") {
-        return parse_address(address);
+    let forwarded = chain("forwarded");
+    if !forwarded.is_empty() {
+        let element = from_right(&forwarded, proxies)?;
+        let value = element.split(';').find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("for")
+                .then_some(value.trim())
+        })?;
+        return parse_address(value.trim_matches('"'));
     }
-    let element = last_of("forwarded")?;
-    let value = element.split(';').find_map(|pair| {
-        let (key, value) = pair.trim().split_once('=')?;
-        key.eq_ignore_ascii_case("for").then_some(value)
-    })?;
-    parse_address(value.trim_matches('"'))
+    parse_address(from_right(&chain("x-forwarded-for"), proxies)?)
+}
+
+/// The `proxies`th entry from the right of `chain`, or the left-most when it is shorter.
+fn from_right<'a>(chain: &[&'a str], proxies: u8) -> Option<&'a str> {
+    let at = chain.len().checked_sub(usize::from(proxies.max(1)));
+    chain.get(at.unwrap_or(0)).copied()
 }
 
 /// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `[::1]`, `[::1]:5678`, `::1`.
@@ -121,7 +133,7 @@ mod tests {
         );
         let proxied = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9")]);
         assert_eq!(
-            client_ip(peer, &proxied, ProxyTrust::OneProxy),
+            client_ip(peer, &proxied, ProxyTrust::Proxies(1)),
             Some("203.0.113.9".parse().unwrap()),
             "the entry our proxy appended, not the client's own"
         );
@@ -130,13 +142,45 @@ mod tests {
             "for=6.6.6.6, for=\"[2001:db8::1]:443\";proto=https",
         )]);
         assert_eq!(
-            client_ip(peer, &forwarded, ProxyTrust::OneProxy),
+            client_ip(peer, &forwarded, ProxyTrust::Proxies(1)),
             Some("2001:db8::1".parse().unwrap())
         );
         let garbage = headers(&[("x-forwarded-for", "not-an-ip")]);
         assert_eq!(
-            client_ip(peer, &garbage, ProxyTrust::OneProxy),
+            client_ip(peer, &garbage, ProxyTrust::Proxies(1)),
             Some("192.0.2.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_standard_header_wins_and_the_client_is_the_right_most_hop_not_ours() {
+        let peer = Some(PEER.parse().unwrap());
+        let both = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=203.0.113.9;proto=https"),
+        ]);
+        assert_eq!(
+            client_ip(peer, &both, ProxyTrust::Proxies(1)),
+            Some("203.0.113.9".parse().unwrap()),
+            "Forwarded before X-Forwarded-For"
+        );
+        // client (spoofing 6.6.6.6) → 198.51.100.7 (ours) → the peer (ours): two proxies.
+        let chain = headers(&[
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        let two = |headers| client_ip(peer, headers, ProxyTrust::Proxies(2));
+        assert_eq!(two(&chain), Some("203.0.113.9".parse().unwrap()));
+        let forwarded = headers(&[(
+            "forwarded",
+            "for=6.6.6.6, for=203.0.113.9, For=\"198.51.100.7:80\"",
+        )]);
+        assert_eq!(two(&forwarded), Some("203.0.113.9".parse().unwrap()));
+        let short = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(
+            two(&short),
+            Some("203.0.113.9".parse().unwrap()),
+            "fewer hops than proxies: the left-most"
         );
     }
 

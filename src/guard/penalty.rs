@@ -90,13 +90,6 @@ impl PenaltyBox {
         Strike::Blocked(length, record.blocks)
     }
 
-    /// Clears `ip`'s strikes (a success); its block history stays until it is forgotten.
-    pub fn forgive(&self, ip: IpAddr) {
-        if let Some(mut record) = self.records.get_mut(&ip) {
-            record.strikes = 0;
-        }
-    }
-
     /// Forgets IPs that have been quiet long enough; bounds memory under a spray of addresses.
     pub fn sweep(&self, now: Instant) {
         let PenaltySettings { window, cap, .. } = self.settings;
@@ -154,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn strikes_expire_with_their_window_and_forgiveness() {
+    fn strikes_expire_with_their_window() {
         let penalties = penalties();
         let ip: IpAddr = [10, 0, 0, 1].into();
         let t0 = Instant::now();
@@ -162,8 +155,10 @@ mod tests {
         penalties.strike(ip, t0);
         assert_eq!(penalties.strike(ip, t0 + 11 * SECOND), Strike::Counted);
         penalties.strike(ip, t0 + 11 * SECOND);
-        penalties.forgive(ip);
-        assert_eq!(penalties.strike(ip, t0 + 12 * SECOND), Strike::Counted);
+        assert_eq!(
+            penalties.strike(ip, t0 + 12 * SECOND),
+            Strike::Blocked(2 * SECOND, 1)
+        );
     }
 
     #[test]

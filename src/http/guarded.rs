@@ -37,13 +37,16 @@ pub async fn guard(
     let client = client_ip(request.peer_addr(), request.headers(), guard.proxy_trust)
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     request.extensions_mut().insert(ClientIp(client));
-    let class = EndpointClass::of(request.method(), request.path());
+    // What the router routes by: the path with its percent-encoding undone (but `%2F`, `%25`,
+    // `%2B`), so `/%61pi/tokens` is guarded as the `/api/tokens` it reaches.
+    let routed = request.match_info().as_str().to_owned();
+    let class = EndpointClass::of(request.method(), &routed);
     let now = Instant::now();
     let mut headroom = match guard.rate_limits.check_ip(client, class, now) {
         Ok(headroom) => headroom,
         Err(refusal) => return Ok(request.error_response(HttpError::from(refusal))),
     };
-    if request.path().starts_with("/api/") {
+    if routed.starts_with("/api/") {
         let authorization = request
             .headers()
             .get(header::AUTHORIZATION)

@@ -106,3 +106,59 @@ async fn every_documented_operation_is_routed_and_needs_the_scope_it_names() {
         assert_eq!(status, 405, "{unserved} {path} is not documented");
     }
 }
+
+/// `url` with the first letter of each path segment percent-encoded: `/api/calls` →
+/// `/%61pi/%63alls`. The router decodes it and reaches the same operation.
+fn letters_encoded(url: &str) -> String {
+    url.split('/')
+        .map(|segment| match segment.chars().next() {
+            Some(first) if first.is_ascii_alphabetic() => {
+                format!("%{:02X}{}", first as u8, &segment[1..])
+            }
+            _ => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[actix_rt::test]
+async fn an_encoded_path_is_guarded_as_the_operation_it_reaches() {
+    let server = TestServer::start(&[
+        ("RATE_LIMIT_API_READ", "450/min"),
+        ("RATE_LIMIT_API_WRITE", "45/min"),
+    ])
+    .await;
+    let document = served(&server).await;
+    let all = server.token(&Scope::ALL).await;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let url = letters_encoded(&concrete(path));
+        assert!(url.starts_with("/%61pi/"), "{url}");
+        for (method, operation) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            if let Some(scope) = documented_scope(operation) {
+                let others: Vec<Scope> = Scope::ALL.into_iter().filter(|s| *s != scope).collect();
+                let without = server.token(&others).await;
+                let response = server.request(method.clone(), &url, Some(&without)).send();
+                let (status, _, body) = json(response).await;
+                assert_eq!(status, 403, "{method} {url} without {scope:?}: {body}");
+            }
+            let response = server.request(method.clone(), &url, Some(&all)).send();
+            let response = within(response).await.expect("server answers");
+            assert!(
+                ![401, 403, 405].contains(&response.status().as_u16()),
+                "{method} {url}: {}",
+                response.status()
+            );
+            let limit = if [Method::GET, Method::HEAD].contains(&method) {
+                "450"
+            } else {
+                "45"
+            };
+            assert_eq!(
+                response.headers().get("ratelimit-limit").unwrap(),
+                limit,
+                "{method} {url} is limited as its class"
+            );
+        }
+    }
+}
