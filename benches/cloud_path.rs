@@ -48,16 +48,36 @@ fn voice(utterance: u64) -> u8 {
 }
 /// The reply: two clauses.
 const REPLY: [&str; 2] = ["Sure. ", "That is fine."];
-/// Audio per clause: five whole frames (no padding), so a turn's audio is ten frames.
+/// Audio per clause in the latency runs: five whole frames (no padding), so a turn's audio is ten
+/// frames.
 const CLAUSE_AUDIO: usize = 800;
+/// Audio per clause in the conversations: one second, so a reply plays for two.
+const SPOKEN_CLAUSE_AUDIO: usize = 8_000;
 
-/// How long each provider takes.
+/// How the providers behave: how long each takes, and how much audio a clause is.
 #[derive(Debug, Clone, Copy)]
 struct Delays {
     stt: Duration,
     llm: Duration,
     tts: Duration,
+    clause_audio: usize,
 }
+
+/// Providers that answer at once.
+const INSTANT: Delays = Delays {
+    stt: Duration::ZERO,
+    llm: Duration::ZERO,
+    tts: Duration::ZERO,
+    clause_audio: CLAUSE_AUDIO,
+};
+
+/// Providers that answer after delays typical of the real services.
+const REALISTIC: Delays = Delays {
+    stt: Duration::from_millis(150),
+    llm: Duration::from_millis(200),
+    tts: Duration::from_millis(90),
+    clause_audio: CLAUSE_AUDIO,
+};
 
 /// When things happened, turn by turn.
 #[derive(Debug, Default)]
@@ -80,74 +100,24 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(100usize);
     for (what, delays) in [
-        (
-            "instant providers",
-            Delays {
-                stt: Duration::ZERO,
-                llm: Duration::ZERO,
-                tts: Duration::ZERO,
-            },
-        ),
+        ("instant providers", INSTANT),
         (
             "realistic providers (STT 150 ms, LLM 200 ms, TTS 90 ms)",
-            Delays {
-                stt: Duration::from_millis(150),
-                llm: Duration::from_millis(200),
-                tts: Duration::from_millis(90),
-            },
+            REALISTIC,
         ),
     ] {
         run(what, delays, turns);
     }
     memory();
+    conversations::run(&conversations::COUNTS);
 }
 
 /// The server's RSS with 10 and 200 calls up, each with its provider sockets open.
 fn memory() {
     let clock = Arc::new(Mutex::new(Clock::default()));
-    let instant = Delays {
-        stt: Duration::ZERO,
-        llm: Duration::ZERO,
-        tts: Duration::ZERO,
-    };
-    let providers = fakes::start(instant, clock.clone());
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let server = std::process::Command::new(env!("CARGO_BIN_EXE_phone-agent"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs([
-            ("ENGINES", "cloud"),
-            ("DEEPGRAM_BASE_URL", providers.deepgram.as_str()),
-            ("LLM_BASE_URL", providers.llm.as_str()),
-            ("CARTESIA_BASE_URL", providers.cartesia.as_str()),
-            ("DEEPGRAM_API_KEY", fakes::KEY),
-            ("LLM_API_KEY", fakes::KEY),
-            ("CARTESIA_API_KEY", fakes::KEY),
-            ("LISTEN_ADDR", &format!("127.0.0.1:{port}")),
-            ("PUBLIC_HOST", PUBLIC_HOST),
-            ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
-            ("DATA_DIR", &data.path().display().to_string()),
-            ("HTTP_WORKERS", "1"),
-            ("STT_WORKERS", "1"),
-            ("TTS_WORKERS", "1"),
-            ("MEDIA_IDLE_TIMEOUT", "10m"),
-            ("SILENCE_CHECKIN_S", "0"),
-            ("MAX_CALL_DURATION", "off"),
-            ("RUST_LOG", "warn"),
-        ])
-        .spawn()
-        .map(Killed)
-        .expect("the phone-agent binary starts");
-    let base = format!("http://127.0.0.1:{port}");
+    let providers = fakes::start(INSTANT, clock.clone());
+    let (server, base) = spawn_cloud_server(&providers, None);
     actix_rt::System::new().block_on(async {
-        let client = awc::Client::default();
-        while client.get(format!("{base}/ready")).send().await.is_err() {
-            actix_rt::time::sleep(Duration::from_millis(100)).await;
-        }
         let sim = TwilioSim::new(base.clone()).signing(AUTH_TOKEN, PUBLIC_HOST);
         let mut calls = 0;
         let mut rss = Vec::new();
@@ -173,7 +143,7 @@ fn memory() {
             while clock.lock().unwrap().sockets < 2 * target {
                 actix_rt::time::sleep(Duration::from_millis(50)).await;
             }
-            rss.push(rss_kib(server.0.id()));
+            rss.push(rss_kib(server.pid()));
         }
         let per_call = (rss[1] - rss[0]) as f64 / 190.0;
         println!(
@@ -183,16 +153,82 @@ fn memory() {
             rss[1] / 1024
         );
     });
-    drop(server);
 }
 
-/// A child process killed when dropped, also when the bench panics.
-struct Killed(std::process::Child);
+/// The `phone-agent` binary with `ENGINES=cloud` pointed at `providers` (its embedded fallbacks
+/// load too: one worker of each), on `core` if given, once it is ready; and its base URL.
+fn spawn_cloud_server(providers: &fakes::Urls, core: Option<usize>) -> (Killed, String) {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut command = match core {
+        Some(core) => {
+            let mut taskset = std::process::Command::new("taskset");
+            taskset.args(["-c", &core.to_string(), env!("CARGO_BIN_EXE_phone-agent")]);
+            taskset
+        }
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_phone-agent")),
+    };
+    let child = command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            ("ENGINES", "cloud"),
+            ("DEEPGRAM_BASE_URL", providers.deepgram.as_str()),
+            ("LLM_BASE_URL", providers.llm.as_str()),
+            ("CARTESIA_BASE_URL", providers.cartesia.as_str()),
+            ("DEEPGRAM_API_KEY", fakes::KEY),
+            ("LLM_API_KEY", fakes::KEY),
+            ("CARTESIA_API_KEY", fakes::KEY),
+            ("LISTEN_ADDR", &format!("127.0.0.1:{port}")),
+            ("PUBLIC_HOST", PUBLIC_HOST),
+            ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
+            ("DATA_DIR", &data.path().display().to_string()),
+            ("HTTP_WORKERS", "1"),
+            ("STT_WORKERS", "1"),
+            ("TTS_WORKERS", "1"),
+            ("MEDIA_IDLE_TIMEOUT", "10m"),
+            ("BARGE_IN", "off"),
+            ("SILENCE_CHECKIN_S", "0"),
+            ("MAX_CALL_DURATION", "off"),
+            ("RUST_LOG", "warn"),
+        ])
+        .spawn()
+        .expect("the phone-agent binary starts");
+    let server = Killed {
+        process: child,
+        _data: data,
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    actix_rt::System::new().block_on(async {
+        let client = awc::Client::default();
+        while client.get(format!("{base}/ready")).send().await.is_err() {
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (server, base)
+}
+
+/// A server process killed when dropped, also when the bench panics; then its data directory is
+/// removed.
+struct Killed {
+    process: std::process::Child,
+    _data: tempfile::TempDir,
+}
+
+impl Killed {
+    /// The process's id; under `taskset`, the server's own (taskset execs it).
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
@@ -384,7 +420,7 @@ mod fakes {
     use futures_util::StreamExt as _;
     use serde_json::{json, Value};
 
-    use super::{voice, Clock, Delays, CLAUSE_AUDIO, END_OF_SPEECH, REPLY};
+    use super::{voice, Clock, Delays, END_OF_SPEECH, REPLY};
 
     /// The key every fake provider is given.
     pub const KEY: &str = "bench-key";
@@ -545,7 +581,7 @@ mod fakes {
                 }
                 actix_rt::time::sleep(state.0.tts).await;
                 let audio = json!({"type": "chunk", "context_id": context, "done": false,
-                    "status_code": 206, "data": STANDARD.encode([voice(utterance); CLAUSE_AUDIO])});
+                    "status_code": 206, "data": STANDARD.encode(vec![voice(utterance); state.0.clause_audio])});
                 let flushed = json!({"type": "flush_done", "context_id": context,
                     "done": false, "flush_done": true, "flush_id": 1, "status_code": 206});
                 if first_clause {
@@ -559,5 +595,222 @@ mod fakes {
             }
         });
         Ok(response)
+    }
+}
+
+/// Many conversations at once on one core: the `phone-agent` binary pinned to core 0, the
+/// providers (realistic delays) and the callers on the other cores. Each caller streams audio at
+/// real time both ways for the whole call, as Twilio does: it listens to the greeting, then takes
+/// turns of 2 s of speech, each ended by the frame the fake Deepgram hears as its end, listens to
+/// the 2 s reply and pauses 1 s. Voice to voice is timed from that frame to the reply's first.
+mod conversations {
+    use std::rc::Rc;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use phone_agent::client::loadgen::probe::ServerProbe;
+    use phone_agent::client::sim::{Received, TwilioSim};
+
+    use super::{
+        fakes, spawn_cloud_server, voice, Clock, Delays, AUTH_TOKEN, END_OF_SPEECH, PUBLIC_HOST,
+        REALISTIC, REPLY, SPOKEN_CLAUSE_AUDIO,
+    };
+
+    /// Conversations at once, one run each.
+    pub const COUNTS: [usize; 5] = [50, 100, 200, 300, 400];
+    /// Turns each caller takes.
+    const TURNS: u64 = 6;
+    const FRAME: Duration = Duration::from_millis(20);
+    const SPEECH_FRAMES: u32 = 100;
+    const PAUSE_FRAMES: u32 = 50;
+    /// The greeting has played once its audio has stopped this long.
+    const GREETING_OVER: Duration = Duration::from_millis(300);
+    /// Calls are placed over this long, not all in one instant.
+    const RAMP: Duration = Duration::from_secs(5);
+
+    /// What one caller measured.
+    #[derive(Default)]
+    struct Caller {
+        voice_to_voice: Vec<Duration>,
+        incomplete_replies: usize,
+        failed: Option<String>,
+    }
+
+    /// Runs each count of conversations against a fresh server and prints what it measured.
+    pub fn run(counts: &[usize]) {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let pinned = cores > 1
+            && std::process::Command::new("taskset")
+                .args(["-a", "-p", "-c", &format!("1-{}", cores - 1)])
+                .arg(std::process::id().to_string())
+                .stdout(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+        let delays = Delays {
+            clause_audio: SPOKEN_CLAUSE_AUDIO,
+            ..REALISTIC
+        };
+        println!(
+            "cloud_path conversations ({}), realistic providers, {TURNS} turns each:",
+            if pinned {
+                "server on core 0, callers and providers on the others"
+            } else {
+                "unpinned: taskset failed or one core"
+            }
+        );
+        for &count in counts {
+            let providers = fakes::start(delays, Arc::new(Mutex::new(Clock::default())));
+            let (server, base) = spawn_cloud_server(&providers, pinned.then_some(0));
+            let server_probe = ServerProbe::new(server.pid());
+            let bench_probe = ServerProbe::new(std::process::id());
+            let (server_cpu, bench_cpu) = (server_probe.cpu(), bench_probe.cpu());
+            let callers = actix_rt::System::new().block_on(async move {
+                let sim = Rc::new(TwilioSim::new(base).signing(AUTH_TOKEN, PUBLIC_HOST));
+                let calls: Vec<_> = (0..count)
+                    .map(|index| {
+                        let sim = sim.clone();
+                        actix_rt::spawn(async move {
+                            actix_rt::time::sleep(RAMP * index as u32 / count as u32).await;
+                            converse(&sim, index).await
+                        })
+                    })
+                    .collect();
+                let mut callers = Vec::with_capacity(count);
+                for call in calls {
+                    callers.push(call.await.unwrap_or_else(|error| Caller {
+                        failed: Some(error.to_string()),
+                        ..Caller::default()
+                    }));
+                }
+                callers
+            });
+            let percent = |probe: &ServerProbe, from| match (from, probe.cpu()) {
+                (Some(from), Some(to)) => format!("{:.0} %", probe.cpu_percent(from, to)),
+                _ => "?".to_owned(),
+            };
+            let server_cpu = percent(&server_probe, server_cpu);
+            let bench_cpu = percent(&bench_probe, bench_cpu);
+            let rss = server_probe.rss_kib().unwrap_or_default() / 1024;
+            drop(server);
+            let mut latencies: Vec<Duration> = callers
+                .iter()
+                .flat_map(|caller| caller.voice_to_voice.iter().copied())
+                .collect();
+            latencies.sort_unstable();
+            let at = |q: f64| {
+                latencies
+                    .get(((latencies.len().max(1) - 1) as f64 * q).round() as usize)
+                    .map_or(0, Duration::as_millis)
+            };
+            let failed: Vec<&str> = callers.iter().filter_map(|c| c.failed.as_deref()).collect();
+            let incomplete: usize = callers.iter().map(|c| c.incomplete_replies).sum();
+            println!(
+                "  {count} conversations: {} turns, voice to voice p50 {} ms, p95 {} ms, max {} ms; \
+                 {incomplete} replies incomplete, {} calls failed{}; server CPU {server_cpu} of a \
+                 core, RSS {rss} MiB; callers and providers {bench_cpu}",
+                latencies.len(),
+                at(0.5),
+                at(0.95),
+                at(1.0),
+                failed.len(),
+                failed.first().map(|f| format!(" (first: {f})")).unwrap_or_default(),
+            );
+        }
+    }
+
+    /// Where a caller is in its call.
+    enum Phase {
+        /// Listening to the greeting; audio last heard then.
+        Greeting(Option<Instant>),
+        /// Saying turn `n`; frames said so far.
+        Speaking(u64, u32),
+        /// Listening to the reply to turn `n`, said then; its first frame and the frames heard.
+        Listening(u64, Instant, Option<Instant>, usize),
+        /// After turn `n`; frames of pause so far.
+        Pausing(u64, u32),
+    }
+
+    /// One caller's whole call.
+    async fn converse(sim: &TwilioSim, index: usize) -> Caller {
+        let mut caller = Caller::default();
+        let answer = match sim.place_call(&format!("CA{index:032x}")).await {
+            Ok(answer) => answer,
+            Err(error) => return failed(caller, error.to_string()),
+        };
+        let mut media = match sim.connect(&answer).await {
+            Ok(media) => media,
+            Err(error) => return failed(caller, error.to_string()),
+        };
+        let reply_frames = REPLY.len() * SPOKEN_CLAUSE_AUDIO / 160;
+        let mut ticker = actix_rt::time::interval(FRAME);
+        let mut phase = Phase::Greeting(None);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let now = Instant::now();
+                    let mut frame = [0xFFu8; 160];
+                    phase = match phase {
+                        Phase::Greeting(Some(heard)) if now - heard >= GREETING_OVER => {
+                            Phase::Speaking(1, 0)
+                        }
+                        Phase::Speaking(turn, said) if said + 1 == SPEECH_FRAMES => {
+                            frame[0] = END_OF_SPEECH;
+                            frame[1..9].copy_from_slice(&turn.to_be_bytes());
+                            Phase::Listening(turn, now, None, 0)
+                        }
+                        Phase::Speaking(turn, said) => Phase::Speaking(turn, said + 1),
+                        Phase::Pausing(turn, _) if turn == TURNS => break,
+                        Phase::Pausing(turn, paused) if paused == PAUSE_FRAMES => {
+                            Phase::Speaking(turn + 1, 0)
+                        }
+                        Phase::Pausing(turn, paused) => Phase::Pausing(turn, paused + 1),
+                        other => other,
+                    };
+                    if let Err(error) = media.send_media(&frame).await {
+                        return failed(caller, error.to_string());
+                    }
+                }
+                received = media.recv() => match received {
+                    Some(Received::Media(audio)) => match &mut phase {
+                        Phase::Greeting(heard) => *heard = Some(Instant::now()),
+                        Phase::Listening(turn, _, first, frames) if audio[0] == voice(*turn) => {
+                            first.get_or_insert_with(Instant::now);
+                            *frames += 1;
+                        }
+                        _ => {}
+                    },
+                    Some(Received::Mark(name)) => {
+                        if let Err(error) = media.send_mark(&name).await {
+                            return failed(caller, error.to_string());
+                        }
+                        if let Phase::Listening(turn, said, first, frames) = phase {
+                            if name == format!("u{turn}c{}", REPLY.len() - 1) {
+                                match first {
+                                    Some(first) => caller.voice_to_voice.push(first - said),
+                                    None => caller.incomplete_replies += 1,
+                                }
+                                if frames != reply_frames {
+                                    caller.incomplete_replies += 1;
+                                }
+                                phase = Phase::Pausing(turn, 0);
+                            }
+                        }
+                    }
+                    Some(Received::Close { code, reason }) => {
+                        return failed(caller, format!("closed by the server: {code:?} {reason}"));
+                    }
+                    None => return failed(caller, "socket lost".to_owned()),
+                    Some(_) => {}
+                }
+            }
+        }
+        let _ = media.send_stop().await;
+        let _ = media.close().await;
+        caller
+    }
+
+    fn failed(mut caller: Caller, reason: String) -> Caller {
+        caller.failed = Some(reason);
+        caller
     }
 }
