@@ -18,6 +18,9 @@
 //! Then memory: the `phone-agent` binary, `ENGINES=cloud` pointed at the same providers (so its
 //! embedded fallbacks load too), as a process of its own; its RSS with 10 and then 200 calls up,
 //! each with its Deepgram and Cartesia sockets open.
+//!
+//! Last, capacity: that binary pinned to one core carrying rising counts of whole conversations
+//! at once (see [`conversations`]), until a count misses voice to voice p50 < 1 s and p95 < 2 s.
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
@@ -109,7 +112,7 @@ fn main() {
         run(what, delays, turns);
     }
     memory();
-    conversations::run(&conversations::COUNTS);
+    conversations::run();
 }
 
 /// The server's RSS with 10 and 200 calls up, each with its provider sockets open.
@@ -603,41 +606,74 @@ mod fakes {
 /// real time both ways for the whole call, as Twilio does: it listens to the greeting, then takes
 /// turns of 2 s of speech, each ended by the frame the fake Deepgram hears as its end, listens to
 /// the 2 s reply and pauses 1 s. Voice to voice is timed from that frame to the reply's first.
+/// Counts rise by a step until one misses the target (p50 < 1 s and p95 < 2 s, every call taken,
+/// every reply whole).
 mod conversations {
     use std::rc::Rc;
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    use phone_agent::client::loadgen::probe::ServerProbe;
-    use phone_agent::client::sim::{Received, TwilioSim};
+    use phone_agent::client::loadgen::probe::{CpuSample, ServerProbe};
+    use phone_agent::client::sim::{Received, SimError, TwilioSim};
 
     use super::{
         fakes, spawn_cloud_server, voice, Clock, Delays, AUTH_TOKEN, END_OF_SPEECH, PUBLIC_HOST,
         REALISTIC, REPLY, SPOKEN_CLAUSE_AUDIO,
     };
 
-    /// Conversations at once, one run each.
-    pub const COUNTS: [usize; 5] = [50, 100, 200, 300, 400];
-    /// Turns each caller takes.
-    const TURNS: u64 = 6;
+    /// The first count, the step, and the last tried.
+    const COUNTS: (usize, usize, usize) = (100, 100, 1_000);
+    /// Turns each caller takes: about 55 s of call, longer than the ramp, so every call is up at once.
+    const TURNS: u64 = 10;
     const FRAME: Duration = Duration::from_millis(20);
     const SPEECH_FRAMES: u32 = 100;
     const PAUSE_FRAMES: u32 = 50;
     /// The greeting has played once its audio has stopped this long.
     const GREETING_OVER: Duration = Duration::from_millis(300);
-    /// Calls are placed over this long, not all in one instant.
-    const RAMP: Duration = Duration::from_secs(5);
+    /// Calls placed per second (a busy line's arrivals are far slower; this fills the core fast).
+    const ARRIVALS_PER_SECOND: u32 = 20;
+    /// The server's CPU is read over this window, from when the last call has heard its greeting.
+    const CPU_WINDOW: Duration = Duration::from_secs(20);
 
     /// What one caller measured.
     #[derive(Default)]
     struct Caller {
         voice_to_voice: Vec<Duration>,
         incomplete_replies: usize,
+        refused: bool,
         failed: Option<String>,
     }
 
-    /// Runs each count of conversations against a fresh server and prints what it measured.
-    pub fn run(counts: &[usize]) {
+    /// What one count of conversations measured.
+    struct Outcome {
+        /// Sorted.
+        latencies: Vec<Duration>,
+        incomplete: usize,
+        refused: usize,
+        failed: Vec<String>,
+    }
+
+    impl Outcome {
+        fn at(&self, q: f64) -> Duration {
+            let last = self.latencies.len().saturating_sub(1);
+            self.latencies
+                .get((last as f64 * q).round() as usize)
+                .copied()
+                .unwrap_or(Duration::MAX)
+        }
+
+        fn meets_target(&self) -> bool {
+            self.at(0.5) < Duration::from_secs(1)
+                && self.at(0.95) < Duration::from_secs(2)
+                && self.incomplete == 0
+                && self.refused == 0
+                && self.failed.is_empty()
+        }
+    }
+
+    /// Runs rising counts of conversations, each against a fresh server, and prints what each
+    /// measured and the largest that met the target.
+    pub fn run() {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let pinned = cores > 1
             && std::process::Command::new("taskset")
@@ -646,76 +682,109 @@ mod conversations {
                 .stdout(std::process::Stdio::null())
                 .status()
                 .is_ok_and(|status| status.success());
-        let delays = Delays {
-            clause_audio: SPOKEN_CLAUSE_AUDIO,
-            ..REALISTIC
-        };
         println!(
-            "cloud_path conversations ({}), realistic providers, {TURNS} turns each:",
+            "cloud_path conversations ({}), realistic providers, {TURNS} turns each, \
+             {ARRIVALS_PER_SECOND} calls placed a second:",
             if pinned {
                 "server on core 0, callers and providers on the others"
             } else {
                 "unpinned: taskset failed or one core"
             }
         );
-        for &count in counts {
-            let providers = fakes::start(delays, Arc::new(Mutex::new(Clock::default())));
-            let (server, base) = spawn_cloud_server(&providers, pinned.then_some(0));
-            let server_probe = ServerProbe::new(server.pid());
-            let bench_probe = ServerProbe::new(std::process::id());
-            let (server_cpu, bench_cpu) = (server_probe.cpu(), bench_probe.cpu());
-            let callers = actix_rt::System::new().block_on(async move {
-                let sim = Rc::new(TwilioSim::new(base).signing(AUTH_TOKEN, PUBLIC_HOST));
-                let calls: Vec<_> = (0..count)
-                    .map(|index| {
-                        let sim = sim.clone();
-                        actix_rt::spawn(async move {
-                            actix_rt::time::sleep(RAMP * index as u32 / count as u32).await;
-                            converse(&sim, index).await
-                        })
-                    })
-                    .collect();
-                let mut callers = Vec::with_capacity(count);
-                for call in calls {
-                    callers.push(call.await.unwrap_or_else(|error| Caller {
-                        failed: Some(error.to_string()),
-                        ..Caller::default()
-                    }));
-                }
-                callers
-            });
-            let percent = |probe: &ServerProbe, from| match (from, probe.cpu()) {
-                (Some(from), Some(to)) => format!("{:.0} %", probe.cpu_percent(from, to)),
-                _ => "?".to_owned(),
-            };
-            let server_cpu = percent(&server_probe, server_cpu);
-            let bench_cpu = percent(&bench_probe, bench_cpu);
-            let rss = server_probe.rss_kib().unwrap_or_default() / 1024;
-            drop(server);
-            let mut latencies: Vec<Duration> = callers
-                .iter()
-                .flat_map(|caller| caller.voice_to_voice.iter().copied())
-                .collect();
-            latencies.sort_unstable();
-            let at = |q: f64| {
-                latencies
-                    .get(((latencies.len().max(1) - 1) as f64 * q).round() as usize)
-                    .map_or(0, Duration::as_millis)
-            };
-            let failed: Vec<&str> = callers.iter().filter_map(|c| c.failed.as_deref()).collect();
-            let incomplete: usize = callers.iter().map(|c| c.incomplete_replies).sum();
-            println!(
-                "  {count} conversations: {} turns, voice to voice p50 {} ms, p95 {} ms, max {} ms; \
-                 {incomplete} replies incomplete, {} calls failed{}; server CPU {server_cpu} of a \
-                 core, RSS {rss} MiB; callers and providers {bench_cpu}",
-                latencies.len(),
-                at(0.5),
-                at(0.95),
-                at(1.0),
-                failed.len(),
-                failed.first().map(|f| format!(" (first: {f})")).unwrap_or_default(),
-            );
+        let (first, step, last) = COUNTS;
+        let mut carried = None;
+        for count in (first..=last).step_by(step) {
+            let outcome = run_count(count, pinned);
+            if !outcome.meets_target() {
+                break;
+            }
+            carried = Some(count);
         }
+        match carried {
+            Some(count) => println!("  largest count meeting the target: {count}"),
+            None => println!("  no count met the target"),
+        }
+    }
+
+    /// `count` conversations against a fresh server; prints and returns what they measured.
+    fn run_count(count: usize, pinned: bool) -> Outcome {
+        let delays = Delays {
+            clause_audio: SPOKEN_CLAUSE_AUDIO,
+            ..REALISTIC
+        };
+        let providers = fakes::start(delays, Arc::new(Mutex::new(Clock::default())));
+        let (server, base) = spawn_cloud_server(&providers, pinned.then_some(0));
+        let server_probe = ServerProbe::new(server.pid());
+        let bench_probe = ServerProbe::new(std::process::id());
+        let ramp = Duration::from_secs(1) * count as u32 / ARRIVALS_PER_SECOND;
+        let (callers, cpu) = actix_rt::System::new().block_on(async move {
+            let sim = Rc::new(TwilioSim::new(base).signing(AUTH_TOKEN, PUBLIC_HOST));
+            let calls: Vec<_> = (0..count)
+                .map(|index| {
+                    let sim = sim.clone();
+                    actix_rt::spawn(async move {
+                        actix_rt::time::sleep(ramp * index as u32 / count as u32).await;
+                        converse(&sim, index).await
+                    })
+                })
+                .collect();
+            let cpu = actix_rt::spawn(async move {
+                actix_rt::time::sleep(ramp + Duration::from_secs(5)).await;
+                let from = (server_probe.cpu(), bench_probe.cpu());
+                actix_rt::time::sleep(CPU_WINDOW).await;
+                let percent = |probe: &ServerProbe, from: Option<CpuSample>| {
+                    Some(probe.cpu_percent(from?, probe.cpu()?))
+                };
+                (
+                    percent(&server_probe, from.0),
+                    percent(&bench_probe, from.1),
+                    server_probe.rss_kib(),
+                )
+            });
+            let mut callers = Vec::with_capacity(count);
+            for call in calls {
+                callers.push(call.await.unwrap_or_else(|error| Caller {
+                    failed: Some(error.to_string()),
+                    ..Caller::default()
+                }));
+            }
+            (callers, cpu.await.unwrap_or_default())
+        });
+        drop(server);
+        let mut latencies: Vec<Duration> = callers
+            .iter()
+            .flat_map(|caller| caller.voice_to_voice.iter().copied())
+            .collect();
+        latencies.sort_unstable();
+        let outcome = Outcome {
+            latencies,
+            incomplete: callers.iter().map(|c| c.incomplete_replies).sum(),
+            refused: callers.iter().filter(|c| c.refused).count(),
+            failed: callers.iter().filter_map(|c| c.failed.clone()).collect(),
+        };
+        let (server_cpu, bench_cpu, rss) = cpu;
+        let shown = |percent: Option<f64>| percent.map_or("?".to_owned(), |p| format!("{p:.0} %"));
+        println!(
+            "  {count} conversations: {} turns, voice to voice p50 {} ms, p95 {} ms, max {} ms; \
+             {} refused, {} replies incomplete, {} calls failed{}; steady state: server CPU {} of \
+             a core, RSS {} MiB, callers and providers {}",
+            outcome.latencies.len(),
+            outcome.at(0.5).as_millis(),
+            outcome.at(0.95).as_millis(),
+            outcome.at(1.0).as_millis(),
+            outcome.refused,
+            outcome.incomplete,
+            outcome.failed.len(),
+            outcome
+                .failed
+                .first()
+                .map(|f| format!(" (first: {f})"))
+                .unwrap_or_default(),
+            shown(server_cpu),
+            rss.unwrap_or_default() / 1024,
+            shown(bench_cpu),
+        );
+        outcome
     }
 
     /// Where a caller is in its call.
@@ -735,6 +804,10 @@ mod conversations {
         let mut caller = Caller::default();
         let answer = match sim.place_call(&format!("CA{index:032x}")).await {
             Ok(answer) => answer,
+            Err(SimError::Twiml(twiml)) if twiml.contains("<Hangup") => {
+                caller.refused = true;
+                return caller;
+            }
             Err(error) => return failed(caller, error.to_string()),
         };
         let mut media = match sim.connect(&answer).await {

@@ -44,9 +44,6 @@ use crate::twilio::signature::{TwilioSigner, DEV_TWILIO_AUTH_TOKEN_FILE};
 use crate::twilio::stream_token::StreamTokens;
 use crate::webhooks::dispatch;
 
-/// The data key's file in `DATA_DIR` when `DATA_KEY` is not set.
-pub const DATA_KEY_FILE: &str = "data.key";
-
 /// How long ended calls get to close their sockets after the drain timeout.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -286,13 +283,13 @@ pub async fn open_store(security: &SecuritySettings) -> Result<Store, StartError
     Ok(Store::open(security.storage.database_url.expose(), key).await?)
 }
 
-/// The data key: `DATA_KEY`, or the key file in the data directory (created on first run).
+/// The data key: `DATA_KEY`, or its file (created on first run).
 fn data_key(security: &SecuritySettings) -> Result<DataKey, CryptoError> {
     if let Some(key) = &security.storage.data_key {
         return DataKey::from_base64(key.expose());
     }
-    let path = security.storage.data_dir.join(DATA_KEY_FILE);
-    let (key, source) = DataKey::load_or_create(&path)?;
+    let path = &security.storage.data_key_file;
+    let (key, source) = DataKey::load_or_create(path)?;
     if source == KeySource::Generated {
         if security.production {
             tracing::error!(

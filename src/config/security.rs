@@ -19,15 +19,24 @@ pub struct StorageSettings {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…` (`DATABASE_URL`; may carry a password, so it is secret).
     pub database_url: Secret,
-    /// Base64 of the 32-byte data key (`DATA_KEY`); generated into `DATA_DIR/data.key` if unset.
+    /// Base64 of the 32-byte data key (`DATA_KEY`); read from (or generated into) the key file
+    /// if unset.
     pub data_key: Option<Secret>,
+    /// The data key's file when `DATA_KEY` is unset (`DATA_KEY_FILE`): by default
+    /// `DATA_DIR/data.key`, so a copy of the data directory holds the key to its sealed values;
+    /// point it elsewhere (another volume, a secrets mount) to keep them apart.
+    pub data_key_file: PathBuf,
 }
 
+/// The data key's file in `DATA_DIR` when neither `DATA_KEY` nor `DATA_KEY_FILE` is set.
+pub const DATA_KEY_FILE: &str = "data.key";
+
 impl StorageSettings {
-    /// The SQLite default inside `data_dir`.
+    /// The SQLite default inside `data_dir`, with the data key's file beside it.
     pub fn in_dir(data_dir: PathBuf) -> Self {
         let url = format!("sqlite://{}", data_dir.join("phone-agent.db").display());
         Self {
+            data_key_file: data_dir.join(DATA_KEY_FILE),
             data_dir,
             database_url: Secret::new(url),
             data_key: None,
@@ -127,7 +136,7 @@ fn webhook_keys<F: Fn(&str) -> Option<String>>(
 }
 
 impl StorageSettings {
-    /// `DATA_DIR`, `DATABASE_URL`, `DATA_KEY`.
+    /// `DATA_DIR`, `DATABASE_URL`, `DATA_KEY`, `DATA_KEY_FILE`.
     fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
         let data_dir = PathBuf::from(vars.get("DATA_DIR").unwrap_or_else(|| "data".into()));
         let mut storage = Self::in_dir(data_dir);
@@ -151,6 +160,9 @@ impl StorageSettings {
                 )
             })?;
             storage.data_key = Some(Secret::new(key));
+        }
+        if let Some(file) = vars.get("DATA_KEY_FILE") {
+            storage.data_key_file = PathBuf::from(file);
         }
         Ok(storage)
     }

@@ -43,6 +43,17 @@ pub enum CryptoError {
         /// Why.
         source: std::io::Error,
     },
+    /// An existing secret file is empty: it would key an HMAC or a cipher with nothing.
+    #[error("secret file {0} is empty: delete it to have a new secret generated, or fill it")]
+    EmptyFile(String),
+    /// An existing secret file can be read by other users than its owner.
+    #[error("secret file {path} is readable by other users (mode {mode:o}): chmod 600 it")]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A sealed value does not open under this key (wrong key, tampered, or moved between rows).
     #[error("a sealed value does not open under the data key")]
     Open,
@@ -52,14 +63,22 @@ pub enum CryptoError {
 }
 
 /// Reads the secret in the file at `path` (trimmed), or creates the file (mode 0600, never
-/// overwriting) holding base64 of 32 new random bytes.
+/// overwriting) holding base64 of 32 new random bytes. An existing file must hold something and
+/// be its owner's alone (no permission bits for group or others).
 pub fn load_or_create_secret(path: &Path) -> Result<(Secret, KeySource), CryptoError> {
     let key_file = |source| CryptoError::KeyFile {
         path: path.display().to_string(),
         source,
     };
     match fs::read_to_string(path) {
-        Ok(text) => return Ok((Secret::new(text.trim()), KeySource::File)),
+        Ok(text) => {
+            owner_only(path)?;
+            let secret = text.trim();
+            if secret.is_empty() {
+                return Err(CryptoError::EmptyFile(path.display().to_string()));
+            }
+            return Ok((Secret::new(secret), KeySource::File));
+        }
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(key_file(error)),
         Err(_) => {}
     }
@@ -80,6 +99,29 @@ pub fn load_or_create_secret(path: &Path) -> Result<(Secret, KeySource), CryptoE
         .and_then(|()| file.sync_all())
         .map_err(key_file)?;
     Ok((Secret::new(encoded), KeySource::Generated))
+}
+
+/// Refuses a file other users may read (Unix permission bits; elsewhere, every file passes).
+fn owner_only(path: &Path) -> Result<(), CryptoError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(path)
+            .map_err(|source| CryptoError::KeyFile {
+                path: path.display().to_string(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CryptoError::Exposed {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The key sealing sensitive columns.
@@ -274,6 +316,30 @@ mod tests {
         let (second, source) = DataKey::load_or_create(&path).unwrap();
         assert_eq!(source, KeySource::File);
         assert_eq!(second.open(&sealed, "c").unwrap(), "x");
+    }
+
+    #[test]
+    fn an_empty_or_exposed_secret_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twilio-auth-token");
+        let (created, _) = load_or_create_secret(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            let error = load_or_create_secret(&path).unwrap_err();
+            assert!(matches!(error, CryptoError::Exposed { mode: 0o644, .. }));
+            assert!(error.to_string().contains("chmod 600"), "{error}");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let (loaded, source) = load_or_create_secret(&path).unwrap();
+        assert_eq!(
+            (loaded.expose(), source),
+            (created.expose(), KeySource::File)
+        );
+        fs::write(&path, " \n").unwrap();
+        let error = load_or_create_secret(&path).unwrap_err();
+        assert!(matches!(error, CryptoError::EmptyFile(_)), "{error}");
     }
 
     #[test]
