@@ -14,7 +14,7 @@ use actix::{Actor, Context, Handler, Message};
 use criterion::{criterion_group, criterion_main, Criterion};
 use phone_agent::guard::audit::AuditLog;
 use phone_agent::guard::auth::Authenticator;
-use phone_agent::guard::client_ip::IpList;
+use phone_agent::guard::client_ip::{ClientNetworks, IpList};
 use phone_agent::guard::penalty::PenaltySettings;
 use phone_agent::guard::rate_limit::{EndpointClass, Limit, RateLimitSettings, RateLimits};
 use phone_agent::guard::token::{hex, mint, Scope};
@@ -38,6 +38,7 @@ fn penalties() -> PenaltySettings {
 fn authenticator() -> (Arc<Authenticator>, Vec<u8>) {
     let auth = Arc::new(Authenticator::new(
         penalties(),
+        ClientNetworks::default(),
         Arc::new(AuditLog::default()),
     ));
     let mut header = Vec::new();
@@ -118,12 +119,15 @@ fn token_check(c: &mut Criterion) {
 
 fn rate_limit_decision(c: &mut Criterion) {
     let limit = Limit::parse("1000000/s").unwrap();
-    let limits = RateLimits::new(&RateLimitSettings {
-        limits: [limit; 4],
-        blocks: penalties(),
-        allow: IpList::default(),
-        deny: IpList::parse("10.0.0.0/8").unwrap(),
-    });
+    let limits = RateLimits::new(
+        &RateLimitSettings {
+            limits: [limit; 4],
+            blocks: penalties(),
+            allow: IpList::default(),
+            deny: IpList::parse("10.0.0.0/8").unwrap(),
+        },
+        ClientNetworks::default(),
+    );
     // Spread over 1000 clients, as a busy server sees them.
     let clients: Vec<IpAddr> = (0..1000u32)
         .map(|n| IpAddr::V4((0xC633_6400 + n).into()))

@@ -17,7 +17,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use phone_agent::guard::admin::{self, ChangedBy, NewToken};
 use phone_agent::guard::audit::AuditLog;
 use phone_agent::guard::auth::{reload, AuthActor, AuthSettings, Authenticator};
-use phone_agent::guard::client_ip::{IpList, ProxyTrust};
+use phone_agent::guard::client_ip::{ClientNetworks, IpList, ProxyTrust};
 use phone_agent::guard::penalty::PenaltySettings;
 use phone_agent::guard::rate_limit::{Limit, RateLimitSettings, RateLimits};
 use phone_agent::guard::token::Scope;
@@ -63,7 +63,11 @@ fn main() {
                 cap: Duration::from_secs(3600),
             };
             let audit = Arc::new(AuditLog::default());
-            let authenticator = Arc::new(Authenticator::new(penalties, audit.clone()));
+            let authenticator = Arc::new(Authenticator::new(
+                penalties,
+                ClientNetworks::default(),
+                audit.clone(),
+            ));
             reload(&store, &authenticator).await.unwrap();
             let settings = AuthSettings {
                 lockout: penalties,
@@ -75,12 +79,15 @@ fn main() {
             let guard = web::Data::new(Guard {
                 authenticator,
                 auth_actor,
-                rate_limits: Arc::new(RateLimits::new(&RateLimitSettings {
-                    limits: [limit; 4],
-                    blocks: penalties,
-                    allow: IpList::default(),
-                    deny: IpList::default(),
-                })),
+                rate_limits: Arc::new(RateLimits::new(
+                    &RateLimitSettings {
+                        limits: [limit; 4],
+                        blocks: penalties,
+                        allow: IpList::default(),
+                        deny: IpList::default(),
+                    },
+                    ClientNetworks::default(),
+                )),
                 proxy_trust: ProxyTrust::None,
             });
             let bare_listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -124,7 +124,11 @@ pub async fn start(
     let signer = twilio_signer(security)?;
     let audit = Arc::new(AuditLog::default());
     audit.record(config_event(config, signer.is_some()));
-    let authenticator = Arc::new(Authenticator::new(security.auth.lockout, audit.clone()));
+    let authenticator = Arc::new(Authenticator::new(
+        security.auth.lockout,
+        security.client_networks,
+        audit.clone(),
+    ));
     reload(&store, &authenticator).await?;
     let inbound = web::Data::new(InboundWebhooks {
         keys: security.webhooks.clone(),
@@ -133,7 +137,10 @@ pub async fn start(
     });
     let auth_actor =
         AuthActor::new(store.clone(), authenticator.clone(), audit, security.auth).start();
-    let rate_limits = Arc::new(RateLimits::new(&security.rate_limits));
+    let rate_limits = Arc::new(RateLimits::new(
+        &security.rate_limits,
+        security.client_networks,
+    ));
     RateLimitActor::new(rate_limits.clone()).start();
     let guard = web::Data::new(Guard {
         authenticator,

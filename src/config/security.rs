@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::vars::Vars;
 use super::ConfigError;
 use crate::guard::auth::AuthSettings;
-use crate::guard::client_ip::{IpList, ProxyTrust};
+use crate::guard::client_ip::{ClientNetworks, IpList, ProxyTrust};
 use crate::guard::penalty::PenaltySettings;
 use crate::guard::rate_limit::{Limit, RateLimitSettings};
 use crate::redact::Secret;
@@ -79,6 +79,8 @@ pub struct SecuritySettings {
     /// Whether `Forwarded`/`X-Forwarded-For` are believed, through how many proxies
     /// (`TRUST_PROXY`).
     pub proxy_trust: ProxyTrust,
+    /// How clients are told apart for limits and lockouts (`IPV6_CLIENT_PREFIX`).
+    pub client_networks: ClientNetworks,
     /// In-process TLS, when both `TLS_CERT` and `TLS_KEY` are set.
     pub tls: Option<TlsFiles>,
     /// Inbound webhook secrets (`WEBHOOK_SECRET`, `SVIX_WEBHOOK_SECRET`).
@@ -108,6 +110,11 @@ impl SecuritySettings {
             auth: AuthSettings::from_vars(vars)?,
             rate_limits: RateLimitSettings::from_vars(vars)?,
             proxy_trust: proxy_trust(vars)?,
+            client_networks: ClientNetworks::new(vars.bounded(
+                "IPV6_CLIENT_PREFIX",
+                "64",
+                1..=128,
+            )?),
             tls: TlsFiles::from_vars(vars)?,
             webhooks: webhook_keys(vars)?,
         })

@@ -29,6 +29,7 @@ use dashmap::DashMap;
 
 use super::admin::{self, AdminError, ChangedBy, Issued, NewToken};
 use super::audit::AuditLog;
+use super::client_ip::ClientNetworks;
 use super::penalty::{PenaltyBox, PenaltySettings, Strike};
 use super::token::{constant_time_eq, hash_token, Scope, Scopes, TokenHash, TOKEN_PREFIX};
 use crate::store::audit::AuditEvent;
@@ -112,11 +113,12 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator with no tokens yet (see [`Authenticator::load`]).
-    pub fn new(lockout: PenaltySettings, audit: Arc<AuditLog>) -> Self {
+    /// An authenticator with no tokens yet (see [`Authenticator::load`]), locking out clients of
+    /// `networks`.
+    pub fn new(lockout: PenaltySettings, networks: ClientNetworks, audit: Arc<AuditLog>) -> Self {
         Self {
             tokens: DashMap::new(),
-            lockout: PenaltyBox::new(lockout),
+            lockout: PenaltyBox::new(lockout, networks),
             audit,
         }
     }
@@ -462,6 +464,7 @@ mod tests {
                 base: 30 * SECOND,
                 cap: 300 * SECOND,
             },
+            ClientNetworks::default(),
             Arc::new(AuditLog::default()),
         )
     }

@@ -17,6 +17,44 @@ pub enum ProxyTrust {
     Proxies(u8),
 }
 
+/// How clients are told apart for rate limits, blocks and lockouts: an IPv4 address on its own,
+/// an IPv6 address by its network of `ipv6_prefix` bits. A subscriber is given a whole /64 and
+/// may use any address in it, so per-address state would let one client rotate out of every
+/// limit (`IPV6_CLIENT_PREFIX`, 64 by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientNetworks {
+    ipv6_prefix: u8,
+}
+
+impl Default for ClientNetworks {
+    fn default() -> Self {
+        Self { ipv6_prefix: 64 }
+    }
+}
+
+impl ClientNetworks {
+    /// IPv6 clients keyed by their first `ipv6_prefix` bits (at most 128: each address its own).
+    pub fn new(ipv6_prefix: u8) -> Self {
+        Self {
+            ipv6_prefix: ipv6_prefix.min(128),
+        }
+    }
+
+    /// The key `ip`'s limits are kept under: an IPv4 address (also written IPv4-mapped) as is,
+    /// an IPv6 address with the bits past the prefix cleared.
+    pub fn key(self, ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.ipv6_prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+            v4 => v4,
+        }
+    }
+}
+
 /// The client's address under `trust`; `None` when there is no peer address at all. The standard
 /// `Forwarded` header is read when present, `X-Forwarded-For` otherwise.
 pub fn client_ip(
@@ -181,6 +219,37 @@ mod tests {
             two(&short),
             Some("203.0.113.9".parse().unwrap()),
             "fewer hops than proxies: the left-most"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_network_and_ipv4_by_address() {
+        let networks = ClientNetworks::default();
+        let key = |ip: &str| networks.key(ip.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff::9"));
+        assert_eq!(
+            key("2001:db8:1:2:aaaa::1"),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:3::1"),
+            "another /64"
+        );
+        assert_eq!(
+            key("::ffff:192.0.2.7"),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        let each = ClientNetworks::new(128);
+        assert_ne!(
+            each.key("2001:db8::1".parse().unwrap()),
+            each.key("2001:db8::2".parse().unwrap())
+        );
+        let all = ClientNetworks::new(0);
+        assert_eq!(
+            all.key("2001:db8::1".parse().unwrap()),
+            all.key("fe80::1".parse().unwrap())
         );
     }
 

@@ -4,12 +4,15 @@
 //! Each offence (a failed authentication, a request over the limit) is a strike. `threshold`
 //! strikes within `window` block the IP for `base`; each further block doubles, up to `cap`. An
 //! IP's record (and so its doubling) is forgotten once it has been quiet for `cap` after its last
-//! block ended.
+//! block ended. An IPv6 client is its network ([`ClientNetworks`]): addresses rotated inside it
+//! share one record.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+
+use super::client_ip::ClientNetworks;
 
 /// How strikes turn into blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,25 +44,27 @@ pub enum Strike {
     Blocked(Duration, u32),
 }
 
-/// Per-IP strikes and blocks.
+/// Per-client strikes and blocks.
 #[derive(Debug)]
 pub struct PenaltyBox {
     settings: PenaltySettings,
+    networks: ClientNetworks,
     records: DashMap<IpAddr, Record>,
 }
 
 impl PenaltyBox {
-    /// An empty box.
-    pub fn new(settings: PenaltySettings) -> Self {
+    /// An empty box keeping a record per client of `networks`.
+    pub fn new(settings: PenaltySettings, networks: ClientNetworks) -> Self {
         Self {
             settings,
+            networks,
             records: DashMap::new(),
         }
     }
 
     /// How much longer `ip` is blocked, if it is.
     pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let record = self.records.get(&ip)?;
+        let record = self.records.get(&self.networks.key(ip))?;
         let until = record.blocked_until?;
         (until > now).then(|| until - now)
     }
@@ -67,7 +72,7 @@ impl PenaltyBox {
     /// Counts an offence by `ip`.
     pub fn strike(&self, ip: IpAddr, now: Instant) -> Strike {
         let settings = self.settings;
-        let mut record = self.records.entry(ip).or_insert(Record {
+        let mut record = self.records.entry(self.networks.key(ip)).or_insert(Record {
             strikes: 0,
             window_start: now,
             blocks: 0,
@@ -117,12 +122,15 @@ mod tests {
     const SECOND: Duration = Duration::from_secs(1);
 
     fn penalties() -> PenaltyBox {
-        PenaltyBox::new(PenaltySettings {
-            threshold: 3,
-            window: 10 * SECOND,
-            base: 2 * SECOND,
-            cap: 5 * SECOND,
-        })
+        PenaltyBox::new(
+            PenaltySettings {
+                threshold: 3,
+                window: 10 * SECOND,
+                base: 2 * SECOND,
+                cap: 5 * SECOND,
+            },
+            ClientNetworks::default(),
+        )
     }
 
     #[test]
@@ -158,6 +166,25 @@ mod tests {
         assert_eq!(
             penalties.strike(ip, t0 + 12 * SECOND),
             Strike::Blocked(2 * SECOND, 1)
+        );
+    }
+
+    #[test]
+    fn addresses_rotated_inside_an_ipv6_network_share_its_strikes() {
+        let penalties = penalties();
+        let t0 = Instant::now();
+        for host in 1..=2 {
+            let ip: IpAddr = format!("2001:db8:0:7::{host}").parse().unwrap();
+            assert_eq!(penalties.strike(ip, t0), Strike::Counted);
+        }
+        let third: IpAddr = "2001:db8:0:7:ffff::3".parse().unwrap();
+        assert_eq!(penalties.strike(third, t0), Strike::Blocked(2 * SECOND, 1));
+        assert!(penalties
+            .blocked("2001:db8:0:7::99".parse().unwrap(), t0)
+            .is_some());
+        assert_eq!(
+            penalties.blocked("2001:db8:0:8::1".parse().unwrap(), t0),
+            None
         );
     }
 

@@ -21,7 +21,7 @@ use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::DashMapStateStore;
 use governor::{NotUntil, Quota, RateLimiter};
 
-use super::client_ip::IpList;
+use super::client_ip::{ClientNetworks, IpList};
 use super::penalty::{PenaltyBox, PenaltySettings, Strike};
 
 /// Which limits a request counts against.
@@ -174,21 +174,23 @@ struct ClassLimiters<C: Clock> {
 pub struct RateLimits<C: Clock = DefaultClock> {
     classes: Vec<ClassLimiters<C>>,
     blocks: PenaltyBox,
+    networks: ClientNetworks,
     allow: IpList,
     deny: IpList,
     clock: C,
 }
 
 impl RateLimits {
-    /// Limiters for `settings` on the real clock.
-    pub fn new(settings: &RateLimitSettings) -> Self {
-        Self::with_clock(settings, DefaultClock::default())
+    /// Limiters for `settings`, one budget per client of `networks`, on the real clock.
+    pub fn new(settings: &RateLimitSettings, networks: ClientNetworks) -> Self {
+        Self::with_clock(settings, networks, DefaultClock::default())
     }
 }
 
 impl<C: Clock + Clone> RateLimits<C> {
-    /// Limiters for `settings` whose GCRA reads `clock` (tests pass a fake one).
-    pub fn with_clock(settings: &RateLimitSettings, clock: C) -> Self {
+    /// Limiters for `settings`, one budget per client of `networks`, whose GCRA reads `clock`
+    /// (tests pass a fake one).
+    pub fn with_clock(settings: &RateLimitSettings, networks: ClientNetworks, clock: C) -> Self {
         let classes = settings
             .limits
             .iter()
@@ -200,7 +202,8 @@ impl<C: Clock + Clone> RateLimits<C> {
             .collect();
         Self {
             classes,
-            blocks: PenaltyBox::new(settings.blocks),
+            blocks: PenaltyBox::new(settings.blocks, networks),
+            networks,
             allow: settings.allow.clone(),
             deny: settings.deny.clone(),
             clock,
@@ -226,7 +229,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         let limiters = &self.classes[class as usize];
         self.decide(
             limiters.limit,
-            limiters.by_ip.check_key(&ip),
+            limiters.by_ip.check_key(&self.networks.key(ip)),
             ip,
             class,
             now,
@@ -360,7 +363,11 @@ mod tests {
         fn new(limit: &str) -> Self {
             let clock = FakeRelativeClock::default();
             Self {
-                limits: RateLimits::with_clock(&settings(limit), clock.clone()),
+                limits: RateLimits::with_clock(
+                    &settings(limit),
+                    ClientNetworks::default(),
+                    clock.clone(),
+                ),
                 clock,
                 now: Instant::now(),
             }

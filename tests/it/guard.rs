@@ -293,3 +293,32 @@ async fn forwarding_headers_are_ignored_by_default() {
     }
     assert_eq!(statuses, [200, 200, 429], "one budget: the TCP peer's");
 }
+
+#[actix_rt::test]
+async fn addresses_rotated_inside_an_ipv6_network_are_locked_out_together() {
+    let server = TestServer::start(&[
+        ("AUTH_LOCKOUT_FAILURES", "3"),
+        ("AUTH_LOCKOUT", "1s"),
+        ("TRUST_PROXY", "true"),
+    ])
+    .await;
+    let good = server.token(&[Scope::CallsRead]).await;
+    let get = |token: &str, ip: &str| {
+        json(
+            server
+                .request(Method::GET, "/api/calls", Some(token))
+                .insert_header(("forwarded", format!("for=\"[{ip}]\"")))
+                .send(),
+        )
+    };
+    for host in 1..=3 {
+        let (status, _, _) = get("pa_live_guess", &format!("2001:db8:5:6::{host}")).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, _) = get(&good, "2001:db8:5:6:ffff::1").await;
+    assert_eq!(
+        status, 429,
+        "another address of the same /64 is the same client"
+    );
+    assert_eq!(get(&good, "2001:db8:5:7::1").await.0, 200, "another /64");
+}
