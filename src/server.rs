@@ -57,6 +57,8 @@ pub struct RunningServer {
     pub store: Store,
     /// Its token-state owner.
     pub auth: Addr<AuthActor>,
+    /// The media streams' tokens it minted and that are not yet used.
+    pub stream_tokens: Arc<StreamTokens>,
     shutdown: watch::Sender<bool>,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The shutdown: drain, stop, then the journal flushed and the audit log written.
@@ -184,7 +186,7 @@ pub async fn start(
             media: config.media,
             restart: config.restart,
             live_calls: live_calls.clone(),
-            authorizer: tokens,
+            authorizer: tokens.clone(),
             conversation: Arc::new(config.conversation.clone()),
             metrics,
             call_control: call_control(config, rest, records.clone()),
@@ -255,6 +257,7 @@ pub async fn start(
         live_calls,
         store,
         auth: auth_actor,
+        stream_tokens: tokens,
         shutdown,
         done,
         closing,

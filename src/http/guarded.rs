@@ -123,6 +123,14 @@ pub async fn twilio_signature(
         .headers()
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    // Only a GET can be a WebSocket upgrade. Any other request's body must be read and signed,
+    // and an upgrading connection's body never ends: refused, not skipped.
+    if upgrade && request.method() != actix_web::http::Method::GET {
+        tracing::warn!(path = request.path(), method = %request.method(), "Twilio request upgrading with a body");
+        return Ok(
+            request.error_response(HttpError::bad_request("a WebSocket upgrade must be a GET"))
+        );
+    }
     // An upgrade's payload is the WebSocket itself: only the URL is signed, nothing is read.
     let body = if upgrade {
         web::Bytes::new()

@@ -143,6 +143,7 @@ pub async fn voice(
     if let Some(refusal) = refusal(&state, Instant::now()) {
         return Ok(over_capacity(&state, &form, &ours, &call_sid, refusal).await);
     }
+    // Minted at once, so a burst of webhooks counts each call against the capacity it checked.
     let token = state.tokens.mint(&call_sid, Instant::now())?;
     tracing::info!(
         call_sid = %call_sid,
@@ -152,9 +153,24 @@ pub async fn voice(
     );
     // A failure that persists must not drop the caller: the call goes on, unrecorded, logged.
     let deadline = Instant::now() + RECORD_BUDGET;
-    let recorded = patiently(&call_sid, deadline, || record_call(&state, &form, &ours)).await;
-    if let Err(error) = recorded {
-        tracing::error!(call_sid = %call_sid, %error, "cannot record the call");
+    let granted = async {
+        let id = patiently(&call_sid, deadline, || record_call(&state, &form, &ours)).await?;
+        patiently(&call_sid, deadline, || {
+            state.records.store().grant_stream(&id, now_ms())
+        })
+        .await
+    }
+    .await;
+    match granted {
+        Ok(true) => {}
+        Ok(false) => {
+            state.tokens.revoke(&token);
+            tracing::warn!(call_sid = %call_sid, "voice webhook replayed: the call already had its stream");
+            return Err(HttpError::Conflict(
+                "this call already had its stream".into(),
+            ));
+        }
+        Err(error) => tracing::error!(call_sid = %call_sid, %error, "cannot record the call"),
     }
     Ok(HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")

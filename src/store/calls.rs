@@ -270,6 +270,20 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Stamps call `id` as given its media stream at `now_ms`: `false` if it already was, or has
+    /// ended (a replayed voice webhook must not start the call's agent again).
+    pub async fn grant_stream(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE calls SET stream_granted_at = $1 \
+             WHERE id = $2 AND stream_granted_at IS NULL AND ended_at IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records answering-machine detection's answer and logs it: the event, or `None` if it is
     /// the answer already recorded (or there is no such call).
     pub async fn set_answered_by(

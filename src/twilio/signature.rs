@@ -57,7 +57,9 @@ impl TwilioSigner {
     }
 
     /// Whether `signature` is valid for `request` at its URL or that URL with or without the
-    /// explicit default port.
+    /// explicit default port. A body that is not a form is covered only by the URL's
+    /// `bodySHA256`: without one, only an empty body passes (a URL-only signature says nothing of
+    /// a body).
     pub fn verify(&self, request: SignedRequest<'_>, signature: &str) -> bool {
         let Ok(tag) = BASE64.decode(signature.trim()) else {
             return false;
@@ -65,14 +67,18 @@ impl TwilioSigner {
         let params = match request.form {
             Some(form) => form_params(form),
             None => {
-                if let Some(expected) = query_param(request.url, "bodySHA256") {
-                    let actual = hex(digest(&SHA256, request.raw).as_ref());
-                    if !constant_time_eq(
-                        actual.as_bytes(),
-                        expected.to_ascii_lowercase().as_bytes(),
-                    ) {
-                        return false;
+                match query_param(request.url, "bodySHA256") {
+                    Some(expected) => {
+                        let actual = hex(digest(&SHA256, request.raw).as_ref());
+                        if !constant_time_eq(
+                            actual.as_bytes(),
+                            expected.to_ascii_lowercase().as_bytes(),
+                        ) {
+                            return false;
+                        }
                     }
+                    None if !request.raw.is_empty() => return false,
+                    None => {}
                 }
                 Vec::new()
             }
@@ -210,5 +216,15 @@ mod tests {
         };
         assert!(signer.verify(request(body), &signature));
         assert!(!signer.verify(request(br#"{"CallSid":"CA2"}"#), &signature));
+        let bare = "https://agent.test/twilio/status";
+        let url_only = SignedRequest {
+            url: bare,
+            form: None,
+            raw: body,
+        };
+        assert!(
+            !signer.verify(url_only, &signer.sign(bare, &[])),
+            "a body without bodySHA256 is not covered by a URL-only signature"
+        );
     }
 }

@@ -77,6 +77,11 @@ impl StreamTokens {
         self.minted.retain(|_, minted| minted.expires > now);
     }
 
+    /// Withdraws `token` before it is used (its call turned out not to be granted a stream).
+    pub fn revoke(&self, token: &str) {
+        self.minted.remove(&hash(token));
+    }
+
     /// Tokens waiting to be used at `now`: minted, not redeemed, not expired.
     pub fn outstanding(&self, now: Instant) -> usize {
         self.minted

@@ -1,7 +1,10 @@
 //! Each bad input closes its own socket with a code and a reason, and never touches another call.
 
+use std::time::Instant;
+
 use awc::ws;
-use phone_agent::client::sim::MediaConnection;
+use phone_agent::client::sim::{MediaConnection, StreamAnswer};
+use phone_agent_actors::ids::CallSid;
 
 use crate::support::*;
 
@@ -167,8 +170,21 @@ async fn a_second_stream_for_a_streaming_call_is_rejected() {
     with_good_call(&server, || async {
         let (_, mut first) = server.call(&call_sid(1)).await;
         exchange(&mut first, 1, 0, 1).await;
-        // Twilio re-opening a socket for the same call (handover), with a valid token of its own.
-        let (_, mut second) = server.call(&call_sid(1)).await;
+        // A second socket for the same call with a valid token of its own. The voice webhook
+        // grants a call one stream, so such a token is minted here; the media layer refuses it
+        // all the same.
+        let sid = CallSid::parse(&call_sid(1)).unwrap();
+        let token = server
+            .server
+            .stream_tokens
+            .mint(&sid, Instant::now())
+            .unwrap();
+        let answer = StreamAnswer {
+            call_sid: call_sid(1),
+            path: "/twilio/media".to_owned(),
+            token,
+        };
+        let mut second = server.sim.connect(&answer).await.unwrap();
         assert_closed(&mut second, 1008, "stream rejected").await;
         // The first stream is untouched.
         exchange(&mut first, 1, 1, 3).await;

@@ -31,6 +31,44 @@ async fn voice_webhook_answers_connect_stream_with_a_token() {
 }
 
 #[actix_rt::test]
+async fn a_replayed_voice_webhook_gets_no_new_stream() {
+    let server = TestServer::start(&[]).await;
+    let server = &server;
+    let replay = |n: u32| async move {
+        let (status, _, body) = json(server.voice_post(&[("CallSid", call_sid(n).as_str())])).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("conflict"))
+        );
+    };
+    // The same signed webhook again while the call streams, and once it has ended: no token.
+    let (_, mut media) = server.call(&call_sid(1)).await;
+    exchange(&mut media, 1, 0, 1).await;
+    replay(1).await;
+    media.send_stop().await.unwrap();
+    expect_close(&mut media).await;
+    server.until_no_live_calls().await;
+    replay(1).await;
+    // Replayed before the stream opens: still none, and the first token still opens it.
+    let first = server.sim.place_call(&call_sid(2)).await.unwrap();
+    replay(2).await;
+    let mut media = server.sim.connect(&first).await.unwrap();
+    exchange(&mut media, 2, 0, 1).await;
+    let stored = server
+        .server
+        .store
+        .call(&call_sid(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.status.as_str(),
+        "in-progress",
+        "one record, streaming"
+    );
+}
+
+#[actix_rt::test]
 async fn past_max_calls_a_caller_hears_an_apology_and_the_calls_up_go_on() {
     let server = TestServer::start(&[("MAX_CALLS", "2")]).await;
     let (_, mut first) = server.call(&call_sid(1)).await;

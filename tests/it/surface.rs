@@ -3,7 +3,6 @@
 //! error status, validation messages naming the field, phone numbers sealed at rest.
 
 use awc::http::Method;
-use phone_agent::client::sim::TwilioSim;
 use phone_agent::guard::token::Scope;
 use phone_agent::twilio::signature::TwilioSigner;
 use serde_json::json;
@@ -27,14 +26,20 @@ async fn twilio_requests_need_a_valid_signature_including_the_websocket_upgrade(
     let mut response = server.voice_post_signed(&VOICE_FORM, &good).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(String::from_utf8_lossy(&response.body().await.unwrap()).contains("<Stream"));
+    // Another call, signed over the URL with its default port.
+    let another = [
+        ("CallSid", "CA0123456789abcdef0123456789abcde0"),
+        VOICE_FORM[1],
+        VOICE_FORM[2],
+    ];
     let with_port = voice_signature(
         TWILIO_AUTH_TOKEN,
         "https://agent.test:443/twilio/voice",
-        &VOICE_FORM,
+        &another,
     );
     assert_eq!(
         server
-            .voice_post_signed(&VOICE_FORM, &with_port)
+            .voice_post_signed(&another, &with_port)
             .await
             .unwrap()
             .status(),
@@ -75,12 +80,93 @@ async fn twilio_requests_need_a_valid_signature_including_the_websocket_upgrade(
 
     // The media socket: a signed upgrade works (every call test does it); unsigned or signed
     // with another token it is refused before any WebSocket exists.
-    let unsigned = TwilioSim::new(server.base.clone());
-    assert!(unsigned.open("/twilio/media").await.is_err());
-    let forged = TwilioSim::new(server.base.clone()).signing("another-token", PUBLIC_HOST);
-    assert!(forged.open("/twilio/media").await.is_err());
+    assert_eq!(upgrade_status(&server, None).await, 403, "unsigned");
+    let forged = TwilioSigner::new("another-token").sign("wss://agent.test/twilio/media", &[]);
+    assert_eq!(upgrade_status(&server, Some(&forged)).await, 403, "forged");
     let (_, mut media) = server.call(&call_sid(1)).await;
     exchange(&mut media, 1, 0, 2).await;
+}
+
+/// The status of a WebSocket upgrade of `/twilio/media` carrying `signature`.
+async fn upgrade_status(server: &TestServer, signature: Option<&str>) -> u16 {
+    let url = format!("{}/twilio/media", server.base).replacen("http", "ws", 1);
+    let mut request = awc::Client::new().ws(url);
+    if let Some(signature) = signature {
+        request = request.set_header("x-twilio-signature", signature);
+    }
+    match request.connect().await {
+        Ok((response, _)) => response.status().as_u16(),
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => status.as_u16(),
+        Err(error) => panic!("the upgrade got no answer: {error}"),
+    }
+}
+
+/// Signatures for this server's token (`test-twilio-auth-token`) computed with Python's `hmac`
+/// (HMAC-SHA1 of the URL and the sorted parameters, base64), not by the code under test; the same
+/// script reproduces Twilio's published example (`0/KCTR6DLpKmkAf8muzZqo1nDgQ=`).
+mod independent {
+    /// The voice webhook at `https://agent.test/twilio/voice`, form [`super::form`]`(1)`.
+    pub const FORM: &str = "PP7KBpdxcoddP3Y3n2ctXFdA/LY=";
+    /// The same at `https://agent.test/twilio/voice?agent=default&lang=en`, form `form(2)`.
+    pub const QUERY: &str = "QoN1tJ0yVfSa1qZUIrFs4ux2+T0=";
+    /// The media socket's upgrade: `wss://agent.test/twilio/media`, no parameters.
+    pub const MEDIA_UPGRADE: &str = "JNl0P4mlbAv6IOWL0XHpZbRJNb0=";
+    /// URL only: `wss://agent.test/twilio/voice`.
+    pub const VOICE_URL_ONLY_WSS: &str = "ZjIHDiHP/eZ/5+KaCOQzpvwlb8w=";
+    /// URL only: `https://agent.test/twilio/voice`.
+    pub const VOICE_URL_ONLY: &str = "Rv9pMNc907ReMJXtz93Ck6EK8Ek=";
+}
+
+/// The voice webhook's form for call `CA…a0n`.
+fn form(n: u8) -> [(&'static str, String); 3] {
+    [
+        ("CallSid", format!("CA00000000000000000000000000000a{n:02}")),
+        ("From", "+14155550100".to_owned()),
+        ("To", "+14155550199".to_owned()),
+    ]
+}
+
+#[actix_rt::test]
+async fn signatures_computed_outside_the_code_are_accepted_and_bodies_are_always_signed() {
+    let server = TestServer::start(&[]).await;
+    let post = |path: &str, signature: &str| {
+        server
+            .request(Method::POST, path, None)
+            .insert_header(("x-twilio-signature", signature.to_owned()))
+    };
+    let status = |response: awc::SendClientRequest| async {
+        response.await.expect("server answers").status().as_u16()
+    };
+    let form_webhook = post("/twilio/voice", independent::FORM).send_form(&form(1));
+    assert_eq!(status(form_webhook).await, 200, "a form webhook");
+    let query = "/twilio/voice?agent=default&lang=en";
+    let with_query = post(query, independent::QUERY).send_form(&form(2));
+    assert_eq!(status(with_query).await, 200, "a URL with a query string");
+    assert_eq!(
+        upgrade_status(&server, Some(independent::MEDIA_UPGRADE)).await,
+        101,
+        "the wss URL-only upgrade"
+    );
+
+    // A POST claiming to be an upgrade is not let through on the URL's signature alone.
+    let claimed = post("/twilio/voice", independent::VOICE_URL_ONLY_WSS)
+        .insert_header(("upgrade", "websocket"))
+        .insert_header(("connection", "upgrade"))
+        .send_form(&form(3));
+    let (status, _, body) = json(claimed).await;
+    assert_eq!(status, 400, "Upgrade on a POST");
+    assert_eq!(
+        body["error"]["message"],
+        "a WebSocket upgrade must be a GET"
+    );
+    // A body that is not a form is covered only by bodySHA256; a URL-only signature is not enough.
+    let unsigned_json = post("/twilio/voice", independent::VOICE_URL_ONLY)
+        .send_json(&json!({"CallSid": "CA00000000000000000000000000000a04"}));
+    assert_eq!(
+        json(unsigned_json).await.0,
+        403,
+        "a JSON body without bodySHA256"
+    );
 }
 
 #[actix_rt::test]
@@ -93,6 +179,10 @@ async fn validation_can_be_turned_off_explicitly() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// The voice webhook's path for a body of `{}`: SHA-256 of those two bytes as `bodySHA256`.
+const EMPTY_JSON_VOICE: &str =
+    "/twilio/voice?bodySHA256=44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
 /// Every security header `http::frame` sets, with its exact value.
 const SECURITY_HEADERS: [(&str, &str); 6] = [
@@ -193,13 +283,13 @@ async fn every_response_has_the_security_headers_a_request_id_and_errors_one_env
         (
             415,
             Some("unsupported_media_type"),
+            // A body that is not a form is signed by its hash in the URL (`bodySHA256`).
             server
-                .request(Method::POST, "/twilio/voice", None)
+                .request(Method::POST, EMPTY_JSON_VOICE, None)
                 .insert_header((
                     "x-twilio-signature",
-                    // A body that is not a form is not signed: the URL alone is.
                     TwilioSigner::new(TWILIO_AUTH_TOKEN)
-                        .sign("https://agent.test/twilio/voice", &[]),
+                        .sign(&format!("https://agent.test{EMPTY_JSON_VOICE}"), &[]),
                 ))
                 .insert_header(("content-type", "application/json"))
                 .send_body("{}"),
