@@ -204,8 +204,12 @@ pub async fn start(
     let store_data = web::Data::new(store.clone());
     let actor_data = web::Data::new(auth_actor.clone());
     let unacked_limit = config.media_write_timeout;
+    let body_timeout = config.http_body_timeout;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(move |request, next| {
+                http::body_deadline::body_deadline(request, next, body_timeout)
+            }))
             .wrap(from_fn(http::frame::frame))
             .app_data(state.clone())
             .app_data(guard.clone())

@@ -104,6 +104,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// HTTP worker threads; calls run on the worker that accepted them (`HTTP_WORKERS`).
     pub http_workers: usize,
+    /// How long a request's body may take to arrive after its headers (`HTTP_BODY_TIMEOUT`).
+    pub http_body_timeout: Duration,
     /// Most calls carried at once, streaming or about to; past it the voice webhook answers with
     /// an apology and a hang-up (`MAX_CALLS`; 0: no limit).
     pub max_calls: Option<usize>,
@@ -202,6 +204,7 @@ impl Config {
         let media_write_timeout = vars.duration("MEDIA_WRITE_TIMEOUT", "5s")?;
         let stream_token_ttl = vars.duration("STREAM_TOKEN_TTL", "60s")?;
         let drain_timeout = vars.duration("DRAIN_TIMEOUT", "30s")?;
+        let http_body_timeout = vars.duration("HTTP_BODY_TIMEOUT", "10s")?;
         let restart = RestartPolicy {
             initial_backoff: vars.duration("ENGINE_RESTART_BACKOFF", "200ms")?,
             max_backoff: vars.duration("ENGINE_RESTART_MAX_BACKOFF", "5s")?,
@@ -234,6 +237,7 @@ impl Config {
             stream_token_ttl,
             drain_timeout,
             http_workers,
+            http_body_timeout,
             max_calls: Some(vars.bounded("MAX_CALLS", "0", 0..=1_000_000)?).filter(|&n| n > 0),
             loopback_turn_frames: vars.bounded("LOOPBACK_TURN_FRAMES", "1", 1..=500)?,
             admission_lag: Some(vars.millis("ADMISSION_LAG_MS", "25", 0..=10_000)?)
@@ -641,6 +645,10 @@ mod tests {
             ("TRUST_PROXY", "yes please"),
             ("RATE_LIMIT_API_READ", "lots"),
             ("RATE_LIMIT_TWILIO", "0/s"),
+            ("RATE_LIMIT_TWILIO", "4000000000/s"),
+            ("AUTH_LOCKOUT_MAX", "1000000000000s"),
+            ("RATE_LIMIT_BLOCK_MAX", "31d"),
+            ("WEBHOOK_RETRY_WINDOW", "100years"),
             ("IP_ALLOW_LIST", "10.0.0.0/99"),
             ("IP_DENY_LIST", "example.com"),
             ("AUTH_LOCKOUT_MAX", "1s"),

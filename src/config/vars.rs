@@ -8,6 +8,10 @@ use super::ConfigError;
 /// Variables looked up through a function (the environment, or a map in tests).
 pub(crate) struct Vars<'a, F: Fn(&str) -> Option<String>>(pub &'a F);
 
+/// The longest duration any variable takes: a month. Times are computed as `now + duration`, which
+/// must not overflow however long the setting.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     /// A variable's value, trimmed; unset and empty are the same.
     pub fn get(&self, name: &str) -> Option<String> {
@@ -76,10 +80,10 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     pub fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
         let value = self.get(name).unwrap_or_else(|| default.to_owned());
         match humantime::parse_duration(&value) {
-            Ok(duration) if !duration.is_zero() => Ok(duration),
+            Ok(duration) if !duration.is_zero() && duration <= MAX_DURATION => Ok(duration),
             _ => Err(self.invalid(
                 name,
-                format!("{value:?} (expected a duration such as 15s or 500ms)"),
+                format!("{value:?} (expected a duration such as 15s or 500ms, at most 30d)"),
             )),
         }
     }

@@ -3,8 +3,10 @@
 //!
 //! Successful authentications are frequent, so they are counted per token and client between
 //! flushes (one row each, with the count and the first time) instead of one row per request.
-//! The buffer is bounded: under a flood of failures the excess rows are counted and dropped (the
-//! tracing events still go out).
+//! Failures are counted the same way, per client and reason, and logged at warn once per client
+//! and reason between flushes (each at debug), so a guessing client costs a row and a line every
+//! few seconds, not one per guess. Both are bounded: under a flood from more clients than that,
+//! the excess is counted and dropped.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,7 @@ const MAX_PENDING: usize = 10_000;
 pub struct AuditLog {
     pending: Mutex<Vec<AuditEvent>>,
     successes: DashMap<(Arc<str>, IpAddr), (i64, i64)>,
+    failures: DashMap<(IpAddr, &'static str), (i64, i64)>,
     dropped: AtomicU64,
 }
 
@@ -45,6 +48,28 @@ impl AuditLog {
             .entry((token_id.clone(), client))
             .and_modify(|(_, count)| *count += 1)
             .or_insert_with(|| (now_ms(), 1));
+    }
+
+    /// Counts a failed authentication by `client` for `reason` at `at_ms` (Unix ms).
+    pub fn failure(&self, client: IpAddr, reason: &'static str, at_ms: i64) {
+        let key = (client, reason);
+        if self.failures.len() >= MAX_PENDING && !self.failures.contains_key(&key) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut first = false;
+        self.failures
+            .entry(key)
+            .and_modify(|(_, count)| *count += 1)
+            .or_insert_with(|| {
+                first = true;
+                (at_ms, 1)
+            });
+        if first {
+            tracing::warn!(target: "audit", kind = "auth.failure", %client, detail = reason);
+        } else {
+            tracing::debug!(target: "audit", kind = "auth.failure", %client, detail = reason);
+        }
     }
 
     /// Takes what is pending: the rows, and each token's latest use (for `last_used_at`).
@@ -72,6 +97,19 @@ impl AuditLog {
                     Some(entry) => entry.1 = now,
                     None => last_used.push((token_id.to_string(), now)),
                 }
+            }
+        }
+        let keys: Vec<_> = self.failures.iter().map(|e| *e.key()).collect();
+        for key in keys {
+            if let Some(((client, reason), (first_at, count))) = self.failures.remove(&key) {
+                events.push(AuditEvent {
+                    at: first_at,
+                    kind: "auth.failure".into(),
+                    token_id: None,
+                    client: Some(client.to_string()),
+                    detail: reason.to_owned(),
+                    count,
+                });
             }
         }
         (events, last_used)
@@ -104,10 +142,10 @@ mod tests {
         log.success(&token, [127, 0, 0, 2].into());
         log.record(AuditEvent {
             at: 1,
-            kind: "auth.failure".into(),
-            token_id: None,
+            kind: "token.revoked".into(),
+            token_id: Some("tok_b".into()),
             client: Some("127.0.0.1".into()),
-            detail: "unknown token".into(),
+            detail: String::new(),
             count: 1,
         });
         let (events, last_used) = log.drain();
@@ -120,5 +158,31 @@ mod tests {
         assert_eq!(counts, 4);
         assert_eq!(last_used.len(), 1);
         assert!(log.drain().0.is_empty());
+    }
+
+    #[test]
+    fn failures_are_counted_per_client_and_reason_and_bounded() {
+        let log = AuditLog::default();
+        let guesser: IpAddr = [192, 0, 2, 9].into();
+        for at in 0..1_000 {
+            log.failure(guesser, "unknown token", 100 + at);
+        }
+        log.failure(guesser, "missing token", 5_000);
+        let (events, _) = log.drain();
+        let rows: Vec<(&str, i64, i64)> = events
+            .iter()
+            .map(|e| (e.detail.as_str(), e.count, e.at))
+            .collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(rows.contains(&("unknown token", 1_000, 100)), "{rows:?}");
+        assert!(rows.contains(&("missing token", 1, 5_000)), "{rows:?}");
+        for n in 0..(MAX_PENDING as u32 + 5) {
+            log.failure(IpAddr::V4(n.into()), "unknown token", 1);
+        }
+        assert_eq!(
+            log.drain().0.len(),
+            MAX_PENDING,
+            "a flood of clients is bounded"
+        );
     }
 }

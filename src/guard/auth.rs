@@ -33,6 +33,7 @@ use super::client_ip::ClientNetworks;
 use super::penalty::{PenaltyBox, PenaltySettings, Strike};
 use super::token::{constant_time_eq, hash_token, Scope, Scopes, TokenHash, TOKEN_PREFIX};
 use crate::store::audit::AuditEvent;
+use crate::store::now_ms;
 use crate::store::tokens::{HashedToken, TokenRecord};
 use crate::store::{Store, StoreError};
 
@@ -200,26 +201,24 @@ impl Authenticator {
         })
     }
 
+    /// Counts a failure against `client`: an aggregated audit row, or a row of its own when it
+    /// locks the client out.
     fn fail(&self, failure: AuthFailure, client: IpAddr, now: Instant, unix_ms: i64) {
-        let mut detail = failure.reason().to_owned();
-        let kind = match self.lockout.strike(client, now) {
-            Strike::Counted => "auth.failure",
-            Strike::Blocked(length, blocks) => {
-                detail = format!(
-                    "{detail}; locked out for {}s (lockout {blocks})",
+        match self.lockout.strike(client, now) {
+            Strike::Counted => self.audit.failure(client, failure.reason(), unix_ms),
+            Strike::Blocked(length, blocks) => self.audit.record(AuditEvent {
+                at: unix_ms,
+                kind: "auth.lockout".into(),
+                token_id: None,
+                client: Some(client.to_string()),
+                detail: format!(
+                    "{}; locked out for {}s (lockout {blocks})",
+                    failure.reason(),
                     length.as_secs()
-                );
-                "auth.lockout"
-            }
-        };
-        self.audit.record(AuditEvent {
-            at: unix_ms,
-            kind: kind.into(),
-            token_id: None,
-            client: Some(client.to_string()),
-            detail,
-            count: 1,
-        });
+                ),
+                count: 1,
+            }),
+        }
     }
 
     /// Forgets IPs whose failures are old at `now`.
@@ -291,8 +290,15 @@ pub struct ListTokens;
 #[rtype(result = "Result<(), StoreError>")]
 pub struct FlushAudit;
 
+/// How long a revoked or expired token's row is kept (for its audit trail and `GET /api/tokens`)
+/// before it is deleted.
+pub const DEAD_TOKENS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How often dead tokens are looked for.
+const DEAD_TOKEN_SWEEP: Duration = Duration::from_secs(3600);
+
 /// Owns the token state: loads and refreshes the [`Authenticator`]'s cache, applies token changes
-/// from the API, and flushes the audit trail.
+/// from the API, flushes the audit trail, and deletes tokens dead for [`DEAD_TOKENS_KEPT`].
 pub struct AuthActor {
     store: Store,
     authenticator: Arc<Authenticator>,
@@ -327,6 +333,39 @@ impl AuthActor {
                         tracing::error!(%error, "token cache refresh failed; keeping the last state");
                     }
                 }),
+        );
+    }
+
+    fn purge_dead_tokens(&self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let kept = i64::try_from(DEAD_TOKENS_KEPT.as_millis()).unwrap_or(i64::MAX);
+        ctx.spawn(
+            async move {
+                let now = now_ms();
+                let purged = store.purge_dead_tokens(now - kept).await?;
+                if purged > 0 {
+                    let days = DEAD_TOKENS_KEPT.as_secs() / 86_400;
+                    let detail =
+                        format!("{purged} tokens revoked or expired over {days} days ago deleted");
+                    tracing::info!(%detail, "dead tokens purged");
+                    let event = AuditEvent {
+                        at: now,
+                        kind: "tokens.purged".into(),
+                        token_id: None,
+                        client: None,
+                        detail,
+                        count: 1,
+                    };
+                    store.append_audit(&[event]).await?;
+                }
+                Ok::<_, StoreError>(())
+            }
+            .into_actor(self)
+            .map(|result, _, _| {
+                if let Err(error) = result {
+                    tracing::error!(%error, "purging dead tokens failed");
+                }
+            }),
         );
     }
 
@@ -386,6 +425,8 @@ impl Actor for AuthActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.settings.cache_refresh, |actor, ctx| actor.refresh(ctx));
+        self.purge_dead_tokens(ctx);
+        ctx.run_interval(DEAD_TOKEN_SWEEP, |actor, ctx| actor.purge_dead_tokens(ctx));
         ctx.run_interval(self.settings.flush_interval, |actor, ctx| {
             actor.flush(ctx);
             actor.authenticator.sweep(Instant::now());

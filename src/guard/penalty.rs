@@ -8,6 +8,7 @@
 //! share one record.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -44,12 +45,18 @@ pub enum Strike {
     Blocked(Duration, u32),
 }
 
+/// Clients a box keeps records of, at most (about 100 bytes each). Past it, a new client's strikes
+/// go uncounted until a sweep frees room: a spray from more addresses than that defeats per-client
+/// counting anyway, and memory stays bounded whatever the request rate.
+pub const MAX_RECORDS: usize = 200_000;
+
 /// Per-client strikes and blocks.
 #[derive(Debug)]
 pub struct PenaltyBox {
     settings: PenaltySettings,
     networks: ClientNetworks,
     records: DashMap<IpAddr, Record>,
+    untracked: AtomicU64,
 }
 
 impl PenaltyBox {
@@ -59,6 +66,7 @@ impl PenaltyBox {
             settings,
             networks,
             records: DashMap::new(),
+            untracked: AtomicU64::new(0),
         }
     }
 
@@ -72,7 +80,18 @@ impl PenaltyBox {
     /// Counts an offence by `ip`.
     pub fn strike(&self, ip: IpAddr, now: Instant) -> Strike {
         let settings = self.settings;
-        let mut record = self.records.entry(self.networks.key(ip)).or_insert(Record {
+        let key = self.networks.key(ip);
+        if self.records.len() >= MAX_RECORDS && !self.records.contains_key(&key) {
+            let untracked = self.untracked.fetch_add(1, Ordering::Relaxed) + 1;
+            if untracked.is_power_of_two() {
+                tracing::warn!(
+                    untracked,
+                    "penalty box full: strikes of new clients are not counted until a sweep"
+                );
+            }
+            return Strike::Counted;
+        }
+        let mut record = self.records.entry(key).or_insert(Record {
             strikes: 0,
             window_start: now,
             blocks: 0,
@@ -185,6 +204,37 @@ mod tests {
         assert_eq!(
             penalties.blocked("2001:db8:0:8::1".parse().unwrap(), t0),
             None
+        );
+    }
+
+    #[test]
+    fn a_spray_of_clients_is_bounded() {
+        let penalties = penalties();
+        let t0 = Instant::now();
+        for n in 0..(MAX_RECORDS as u32 + 10) {
+            penalties.strike(IpAddr::V4(n.into()), t0);
+        }
+        assert_eq!(penalties.len(), MAX_RECORDS);
+        let known = IpAddr::V4(0.into());
+        penalties.strike(known, t0);
+        assert_eq!(
+            penalties.strike(known, t0),
+            Strike::Blocked(2 * SECOND, 1),
+            "clients already tracked still count"
+        );
+        let late = IpAddr::V4(u32::MAX.into());
+        for _ in 0..3 {
+            assert_eq!(penalties.strike(late, t0), Strike::Counted, "no room");
+        }
+        let t1 = t0 + 11 * SECOND;
+        penalties.sweep(t1);
+        assert!(penalties.is_empty());
+        penalties.strike(late, t1);
+        penalties.strike(late, t1);
+        assert_eq!(
+            penalties.strike(late, t1),
+            Strike::Blocked(2 * SECOND, 1),
+            "room again after the sweep"
         );
     }
 

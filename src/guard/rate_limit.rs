@@ -91,12 +91,23 @@ impl Limit {
             "h" | "hour" => Duration::from_secs(3600),
             _ => return Err(expected()),
         };
-        Ok(Self { requests, per })
+        let limit = Self { requests, per };
+        if limit.spacing().is_zero() {
+            return Err(format!(
+                "{text:?} (more requests than nanoseconds in the period)"
+            ));
+        }
+        Ok(limit)
+    }
+
+    /// The time one request's allowance takes to come back.
+    fn spacing(self) -> Duration {
+        self.per / self.requests.get()
     }
 
     fn quota(self) -> Quota {
-        Quota::with_period(self.per / self.requests.get())
-            .expect("a limit's period is not zero")
+        Quota::with_period(self.spacing())
+            .expect("parse refuses limits spaced by less than a nanosecond")
             .allow_burst(self.requests)
     }
 }
@@ -260,7 +271,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         class: EndpointClass,
         now: Instant,
     ) -> Decision {
-        let per_request = limit.per / limit.requests.get();
+        let per_request = limit.spacing();
         match outcome {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();

@@ -13,6 +13,7 @@
 //! - `GET /metrics`: per-turn latency histograms and call counters (OpenMetrics text).
 
 pub mod api;
+pub mod body_deadline;
 pub mod error;
 pub mod frame;
 pub mod guarded;

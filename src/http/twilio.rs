@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::error::HttpError;
 use super::{media_socket, AppState};
-use crate::redact::mask_phone;
+use crate::redact::{mask_phone, MaskedPhone};
 use crate::store::calls::{Direction, NewCall};
 use crate::store::retry::retry_transient;
 use crate::store::status::CallStatus;
@@ -29,8 +29,9 @@ use crate::twilio::twiml;
 /// Twilio's 15 s wait for the answer, with room to spare.
 const RECORD_BUDGET: Duration = Duration::from_secs(8);
 
-/// The fields of Twilio's voice webhook we use; Twilio sends many more, which are ignored.
-#[derive(Debug, Deserialize)]
+/// The fields of Twilio's voice webhook we use; Twilio sends many more, which are ignored. Its
+/// `Debug` masks the numbers.
+#[derive(Deserialize)]
 pub struct VoiceWebhook {
     /// The call.
     #[serde(rename = "CallSid")]
@@ -47,6 +48,18 @@ pub struct VoiceWebhook {
     /// `ringing`, `in-progress`, …
     #[serde(rename = "CallStatus")]
     call_status: Option<String>,
+}
+
+impl std::fmt::Debug for VoiceWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceWebhook")
+            .field("call_sid", &self.call_sid)
+            .field("from", &MaskedPhone(&self.from))
+            .field("to", &MaskedPhone(&self.to))
+            .field("direction", &self.direction)
+            .field("call_status", &self.call_status)
+            .finish()
+    }
 }
 
 /// The query of our webhook URLs for calls we placed.

@@ -16,6 +16,8 @@ use super::status::CallStatus;
 use super::{Store, StoreError};
 use phone_agent_actors::engines::Extraction;
 
+use crate::redact::MaskedPhone;
+
 /// Who called whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -90,8 +92,8 @@ impl FollowUpStatus {
     }
 }
 
-/// A call to record.
-#[derive(Debug, Clone, PartialEq)]
+/// A call to record. Its `Debug` masks the numbers and leaves out what the caller of the API sent.
+#[derive(Clone, PartialEq)]
 pub struct NewCall {
     /// Twilio's CallSid, when it already has one (inbound calls).
     pub call_sid: Option<String>,
@@ -115,6 +117,19 @@ pub struct NewCall {
     pub machine_detection: Option<String>,
     /// Where this call's events are also posted (besides the registered endpoints).
     pub webhook_url: Option<String>,
+}
+
+impl std::fmt::Debug for NewCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCall")
+            .field("call_sid", &self.call_sid)
+            .field("direction", &self.direction)
+            .field("from", &MaskedPhone(&self.from))
+            .field("to", &MaskedPhone(&self.to))
+            .field("status", &self.status)
+            .field("scheduled_at", &self.scheduled_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NewCall {
@@ -143,7 +158,7 @@ impl NewCall {
 }
 
 /// A call as stored, with its sealed columns opened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct Call {
     /// Ours: `call_…` (calls recorded before ids existed: their CallSid).
     pub id: String,
@@ -191,6 +206,23 @@ pub struct Call {
     pub purged_at: Option<i64>,
     /// Erased down to this tombstone, Unix ms.
     pub erased_at: Option<i64>,
+}
+
+/// Masks the numbers and leaves out what was said and extracted.
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("id", &self.id)
+            .field("call_sid", &self.call_sid)
+            .field("direction", &self.direction)
+            .field("from", &self.from.as_deref().map(MaskedPhone))
+            .field("to", &self.to.as_deref().map(MaskedPhone))
+            .field("status", &self.status)
+            .field("end_reason", &self.end_reason)
+            .field("created_at", &self.created_at)
+            .field("ended_at", &self.ended_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The context a sealed column of call `id` is sealed for.
@@ -515,6 +547,21 @@ mod tests {
         assert_eq!((by_sid.created_at, by_sid.started_at), (100, Some(100)));
         assert_eq!(store.events_after(&id, 0, 10).await.unwrap().len(), 1);
         assert!(store.call("CAnone").await.unwrap().is_none());
+    }
+
+    #[actix_rt::test]
+    async fn no_debug_of_a_call_shows_a_raw_number() {
+        let (store, _dir) = sqlite_store().await;
+        let new = inbound("CA1");
+        let id = insert(&store, &new, 100).await;
+        store.dnc_add("+14155550100", 100).await.unwrap();
+        let printed = format!(
+            "{new:?} {:?} {:?}",
+            store.call(&id).await.unwrap().unwrap(),
+            store.dnc_list().await.unwrap()
+        );
+        assert!(!printed.contains("4155550"), "{printed}");
+        assert!(printed.contains("+1******0100"), "{printed}");
     }
 
     #[actix_rt::test]

@@ -6,14 +6,24 @@ use serde::Serialize;
 use sqlx::Row as _;
 
 use super::{Store, StoreError};
+use crate::redact::MaskedPhone;
 
 /// A number on the list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct DncEntry {
     /// The number (E.164).
     pub number: String,
     /// Added, Unix ms.
     pub added_at: i64,
+}
+
+impl std::fmt::Debug for DncEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DncEntry")
+            .field("number", &MaskedPhone(&self.number))
+            .field("added_at", &self.added_at)
+            .finish()
+    }
 }
 
 /// `number` in E.164 (`+` and 7 to 15 digits, the first not 0), with spaces, dashes, dots and

@@ -790,10 +790,10 @@ mod tests {
         assert_eq!(message["timestamp"], "1970-01-01T00:00:00.7Z");
         let data = &message["data"];
         assert_eq!(data["call"]["id"], json!(id));
-        assert_eq!(data["call"]["to"], "+1415***0123", "numbers masked");
+        assert_eq!(data["call"]["to"], "+1******0123", "numbers masked");
         assert_eq!(data["call"]["end_reason"], "agent_ended");
         assert_eq!(data["extraction"]["intent"], "book_appointment");
-        assert_eq!(data["extraction"]["phone"], "+1415***0177", "masked too");
+        assert_eq!(data["extraction"]["phone"], "+1******0177", "masked too");
         assert_eq!(data["latency"]["replies"], 1);
         assert!(data["latency"]["first_audio_ms"]["p50"].is_i64(), "{data}");
 

@@ -118,6 +118,16 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Deletes the tokens revoked or expired before `cutoff_ms` (they can never authenticate
+    /// again): how many.
+    pub async fn purge_dead_tokens(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE revoked_at < $1 OR expires_at < $1")
+            .bind(cutoff_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Stores `replacement` and makes `old` expire at `overlap_until` (or earlier, if it already
     /// would), in one transaction; false (and nothing stored) when `old` is not a live token.
     pub async fn rotate_token(
@@ -206,6 +216,31 @@ mod tests {
             (stored.last_used_at, stored.revoked_at),
             (Some(50), Some(60))
         );
+    }
+
+    #[actix_rt::test]
+    async fn tokens_dead_before_the_cutoff_are_purged_and_no_other() {
+        let (store, _dir) = sqlite_store().await;
+        let mut ids = Vec::new();
+        for expires_at in [None, Some(500), Some(2_000), None] {
+            let minted = mint().unwrap();
+            store
+                .insert_token(&record(&minted.id, 1, expires_at), &minted.hash)
+                .await
+                .unwrap();
+            ids.push(minted.id);
+        }
+        assert!(store.revoke_token(&ids[3], 900).await.unwrap());
+        assert_eq!(store.purge_dead_tokens(1_000).await.unwrap(), 2);
+        let left: Vec<String> = store
+            .tokens()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.record.id)
+            .collect();
+        assert_eq!(left.len(), 2);
+        assert!(left.contains(&ids[0]) && left.contains(&ids[2]), "{left:?}");
     }
 
     #[actix_rt::test]

@@ -2,6 +2,8 @@
 //! upgrade), security headers and request ids on every response, one error envelope for every
 //! error status, validation messages naming the field, phone numbers sealed at rest.
 
+use std::time::{Duration, Instant};
+
 use awc::http::Method;
 use phone_agent::guard::token::Scope;
 use phone_agent::twilio::signature::TwilioSigner;
@@ -401,8 +403,8 @@ async fn phone_numbers_are_sealed_at_rest_and_masked_in_responses() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(call["from"], "+1415***0100");
-    assert_eq!(call["to"], "+1415***0199");
+    assert_eq!(call["from"], "+1******0100");
+    assert_eq!(call["to"], "+1******0199");
     let (_, _, list) = json(
         server
             .request(Method::GET, "/api/calls", Some(&reader))
@@ -435,4 +437,29 @@ async fn phone_numbers_are_sealed_at_rest_and_masked_in_responses() {
             "{number} in the database file"
         );
     }
+}
+
+#[actix_rt::test]
+async fn a_body_that_does_not_arrive_in_time_fails_the_request_instead_of_holding_it() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let server = TestServer::start(&[("HTTP_BODY_TIMEOUT", "300ms")]).await;
+    let token = server.token(&[Scope::CallsWrite]).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut socket = actix_rt::net::TcpStream::connect(&address).await.unwrap();
+    // 100 bytes announced, one sent, and then nothing.
+    let head = format!(
+        "POST /api/calls HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0u8; 512];
+    let read = within(socket.read(&mut answer)).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "not before the timeout"
+    );
 }

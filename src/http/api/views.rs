@@ -24,7 +24,7 @@ pub struct CallView {
     /// Who called whom.
     pub direction: Direction,
     /// The caller, masked; absent once erased.
-    #[schema(example = "+1415*****00")]
+    #[schema(example = "+1******0100")]
     pub from: Option<String>,
     /// The called number, masked; absent once erased.
     pub to: Option<String>,
