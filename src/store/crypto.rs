@@ -88,7 +88,7 @@ pub fn load_or_create_secret(path: &Path) -> Result<(Secret, KeySource), CryptoE
         .map_err(|_| CryptoError::Random)?;
     let encoded = BASE64.encode(bytes);
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(key_file)?;
+        super::create_private_dir(dir).map_err(key_file)?;
     }
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);

@@ -154,11 +154,7 @@ impl Store {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let url = if let Some(path) = sqlite_path(url) {
-            if let Some(dir) = std::path::Path::new(path).parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir)?;
-                }
-            }
+            create_private(std::path::Path::new(path))?;
             if url.contains('?') {
                 url.to_owned()
             } else {
@@ -338,9 +334,59 @@ pub(crate) mod testing {
     }
 }
 
+/// Creates a new SQLite file (and its directory) readable by its owner alone: 0600 in a 0700
+/// directory, so the database holds what it holds away from other users of the host. SQLite gives
+/// its journal and WAL files the database file's mode. An existing file is left as it is.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (owner only); an existing one is left as
+/// it is.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[actix_rt::test]
+    async fn a_new_database_and_its_directory_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let url = format!("sqlite://{}/pa.db", data.display());
+        let store = Store::open(&url, testing::key()).await.unwrap();
+        store.audit_events(1).await.unwrap();
+        let mode = |name: &str| {
+            let path = data.join(name);
+            std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777)
+        };
+        assert_eq!(mode("").unwrap(), 0o700);
+        assert_eq!(mode("pa.db").unwrap(), 0o600);
+        if let Ok(wal) = mode("pa.db-wal") {
+            assert_eq!(wal, 0o600, "the WAL takes the database's mode");
+        }
+    }
 
     #[test]
     fn sqlite_urls_name_their_file() {

@@ -73,3 +73,44 @@ async fn the_server_runs_on_postgresql() {
     assert_eq!(status, 200);
     assert_eq!(list["calls"].as_array().unwrap().len(), 1);
 }
+
+#[actix_rt::test]
+async fn the_server_reaches_a_postgresql_that_takes_tls_only() {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("a self-signed certificate");
+    let cert = generated.cert.pem();
+    let Some(postgres) =
+        postgres::available_with_tls(&cert, &generated.signing_key.serialize_pem())
+    else {
+        return;
+    };
+    let root = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(root.path(), &cert).unwrap();
+    let url = postgres.url();
+    let data_key = ("DATA_KEY", "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=");
+    // Encrypted (require), and encrypted with the server's certificate checked against the
+    // operator's CA and the host name (verify-full).
+    let verified = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        root.path().display()
+    );
+    for url in [format!("{url}?sslmode=require"), verified] {
+        let server = TestServer::start(&[("DATABASE_URL", url.as_str()), data_key]).await;
+        let token = server.token(&[Scope::CallsRead]).await;
+        let (status, _, _) = json(
+            server
+                .request(Method::GET, "/api/calls", Some(&token))
+                .send(),
+        )
+        .await;
+        assert_eq!(status, 200, "{url}");
+    }
+    // This server refuses cleartext, so a plain connection cannot have been what worked.
+    let plain = phone_agent::store::Store::open(
+        &format!("{url}?sslmode=disable"),
+        phone_agent::store::crypto::DataKey::from_base64(data_key.1).unwrap(),
+    )
+    .await;
+    assert!(plain.is_err(), "cleartext refused");
+}

@@ -7,7 +7,17 @@ use std::process::Command;
 
 /// A throwaway server, or `None` after saying why the test is skipped.
 pub fn available() -> Option<Postgres> {
-    Postgres::start()
+    skipped_unless(Postgres::start(None))
+}
+
+/// A throwaway server that takes TLS connections only (`hostssl`; cleartext is rejected), with
+/// `cert` and `key` (PEM), or `None` after saying why the test is skipped.
+pub fn available_with_tls(cert: &str, key: &str) -> Option<Postgres> {
+    skipped_unless(Postgres::start(Some((cert, key))))
+}
+
+fn skipped_unless(started: Result<Postgres, String>) -> Option<Postgres> {
+    started
         .inspect_err(|why| eprintln!("SKIPPED: PostgreSQL unavailable: {why}"))
         .ok()
 }
@@ -20,8 +30,9 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Starts one; the error says why it cannot (binaries missing, start failed).
-    pub fn start() -> Result<Self, String> {
+    /// Starts one, with TLS only when given a certificate and key; the error says why it cannot
+    /// (binaries missing, start failed).
+    pub fn start(tls: Option<(&str, &str)>) -> Result<Self, String> {
         let bin = binaries()
             .ok_or("no PostgreSQL binaries (initdb) on PATH or under /usr/lib/postgresql")?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -47,10 +58,19 @@ impl Postgres {
                 "--no-sync",
             ],
         )?;
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             postgres.dir.path().display()
         );
+        if let Some((cert, key)) = tls {
+            postgres.write(&data.join("server.crt"), cert)?;
+            postgres.write(&data.join("server.key"), key)?;
+            let hba = "local all all trust\n\
+                       hostssl all all 127.0.0.1/32 trust\n\
+                       hostnossl all all 127.0.0.1/32 reject\n";
+            postgres.write(&data.join("pg_hba.conf"), hba)?;
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let log = postgres.dir.path().join("log");
         postgres.pg(
             "pg_ctl",
@@ -71,6 +91,18 @@ impl Postgres {
     /// The URL of its `postgres` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Writes a file the server reads: mode 0600, owned by the server's user.
+    fn write(&self, path: &Path, contents: &str) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(path, contents).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+        if is_root() {
+            run(Command::new("chown").arg("postgres").arg(path))?;
+        }
+        Ok(())
     }
 
     fn pg(&self, program: &str, args: &[&str]) -> Result<(), String> {
