@@ -122,6 +122,7 @@ fn rate_limit_decision(c: &mut Criterion) {
     let limits = RateLimits::new(
         &RateLimitSettings {
             limits: [limit; 4],
+            token_limits: [limit; 4],
             blocks: penalties(),
             allow: IpList::default(),
             deny: IpList::parse("10.0.0.0/8").unwrap(),

@@ -82,6 +82,7 @@ fn main() {
                 rate_limits: Arc::new(RateLimits::new(
                     &RateLimitSettings {
                         limits: [limit; 4],
+                        token_limits: [limit; 4],
                         blocks: penalties,
                         allow: IpList::default(),
                         deny: IpList::default(),

@@ -8,7 +8,7 @@ use super::ConfigError;
 use crate::guard::auth::AuthSettings;
 use crate::guard::client_ip::{ClientNetworks, IpList, ProxyTrust};
 use crate::guard::penalty::PenaltySettings;
-use crate::guard::rate_limit::{Limit, RateLimitSettings};
+use crate::guard::rate_limit::{EndpointClass, Limit, RateLimitSettings};
 use crate::redact::Secret;
 use crate::webhooks::signature::WebhookKeys;
 
@@ -249,13 +249,25 @@ impl RateLimitSettings {
             IpList::parse(&vars.get(name).unwrap_or_default())
                 .map_err(|message| vars.invalid(name, message))
         };
+        let limits = [
+            limit("RATE_LIMIT_API_READ", "600/min")?,
+            limit("RATE_LIMIT_API_WRITE", "60/min")?,
+            limit("RATE_LIMIT_WEBHOOKS", "600/min")?,
+            limit("RATE_LIMIT_TWILIO", "3000/min")?,
+        ];
+        // A token's limit defaults to its class's per-IP limit.
+        let per_token = |name: &'static str, class: EndpointClass| match vars.get(name) {
+            Some(value) => Limit::parse(&value).map_err(|message| vars.invalid(name, message)),
+            None => Ok(limits[class as usize]),
+        };
+        let mut token_limits = limits;
+        token_limits[EndpointClass::ApiRead as usize] =
+            per_token("RATE_LIMIT_TOKEN_API_READ", EndpointClass::ApiRead)?;
+        token_limits[EndpointClass::ApiWrite as usize] =
+            per_token("RATE_LIMIT_TOKEN_API_WRITE", EndpointClass::ApiWrite)?;
         Ok(Self {
-            limits: [
-                limit("RATE_LIMIT_API_READ", "600/min")?,
-                limit("RATE_LIMIT_API_WRITE", "60/min")?,
-                limit("RATE_LIMIT_WEBHOOKS", "600/min")?,
-                limit("RATE_LIMIT_TWILIO", "3000/min")?,
-            ],
+            limits,
+            token_limits,
             blocks: PenaltySettings::from_vars(
                 vars,
                 [

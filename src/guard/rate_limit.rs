@@ -115,8 +115,10 @@ impl Limit {
 /// Everything the rate limiter is configured with.
 #[derive(Debug, Clone)]
 pub struct RateLimitSettings {
-    /// The limit per class, applied per client IP and per token (in [`EndpointClass`] order).
+    /// The limit per class for each client IP (in [`EndpointClass`] order).
     pub limits: [Limit; EndpointClass::COUNT],
+    /// The limit per class for each API token (tokens are only checked on the API's classes).
+    pub token_limits: [Limit; EndpointClass::COUNT],
     /// When repeated excess blocks an IP.
     pub blocks: PenaltySettings,
     /// Never limited nor blocked (e.g. Twilio's egress ranges).
@@ -176,8 +178,9 @@ fn keyed<K: Hash + Eq + Clone, C: Clock>(limit: Limit, clock: C) -> Keyed<K, C> 
 }
 
 struct ClassLimiters<C: Clock> {
-    limit: Limit,
+    ip_limit: Limit,
     by_ip: Keyed<IpAddr, C>,
+    token_limit: Limit,
     by_token: Keyed<u64, C>,
 }
 
@@ -205,10 +208,12 @@ impl<C: Clock + Clone> RateLimits<C> {
         let classes = settings
             .limits
             .iter()
-            .map(|&limit| ClassLimiters {
-                limit,
-                by_ip: keyed(limit, clock.clone()),
-                by_token: keyed(limit, clock.clone()),
+            .zip(&settings.token_limits)
+            .map(|(&ip_limit, &token_limit)| ClassLimiters {
+                ip_limit,
+                by_ip: keyed(ip_limit, clock.clone()),
+                token_limit,
+                by_token: keyed(token_limit, clock.clone()),
             })
             .collect();
         Self {
@@ -239,7 +244,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         }
         let limiters = &self.classes[class as usize];
         self.decide(
-            limiters.limit,
+            limiters.ip_limit,
             limiters.by_ip.check_key(&self.networks.key(ip)),
             ip,
             class,
@@ -260,7 +265,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         }
         let limiters = &self.classes[class as usize];
         let outcome = limiters.by_token.check_key(&token);
-        self.decide(limiters.limit, outcome, ip, class, now)
+        self.decide(limiters.token_limit, outcome, ip, class, now)
     }
 
     fn decide(
@@ -351,6 +356,7 @@ mod tests {
         let limit = Limit::parse(limit).unwrap();
         RateLimitSettings {
             limits: [limit; EndpointClass::COUNT],
+            token_limits: [limit; EndpointClass::COUNT],
             blocks: PenaltySettings {
                 threshold: 3,
                 window: Duration::from_secs(60),

@@ -223,8 +223,12 @@ async fn repeated_failures_lock_the_ip_out_even_with_a_good_token() {
 
 #[actix_rt::test]
 async fn each_ip_and_each_token_has_its_own_budget_with_headers() {
-    let server =
-        TestServer::start(&[("RATE_LIMIT_API_READ", "3/min"), ("TRUST_PROXY", "true")]).await;
+    let server = TestServer::start(&[
+        ("RATE_LIMIT_API_READ", "5/min"),
+        ("RATE_LIMIT_TOKEN_API_READ", "3/min"),
+        ("TRUST_PROXY", "true"),
+    ])
+    .await;
     let a = server.token(&[Scope::CallsRead]).await;
     let b = server.token(&[Scope::CallsRead]).await;
     let get = |token: &str, ip: &str| {
@@ -235,6 +239,7 @@ async fn each_ip_and_each_token_has_its_own_budget_with_headers() {
                 .send(),
         )
     };
+    // Token a's own budget (3) is the tighter: the headers show it.
     for remaining in ["2", "1", "0"] {
         let (status, headers, _) = get(&a, "198.51.100.1").await;
         assert_eq!(status, 200);
@@ -243,15 +248,29 @@ async fn each_ip_and_each_token_has_its_own_budget_with_headers() {
         assert!(header(&headers, "ratelimit-reset").parse::<u64>().unwrap() <= 60);
     }
     let (status, headers, body) = get(&a, "198.51.100.1").await;
-    assert_eq!(status, 429);
+    assert_eq!(status, 429, "token a's budget is spent");
     let retry: u64 = header(&headers, "retry-after").parse().unwrap();
     assert!((1..=20).contains(&retry), "{retry}");
     assert_eq!(body["error"]["code"], "too_many_requests");
-    assert_eq!(get(&b, "198.51.100.2").await.0, 200, "another IP and token");
+    assert_eq!(get(&a, "198.51.100.2").await.0, 429, "from any IP");
+    // The IP had 5: three went to a; token b gets the last one, then the IP's limit (5) bites.
+    let (status, headers, _) = get(&b, "198.51.100.1").await;
+    assert_eq!(status, 200);
     assert_eq!(
-        get(&a, "198.51.100.3").await.0,
+        header(&headers, "ratelimit-limit"),
+        "5",
+        "now the IP's is the tighter"
+    );
+    assert_eq!(header(&headers, "ratelimit-remaining"), "0");
+    assert_eq!(
+        get(&b, "198.51.100.1").await.0,
         429,
-        "the token's own budget is spent"
+        "the IP's budget is spent"
+    );
+    assert_eq!(
+        get(&b, "198.51.100.3").await.0,
+        200,
+        "token b from another IP"
     );
 }
 
