@@ -148,7 +148,7 @@ impl Placer {
             webhook_url: request.webhook_url,
         };
         let now_ms = now.as_millisecond();
-        let id = store.insert_call(&new, now_ms).await?;
+        let id = store.insert_call(&new, now_ms).await?.id;
         self.records.publish_new(&id).await?;
         if scheduled_at.is_none() {
             let call = store

@@ -1,6 +1,7 @@
 //! A request's body must arrive within `HTTP_BODY_TIMEOUT` of its headers: a client dripping a
 //! body (or announcing more than it sends) holds a worker's connection for that long at most, not
-//! for ever. WebSocket upgrades are left alone: their "body" is the socket.
+//! for ever. WebSocket upgrades (a `GET` with `Upgrade`) are left alone: their "body" is the
+//! socket. Any other request claiming an upgrade gets the deadline like the rest.
 
 use std::io;
 use std::pin::Pin;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage as _};
@@ -21,7 +22,8 @@ pub async fn body_deadline<B: MessageBody + 'static>(
     next: Next<B>,
     timeout: Duration,
 ) -> Result<ServiceResponse<B>, Error> {
-    let upgrade = request.headers().contains_key(header::UPGRADE);
+    let upgrade =
+        request.method() == Method::GET && request.headers().contains_key(header::UPGRADE);
     if !upgrade {
         let body = within(request.take_payload(), timeout);
         request.set_payload(Payload::Stream {

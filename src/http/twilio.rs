@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::error::HttpError;
 use super::{media_socket, AppState};
 use crate::redact::{mask_phone, MaskedPhone};
-use crate::store::calls::{Direction, NewCall};
+use crate::store::calls::{Direction, NewCall, Recorded};
 use crate::store::retry::retry_transient;
 use crate::store::status::CallStatus;
 use crate::store::{now_ms, StoreError};
@@ -167,7 +167,7 @@ pub async fn voice(
     // A failure that persists must not drop the caller: the call goes on, unrecorded, logged.
     let deadline = Instant::now() + RECORD_BUDGET;
     let granted = async {
-        let id = patiently(&call_sid, deadline, || record_call(&state, &form, &ours)).await?;
+        let id = record(&state, &form, &ours, &call_sid, deadline).await?;
         patiently(&call_sid, deadline, || {
             state.records.store().grant_stream(&id, now_ms())
         })
@@ -245,7 +245,7 @@ async fn over_capacity(
     }
     let deadline = Instant::now() + RECORD_BUDGET;
     let recorded = async {
-        let id = patiently(call_sid, deadline, || record_call(state, form, ours)).await?;
+        let id = record(state, form, ours, call_sid, deadline).await?;
         let ended = patiently(call_sid, deadline, || {
             state
                 .records
@@ -281,15 +281,34 @@ where
     .await
 }
 
-/// Records the call a voice webhook is about, unless it is one we placed (already recorded): its
-/// id.
+/// Records the call a voice webhook is about, waiting out a busy database until `deadline`, and
+/// publishes it if this recorded it (a repeated webhook's call, or one we placed, was published
+/// when it was recorded): its id.
+async fn record(
+    state: &AppState,
+    form: &VoiceWebhook,
+    ours: &OurCall,
+    call_sid: &CallSid,
+    deadline: Instant,
+) -> Result<String, StoreError> {
+    let recorded = patiently(call_sid, deadline, || record_call(state, form, ours)).await?;
+    if recorded.new {
+        patiently(call_sid, deadline, || {
+            state.records.publish_new(&recorded.id)
+        })
+        .await?;
+    }
+    Ok(recorded.id)
+}
+
+/// Records the call a voice webhook is about, unless it is one we placed (already recorded).
 async fn record_call(
     state: &AppState,
     form: &VoiceWebhook,
     ours: &OurCall,
-) -> Result<String, StoreError> {
+) -> Result<Recorded, StoreError> {
     if let Some(id) = our_call(state, &form.call_sid, ours).await? {
-        return Ok(id);
+        return Ok(Recorded { id, new: false });
     }
     let outbound = form
         .direction
@@ -305,10 +324,8 @@ async fn record_call(
         .as_deref()
         .and_then(call_status)
         .unwrap_or(CallStatus::Ringing);
-    let record = NewCall::from_twilio(&form.call_sid, direction, &form.from, &form.to, status);
-    let id = state.records.store().insert_call(&record, now_ms()).await?;
-    state.records.publish_new(&id).await?;
-    Ok(id)
+    let call = NewCall::from_twilio(&form.call_sid, direction, &form.from, &form.to, status);
+    state.records.store().insert_call(&call, now_ms()).await
 }
 
 /// `GET /twilio/media`: upgrade to a WebSocket and start the call's actors.

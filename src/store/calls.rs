@@ -230,10 +230,19 @@ pub(super) fn context(column: &str, id: &str) -> String {
     format!("calls.{column}:{id}")
 }
 
+/// What recording a call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The call's id.
+    pub id: String,
+    /// Whether this recorded it; `false`: its CallSid was recorded already.
+    pub new: bool,
+}
+
 impl Store {
-    /// Records a call and logs its first status; the call's id. A call whose CallSid is already
-    /// recorded (a repeated webhook) changes nothing and gets the existing id.
-    pub async fn insert_call(&self, call: &NewCall, now_ms: i64) -> Result<String, StoreError> {
+    /// Records a call and logs its first status. A call whose CallSid is already recorded (a
+    /// repeated webhook) changes nothing and gets the existing id.
+    pub async fn insert_call(&self, call: &NewCall, now_ms: i64) -> Result<Recorded, StoreError> {
         let id = new_call_id()?;
         let metadata = call.metadata.as_ref().map(Value::to_string);
         let [started, _, _] = call.status.stamps(now_ms);
@@ -264,14 +273,16 @@ impl Store {
             .change_with_event(insert, EventKind::Status, &data, now_ms)
             .await?
         {
-            return Ok(event.call_id);
+            return Ok(Recorded {
+                id: event.call_id,
+                new: true,
+            });
         }
-        Ok(
-            sqlx::query_scalar("SELECT id FROM calls WHERE call_sid = $1")
-                .bind(&call.call_sid)
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        let id = sqlx::query_scalar("SELECT id FROM calls WHERE call_sid = $1")
+            .bind(&call.call_sid)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Recorded { id, new: false })
     }
 
     /// One call, by our id or Twilio's CallSid.
@@ -525,7 +536,7 @@ pub(crate) mod testing {
 
     /// Inserts `call` at `now_ms`; its id.
     pub async fn insert(store: &Store, call: &NewCall, now_ms: i64) -> String {
-        store.insert_call(call, now_ms).await.unwrap()
+        store.insert_call(call, now_ms).await.unwrap().id
     }
 }
 
@@ -540,7 +551,14 @@ mod tests {
         let (store, _dir) = sqlite_store().await;
         let id = insert(&store, &inbound("CA1"), 100).await;
         assert!(id.starts_with("call_"), "{id}");
-        assert_eq!(insert(&store, &inbound("CA1"), 200).await, id);
+        let again = store.insert_call(&inbound("CA1"), 200).await.unwrap();
+        assert_eq!(
+            again,
+            Recorded {
+                id: id.clone(),
+                new: false
+            }
+        );
         let by_sid = store.call("CA1").await.unwrap().unwrap();
         assert_eq!(store.call(&id).await.unwrap().unwrap(), by_sid);
         assert_eq!(by_sid.from.as_deref(), Some("+14155550100"));

@@ -471,7 +471,7 @@ async fn a_follow_up_email_is_sent_and_its_status_follows_the_providers_events()
         CallStatus::Ringing,
     );
     call.metadata = Some(json!({ "email": "ana@example.com" }));
-    let id = store.insert_call(&call, now).await.unwrap();
+    let id = store.insert_call(&call, now).await.unwrap().id;
     store
         .apply_status(&id, CallStatus::InProgress, None, now)
         .await

@@ -47,7 +47,7 @@ async fn two_servers_claim_each_due_call_exactly_once() {
     let mut due = HashSet::new();
     for n in 0..240 {
         let scheduled = call(CallStatus::Scheduled, None, Some(NOW - n));
-        due.insert(a.insert_call(&scheduled, 0).await.unwrap());
+        due.insert(a.insert_call(&scheduled, 0).await.unwrap().id);
     }
     let later = call(CallStatus::Scheduled, None, Some(NOW + 1));
     a.insert_call(&later, 0).await.unwrap();
@@ -85,7 +85,8 @@ async fn event_numbers_run_without_gaps_when_two_servers_append_at_once() {
     let id = a
         .insert_call(&call(CallStatus::Queued, Some("CA1".into()), None), 0)
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     let appender = |store: Store, id: String| async move {
         let mut seqs = Vec::new();
         for n in 0..25 {
@@ -132,7 +133,7 @@ async fn racing_status_callbacks_end_at_the_latest_and_are_logged_forwards() {
     let mut calls = Vec::new();
     for n in 0..20 {
         let placed = call(CallStatus::Queued, Some(format!("CA{n}")), None);
-        calls.push(a.insert_call(&placed, 0).await.unwrap());
+        calls.push(a.insert_call(&placed, 0).await.unwrap().id);
     }
     // Each server gets the callbacks of every call in another order, all in flight at once.
     let orders = [
@@ -212,7 +213,7 @@ async fn of_two_identical_requests_one_claims_the_key_and_one_webhook_records_th
     let webhooks = (0..20).flat_map(|n| {
         [a.clone(), b.clone()].map(|store| async move {
             let inbound = call(CallStatus::Ringing, Some(format!("CA{n}")), None);
-            (n, store.insert_call(&inbound, NOW).await.unwrap())
+            (n, store.insert_call(&inbound, NOW).await.unwrap().id)
         })
     });
     let recorded = join_all(webhooks).await;
