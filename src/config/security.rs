@@ -241,9 +241,11 @@ impl AuthSettings {
 impl RateLimitSettings {
     /// `RATE_LIMIT_*` (the limit per class, then the blocks), `IP_ALLOW_LIST`, `IP_DENY_LIST`.
     fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+        let parse = |name: &'static str, text: &str| {
+            Limit::parse(text).map_err(|message| vars.invalid(name, message))
+        };
         let limit = |name: &'static str, default: &str| {
-            Limit::parse(&vars.get(name).unwrap_or_else(|| default.to_owned()))
-                .map_err(|message| vars.invalid(name, message))
+            parse(name, &vars.get(name).unwrap_or_else(|| default.to_owned()))
         };
         let list = |name: &'static str| {
             IpList::parse(&vars.get(name).unwrap_or_default())
@@ -257,7 +259,7 @@ impl RateLimitSettings {
         ];
         // A token's limit defaults to its class's per-IP limit.
         let per_token = |name: &'static str, class: EndpointClass| match vars.get(name) {
-            Some(value) => Limit::parse(&value).map_err(|message| vars.invalid(name, message)),
+            Some(value) => parse(name, &value),
             None => Ok(limits[class as usize]),
         };
         let mut token_limits = limits;
@@ -301,7 +303,6 @@ impl TlsFiles {
     }
 }
 
-/// `true`/`false` (also `on`/`off`, `1`/`0`).
 /// `TRUST_PROXY`: `false` (the default), `true` (one proxy), or how many proxies are in front (1–10).
 fn proxy_trust<F: Fn(&str) -> Option<String>>(
     vars: &Vars<'_, F>,
@@ -320,6 +321,7 @@ fn proxy_trust<F: Fn(&str) -> Option<String>>(
     }
 }
 
+/// `true`/`false` (also `on`/`off`, `1`/`0`).
 fn flag<F: Fn(&str) -> Option<String>>(
     vars: &Vars<'_, F>,
     name: &'static str,

@@ -9,7 +9,7 @@
 //! numbers) also stores a keyed hash: HMAC-SHA256 under a lookup key derived from the data key
 //! with HKDF-SHA256 (no salt, info [`LOOKUP_KEY_INFO`]), never the data key itself.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -90,11 +90,7 @@ pub fn load_or_create_secret(path: &Path) -> Result<(Secret, KeySource), CryptoE
     if let Some(dir) = path.parent() {
         super::create_private_dir(dir).map_err(key_file)?;
     }
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(key_file)?;
+    let mut file = super::create_private_file(path).map_err(key_file)?;
     file.write_all(format!("{encoded}\n").as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(key_file)?;
