@@ -36,7 +36,7 @@ use crate::http::webhooks::InboundWebhooks;
 use crate::http::{self, AppState};
 use crate::redact::Secret;
 use crate::store::audit::AuditEvent;
-use crate::store::crypto::{load_or_create_secret, CryptoError, DataKey, KeySource};
+use crate::store::crypto::{load_or_create_secret, CryptoError, DataKey, KeySource, Keyring};
 use crate::store::{now_ms, sqlite_path, Store, StoreError};
 use crate::tls::{self, TlsError};
 use crate::twilio::rest::TwilioRest;
@@ -293,11 +293,23 @@ fn agent_name(config: &Config) -> Option<String> {
 
 /// Opens (creating and migrating) the configured store with its data key.
 pub async fn open_store(security: &SecuritySettings) -> Result<Store, StartError> {
-    let key = data_key(security)?;
-    Ok(Store::open(security.storage.database_url.expose(), key).await?)
+    let keys = data_keys(security)?;
+    Ok(Store::open(security.storage.database_url.expose(), keys).await?)
 }
 
-/// The data key: `DATA_KEY`, or its file (created on first run).
+/// The data keys: `DATA_KEY` (or its file, created on first run) sealing, and
+/// `DATA_KEY_PREVIOUS` still opening.
+fn data_keys(security: &SecuritySettings) -> Result<Keyring, CryptoError> {
+    let previous = security
+        .storage
+        .previous_data_keys
+        .iter()
+        .map(|key| DataKey::from_base64(key.expose()))
+        .collect::<Result<_, _>>()?;
+    Ok(Keyring::new(data_key(security)?, previous))
+}
+
+/// The current data key: `DATA_KEY`, or its file (created on first run).
 fn data_key(security: &SecuritySettings) -> Result<DataKey, CryptoError> {
     if let Some(key) = &security.storage.data_key {
         return DataKey::from_base64(key.expose());

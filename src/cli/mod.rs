@@ -1,7 +1,9 @@
 //! The command line: `phone-agent [serve]` runs the server ([`serve`]); `call` and `loadgen` act
 //! as Twilio ([`crate::client::caller`], [`crate::client::loadgen`]); `twilio-emulator` stands in
-//! for Twilio's REST API and calls ([`twilio_emulator`]); `token` manages API tokens ([`token`]).
+//! for Twilio's REST API and calls ([`twilio_emulator`]); `token` manages API tokens ([`token`]);
+//! `rekey` re-seals stored data under a new data key ([`rekey`]).
 
+pub mod rekey;
 pub mod serve;
 pub mod token;
 pub mod twilio_emulator;
@@ -15,6 +17,8 @@ use crate::client::eval::{self, EvalArgs};
 use crate::client::loadgen::{self, LoadgenArgs};
 use crate::config::Config;
 use crate::logging;
+use crate::server::open_store;
+use crate::store::Store;
 use token::TokenCommand;
 use twilio_emulator::EmulatorArgs;
 
@@ -45,6 +49,9 @@ pub enum Command {
     /// Manage API tokens (the way to the first admin token: no token exists at first).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Re-seal every sealed value under DATA_KEY (values sealed by older keys open with
+    /// DATA_KEY_PREVIOUS); safe to run while servers run, and to run again.
+    Rekey,
     /// Print the call-management API's OpenAPI 3.1 document (as `GET /api/openapi.json` serves it).
     Openapi,
 }
@@ -83,6 +90,7 @@ pub fn main() -> ExitCode {
         }
         Command::TwilioEmulator(args) => twilio_emulator::run(args),
         Command::Token(command) => token::run(command),
+        Command::Rekey => rekey::run(),
         Command::Openapi => {
             print!("{}", crate::http::api::openapi::json());
             ExitCode::SUCCESS
@@ -102,4 +110,25 @@ pub fn configure() -> Result<Config, ExitCode> {
         ExitCode::from(2)
     })?;
     Ok(config)
+}
+
+/// Runs a command on the configured store: configures, opens the store, runs `command` on it
+/// and closes it; a failure to open is printed and fails the command.
+pub fn on_store(command: impl AsyncFnOnce(&Store) -> ExitCode) -> ExitCode {
+    let config = match configure() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let store = match open_store(&config.security).await {
+            Ok(store) => store,
+            Err(error) => {
+                eprintln!("phone-agent: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let code = command(&store).await;
+        store.close().await;
+        code
+    })
 }

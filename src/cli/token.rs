@@ -9,7 +9,6 @@ use clap::Subcommand;
 
 use crate::guard::admin::{self, ChangedBy, Issued, NewToken};
 use crate::guard::token::Scopes;
-use crate::server::open_store;
 use crate::store::tokens::TokenRecord;
 
 /// Token subcommands.
@@ -46,18 +45,7 @@ pub enum TokenCommand {
 
 /// Runs a token subcommand.
 pub fn run(command: TokenCommand) -> ExitCode {
-    let config = match super::configure() {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    actix_web::rt::System::new().block_on(async move {
-        let store = match open_store(&config.security).await {
-            Ok(store) => store,
-            Err(error) => {
-                eprintln!("phone-agent: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
+    super::on_store(async |store| {
         let by = ChangedBy::Cli;
         let outcome = match command {
             TokenCommand::Create {
@@ -70,24 +58,24 @@ pub fn run(command: TokenCommand) -> ExitCode {
                     scopes,
                     expires_in,
                 };
-                admin::create(&store, &request, &by)
+                admin::create(store, &request, &by)
                     .await
                     .map(|issued| print_issued(&issued))
             }
-            TokenCommand::List => admin::list(&store).await.map(|tokens| {
+            TokenCommand::List => admin::list(store).await.map(|tokens| {
                 for token in tokens {
                     println!("{}", describe(&token));
                 }
                 true
             }),
-            TokenCommand::Revoke { id } => admin::revoke(&store, &id, &by).await.inspect(|&done| {
+            TokenCommand::Revoke { id } => admin::revoke(store, &id, &by).await.inspect(|&done| {
                 if done {
                     eprintln!("revoked {id}");
                 } else {
                     eprintln!("phone-agent: no live token {id}");
                 }
             }),
-            TokenCommand::Rotate { id, overlap } => admin::rotate(&store, &id, overlap, &by)
+            TokenCommand::Rotate { id, overlap } => admin::rotate(store, &id, overlap, &by)
                 .await
                 .map(|issued| match issued {
                     Some(issued) => {
@@ -103,7 +91,6 @@ pub fn run(command: TokenCommand) -> ExitCode {
                     }
                 }),
         };
-        store.close().await;
         match outcome {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,

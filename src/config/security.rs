@@ -26,6 +26,9 @@ pub struct StorageSettings {
     /// `DATA_DIR/data.key`, so a copy of the data directory holds the key to its sealed values;
     /// point it elsewhere (another volume, a secrets mount) to keep them apart.
     pub data_key_file: PathBuf,
+    /// Keys that sealed before the current one and still open what they sealed
+    /// (`DATA_KEY_PREVIOUS`: comma-separated base64), until `phone-agent rekey` has re-sealed it.
+    pub previous_data_keys: Vec<Secret>,
 }
 
 /// The data key's file in `DATA_DIR` when neither `DATA_KEY` nor `DATA_KEY_FILE` is set.
@@ -40,6 +43,7 @@ impl StorageSettings {
             data_dir,
             database_url: Secret::new(url),
             data_key: None,
+            previous_data_keys: Vec::new(),
         }
     }
 }
@@ -143,7 +147,7 @@ fn webhook_keys<F: Fn(&str) -> Option<String>>(
 }
 
 impl StorageSettings {
-    /// `DATA_DIR`, `DATABASE_URL`, `DATA_KEY`, `DATA_KEY_FILE`.
+    /// `DATA_DIR`, `DATABASE_URL`, `DATA_KEY`, `DATA_KEY_FILE`, `DATA_KEY_PREVIOUS`.
     fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
         let data_dir = PathBuf::from(vars.get("DATA_DIR").unwrap_or_else(|| "data".into()));
         let mut storage = Self::in_dir(data_dir);
@@ -159,17 +163,28 @@ impl StorageSettings {
             }
             storage.database_url = Secret::new(url);
         }
+        let data_key = |name: &'static str, key: &str| {
+            crate::store::crypto::DataKey::from_base64(key)
+                .map(|_| Secret::new(key.trim()))
+                .map_err(|_| {
+                    vars.invalid(
+                        name,
+                        "expected base64 of 32 random bytes (openssl rand -base64 32)".into(),
+                    )
+                })
+        };
         if let Some(key) = vars.get("DATA_KEY") {
-            crate::store::crypto::DataKey::from_base64(&key).map_err(|_| {
-                vars.invalid(
-                    "DATA_KEY",
-                    "expected base64 of 32 random bytes (openssl rand -base64 32)".into(),
-                )
-            })?;
-            storage.data_key = Some(Secret::new(key));
+            storage.data_key = Some(data_key("DATA_KEY", &key)?);
         }
         if let Some(file) = vars.get("DATA_KEY_FILE") {
             storage.data_key_file = PathBuf::from(file);
+        }
+        if let Some(keys) = vars.get("DATA_KEY_PREVIOUS") {
+            storage.previous_data_keys = keys
+                .split(',')
+                .filter(|key| !key.trim().is_empty())
+                .map(|key| data_key("DATA_KEY_PREVIOUS", key))
+                .collect::<Result<_, _>>()?;
         }
         Ok(storage)
     }

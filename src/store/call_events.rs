@@ -360,7 +360,7 @@ mod tests {
             stored[0],
             ("status".into(), r#"{"status":"ringing"}"#.into())
         );
-        assert!(stored[1].1.starts_with("v1."), "{}", stored[1].1);
+        assert!(stored[1].1.starts_with("v2."), "{}", stored[1].1);
         assert!(!stored[1].1.contains("prices"));
     }
 }

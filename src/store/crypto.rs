@@ -1,9 +1,14 @@
 //! AES-256-GCM for sensitive columns (phone numbers, transcripts, extracted details, webhook
 //! secrets), under the data key.
 //!
-//! A sealed value is `v1.` followed by base64 of a fresh random 96-bit nonce and the ciphertext
-//! with its tag. The associated data names the column and row (`calls.from:CA…`), so a sealed
-//! value copied into another row or column does not open.
+//! A sealed value is `v2.`, the sealing key's id ([`DataKey::id`]), `.` and base64 of a fresh
+//! random 96-bit nonce and the ciphertext with its tag. The associated data names the column and
+//! row (`calls.from:CA…`), so a sealed value copied into another row or column does not open.
+//! Values sealed before key ids (`v1.` and the base64) still open, under any key of the ring.
+//!
+//! A [`Keyring`] seals under its current key and opens under the key a value names, so a new
+//! key can be put in service while values sealed under the previous ones (`DATA_KEY_PREVIOUS`)
+//! still open, until `phone-agent rekey` has re-sealed them ([`super::rekey`]).
 //!
 //! Sealed values cannot be searched, so a column looked up by value (the do-not-call list's
 //! numbers) also stores a keyed hash: HMAC-SHA256 under a lookup key derived from the data key
@@ -22,12 +27,24 @@ use ring::{hkdf, hmac};
 use crate::guard::token::hex;
 use crate::redact::Secret;
 
-/// Prefix of every sealed value (the format version).
-const SEALED_PREFIX: &str = "v1.";
+/// Prefix of every sealed value (the format version), followed by the key id and a `.`.
+const SEALED_PREFIX: &str = "v2.";
+/// Prefix of values sealed before key ids: no key id follows.
+const UNNAMED_PREFIX: &str = "v1.";
 /// Length of the key in bytes.
 const KEY_LEN: usize = 32;
 /// HKDF's info for the lookup key: names its one use, so no other derived key equals it.
 pub const LOOKUP_KEY_INFO: &[u8] = b"phone-agent lookup hash v1";
+/// HKDF's info for the key id: names a key in what it seals without saying anything of it.
+pub const KEY_ID_INFO: &[u8] = b"phone-agent key id v1";
+/// Length of a key id in bytes (shown as twice as many hex digits).
+const KEY_ID_LEN: usize = 4;
+
+/// An SQL condition true when `column` holds a sealed value of either format (plain text, such
+/// as the JSON of an event without words, starts otherwise).
+pub fn sealed_condition(column: &str) -> String {
+    format!("({column} LIKE '{UNNAMED_PREFIX}%' OR {column} LIKE '{SEALED_PREFIX}%')")
+}
 
 /// What went wrong with the data key or a sealed value.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +74,11 @@ pub enum CryptoError {
     /// A sealed value does not open under this key (wrong key, tampered, or moved between rows).
     #[error("a sealed value does not open under the data key")]
     Open,
+    /// A sealed value names a key the ring does not hold.
+    #[error(
+        "a value is sealed under data key {0}, which is neither DATA_KEY nor in DATA_KEY_PREVIOUS"
+    )]
+    UnknownKey(String),
     /// The system's random generator failed.
     #[error("no randomness available")]
     Random,
@@ -124,6 +146,7 @@ fn owner_only(path: &Path) -> Result<(), CryptoError> {
 pub struct DataKey {
     key: LessSafeKey,
     lookup: hmac::Key,
+    id: String,
     random: SystemRandom,
 }
 
@@ -156,16 +179,27 @@ impl DataKey {
 
     fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
         let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
-        let lookup = hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
-            .extract(bytes)
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(bytes);
+        let lookup = prk
             .expand(&[LOOKUP_KEY_INFO], hmac::HMAC_SHA256)
             .expect("32 bytes is a valid HKDF-SHA256 output length")
             .into();
+        let mut id = [0u8; KEY_ID_LEN];
+        prk.expand(&[KEY_ID_INFO], IdLen)
+            .and_then(|okm| okm.fill(&mut id))
+            .expect("4 bytes is a valid HKDF-SHA256 output length");
         Self {
             key: LessSafeKey::new(key),
             lookup,
+            id: hex(&id),
             random: SystemRandom::new(),
         }
+    }
+
+    /// The key's id: 8 hex digits of HKDF-SHA256 of the key (info [`KEY_ID_INFO`]), written in
+    /// every value it seals, so a value names the key that opens it without revealing the key.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Reads the key file at `path`, or creates it (see [`load_or_create_secret`]).
@@ -191,7 +225,11 @@ impl DataKey {
             )
             .map_err(|_| CryptoError::Random)?;
         sealed.extend_from_slice(&body);
-        Ok(format!("{SEALED_PREFIX}{}", BASE64.encode(sealed)))
+        Ok(format!(
+            "{SEALED_PREFIX}{}.{}",
+            self.id,
+            BASE64.encode(sealed)
+        ))
     }
 
     /// The keyed hash of `value` that finds its row (lowercase hex HMAC-SHA256 under the lookup
@@ -200,11 +238,8 @@ impl DataKey {
         hex(hmac::sign(&self.lookup, value.as_bytes()).as_ref())
     }
 
-    /// Opens a value sealed for `context`.
-    pub fn open(&self, sealed: &str, context: &str) -> Result<String, CryptoError> {
-        let encoded = sealed
-            .strip_prefix(SEALED_PREFIX)
-            .ok_or(CryptoError::Open)?;
+    /// Opens base64 of nonce and ciphertext.
+    fn open_body(&self, encoded: &str, context: &str) -> Result<String, CryptoError> {
         let mut bytes = BASE64.decode(encoded).map_err(|_| CryptoError::Open)?;
         if bytes.len() < NONCE_LEN + AES_256_GCM.tag_len() {
             return Err(CryptoError::Open);
@@ -219,6 +254,109 @@ impl DataKey {
     }
 }
 
+/// HKDF output length of a key id.
+struct IdLen;
+
+impl hkdf::KeyType for IdLen {
+    fn len(&self) -> usize {
+        KEY_ID_LEN
+    }
+}
+
+/// A sealed value taken apart.
+enum SealedValue<'a> {
+    /// `v2.<key id>.<body>`.
+    Named {
+        /// The sealing key's id.
+        key_id: &'a str,
+        /// Base64 of nonce and ciphertext.
+        body: &'a str,
+    },
+    /// `v1.<body>`: sealed before key ids.
+    Unnamed(&'a str),
+}
+
+impl<'a> SealedValue<'a> {
+    fn parse(sealed: &'a str) -> Result<Self, CryptoError> {
+        if let Some(rest) = sealed.strip_prefix(SEALED_PREFIX) {
+            let (key_id, body) = rest.split_once('.').ok_or(CryptoError::Open)?;
+            return Ok(Self::Named { key_id, body });
+        }
+        sealed
+            .strip_prefix(UNNAMED_PREFIX)
+            .map(Self::Unnamed)
+            .ok_or(CryptoError::Open)
+    }
+}
+
+/// The current data key, which seals, and the previous ones, which still open what they sealed.
+#[derive(Debug)]
+pub struct Keyring {
+    current: DataKey,
+    previous: Vec<DataKey>,
+}
+
+impl From<DataKey> for Keyring {
+    fn from(current: DataKey) -> Self {
+        Self::new(current, Vec::new())
+    }
+}
+
+impl Keyring {
+    /// A ring sealing under `current`; a previous key equal to it is dropped.
+    pub fn new(current: DataKey, mut previous: Vec<DataKey>) -> Self {
+        previous.retain(|key| key.id != current.id);
+        Self { current, previous }
+    }
+
+    /// The key that seals.
+    pub fn current(&self) -> &DataKey {
+        &self.current
+    }
+
+    /// Every key: the current one first.
+    pub fn keys(&self) -> impl Iterator<Item = &DataKey> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
+
+    /// Seals under the current key.
+    pub fn seal(&self, plaintext: &str, context: &str) -> Result<String, CryptoError> {
+        self.current.seal(plaintext, context)
+    }
+
+    /// Whether `sealed` is sealed under the current key (rather than a previous one, or before
+    /// key ids).
+    pub fn is_current(&self, sealed: &str) -> bool {
+        matches!(SealedValue::parse(sealed), Ok(SealedValue::Named { key_id, .. }) if key_id == self.current.id)
+    }
+
+    /// Opens `sealed` under the key it names; a `v1.` value under whichever key opens it.
+    pub fn open(&self, sealed: &str, context: &str) -> Result<String, CryptoError> {
+        match SealedValue::parse(sealed)? {
+            SealedValue::Named { key_id, body } => self
+                .keys()
+                .find(|key| key.id == key_id)
+                .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?
+                .open_body(body, context),
+            SealedValue::Unnamed(body) => self
+                .keys()
+                .find_map(|key| key.open_body(body, context).ok())
+                .ok_or(CryptoError::Open),
+        }
+    }
+
+    /// The current key's lookup hash of `value` (the one new rows are found by).
+    pub fn lookup_hash(&self, value: &str) -> String {
+        self.current.lookup_hash(value)
+    }
+
+    /// `value`'s lookup hash under every key, the current one first: a row written before the
+    /// current key was put in service is found by one of the others.
+    pub fn lookup_hashes(&self, value: &str) -> Vec<String> {
+        self.keys().map(|key| key.lookup_hash(value)).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,18 +365,67 @@ mod tests {
         DataKey::from_bytes(&[7; KEY_LEN])
     }
 
+    fn ring(byte: u8) -> Keyring {
+        DataKey::from_bytes(&[byte; KEY_LEN]).into()
+    }
+
     #[test]
     fn sealed_values_open_only_in_their_context() {
-        let key = key();
+        let key = ring(7);
         let sealed = key.seal("+14155550100", "calls.from:CA1").unwrap();
-        assert!(sealed.starts_with("v1."));
+        assert!(sealed.starts_with(&format!("v2.{}.", key.current().id())));
         assert!(!sealed.contains("4155550100"));
         assert_eq!(key.open(&sealed, "calls.from:CA1").unwrap(), "+14155550100");
         assert!(key.open(&sealed, "calls.from:CA2").is_err());
         assert!(key.open(&sealed, "calls.to:CA1").is_err());
-        assert!(DataKey::from_bytes(&[8; KEY_LEN])
-            .open(&sealed, "calls.from:CA1")
-            .is_err());
+        let other = ring(8);
+        assert!(matches!(
+            other.open(&sealed, "calls.from:CA1"),
+            Err(CryptoError::UnknownKey(id)) if id == key.current().id()
+        ));
+    }
+
+    #[test]
+    fn key_ids_are_hkdf_of_the_key_by_hand() {
+        // HKDF-SHA256 (RFC 5869) with no salt (a zero salt), info KEY_ID_INFO, first 4 bytes.
+        let prk = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[0; 32]), &[7; KEY_LEN]);
+        let info: Vec<u8> = [KEY_ID_INFO, &[1]].concat();
+        let okm = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref()), &info);
+        assert_eq!(key().id(), hex(&okm.as_ref()[..4]));
+        assert_ne!(key().id(), DataKey::from_bytes(&[8; KEY_LEN]).id());
+    }
+
+    #[test]
+    fn a_ring_seals_under_its_current_key_and_opens_under_any() {
+        let old = ring(7);
+        let before = old.seal("+14155550100", "c").unwrap();
+        let unnamed = format!("v1.{}", before.rsplit('.').next().unwrap());
+        let rotated = Keyring::new(
+            DataKey::from_bytes(&[8; KEY_LEN]),
+            vec![
+                DataKey::from_bytes(&[7; KEY_LEN]),
+                DataKey::from_bytes(&[8; KEY_LEN]),
+            ],
+        );
+        assert_eq!(
+            rotated.keys().count(),
+            2,
+            "the current key is not also previous"
+        );
+        let after = rotated.seal("+14155550100", "c").unwrap();
+        assert!(rotated.is_current(&after));
+        assert!(!rotated.is_current(&before) && !rotated.is_current(&unnamed));
+        for sealed in [&before, &unnamed, &after] {
+            assert_eq!(rotated.open(sealed, "c").unwrap(), "+14155550100");
+        }
+        assert!(old.open(&after, "c").is_err());
+        assert_eq!(
+            rotated.lookup_hashes("+14155550100"),
+            [
+                ring(8).lookup_hash("+14155550100"),
+                old.lookup_hash("+14155550100")
+            ]
+        );
     }
 
     #[test]
@@ -274,7 +461,7 @@ mod tests {
 
     #[test]
     fn each_seal_uses_a_fresh_nonce() {
-        let key = key();
+        let key = ring(7);
         assert_ne!(
             key.seal("same", "c").unwrap(),
             key.seal("same", "c").unwrap()
@@ -283,7 +470,7 @@ mod tests {
 
     #[test]
     fn tampered_or_malformed_values_are_refused() {
-        let key = key();
+        let key = ring(7);
         let sealed = key.seal("secret", "c").unwrap();
         let mut tampered = sealed.clone().into_bytes();
         let last = tampered.len() - 3;
@@ -291,7 +478,18 @@ mod tests {
         assert!(key
             .open(&String::from_utf8(tampered).unwrap(), "c")
             .is_err());
-        for bad in ["", "v1.", "v1.!!!", "v2.AAAA", "v1.AAAA"] {
+        let id = key.current().id();
+        for bad in [
+            "",
+            "v1.",
+            "v1.!!!",
+            "v2.AAAA",
+            "v1.AAAA",
+            "v3.AAAA",
+            &format!("v2.{id}."),
+            &format!("v2.{id}.!!!"),
+            &format!("v2.{id}.AAAA"),
+        ] {
             assert!(key.open(bad, "c").is_err(), "{bad}");
         }
     }
@@ -308,10 +506,10 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let sealed = first.seal("x", "c").unwrap();
+        let sealed = Keyring::from(first).seal("x", "c").unwrap();
         let (second, source) = DataKey::load_or_create(&path).unwrap();
         assert_eq!(source, KeySource::File);
-        assert_eq!(second.open(&sealed, "c").unwrap(), "x");
+        assert_eq!(Keyring::from(second).open(&sealed, "c").unwrap(), "x");
     }
 
     #[test]

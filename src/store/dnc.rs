@@ -1,6 +1,8 @@
 //! The do-not-call list. Numbers are sealed like every number, so a number is found by its keyed
 //! hash ([`DataKey::lookup_hash`](super::crypto::DataKey::lookup_hash)) of its normalized E.164
-//! form: `+1 (415) 555-0100` and `+14155550100` are one entry.
+//! form: `+1 (415) 555-0100` and `+14155550100` are one entry. While previous data keys are in
+//! the ring, a number is looked for under each key's hash; `phone-agent rekey` moves every entry
+//! to the current key's hash.
 
 use serde::Serialize;
 use sqlx::Row as _;
@@ -40,7 +42,8 @@ pub fn normalize_e164(number: &str) -> Result<String, StoreError> {
     valid.then_some(normalized).ok_or(StoreError::BadNumber)
 }
 
-fn context(hash: &str) -> String {
+/// The associated data of the number sealed in the row of `hash`.
+pub(super) fn context(hash: &str) -> String {
     format!("dnc_numbers.number:{hash}")
 }
 
@@ -48,6 +51,9 @@ impl Store {
     /// Puts a number on the list; false if it was there already.
     pub async fn dnc_add(&self, number: &str, now_ms: i64) -> Result<bool, StoreError> {
         let number = normalize_e164(number)?;
+        if self.dnc_contains(&number).await? {
+            return Ok(false);
+        }
         let hash = self.key.lookup_hash(&number);
         let done = sqlx::query(
             "INSERT INTO dnc_numbers (number_hash, number, added_at) VALUES ($1, $2, $3) \
@@ -63,23 +69,30 @@ impl Store {
 
     /// Takes a number off the list; false if it was not on it.
     pub async fn dnc_remove(&self, number: &str) -> Result<bool, StoreError> {
-        let hash = self.key.lookup_hash(&normalize_e164(number)?);
-        let done = sqlx::query("DELETE FROM dnc_numbers WHERE number_hash = $1")
-            .bind(hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let mut removed = false;
+        for hash in self.key.lookup_hashes(&normalize_e164(number)?) {
+            let done = sqlx::query("DELETE FROM dnc_numbers WHERE number_hash = $1")
+                .bind(hash)
+                .execute(&self.pool)
+                .await?;
+            removed |= done.rows_affected() == 1;
+        }
+        Ok(removed)
     }
 
-    /// Whether a number is on the list.
+    /// Whether a number is on the list (under the hash of any key of the ring).
     pub async fn dnc_contains(&self, number: &str) -> Result<bool, StoreError> {
-        let hash = self.key.lookup_hash(&normalize_e164(number)?);
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT added_at FROM dnc_numbers WHERE number_hash = $1")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(found.is_some())
+        for hash in self.key.lookup_hashes(&normalize_e164(number)?) {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT added_at FROM dnc_numbers WHERE number_hash = $1")
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The whole list, newest first.
@@ -153,7 +166,7 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        assert!(stored.starts_with("v1."));
+        assert!(stored.starts_with("v2."));
         assert!(store.dnc_remove("+1 415 555 0100").await.unwrap());
         assert!(!store.dnc_remove("+14155550100").await.unwrap());
         assert!(!store.dnc_contains("+14155550100").await.unwrap());

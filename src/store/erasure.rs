@@ -10,6 +10,7 @@
 use sqlx::AnyConnection;
 
 use super::audit::{insert_audit, AuditEvent};
+use super::crypto::sealed_condition;
 use super::{Store, StoreError};
 
 /// What went with a call's content.
@@ -60,12 +61,15 @@ pub(super) async fn remove_content(
         .execute(&mut *connection)
         .await?
         .rows_affected();
-    let events =
-        sqlx::query("UPDATE call_events SET data = NULL WHERE call_id = $1 AND data LIKE 'v1.%'")
-            .bind(call_id)
-            .execute(&mut *connection)
-            .await?
-            .rows_affected();
+    let erase_events = format!(
+        "UPDATE call_events SET data = NULL WHERE call_id = $1 AND {}",
+        sealed_condition("data")
+    );
+    let events = sqlx::query(&erase_events)
+        .bind(call_id)
+        .execute(&mut *connection)
+        .await?
+        .rows_affected();
     // Messages not yet delivered go unsent: what they said was the call's content.
     sqlx::query(
         "UPDATE webhook_deliveries SET payload = NULL, \
@@ -173,7 +177,10 @@ mod tests {
             "SELECT extraction FROM calls WHERE id = $1",
             "SELECT text FROM call_turns WHERE call_id = $1",
             "SELECT heard FROM call_turns WHERE call_id = $1",
-            "SELECT data FROM call_events WHERE call_id = $1 AND data LIKE 'v1.%'",
+            &format!(
+                "SELECT data FROM call_events WHERE call_id = $1 AND {}",
+                sealed_condition("data")
+            ),
             "SELECT payload FROM webhook_deliveries WHERE call_id = $1",
         ];
         let mut values = Vec::new();

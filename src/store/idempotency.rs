@@ -189,7 +189,7 @@ mod tests {
                 .fetch_one(&store.pool)
                 .await
                 .unwrap();
-        assert!(sealed.starts_with("v1.") && !sealed.contains("call_x"));
+        assert!(sealed.starts_with("v2.") && !sealed.contains("call_x"));
         let answered = IdempotencyClaim::Answered(StoredAnswer { status: 201, body });
         assert_eq!(claim("tok_a", 1_000 + DAY - 1).await, answered);
         assert_eq!(

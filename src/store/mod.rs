@@ -3,12 +3,13 @@
 //! SQLite (a file under `DATA_DIR`, the embedded default) or PostgreSQL (`DATABASE_URL=postgres://…`,
 //! for several instances), through sqlx's `Any` driver: one schema, one set of migrations
 //! (`src/store/migrations`, run at start-up), `$n` placeholders that both accept. Sensitive
-//! columns are sealed with the [`crypto::DataKey`]; SQLite overwrites deleted content
+//! columns are sealed with the [`crypto::Keyring`]; SQLite overwrites deleted content
 //! (`secure_delete`), so erased data does not linger in its files (see [`erasure`]).
 //!
 //! # Layout
 //!
-//! - [`crypto`]: sealing columns, the keyed hash for lookups; `ids`: call and row ids.
+//! - [`crypto`]: sealing columns, the keyed hash for lookups; `ids`: call and row ids;
+//!   [`rekey`]: re-sealing every sealed column under a new data key.
 //! - [`tokens`]: API tokens (hashes only).
 //! - [`calls`]: call records: insert, look up by id or CallSid, set what is learnt later;
 //!   [`call_list`]: filtered pages of them and one call in full.
@@ -39,6 +40,7 @@ pub mod erasure;
 pub mod idempotency;
 mod ids;
 pub mod outbox;
+pub mod rekey;
 pub mod retention;
 pub mod retry;
 pub mod schedule;
@@ -54,7 +56,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Transaction};
 
-use crypto::{CryptoError, DataKey};
+use crypto::{CryptoError, Keyring};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations");
 
@@ -143,14 +145,14 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    key: Arc<DataKey>,
+    key: Arc<Keyring>,
     backend: Backend,
 }
 
 impl Store {
     /// Connects to `url`, creating a SQLite file (and its directory) when missing, and runs the
     /// migrations.
-    pub async fn open(url: &str, key: DataKey) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, key: impl Into<Keyring>) -> Result<Self, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let url = if let Some(path) = sqlite_path(url) {
@@ -180,7 +182,7 @@ impl Store {
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
-            key: Arc::new(key),
+            key: Arc::new(key.into()),
             backend,
         })
     }
@@ -293,10 +295,15 @@ pub(crate) mod testing {
     use super::*;
 
     /// A fixed key.
-    pub fn key() -> DataKey {
-        DataKey::from_base64(&base64::Engine::encode(
+    pub fn key() -> crypto::DataKey {
+        key_of(9)
+    }
+
+    /// The key of 32 bytes `byte`.
+    pub fn key_of(byte: u8) -> crypto::DataKey {
+        crypto::DataKey::from_base64(&base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
-            [9u8; 32],
+            [byte; 32],
         ))
         .unwrap()
     }

@@ -391,6 +391,44 @@ impl Store {
         format!("host:{}", &self.key.lookup_hash(&authority)[..24])
     }
 
+    /// Gives pending messages to a call's own URL the current key's hash of their host (after
+    /// a new data key: `phone-agent rekey`); how many changed.
+    pub(super) async fn rekey_receivers(&self) -> Result<u64, StoreError> {
+        let mut moved = 0;
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, receiver, url FROM webhook_deliveries \
+                 WHERE state = 'pending' AND receiver LIKE 'host:%' AND url IS NOT NULL \
+                 AND id > $1 ORDER BY id LIMIT 500",
+            )
+            .bind(&after)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else {
+                return Ok(moved);
+            };
+            after = last.try_get("id")?;
+            for row in &rows {
+                let id: String = row.try_get("id")?;
+                let old: String = row.try_get("receiver")?;
+                let url = self.open_sealed(&row.try_get::<String, _>("url")?, &url_context(&id))?;
+                let new = self.url_receiver(&url);
+                if new != old {
+                    moved += sqlx::query(
+                        "UPDATE webhook_deliveries SET receiver = $1 WHERE id = $2 AND receiver = $3",
+                    )
+                    .bind(new)
+                    .bind(&id)
+                    .bind(old)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                }
+            }
+        }
+    }
+
     async fn insert_message(
         &self,
         connection: &mut AnyConnection,
@@ -803,7 +841,7 @@ mod tests {
             .unwrap();
         assert!(stored
             .iter()
-            .all(|p| p.starts_with("v1.") && !p.contains("prices")));
+            .all(|p| p.starts_with("v2.") && !p.contains("prices")));
     }
 
     #[actix_rt::test]

@@ -327,7 +327,7 @@ mod tests {
                 .fetch_all(&store.pool)
                 .await
                 .unwrap();
-        assert!(raw.iter().all(|(text, heard)| text.starts_with("v1.")
-            && heard.as_deref().is_none_or(|h| h.starts_with("v1."))));
+        assert!(raw.iter().all(|(text, heard)| text.starts_with("v2.")
+            && heard.as_deref().is_none_or(|h| h.starts_with("v2."))));
     }
 }

@@ -302,7 +302,7 @@ mod tests {
             .unwrap();
         assert!(stored
             .iter()
-            .all(|s| s.starts_with("v1.") && !s.contains(&secret[6..])));
+            .all(|s| s.starts_with("v2.") && !s.contains(&secret[6..])));
         let secrets = store
             .signing_secrets(&endpoint.id, 100)
             .await

@@ -61,9 +61,37 @@ async fn the_server_runs_on_postgresql() {
     assert_eq!(status, 200, "{call}");
     assert_eq!(call["from"], "+1******0100");
 
-    // A second server on the same database finds the schema migrated and the tokens there.
+    // The data key is rotated: `phone-agent rekey` re-seals everything under the new key (the
+    // old one in DATA_KEY_PREVIOUS), after which the new key alone opens it all.
     server.server.shutdown();
-    let again = TestServer::start(&settings).await;
+    let new_key = "3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+796tvu8=";
+    let dir = tempfile::tempdir().unwrap();
+    // Off the runtime's thread: the first server's last writes (its actors run on this thread)
+    // must be able to finish and release their rows while rekey runs.
+    let (url_owned, old_key, dir_path) =
+        (url.clone(), settings[1].1.to_owned(), dir.path().to_owned());
+    let rekey = actix_rt::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_phone-agent"))
+            .arg("rekey")
+            .env_clear()
+            .envs([
+                ("DATABASE_URL", url_owned.as_str()),
+                ("DATA_KEY", new_key),
+                ("DATA_KEY_PREVIOUS", old_key.as_str()),
+                ("DATA_DIR", &dir_path.display().to_string()),
+            ])
+            .current_dir(&dir_path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&rekey.stdout);
+    assert!(rekey.status.success(), "{rekey:?}");
+    assert!(printed.contains("calls.from_number=1 "), "{printed}");
+
+    // A second server on the same database finds the schema migrated and the tokens there.
+    let again = TestServer::start(&[settings[0], ("DATA_KEY", new_key)]).await;
     let (status, _, list) = json(
         again
             .request(Method::GET, "/api/calls", Some(&reader))
@@ -72,6 +100,10 @@ async fn the_server_runs_on_postgresql() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(list["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        list["calls"][0]["from"], "+1******0100",
+        "opened by the new key"
+    );
 }
 
 #[actix_rt::test]
