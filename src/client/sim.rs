@@ -5,7 +5,8 @@
 //! [`MediaConnection`] sends `media`/`mark`/`dtmf`/`stop` exactly as Twilio writes them (numbers as
 //! strings, base64 payloads) and reads what the server sends back. Used by the load generator and the
 //! integration tests. The stream URL is `wss://PUBLIC_HOST/...`; the sim connects to the same path
-//! on the server's own address over plain `ws://`. [`TwilioSim::post_form`] and
+//! on the server's own address: `ws://`, or `wss://` for an `https://` base
+//! ([`TwilioSim::with_tls`]). [`TwilioSim::post_form`] and
 //! [`TwilioSim::open_stream`] do the same for any URL written for the public host (the Twilio
 //! emulator's webhooks and streams): sent to the server's own address, signed as written.
 
@@ -24,6 +25,27 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
 use crate::twilio::signature::{TwilioSigner, DEV_TWILIO_AUTH_TOKEN_FILE, SIGNATURE_HEADER};
+
+/// The sim's HTTP and WebSocket client: TCP without Nagle's algorithm (Twilio's media frames
+/// are small and latency-bound; like the server, the sim sends each at once instead of waiting
+/// for the previous one's delayed ACK), no cap on connections (awc's default is 100; each call
+/// holds a media socket), TLS with `tls` when given.
+fn http_client(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> awc::Client {
+    let tcp = TcpConnector::new(Resolver::default()).service().map(
+        |connection: Connection<Uri, TcpStream>| {
+            let _ = connection.io_ref().set_nodelay(true);
+            connection
+        },
+    );
+    let mut connector = awc::Connector::new().connector(tcp).limit(0);
+    if let Some(config) = tls {
+        connector = connector.rustls_0_23(config);
+    }
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(Duration::from_secs(10))
+        .finish()
+}
 
 /// What went wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -153,19 +175,7 @@ pub struct FormAnswer {
 impl TwilioSim {
     /// A sim for the server at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: impl Into<String>) -> Self {
-        // Twilio's media frames are small and latency-bound; like the server, the sim disables
-        // Nagle's algorithm, or each frame would wait for the previous one's (delayed) ACK.
-        let tcp = TcpConnector::new(Resolver::default()).service().map(
-            |connection: Connection<Uri, TcpStream>| {
-                let _ = connection.io_ref().set_nodelay(true);
-                connection
-            },
-        );
-        let http = awc::Client::builder()
-            // No cap on connections (awc's default is 100): each call holds a media socket.
-            .connector(awc::Connector::new().connector(tcp).limit(0))
-            .timeout(Duration::from_secs(10))
-            .finish();
+        let http = http_client(None);
         let base = base.into().trim_end_matches('/').to_owned();
         Self {
             http,
@@ -173,6 +183,13 @@ impl TwilioSim {
             base,
             signer: None,
         }
+    }
+
+    /// Speaks TLS to an `https://` base (webhooks over HTTPS, media over `wss://`) with
+    /// `config` (its trusted roots and protocol versions).
+    pub fn with_tls(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.http = http_client(Some(config));
+        self
     }
 
     /// Signs every request with `X-Twilio-Signature` under `auth_token`, over URLs on

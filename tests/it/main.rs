@@ -25,6 +25,7 @@ mod store;
 mod supervision;
 mod support;
 mod surface;
+mod tls;
 mod twilio_emulator;
 mod twilio_rest;
 mod webhooks;
