@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command (README quick start; .ci/run calls exactly this).
 # Installs the embedded engines' packages and models (scripts/setup.sh, quick once done) and
-# PostgreSQL's server binaries when missing, then
-# formatting, lints and every test of the workspace. Uses cargo-nextest when installed, otherwise
-# `cargo test`.
+# PostgreSQL's server binaries and cargo-deny when missing, then formatting, the supply-chain
+# check (deny.toml), lints and every test of the workspace. Uses cargo-nextest when installed,
+# otherwise `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,20 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
 fi
 
 cargo fmt --all -- --check
+
+# Supply chain (deny.toml): licenses, bans and sources always; advisories when the RustSec
+# database can be fetched (it lives on GitHub, which an offline machine cannot reach: said, not
+# hidden).
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "test: installing cargo-deny (once; about 3 minutes on 2 cores)"
+  cargo install cargo-deny --locked --quiet
+fi
+cargo deny --log-level error check bans licenses sources
+if cargo deny fetch >/dev/null 2>&1; then
+  cargo deny --log-level error check advisories
+else
+  echo "test: advisories not checked: the RustSec advisory database could not be fetched"
+fi
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

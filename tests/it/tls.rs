@@ -93,9 +93,10 @@ fn tls_1_1_client_hello() -> Vec<u8> {
     let mut body = vec![0x03, 0x02]; // client_version TLS 1.1
     body.extend([0x11; 32]); // random
     body.push(0); // session_id, empty
-    // ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256, AES128-SHA
+                  // ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256, AES128-SHA
     body.extend([0x00, 0x06, 0xc0, 0x2b, 0xc0, 0x2f, 0x00, 0x2f]);
-    body.extend([0x01, 0x00]); // compression: null
+    // compression: null
+    body.extend([0x01, 0x00]);
     // extensions: signature_algorithms (13) = [ecdsa_secp256r1_sha256]
     body.extend([0x00, 0x08, 0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x03]);
     let mut handshake = vec![0x01, 0x00, 0x00, body.len() as u8]; // client_hello
