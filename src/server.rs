@@ -36,6 +36,7 @@ use crate::http::webhooks::InboundWebhooks;
 use crate::http::{self, AppState};
 use crate::redact::Secret;
 use crate::store::audit::AuditEvent;
+use crate::store::calls::INTERRUPTED;
 use crate::store::crypto::{load_or_create_secret, CryptoError, DataKey, KeySource, Keyring};
 use crate::store::{now_ms, sqlite_path, Store, StoreError};
 use crate::tls::{self, TlsError};
@@ -132,6 +133,7 @@ pub async fn start(
         audit.clone(),
     ));
     reload(&store, &authenticator).await?;
+    interrupt_unended_calls(&store, security).await?;
     let inbound = web::Data::new(InboundWebhooks {
         keys: security.webhooks.clone(),
         audit: audit.clone(),
@@ -289,6 +291,28 @@ fn agent_name(config: &Config) -> Option<String> {
             .to_string_lossy()
             .into_owned(),
     )
+}
+
+/// Ends the calls a previous run left in progress (it was killed, not drained), with reason
+/// [`INTERRUPTED`]. On SQLite only: its database is this process's alone, so a call in progress
+/// there at start-up can belong to no live server; on PostgreSQL other instances may be carrying
+/// their calls, and ending them takes knowing which instance owns which call.
+async fn interrupt_unended_calls(
+    store: &Store,
+    security: &SecuritySettings,
+) -> Result<(), StoreError> {
+    if sqlite_path(security.storage.database_url.expose()).is_none() {
+        return Ok(());
+    }
+    let interrupted = store.interrupt_unended_calls(now_ms()).await?;
+    if !interrupted.is_empty() {
+        tracing::warn!(
+            calls = interrupted.len(),
+            reason = INTERRUPTED,
+            "calls in progress when the server last stopped are marked interrupted"
+        );
+    }
+    Ok(())
 }
 
 /// Opens (creating and migrating) the configured store with its data key.

@@ -18,6 +18,10 @@ use phone_agent_actors::engines::Extraction;
 
 use crate::redact::MaskedPhone;
 
+/// The end reason of a call that was in progress when its server stopped without draining
+/// ([`Store::interrupt_unended_calls`]).
+pub const INTERRUPTED: &str = "server_interrupted";
+
 /// Who called whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -384,6 +388,22 @@ impl Store {
             .await
     }
 
+    /// Ends, with reason [`INTERRUPTED`], every call in progress whose end was never recorded:
+    /// at start-up, the calls a server stopped without draining (killed, crashed, power lost)
+    /// left live. Their ids; each end is logged (and makes its `call.completed` message).
+    pub async fn interrupt_unended_calls(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM calls WHERE status = $1 AND end_reason IS NULL ORDER BY id",
+        )
+        .bind(CallStatus::InProgress.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &ids {
+            self.record_end(id, INTERRUPTED, now_ms).await?;
+        }
+        Ok(ids)
+    }
+
     /// Stores what the agent took from the conversation (replacing an earlier extraction); false
     /// if there is no such call or its content was purged.
     pub async fn set_extraction(
@@ -653,5 +673,45 @@ mod tests {
             .await
             .unwrap();
         assert!(!sealed.contains("Ana"));
+    }
+
+    #[actix_rt::test]
+    async fn calls_left_in_progress_are_ended_as_interrupted_and_no_other() {
+        let (store, _dir) = sqlite_store().await;
+        let live = insert(&store, &inbound("CA1"), 100).await;
+        let ended = insert(&store, &inbound("CA2"), 100).await;
+        let ringing = insert(&store, &inbound("CA3"), 100).await;
+        for id in [&live, &ended] {
+            store
+                .apply_status(id, CallStatus::InProgress, None, 200)
+                .await
+                .unwrap();
+        }
+        store
+            .record_end(&ended, "agent_goodbye", 300)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.interrupt_unended_calls(900).await.unwrap(),
+            [live.as_str()]
+        );
+        let call = store.call(&live).await.unwrap().unwrap();
+        assert_eq!(
+            (call.end_reason.as_deref(), call.ended_at),
+            (Some(INTERRUPTED), Some(900))
+        );
+        let last = store
+            .events_after(&live, 0, 10)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(last.kind, EventKind::End);
+        for (id, reason) in [(&ended, Some("agent_goodbye")), (&ringing, None)] {
+            let call = store.call(id).await.unwrap().unwrap();
+            assert_eq!(call.end_reason.as_deref(), reason);
+        }
+        assert!(store.interrupt_unended_calls(950).await.unwrap().is_empty());
     }
 }

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{TcpListener, ToSocketAddrs};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::resend::fake::{self, FakeResend};
 use crate::support::hmac::hmac_sha256;
+use crate::support::process;
 use crate::support::*;
 
 /// A request the endpoint received.
@@ -544,93 +544,18 @@ async fn a_follow_up_email_is_sent_and_its_status_follows_the_providers_events()
     status_is("bounced").await;
 }
 
-/// A `phone-agent` process on its own data directory, killed when dropped.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary(env: &BTreeMap<&str, String>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_phone-agent"));
-    command
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    command
-}
-
-async fn serve(env: &BTreeMap<&str, String>) -> Process {
-    let child = binary(env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let process = Process {
-        child,
-        base: format!("http://{}", env["LISTEN_ADDR"]),
-    };
-    within(async {
-        while awc::Client::new()
-            .get(format!("{}/ready", process.base))
-            .send()
-            .await
-            .map_or(true, |r| r.status() != 200)
-        {
-            actix_rt::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    process
-}
-
 #[actix_rt::test]
 async fn a_server_killed_mid_delivery_delivers_every_event_after_its_restart() {
     let data = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let env: BTreeMap<&str, String> = [
-        ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
-        ("DATA_DIR", data.path().display().to_string()),
-        ("ENGINES", "loopback".into()),
-        ("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN.into()),
-        ("PUBLIC_HOST", PUBLIC_HOST.into()),
+    let mut env = process::server_env(&data);
+    env.extend([
         ("WEBHOOK_ALLOW_PRIVATE", "true".into()),
         ("WEBHOOK_TIMEOUT", "1s".into()),
         ("WEBHOOK_RETRY_BASE", "100ms".into()),
-        // As in every test server: no refusals for a loaded test machine's late loops.
-        ("ADMISSION_LAG_MS", "0".into()),
-    ]
-    .into_iter()
-    .collect();
-    let created = binary(&env)
-        .args([
-            "token",
-            "create",
-            "--name",
-            "test",
-            "--scopes",
-            "webhooks:admin,calls:read",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    ]);
+    let token = process::create_token(&env, "webhooks:admin,calls:read");
 
-    let server = serve(&env).await;
+    let server = process::serve(&env).await;
     let mut endpoint = Endpoint::start();
     endpoint.behaviour.holding.store(1, Ordering::SeqCst);
     let events = ["call.started", "call.completed"];
@@ -655,7 +580,7 @@ async fn a_server_killed_mid_delivery_delivers_every_event_after_its_restart() {
     endpoint.until(1).await;
     drop(server); // SIGKILL, mid-delivery
 
-    let _server = serve(&env).await;
+    let _server = process::serve(&env).await;
     // Until every event arrived and the held one came again (once its claim's lease ran out).
     let mut hooks = endpoint.until(1).await;
     loop {

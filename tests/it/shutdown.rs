@@ -1,7 +1,13 @@
-//! Graceful shutdown: refuse new calls, let live ones finish, close the rest after the drain timeout.
+//! Graceful shutdown: refuse new calls, let live ones finish, close the rest after the drain
+//! timeout; and the ungraceful one: a server killed mid-call ends its live calls as interrupted
+//! when it starts again.
 
+use std::time::Duration;
+
+use phone_agent::client::sim::{SimError, TwilioSim};
+
+use crate::support::process;
 use crate::support::*;
-use phone_agent::client::sim::SimError;
 
 #[actix_rt::test]
 async fn shutdown_refuses_new_calls_and_waits_for_live_ones() {
@@ -54,4 +60,58 @@ async fn calls_still_up_after_the_drain_timeout_are_closed() {
     );
     within(server.stopped()).await.unwrap();
     assert_eq!(live_calls.count(), 0);
+}
+
+/// The call `sid` as the API shows it on the server at `base`.
+async fn call_record(base: &str, token: &str, sid: &str) -> serde_json::Value {
+    let request = awc::Client::new()
+        .get(format!("{base}/api/calls/{sid}"))
+        .bearer_auth(token);
+    json(request.send()).await.2
+}
+
+#[actix_rt::test]
+async fn a_call_live_when_the_server_is_killed_is_ended_as_interrupted_at_the_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let env = process::server_env(&data);
+    let token = process::create_token(&env, "calls:read");
+    let server = process::serve(&env).await;
+    let sim = TwilioSim::new(server.base.clone()).signing(TWILIO_AUTH_TOKEN, PUBLIC_HOST);
+    // One call ended before the kill, one live through it.
+    let (ended, live) = (call_sid(1), call_sid(2));
+    let answer = sim.place_call(&ended).await.unwrap();
+    let mut media = sim.connect(&answer).await.unwrap();
+    exchange(&mut media, 1, 0, 2).await;
+    media.send_stop().await.unwrap();
+    let answer = sim.place_call(&live).await.unwrap();
+    let mut media = sim.connect(&answer).await.unwrap();
+    exchange(&mut media, 2, 0, 2).await;
+    let base = server.base.clone();
+    within(async {
+        loop {
+            let (ended, live) = (
+                call_record(&base, &token, &ended).await,
+                call_record(&base, &token, &live).await,
+            );
+            if ended["end_reason"].is_string() && live["status"] == "in-progress" {
+                return;
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let ended_before = call_record(&base, &token, &ended).await;
+
+    drop(server); // SIGKILL, mid-call
+    let server = process::serve(&env).await;
+    let call = call_record(&server.base, &token, &live).await;
+    assert_eq!(call["end_reason"], "server_interrupted", "{call}");
+    assert!(call["ended_at"].is_i64(), "{call}");
+    assert_eq!(call["from"], "+1******0100", "the record is whole");
+    assert_eq!(
+        call_record(&server.base, &token, &ended).await,
+        ended_before,
+        "a call that had ended is left as it was"
+    );
+    drop(media);
 }

@@ -3,6 +3,7 @@
 pub mod directed;
 pub mod hmac;
 pub mod postgres;
+pub mod process;
 
 use std::collections::HashMap;
 use std::future::Future;
