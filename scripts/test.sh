@@ -2,8 +2,8 @@
 # The project's one test command (README quick start; .ci/run calls exactly this).
 # Installs the embedded engines' packages and models (scripts/setup.sh, quick once done) and
 # PostgreSQL's server binaries and cargo-deny when missing, then formatting, the supply-chain
-# check (deny.toml), lints and every test of the workspace. Uses cargo-nextest when installed,
-# otherwise `cargo test`.
+# check (deny.toml), lints and every test of the workspace (cargo-nextest when installed,
+# otherwise `cargo test`), then a bounded fuzzing run when a nightly toolchain is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,4 +38,13 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
+fi
+
+# Fuzzing, bounded (FUZZ_SECONDS per target, 15 by default, 0 to skip), when a nightly toolchain
+# is installed: scripts/fuzz.sh builds the targets in fuzz/ (about 8 minutes cold on 2 cores) and
+# runs each; a crash fails the run.
+if [ "${FUZZ_SECONDS:-15}" != 0 ] && cargo +nightly --version >/dev/null 2>&1; then
+  scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+else
+  echo "test: fuzzing skipped (no nightly toolchain, or FUZZ_SECONDS=0)"
 fi

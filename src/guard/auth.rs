@@ -228,7 +228,7 @@ impl Authenticator {
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
-fn bearer_token(header: &[u8]) -> Option<&str> {
+pub fn bearer_token(header: &[u8]) -> Option<&str> {
     let header = std::str::from_utf8(header).ok()?;
     let (scheme, token) = header.split_once(' ')?;
     let token = token.trim();

@@ -18,7 +18,7 @@
 //! - [`session`]: the socket task.
 
 mod liveness;
-mod protocol;
+pub mod protocol;
 mod session;
 mod turns;
 
