@@ -641,6 +641,10 @@ mod tests {
             ("APP_ENV", "staging"),
             ("DATABASE_URL", "mysql://db/x"),
             ("DATA_KEY", "c2hvcnQ="),
+            (
+                "DATA_KEY_PREVIOUS",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=,c2hvcnQ=",
+            ),
             ("TWILIO_VALIDATE", "maybe"),
             ("TRUST_PROXY", "yes please"),
             ("RATE_LIMIT_API_READ", "lots"),
@@ -718,6 +722,10 @@ mod tests {
             ("TWILIO_AUTH_TOKEN", "twilio-secret"),
             ("DATABASE_URL", "postgres://u:db-secret@h/d"),
             ("DATA_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            (
+                "DATA_KEY_PREVIOUS",
+                "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=",
+            ),
             ("WEBHOOK_SECRET", "webhook-secret-1234"),
             (
                 "SVIX_WEBHOOK_SECRET",
@@ -730,6 +738,7 @@ mod tests {
             "twilio-secret",
             "db-secret",
             "AAAAAAAA",
+            "BBBBBBBB",
             "webhook-secret",
             "MfKQ9r8G",
         ] {
