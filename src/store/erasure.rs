@@ -83,32 +83,21 @@ pub(super) async fn remove_content(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::store::call_events::EventKind;
     use crate::store::calls::testing::scheduled;
     use crate::store::status::CallStatus;
     use crate::store::testing::{erasure_audit as audit, sqlite_store};
-    use crate::store::transcripts::testing::{answered_with_a_reply, question};
-    use phone_agent_actors::engines::Extraction;
+    use crate::store::transcripts::testing::{
+        answered_with_a_reply, barged_in_and_extracted, question,
+    };
 
     /// A call with everything an erasure removes: numbers, metadata, extraction, turns, a
     /// barge-in. Its id.
     async fn full_call(store: &Store, call_sid: &str) -> String {
         let id = answered_with_a_reply(store, &scheduled(1_000)).await;
         store.set_call_sid(&id, call_sid, 500).await.unwrap();
-        let heard = json!({ "heard": "Our prices" });
-        store
-            .append_event(&id, EventKind::BargeIn, &heard, 500)
-            .await
-            .unwrap();
-        let extraction = Extraction {
-            name: Some("Ana Lima".into()),
-            phone: Some("4155550177".into()),
-            ..Extraction::default()
-        };
-        store.set_extraction(&id, &extraction, 600).await.unwrap();
+        barged_in_and_extracted(store, &id).await;
         id
     }
 

@@ -316,15 +316,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::call_events::EventKind;
     use crate::store::calls::testing::scheduled;
     use crate::store::crypto::{CryptoError, Keyring};
     use crate::store::idempotency::IdempotencyClaim;
     use crate::store::status::CallStatus;
     use crate::store::testing::{key, key_of, sqlite_store};
-    use crate::store::transcripts::testing::answered_with_a_reply;
+    use crate::store::transcripts::testing::{answered_with_a_reply, barged_in_and_extracted};
     use crate::store::webhook_endpoints::ACCOUNT_SECRET;
-    use phone_agent_actors::engines::Extraction;
 
     /// A store with something in every sealed column: a call with its own webhook URL,
     /// metadata, extraction, turns (one interrupted), a barge-in, an endpoint with a rotated
@@ -338,16 +336,7 @@ mod tests {
         let mut call = scheduled(1_000);
         call.webhook_url = Some("https://crm.example.com/calls?t=1".into());
         let id = answered_with_a_reply(store, &call).await;
-        let heard = json!({ "heard": "Our prices" });
-        store
-            .append_event(&id, EventKind::BargeIn, &heard, 500)
-            .await
-            .unwrap();
-        let extraction = Extraction {
-            name: Some("Ana Lima".into()),
-            ..Extraction::default()
-        };
-        store.set_extraction(&id, &extraction, 600).await.unwrap();
+        barged_in_and_extracted(store, &id).await;
         let endpoint = store.endpoints().await.unwrap().remove(0).id;
         for owner in [endpoint.as_str(), ACCOUNT_SECRET] {
             store.rotate_secret(owner, 1_000_000, 700).await.unwrap();

@@ -206,9 +206,11 @@ impl Store {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::store::call_events::EventKind;
     use crate::store::calls::testing::insert;
     use crate::store::calls::NewCall;
     use crate::store::status::CallStatus;
+    use phone_agent_actors::engines::Extraction;
 
     /// Records `call` at 100, answers it at 300, and logs the caller's question (400) and the
     /// agent's interrupted reply (500): its id.
@@ -224,6 +226,22 @@ pub(crate) mod testing {
             .await
             .unwrap();
         id
+    }
+
+    /// Logs the barge-in of the interrupted reply (500, what the caller heard) and stores an
+    /// extraction with a name and a phone number (600): the call's other sealed content.
+    pub async fn barged_in_and_extracted(store: &Store, id: &str) {
+        let heard = serde_json::json!({ "heard": "Our prices" });
+        store
+            .append_event(id, EventKind::BargeIn, &heard, 500)
+            .await
+            .unwrap();
+        let extraction = Extraction {
+            name: Some("Ana Lima".into()),
+            phone: Some("4155550177".into()),
+            ..Extraction::default()
+        };
+        store.set_extraction(id, &extraction, 600).await.unwrap();
     }
 
     /// The agent's reply, talked over after "Our prices".
