@@ -27,10 +27,16 @@ struct Line {
     token: String,
 }
 
-/// A port free now, for the emulator the server is configured to reach before it starts.
+/// A port free now (for a server to be restarted on).
 fn free_port() -> u16 {
+    reserved_port().0
+}
+
+/// A port held bound until the emulator serves on it, so the server can be configured to reach
+/// the emulator before it exists without another test taking the port in between.
+fn reserved_port() -> (u16, std::net::TcpListener) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound").port()
+    (listener.local_addr().expect("bound").port(), listener)
 }
 
 /// The emulator's answer to a call: no ringing, an instant decision, a silent callee.
@@ -40,7 +46,7 @@ fn fast(settings: &mut EmulatorSettings) {
 }
 
 async fn line(overrides: &[(&str, &str)], callee: impl FnOnce(&mut EmulatorSettings)) -> Line {
-    let port = free_port();
+    let (port, listener) = reserved_port();
     let api = format!("http://127.0.0.1:{port}");
     let mut vars = vec![
         ("TWILIO_ACCOUNT_SID", ACCOUNT),
@@ -49,7 +55,7 @@ async fn line(overrides: &[(&str, &str)], callee: impl FnOnce(&mut EmulatorSetti
     ];
     vars.extend_from_slice(overrides);
     let server = TestServer::start(&vars).await;
-    let emulator = emulator_for(&server, port, callee).await;
+    let emulator = emulator_for(&server, listener, callee).await;
     let token = server.token(&Scope::ALL).await;
     Line {
         server,
@@ -60,14 +66,13 @@ async fn line(overrides: &[(&str, &str)], callee: impl FnOnce(&mut EmulatorSetti
 
 async fn emulator_for(
     server: &TestServer,
-    port: u16,
+    listener: std::net::TcpListener,
     callee: impl FnOnce(&mut EmulatorSettings),
 ) -> RunningEmulator {
     let mut settings = EmulatorSettings::new(server.base.clone(), TWILIO_AUTH_TOKEN);
-    settings.listen = ([127, 0, 0, 1], port).into();
     fast(&mut settings);
     callee(&mut settings);
-    TwilioEmulator::start(settings)
+    TwilioEmulator::start_on(listener, settings)
         .await
         .expect("emulator starts")
 }
@@ -527,7 +532,7 @@ fn creates(emulator: &RunningEmulator) -> Vec<String> {
 
 #[actix_rt::test]
 async fn a_call_due_while_the_server_was_down_is_placed_once_after_the_restart() {
-    let (server_port, api_port) = (free_port(), free_port());
+    let (server_port, (api_port, api_listener)) = (free_port(), reserved_port());
     let listen = format!("127.0.0.1:{server_port}");
     let api_base = format!("http://127.0.0.1:{api_port}");
     let vars = [
@@ -538,7 +543,7 @@ async fn a_call_due_while_the_server_was_down_is_placed_once_after_the_restart()
     ];
     let config = test_config(&vars);
     let first = TestServer::start_with(&config, phone_agent::engines::loopback_set()).await;
-    let emulator = emulator_for(&first, api_port, |_| {}).await;
+    let emulator = emulator_for(&first, api_listener, |_| {}).await;
     let token = first.token(&Scope::ALL).await;
     let id = schedule(&first, &token, TO, Duration::from_secs(3600)).await;
     let data = first.stop().await;
@@ -571,7 +576,7 @@ async fn two_servers_on_one_postgresql_place_each_scheduled_call_once() {
         return;
     };
     let url = postgres.url();
-    let api_port = free_port();
+    let (api_port, api_listener) = reserved_port();
     let api_base = format!("http://127.0.0.1:{api_port}");
     let vars = [
         ("DATABASE_URL", url.as_str()),
@@ -582,7 +587,7 @@ async fn two_servers_on_one_postgresql_place_each_scheduled_call_once() {
     ];
     let a = TestServer::start(&vars).await;
     let b = TestServer::start(&vars).await;
-    let emulator = emulator_for(&a, api_port, |_| {}).await;
+    let emulator = emulator_for(&a, api_listener, |_| {}).await;
     let token = a.token(&Scope::ALL).await;
     let numbers: Vec<String> = (0..8).map(|n| format!("+1415555{n:04}")).collect();
     for number in &numbers {
@@ -602,7 +607,7 @@ async fn the_agent_transfers_through_twilio_once_its_announcement_is_heard() {
     use crate::support::directed::{directed_set, DirectedStt, FixedDialogue};
     use phone_agent_actors::engines::DialogueAction;
 
-    let api_port = free_port();
+    let (api_port, api_listener) = reserved_port();
     let api_base = format!("http://127.0.0.1:{api_port}");
     let config = test_config(&[
         ("TWILIO_ACCOUNT_SID", ACCOUNT),
@@ -614,7 +619,7 @@ async fn the_agent_transfers_through_twilio_once_its_announcement_is_heard() {
     let announce = ("Connecting you now.", Some(DialogueAction::TransferCall));
     let dialogue = FixedDialogue::new(&[announce], Duration::ZERO);
     let server = TestServer::start_with(&config, directed_set(&stt, &dialogue)).await;
-    let emulator = emulator_for(&server, api_port, |_| {}).await;
+    let emulator = emulator_for(&server, api_listener, |_| {}).await;
     let token = server.token(&Scope::ALL).await;
     let body = Some(json!({ "to": TO }));
     let (status, call) = api(&server, &token, Method::POST, "/api/calls", body, &[]).await;
@@ -632,7 +637,7 @@ async fn the_agent_transfers_through_twilio_once_its_announcement_is_heard() {
 
 #[actix_rt::test]
 async fn a_local_emulator_works_without_any_twilio_setting_but_its_address() {
-    let port = free_port();
+    let (port, listener) = reserved_port();
     let api_base = format!("http://127.0.0.1:{port}");
     let server = TestServer::start(&[
         ("TWILIO_AUTH_TOKEN", ""),
@@ -642,9 +647,8 @@ async fn a_local_emulator_works_without_any_twilio_setting_but_its_address() {
     .await;
     let generated = std::fs::read_to_string(server.data.path().join("twilio-auth-token")).unwrap();
     let mut settings = EmulatorSettings::new(server.base.clone(), generated.trim());
-    settings.listen = ([127, 0, 0, 1], port).into();
     fast(&mut settings);
-    let emulator = TwilioEmulator::start(settings)
+    let emulator = TwilioEmulator::start_on(listener, settings)
         .await
         .expect("emulator starts");
     let token = server.token(&Scope::ALL).await;

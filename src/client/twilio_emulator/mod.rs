@@ -66,8 +66,20 @@ impl TwilioEmulator {
     /// run on it).
     pub async fn start(settings: EmulatorSettings) -> Result<RunningEmulator, EmulatorError> {
         let address = settings.listen;
+        let listener = std::net::TcpListener::bind(address)
+            .map_err(|source| EmulatorError::Bind { address, source })?;
+        Self::start_on(listener, settings).await
+    }
+
+    /// Starts an emulator as [`TwilioEmulator::start`] does, serving on `listener` (bound by
+    /// the caller, so its port can be handed out before the emulator exists without another
+    /// process taking it in between) instead of binding `settings.listen`.
+    pub async fn start_on(
+        listener: std::net::TcpListener,
+        settings: EmulatorSettings,
+    ) -> Result<RunningEmulator, EmulatorError> {
+        let address = settings.listen;
         let bind = |source| EmulatorError::Bind { address, source };
-        let listener = std::net::TcpListener::bind(address).map_err(bind)?;
         let local_addr = listener.local_addr().map_err(bind)?;
         let registry = Arc::new(Registry::default());
         let shared = web::Data::new(Shared {
