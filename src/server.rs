@@ -1,8 +1,9 @@
 //! Running the server: bind, serve, and shut down by draining live calls.
 //!
 //! Shutdown has one path, in order: `/ready` turns false and new calls are refused → live calls go
-//! on for up to `DRAIN_TIMEOUT` → those still up are ended (closed with 1001) → the HTTP server
-//! stops. actix-web's own signal handling is disabled; SIGTERM and Ctrl-C enter this path.
+//! on for up to `DRAIN_TIMEOUT`; shortly before it the agent of each call still up says a closing
+//! goodbye and hangs up once it is heard → those still up at the timeout are ended (closed with
+//! 1001) → the HTTP server stops. actix-web's own signal handling is disabled; SIGTERM and Ctrl-C enter this path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +48,10 @@ use crate::webhooks::dispatch;
 
 /// How long ended calls get to close their sockets after the drain timeout.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// How long before the drain timeout the calls still up are wound down with the agent's closing
+/// goodbye (at most half the timeout): time for a sentence to be synthesized and heard.
+const GOODBYE_TIME: Duration = Duration::from_secs(10);
 
 /// A server that is running.
 pub struct RunningServer {
@@ -449,14 +454,27 @@ fn tune_socket(tcp: &actix_web::rt::net::TcpStream, unacked_limit: Duration) {
     let _ = unacked_limit;
 }
 
-/// Refuses new calls, lets live ones finish for up to `timeout`, then ends the rest.
+/// Refuses new calls and lets live ones finish; near the end of `timeout` the agent of every
+/// call still up says the closing goodbye and hangs up once it is heard; at `timeout` the rest are
+/// ended.
 async fn drain(live_calls: &LiveCalls, timeout: Duration) {
     live_calls.start_draining();
     tracing::info!(live_calls = live_calls.count(), ?timeout, "draining");
-    if tokio::time::timeout(timeout, live_calls.wait_until_empty())
-        .await
-        .is_ok()
-    {
+    let goodbye_time = GOODBYE_TIME.min(timeout / 2);
+    let drained = async {
+        let on_their_own =
+            tokio::time::timeout(timeout - goodbye_time, live_calls.wait_until_empty());
+        if on_their_own.await.is_ok() {
+            return;
+        }
+        tracing::info!(
+            live_calls = live_calls.count(),
+            "drain: the agents say goodbye"
+        );
+        live_calls.wind_down_all(EndReason::Shutdown);
+        live_calls.wait_until_empty().await;
+    };
+    if tokio::time::timeout(timeout, drained).await.is_ok() {
         tracing::info!("drained");
         return;
     }

@@ -78,6 +78,9 @@ pub struct TranscriptReceived {
 pub struct EndCall {
     /// Why.
     pub reason: EndReason,
+    /// End once the agent's closing goodbye is heard (the server winding calls down), instead of
+    /// at once.
+    pub after_goodbye: bool,
 }
 
 /// Which child of a call.

@@ -435,6 +435,39 @@ async fn the_maximum_duration_ends_with_a_goodbye_nothing_interrupts() {
 }
 
 #[actix_rt::test]
+async fn a_call_still_up_when_the_server_drains_ends_after_the_closing_goodbye_is_heard() {
+    let dialogue = FixedDialogue::new(&[("unused", None)], Duration::ZERO);
+    // The goodbye starts 5 s before the drain timeout: time for its 17 words (3.4 s) to play.
+    let mut call = converse(dialogue, &[("DRAIN_TIMEOUT", "10s")]).await;
+    let draining = Instant::now();
+    call.server.server.shutdown();
+    call.phone
+        .until(|log| log.iter().any(|(_, h)| matches!(h, Heard::Close(_))))
+        .await;
+    let log = &call.phone.log;
+    let goodbye = phone_agent_actors::call::settings::AgentLines::default().closing_goodbye;
+    let words = goodbye.split_whitespace().count();
+    assert_eq!(frames_of(log, 1).len(), words * FRAMES_PER_WORD);
+    let last_mark = log
+        .iter()
+        .rposition(|(_, h)| matches!(h, Heard::Mark(name) if name.starts_with("u1c")))
+        .expect("the goodbye's marks");
+    assert_eq!(
+        log[last_mark + 1..]
+            .iter()
+            .map(|(_, h)| h)
+            .collect::<Vec<_>>(),
+        [&Heard::Close(Some(1001))],
+        "closed once the goodbye was heard"
+    );
+    assert!(
+        draining.elapsed() < Duration::from_secs(10),
+        "before the drain timeout"
+    );
+    within(call.server.server.stopped()).await.unwrap();
+}
+
+#[actix_rt::test]
 async fn a_transfer_without_call_control_is_refused_in_words() {
     let dialogue = FixedDialogue::new(
         &[("Let me connect you.", Some(DialogueAction::TransferCall))],

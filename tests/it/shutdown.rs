@@ -115,3 +115,67 @@ async fn a_call_live_when_the_server_is_killed_is_ended_as_interrupted_at_the_re
     );
     drop(media);
 }
+
+/// A drain under load: a real process with 100 live calls gets SIGTERM. Half the callers hang up
+/// by themselves while it drains, the agent winds the other half down; the process exits 0 before
+/// the drain timeout is over and, restarted, has every call's record whole and ended.
+#[actix_rt::test]
+async fn a_sigterm_with_a_hundred_live_calls_drains_them_all_and_exits_0() {
+    const CALLS: u32 = 100;
+    let data = tempfile::tempdir().unwrap();
+    let mut env = process::server_env(&data);
+    env.insert("DRAIN_TIMEOUT", "4s".into());
+    env.insert("RATE_LIMIT_API_READ", "100000/min".into());
+    let token = process::create_token(&env, "calls:read");
+    let mut server = process::serve(&env).await;
+    let sim = TwilioSim::new(server.base.clone()).signing(TWILIO_AUTH_TOKEN, PUBLIC_HOST);
+    let calls = futures_util::future::join_all((1..=CALLS).map(|n| {
+        let sim = &sim;
+        async move {
+            let answer = sim.place_call(&call_sid(n)).await.unwrap();
+            let mut media = sim.connect(&answer).await.unwrap();
+            exchange(&mut media, n as u8, 0, 2).await;
+            media
+        }
+    }))
+    .await;
+
+    server.terminate();
+    let drain_started = std::time::Instant::now();
+    server.ready_becomes(503).await;
+    match sim.place_call(&call_sid(CALLS + 1)).await {
+        Err(SimError::Http(status)) => assert!(status.starts_with("503"), "{status}"),
+        other => panic!("a new call while draining: {other:?}"),
+    }
+    let closes = futures_util::future::join_all(calls.into_iter().zip(1..).map(
+        |(mut media, n)| async move {
+            if n % 2 == 0 {
+                media.send_stop().await.unwrap();
+            }
+            within(expect_close(&mut media)).await
+        },
+    ))
+    .await;
+    for (close, n) in closes.iter().zip(1..) {
+        let expected = if n % 2 == 0 { 1000 } else { 1001 };
+        assert_eq!(close.0, Some(expected), "call {n}: {close:?}");
+    }
+    let status = within(server.exited()).await;
+    assert!(status.success(), "{status:?}");
+    assert!(drain_started.elapsed() < Duration::from_secs(4) + Duration::from_secs(5));
+
+    let server = process::serve(&env).await;
+    for n in 1..=CALLS {
+        let call = call_record(&server.base, &token, &call_sid(n)).await;
+        let reason = if n % 2 == 0 {
+            "twilio_stop"
+        } else {
+            "shutdown"
+        };
+        assert_eq!(call["end_reason"], reason, "call {n}: {call}");
+        assert_eq!(call["from"], "+1******0100", "call {n}: {call}");
+        assert!(call["ended_at"].is_i64(), "call {n}: {call}");
+        let turns = call["transcript"].as_array().map_or(0, Vec::len);
+        assert!(turns >= 2, "call {n}: its turns are kept: {call}");
+    }
+}

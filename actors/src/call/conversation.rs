@@ -553,9 +553,33 @@ impl Conversation {
             return;
         }
         tracing::info!(parent: &self.span, "maximum call duration reached");
+        let goodbye = self.settings.lines.time_up_goodbye.clone();
+        self.close_with(goodbye, EndReason::MaxDuration, now, out);
+    }
+
+    /// The call must end for `reason` (the server is draining): unless the agent is already
+    /// hanging up, it stops, says the closing goodbye and hangs up once it is heard.
+    pub fn wind_down(&mut self, reason: EndReason, now: Instant, out: &mut Vec<Action>) {
+        if self.agent.is_hanging_up() {
+            return;
+        }
+        tracing::info!(parent: &self.span, reason = reason.as_str(), "winding the call down");
+        let goodbye = self.settings.lines.closing_goodbye.clone();
+        self.close_with(goodbye, reason, now, out);
+    }
+
+    /// Stops whatever the agent is saying, says `goodbye` and hangs up for `reason` once it is
+    /// heard.
+    fn close_with(
+        &mut self,
+        goodbye: String,
+        reason: EndReason,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         self.interrupt(now, out);
-        let goodbye = self.say(now, self.settings.lines.time_up_goodbye.clone(), out);
-        self.hang_up_after(goodbye, EndReason::MaxDuration, now, out);
+        let goodbye = self.say(now, goodbye, out);
+        self.hang_up_after(goodbye, reason, now, out);
     }
 
     /// Both sides were quiet for the check-in time: the agent asks whether the caller is still
@@ -1239,6 +1263,33 @@ mod tests {
             talk.echo(64_000, 2, 0),
             [Action::End(EndReason::MaxDuration)]
         );
+    }
+
+    #[test]
+    fn winding_down_cuts_the_reply_says_the_closing_goodbye_and_ends_once_it_is_heard() {
+        let lines = crate::call::settings::AgentLines::default();
+        let mut talk = agent_speaking();
+        let actions = talk.run(3_000, |c, now, out| {
+            c.wind_down(EndReason::Shutdown, now, out)
+        });
+        assert_eq!(actions.last(), Some(&line(2, &lines.closing_goodbye)));
+        assert!(
+            actions
+                .iter()
+                .any(|action| matches!(action, Action::Interrupt(_))),
+            "the reply is cut: {actions:?}"
+        );
+        talk.speak(3_000, 2, 200, &lines.closing_goodbye);
+        assert_eq!(
+            talk.run(3_500, |c, now, out| c.wind_down(
+                EndReason::Shutdown,
+                now,
+                out
+            )),
+            [],
+            "asked again, it is already hanging up"
+        );
+        assert_eq!(talk.echo(5_000, 2, 0), [Action::End(EndReason::Shutdown)]);
     }
 
     #[test]

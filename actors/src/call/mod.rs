@@ -286,6 +286,13 @@ impl Handler<EndCall> for CallActor {
     type Result = ();
 
     fn handle(&mut self, msg: EndCall, ctx: &mut Context<Self>) {
+        // Before the stream started there is no agent to say it: such a call ends at once.
+        if msg.after_goodbye && self.children.is_some() {
+            self.step(ctx, |conversation, now, out| {
+                conversation.wind_down(msg.reason, now, out);
+            });
+            return;
+        }
         tracing::info!(parent: &self.span, reason = msg.reason.as_str(), "ending call");
         self.end(msg.reason, ctx);
     }

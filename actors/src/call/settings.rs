@@ -50,6 +50,8 @@ pub struct AgentLines {
     pub time_up_goodbye: String,
     /// When the dialogue asked to transfer the call and no transfer is possible.
     pub transfer_unavailable: String,
+    /// When the call must end early (the server is shutting down), before hanging up.
+    pub closing_goodbye: String,
 }
 
 impl Default for AgentLines {
@@ -59,18 +61,20 @@ impl Default for AgentLines {
             no_answer_goodbye: "I haven't heard from you, so I'll hang up now. Goodbye!".into(),
             time_up_goodbye: "We've reached the time limit for this call. Thank you for calling. Goodbye!".into(),
             transfer_unavailable: "I'm sorry, I can't transfer calls right now. Is there anything else I can help you with?".into(),
+            closing_goodbye: "I'm sorry, I have to end our call now. Please call back in a few minutes. Goodbye!".into(),
         }
     }
 }
 
 impl AgentLines {
     /// Every line, so engines can prepare their audio ahead of time.
-    pub fn all(&self) -> [&str; 4] {
+    pub fn all(&self) -> [&str; 5] {
         [
             &self.still_there,
             &self.no_answer_goodbye,
             &self.time_up_goodbye,
             &self.transfer_unavailable,
+            &self.closing_goodbye,
         ]
     }
 }

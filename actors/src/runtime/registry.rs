@@ -115,16 +115,29 @@ impl LiveCalls {
             .values()
             .find(|entry| entry.call_sid.as_ref() == Some(call_sid));
         if let Some(entry) = entry {
-            entry.end.do_send(EndCall { reason });
+            entry.end.do_send(EndCall {
+                reason,
+                after_goodbye: false,
+            });
         }
         entry.is_some()
     }
 
-    /// Asks every live call to end for `reason`.
+    /// Asks every live call to end for `reason`, at once.
     pub fn end_all(&self, reason: EndReason) {
+        self.send_all(reason, false);
+    }
+
+    /// Asks every live call to end for `reason` once its agent has said the closing goodbye.
+    pub fn wind_down_all(&self, reason: EndReason) {
+        self.send_all(reason, true);
+    }
+
+    fn send_all(&self, reason: EndReason, after_goodbye: bool) {
         for entry in self.lock().values() {
             entry.end.do_send(EndCall {
                 reason: reason.clone(),
+                after_goodbye,
             });
         }
     }

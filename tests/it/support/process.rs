@@ -15,6 +15,43 @@ pub struct Process {
     pub base: String,
 }
 
+impl Process {
+    /// Sends SIGTERM: the graceful shutdown.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+    }
+
+    /// Resolves once `/ready` answers `status`.
+    pub async fn ready_becomes(&self, status: u16) {
+        let client = awc::Client::new();
+        within(async {
+            while client
+                .get(format!("{}/ready", self.base))
+                .send()
+                .await
+                .map_or(true, |r| r.status() != status)
+            {
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Resolves with the process's exit status once it has exited.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the process's status") {
+                return status;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -77,16 +114,6 @@ pub async fn serve(env: &BTreeMap<&str, String>) -> Process {
         child,
         base: format!("http://{}", env["LISTEN_ADDR"]),
     };
-    within(async {
-        while awc::Client::new()
-            .get(format!("{}/ready", process.base))
-            .send()
-            .await
-            .map_or(true, |r| r.status() != 200)
-        {
-            actix_rt::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    process.ready_becomes(200).await;
     process
 }
