@@ -3,9 +3,9 @@
 //!
 //! The CallActor must never wait for a database: [`StoreJournal::record`] queues the event and
 //! one writer task per server writes them in order, whatever is queued in one transaction (a
-//! group commit: under load, hundreds of events share one commit). A busy database is waited out
-//! (up to a minute, backing off) rather than losing the batch; a batch that still fails is written
-//! event by event. Only a queue that stays full (the database stuck for a minute of calls) drops
+//! group commit: under load, hundreds of events share one commit). A busy database or a full disk
+//! is waited out (up to a minute, backing off) rather than losing the batch; a batch that still
+//! fails is written event by event. Only a queue that stays full (the database stuck for a minute of calls) drops
 //! events rather than stall calls, counted in the logs. What is written:
 //! - the start: status `in-progress`;
 //! - each final turn (sealed), an agent turn with the latencies of its reply;
@@ -178,7 +178,7 @@ impl Writer {
         let outcome = retry_transient(
             RETRY_FOR,
             || self.write_all(&writes),
-            |error| tracing::warn!(%error, events = writes.len(), "call journal: the database is busy, trying again"),
+            |error| tracing::warn!(%error, events = writes.len(), "call journal: the database cannot take it yet, trying again"),
         )
         .await;
         match outcome {

@@ -276,7 +276,7 @@ where
 {
     let budget = deadline.saturating_duration_since(Instant::now());
     retry_transient(budget, write, |error| {
-        tracing::warn!(%call_sid, %error, "recording the call: the database is busy, trying again")
+        tracing::warn!(%call_sid, %error, "recording the call: the database cannot take it yet, trying again")
     })
     .await
 }

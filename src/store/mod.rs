@@ -119,19 +119,29 @@ async fn connect(
 
 impl StoreError {
     /// Whether the same change may succeed if tried again soon: no connection free in time, the
-    /// connection failed, or SQLite's database busy or locked past its wait. SQLite reports
-    /// extended codes (`SQLITE_BUSY_SNAPSHOT` is 517: a transaction that read, then could not
-    /// write); their low byte is the primary code, `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6).
+    /// connection failed, the database busy or locked past its wait, or its disk full (space is
+    /// freed by an operator or a cleanup, and the change then goes through).
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
-            StoreError::Database(sqlx::Error::Database(error)) => error
-                .code()
-                .and_then(|code| code.parse::<i32>().ok())
-                .is_some_and(|code| matches!(code & 0xFF, 5 | 6)),
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                error.code().is_some_and(|code| is_passing_code(&code))
+            }
             _ => false,
         }
     }
+}
+
+/// Whether a database error code says the condition may pass. PostgreSQL's codes are five-
+/// character SQLSTATEs: `53100` is `disk_full`. SQLite's are numbers of at most four digits,
+/// extended codes whose low byte is the primary code (`SQLITE_BUSY_SNAPSHOT` is 517: a transaction
+/// that read, then could not write): `SQLITE_BUSY` (5), `SQLITE_LOCKED` (6), `SQLITE_FULL` (13).
+fn is_passing_code(code: &str) -> bool {
+    if code.len() == 5 {
+        return code == "53100";
+    }
+    code.parse::<u32>()
+        .is_ok_and(|code| matches!(code & 0xFF, 5 | 6 | 13))
 }
 
 /// The database behind the `Any` driver, where their SQL differs.
@@ -379,6 +389,17 @@ pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_locked_and_full_pass_and_nothing_else_does() {
+        // SQLite (sqlite.org/rescode.html) and PostgreSQL (appendix A of its manual).
+        let passing = ["5", "517", "6", "262", "13", "53100"];
+        let lasting = [
+            "1", "19", "2067", "11", "14", "23505", "40001", "42P01", "08006",
+        ];
+        assert!(passing.into_iter().all(is_passing_code));
+        assert!(!lasting.into_iter().any(is_passing_code));
+    }
 
     #[cfg(unix)]
     #[actix_rt::test]

@@ -19,11 +19,12 @@ use crate::deepgram::fake::{self as deepgram, results, speech_started, Finality}
 use crate::openai::fake::{self as openai, Answer};
 use crate::support::*;
 
-const AGENT: &str = include_str!("../../agents/default.toml");
+/// The default agent, which the cloud set talks as.
+pub(crate) const AGENT: &str = include_str!("../../agents/default.toml");
 
 /// The next utterance's audio as the caller gets it (`bytes` of it, then mu-law silence up to the
 /// end of its last frame), its last mark echoed: the agent has finished speaking.
-async fn hear(media: &mut MediaConnection, bytes: usize) -> Vec<u8> {
+pub(crate) async fn hear(media: &mut MediaConnection, bytes: usize) -> Vec<u8> {
     let frames = bytes.div_ceil(FRAME_BYTES);
     let mut heard = Vec::new();
     while heard.len() < frames * FRAME_BYTES {
@@ -39,6 +40,45 @@ async fn hear(media: &mut MediaConnection, bytes: usize) -> Vec<u8> {
     heard
 }
 
+/// The cloud engines' settings, before they are built.
+pub(crate) struct CloudSettings {
+    pub deepgram: DeepgramSettings,
+    pub llm: LlmSettings,
+    pub cartesia: CartesiaSettings,
+}
+
+impl CloudSettings {
+    /// The providers at these base URLs (Deepgram's, the LLM's, Cartesia's), with the fakes'
+    /// keys and the defaults.
+    pub(crate) fn at(stt: &str, llm: &str, tts: &str) -> Self {
+        Self {
+            deepgram: DeepgramSettings {
+                base_url: stt.to_owned(),
+                ..DeepgramSettings::new(Secret::new(deepgram::API_KEY))
+            },
+            llm: LlmSettings::new(llm, Secret::new(openai::KEY)),
+            cartesia: CartesiaSettings {
+                base_url: tts.to_owned(),
+                ..CartesiaSettings::new(Secret::new(cartesia::KEY), "voice-1")
+            },
+        }
+    }
+
+    /// The engine set, with the default agent.
+    pub(crate) fn engines(self, metrics: &Arc<CallMetrics>) -> EngineSet {
+        EngineSet {
+            stt: Arc::new(DeepgramStt::new(self.deepgram)),
+            dialogue: Arc::new(LlmDialogue::new(
+                self.llm,
+                AgentScript::from_toml(AGENT).unwrap(),
+                false,
+                metrics.clone(),
+            )),
+            tts: Arc::new(CartesiaTts::new(self.cartesia, metrics.clone())),
+        }
+    }
+}
+
 /// Cloud engines pointed at the fakes.
 fn cloud_set(
     stt: &deepgram::FakeDeepgram,
@@ -46,28 +86,11 @@ fn cloud_set(
     tts: &cartesia::Fake,
     metrics: &Arc<CallMetrics>,
 ) -> EngineSet {
-    EngineSet {
-        stt: Arc::new(DeepgramStt::new(DeepgramSettings {
-            base_url: stt.base.clone(),
-            ..DeepgramSettings::new(Secret::new(deepgram::API_KEY))
-        })),
-        dialogue: Arc::new(LlmDialogue::new(
-            LlmSettings::new(&llm.base_url, Secret::new(openai::KEY)),
-            AgentScript::from_toml(AGENT).unwrap(),
-            false,
-            metrics.clone(),
-        )),
-        tts: Arc::new(CartesiaTts::new(
-            CartesiaSettings {
-                base_url: tts.base_url.clone(),
-                ..CartesiaSettings::new(Secret::new(cartesia::KEY), "voice-1")
-            },
-            metrics.clone(),
-        )),
-    }
+    CloudSettings::at(&stt.base, &llm.base_url, &tts.base_url).engines(metrics)
 }
 
-fn padded(mut audio: Vec<u8>) -> Vec<u8> {
+/// `audio` padded with mu-law silence to whole frames, as the caller hears it.
+pub(crate) fn padded(mut audio: Vec<u8>) -> Vec<u8> {
     audio.resize(audio.len().div_ceil(FRAME_BYTES) * FRAME_BYTES, 0xFF);
     audio
 }

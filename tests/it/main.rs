@@ -10,6 +10,7 @@ mod conversation;
 mod deepgram;
 mod embedded;
 mod eval;
+mod faults;
 mod guard;
 mod layering;
 mod lifecycle;

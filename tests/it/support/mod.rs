@@ -1,9 +1,11 @@
 //! Helpers: a real server on 127.0.0.1:0 and a Twilio-faithful client.
 
 pub mod directed;
+pub mod fault_proxy;
 pub mod hmac;
 pub mod postgres;
 pub mod process;
+pub mod small_disk;
 
 use std::collections::HashMap;
 use std::future::Future;
