@@ -29,7 +29,7 @@ use clap::Args;
 use futures_util::future::join_all;
 
 use crate::client::sim::{
-    MediaConnection, Received, SimError, StreamStart, TwilioAccountArgs, TwilioSim,
+    random_sid, MediaConnection, Received, SimError, StreamStart, TwilioAccountArgs, TwilioSim,
 };
 use echoes::{Echo, Echoes};
 use marker::MarkerScanner;
@@ -270,7 +270,7 @@ async fn run_thread(
         let stagger = start_offset(index, calls, args.spread);
         async move {
             actix_rt::time::sleep(stagger).await;
-            let report = run_call(&sim, index, args, progress).await;
+            let report = run_call(&sim, args, progress).await;
             if report.failed.is_some() {
                 progress.failed.fetch_add(1, Ordering::Relaxed);
             }
@@ -300,13 +300,11 @@ fn origin(url: &str) -> &str {
     }
 }
 
-/// Opens call `index`'s media socket: through the voice webhook, or straight to `--ws-url`.
-async fn open_call(
-    sim: &TwilioSim,
-    index: usize,
-    args: &LoadgenArgs,
-) -> Result<MediaConnection, SimError> {
-    let call_sid = format!("CA{:016x}{:016x}", std::process::id(), index);
+/// Opens a call's media socket: through the voice webhook, or straight to `--ws-url`.
+async fn open_call(sim: &TwilioSim, args: &LoadgenArgs) -> Result<MediaConnection, SimError> {
+    // A new CallSid for every call, as Twilio gives: the server takes one stream per CallSid
+    // (a replayed one is refused), so a round must not reuse the last round's.
+    let call_sid = random_sid("CA");
     match &args.ws_url {
         Some(url) => {
             let mut media = sim.open_stream(url).await?;
@@ -327,14 +325,9 @@ async fn open_call(
     }
 }
 
-async fn run_call(
-    sim: &TwilioSim,
-    index: usize,
-    args: &LoadgenArgs,
-    progress: &Progress,
-) -> CallReport {
+async fn run_call(sim: &TwilioSim, args: &LoadgenArgs, progress: &Progress) -> CallReport {
     let mut report = CallReport::default();
-    let mut media = match open_call(sim, index, args).await {
+    let mut media = match open_call(sim, args).await {
         Ok(media) => media,
         Err(SimError::Twiml(twiml)) if twiml.contains("<Hangup") => {
             report.refused = true;
