@@ -48,11 +48,11 @@ if [ "${SOAK_SECONDS:-60}" != 0 ]; then
   scripts/soak.sh --seconds "${SOAK_SECONDS:-60}" --round 15 --calls 20 --debug --plot target/soak/soak.svg
 fi
 
-# Fuzzing, bounded (FUZZ_SECONDS per target, 10 by default, 0 to skip), when a nightly toolchain
+# Fuzzing, bounded (FUZZ_SECONDS per target, 5 by default, 0 to skip), when a nightly toolchain
 # is installed: scripts/fuzz.sh builds the targets in fuzz/ (about 8 minutes cold on 2 cores) and
 # runs each; a crash fails the run.
-if [ "${FUZZ_SECONDS:-10}" != 0 ] && cargo +nightly --version >/dev/null 2>&1; then
-  scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+if [ "${FUZZ_SECONDS:-5}" != 0 ] && cargo +nightly --version >/dev/null 2>&1; then
+  scripts/fuzz.sh "${FUZZ_SECONDS:-5}"
 else
   echo "test: fuzzing skipped (no nightly toolchain, or FUZZ_SECONDS=0)"
 fi
