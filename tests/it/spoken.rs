@@ -14,17 +14,24 @@ use phone_agent::engines::script::agent::AgentScript;
 use phone_agent::engines::script::ScriptDialogue;
 use phone_agent_actors::engines::{
     CallContext, ChatMessage, Dialogue, DialogueAction, DialogueSession, EngineError, EngineSet,
-    EngineStream, Extraction,
+    EngineStream, Extraction, Role,
 };
 
 use crate::embedded::{models_dir, settings};
 use crate::support::{test_config, TestServer, PUBLIC_HOST, TWILIO_AUTH_TOKEN};
 use phone_agent::client::sim::{AuthTokenArgs, TwilioAccountArgs};
 
-/// The latest extraction of any call.
-type Kept = Arc<Mutex<Option<Extraction>>>;
+/// The latest extraction of any call, and the conversation as the agent last saw it (what the
+/// server heard the caller say, for failure messages).
+#[derive(Default)]
+struct Seen {
+    extraction: Option<Extraction>,
+    conversation: Vec<ChatMessage>,
+}
 
-/// A dialogue that keeps the latest extraction its sessions report.
+type Kept = Arc<Mutex<Seen>>;
+
+/// A dialogue that keeps the latest extraction and conversation its sessions see.
 struct Keeping<D> {
     dialogue: D,
     kept: Kept,
@@ -54,6 +61,7 @@ impl DialogueSession for KeepingSession {
     }
 
     fn reply(&mut self, conversation: &[ChatMessage]) -> EngineStream<String> {
+        self.kept.lock().unwrap().conversation = conversation.to_vec();
         self.session.reply(conversation)
     }
 
@@ -63,22 +71,22 @@ impl DialogueSession for KeepingSession {
 
     fn extraction(&self) -> Option<Extraction> {
         let extraction = self.session.extraction();
-        *self.kept.lock().unwrap() = extraction.clone();
+        self.kept.lock().unwrap().extraction = extraction.clone();
         extraction
     }
 }
 
-/// A server on the embedded engines whose calls' extractions are kept.
+/// A server on the embedded engines whose calls' extractions and conversations are kept.
 async fn spoken_server() -> (TestServer, Kept) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let script = AgentScript::load(&root.join("agents/default.toml")).unwrap();
     let settings = settings();
     let stt = embedded::load_stt(&settings).expect("models installed by scripts/setup.sh");
     let tts = embedded::load_tts(&settings, &script.lines()).unwrap();
-    let extraction = Kept::default();
+    let kept = Kept::default();
     let dialogue = Keeping {
         dialogue: ScriptDialogue::new(script, false),
-        kept: extraction.clone(),
+        kept: kept.clone(),
     };
     let engines = EngineSet {
         stt: Arc::new(stt),
@@ -87,7 +95,7 @@ async fn spoken_server() -> (TestServer, Kept) {
     };
     (
         TestServer::start_with(&test_config(&[]), engines).await,
-        extraction,
+        kept,
     )
 }
 
@@ -145,29 +153,37 @@ async fn asking_for_prices_is_answered_with_the_prices() {
 
 #[actix_rt::test]
 async fn a_booking_yields_the_name_and_the_number() {
-    let (server, extraction) = spoken_server().await;
+    let (server, kept) = spoken_server().await;
     let report = call(
         &server,
         &[
             "I'd like to book an appointment.",
             "My name is Michael Brown.",
-            "Five five five, one two three four.",
+            // Said bare, "Five five five, one two three four." is heard with its last group doubled
+            // ("555-1234-1234.") about one time in eight by the embedded recogniser (5 of 40
+            // syntheses); with "It's" before it, 0 of 30. The flow is what this test checks.
+            "It's five five five, one two three four.",
             "Yes.",
             "Yes, please.",
         ],
     )
     .await;
     let heard: Vec<&str> = report.turns.iter().map(|t| t.heard.as_str()).collect();
-    let extraction = extraction.lock().unwrap().clone().expect("an extraction");
-    assert_eq!(extraction.phone.as_deref(), Some("5551234"), "{heard:?}");
+    let seen = kept.lock().unwrap();
+    let caller: Vec<&str> = seen
+        .conversation
+        .iter()
+        .filter(|line| line.role == Role::User)
+        .map(|line| line.text.as_str())
+        .collect();
+    let context = format!("the agent said {heard:?}; the server heard the caller say {caller:?}");
+    let extraction = seen.extraction.clone().expect("an extraction");
+    assert_eq!(extraction.phone.as_deref(), Some("5551234"), "{context}");
     let name = extraction.name.clone().unwrap_or_default().to_lowercase();
-    assert!(
-        name.contains("michael brown"),
-        "name {name:?}; agent said {heard:?}"
-    );
-    assert_eq!(extraction.consent_to_follow_up, Some(true), "{heard:?}");
+    assert!(name.contains("michael brown"), "name {name:?}; {context}");
+    assert_eq!(extraction.consent_to_follow_up, Some(true), "{context}");
     // The read-back the caller confirmed, as the caller heard it.
-    let read_back = heard[2].to_lowercase();
+    let read_back = report.turns[2].heard.to_lowercase();
     assert!(
         read_back.contains("five") || read_back.contains("555"),
         "{read_back:?}"
