@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # The project's one test command (README quick start; .ci/run calls exactly this).
 # Installs the embedded engines' packages and models (scripts/setup.sh, quick once done) and
-# PostgreSQL's server binaries and cargo-deny when missing, then formatting, the supply-chain
-# check (deny.toml), lints and every test of the workspace (cargo-nextest when installed,
-# otherwise `cargo test`), a one-minute soak, then a bounded fuzzing run when a nightly toolchain
-# is there.
+# PostgreSQL's server binaries, Chromium and cargo-deny when missing, then formatting, the
+# supply-chain check (deny.toml), lints and every test of the workspace (cargo-nextest when
+# installed, otherwise `cargo test`), a one-minute soak, then a bounded fuzzing run when a nightly
+# toolchain is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
-# The PostgreSQL storage test starts a throwaway server from the Debian package's binaries.
+# The PostgreSQL storage test starts a throwaway server from the Debian package's binaries; the
+# console tests drive the Debian package's headless Chromium.
+packages=()
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  echo "test: installing the Debian package postgresql (for the PostgreSQL storage test)"
+  packages+=(postgresql)
+fi
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "test: installing the Debian packages ${packages[*]} (for the PostgreSQL and console tests)"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
 
 cargo fmt --all -- --check

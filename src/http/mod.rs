@@ -9,11 +9,13 @@
 //! - `GET /twilio/media`: the Media Streams WebSocket ([`twilio`], pumps in [`media_socket`]).
 //! - `POST /webhooks/resend`: the email provider's signed delivery events ([`webhooks`]).
 //! - `/api/…`: the bearer-token API ([`api`]).
+//! - `/console/`: the browser console, a client of that API ([`console`]).
 //! - `GET /health`: liveness and the live-call count; `GET /ready`: readiness (503 while draining).
 //! - `GET /metrics`: per-turn latency histograms and call counters (OpenMetrics text).
 
 pub mod api;
 pub mod body_deadline;
+pub mod console;
 pub mod error;
 pub mod frame;
 pub mod guarded;
@@ -98,6 +100,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .service(web::resource("/resend").post(webhooks::resend)),
             )
             .configure(api::configure)
+            .configure(console::configure)
             .default_service(web::to(not_found)),
     );
 }

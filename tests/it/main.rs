@@ -6,6 +6,7 @@ mod call_flow;
 mod call_management;
 mod cartesia;
 mod cloud_call;
+mod console;
 mod conversation;
 mod deepgram;
 mod embedded;
