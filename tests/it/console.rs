@@ -21,14 +21,20 @@ async fn directed_server() -> (TestServer, DirectedStt) {
     (server, stt)
 }
 
+/// The console at `path` in a fresh browser, once its script shows the sign-in.
+async fn console_at(server: &TestServer, path: &str) -> (Browser, Page) {
+    let browser = Browser::launch(&[]);
+    let mut page = browser.page().await;
+    page.goto(&format!("{}{path}", server.base)).await;
+    page.until("the sign-in", "document.body.dataset.view === 'signin'")
+        .await;
+    (browser, page)
+}
+
 /// The console open in a fresh browser, signed in with a token of `scopes`.
 async fn signed_in(server: &TestServer, scopes: &[Scope]) -> (Browser, Page) {
     let token = server.token(scopes).await;
-    let browser = Browser::launch(&[]);
-    let mut page = browser.page().await;
-    page.goto(&format!("{}/console/", server.base)).await;
-    page.until("the sign-in", "document.body.dataset.view === 'signin'")
-        .await;
+    let (browser, mut page) = console_at(server, "/console/").await;
     page.eval(&format!(
         "document.getElementById('token').value = {}; \
          document.getElementById('signin').requestSubmit(); true",
@@ -58,11 +64,7 @@ async fn echo_marks(mut media: MediaConnection) {
 #[actix_rt::test]
 async fn without_a_token_the_console_shows_the_sign_in() {
     let (server, _) = directed_server().await;
-    let browser = Browser::launch(&[]);
-    let mut page = browser.page().await;
-    page.goto(&format!("{}/console", server.base)).await;
-    page.until("the sign-in", "document.body.dataset.view === 'signin'")
-        .await;
+    let (_browser, mut page) = console_at(&server, "/console").await;
     let shown = page
         .eval("[location.pathname, sessionStorage.length, !!document.querySelector('#calls-view:not([hidden])')]")
         .await;
@@ -157,11 +159,7 @@ async fn the_console_runs_no_inline_script() {
     assert!(!policy.contains("unsafe-inline"), "{policy}");
     // The browser enforces it: an inline script element the page adds is not run (it would run
     // as it is inserted).
-    let browser = Browser::launch(&[]);
-    let mut page = browser.page().await;
-    page.goto(&format!("{}/console/", server.base)).await;
-    page.until("the sign-in", "document.body.dataset.view === 'signin'")
-        .await;
+    let (_browser, mut page) = console_at(&server, "/console/").await;
     let ran = page
         .eval(
             "(() => { const script = document.createElement('script'); \
