@@ -323,13 +323,7 @@ impl TwilioSim {
 
 /// A sid of Twilio's shape: `prefix` (`CA` a call, `MZ` a stream) and 32 random hex digits.
 pub fn random_sid(prefix: &str) -> String {
-    use ring::rand::{SecureRandom, SystemRandom};
-    let mut bytes = [0_u8; 16];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("system randomness");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
+    crate::twilio::random_sid(prefix).expect("system randomness")
 }
 
 /// The host (and port) of a URL: `http://127.0.0.1:8080/x` → `127.0.0.1:8080`.

@@ -111,16 +111,20 @@ pub enum Scope {
     /// Register and remove webhook endpoints, rotate their secrets, list and replay deliveries.
     #[serde(rename = "webhooks:admin")]
     WebhooksAdmin,
+    /// Talk to the agent from the browser console's softphone (each such call is a call).
+    #[serde(rename = "calls:softphone")]
+    CallsSoftphone,
 }
 
 impl Scope {
     /// Every scope, in order.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::CallsRead,
         Scope::CallsWrite,
         Scope::CallsDelete,
         Scope::TokensAdmin,
         Scope::WebhooksAdmin,
+        Scope::CallsSoftphone,
     ];
 
     /// The scope's wire name (`calls:read`).
@@ -131,6 +135,7 @@ impl Scope {
             Scope::CallsDelete => "calls:delete",
             Scope::TokensAdmin => "tokens:admin",
             Scope::WebhooksAdmin => "webhooks:admin",
+            Scope::CallsSoftphone => "calls:softphone",
         }
     }
 

@@ -49,6 +49,9 @@ pub enum HttpError {
     /// The server is draining and takes no new calls.
     #[error("shutting down")]
     Draining,
+    /// The server carries all the calls it can (`MAX_CALLS`, or its audio runs late).
+    #[error("at capacity")]
+    AtCapacity,
     /// Well-formed, but refused by a rule (do-not-call, calling hours, a number Twilio refuses);
     /// the code and message say which.
     #[error("unprocessable: {1}")]
@@ -95,6 +98,7 @@ impl HttpError {
             Self::UnsupportedMediaType => ("unsupported_media_type", "unsupported content type"),
             Self::TooManyRequests(_) => ("too_many_requests", "too many requests; retry later"),
             Self::Draining => ("unavailable", "the server is shutting down"),
+            Self::AtCapacity => ("unavailable", "the server is at capacity; try again later"),
             Self::Unprocessable(code, message) => (code, message),
             Self::Conflict(message) => ("conflict", message),
             Self::Upstream(code, message, _) => (code, message),
@@ -299,7 +303,7 @@ impl ResponseError for HttpError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Draining | Self::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Upstream(_, _, Some(_)) => StatusCode::SERVICE_UNAVAILABLE,

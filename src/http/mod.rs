@@ -10,6 +10,7 @@
 //! - `POST /webhooks/resend`: the email provider's signed delivery events ([`webhooks`]).
 //! - `/api/…`: the bearer-token API ([`api`]).
 //! - `/console/`: the browser console, a client of that API ([`console`]).
+//! - `GET /softphone/media`: the console softphone's Media Streams WebSocket ([`api::softphone`]).
 //! - `GET /health`: liveness and the live-call count; `GET /ready`: readiness (503 while draining).
 //! - `GET /metrics`: per-turn latency histograms and call counters (OpenMetrics text).
 
@@ -94,6 +95,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .service(web::resource("/status").post(twilio::status))
                     .service(web::resource("/media").get(twilio::media)),
             )
+            .service(web::resource(api::softphone::MEDIA_PATH).get(api::softphone::media))
             .service(
                 web::scope("/webhooks")
                     .app_data(web::PayloadConfig::new(webhooks::WEBHOOK_EVENT_LIMIT))

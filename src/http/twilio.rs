@@ -196,7 +196,7 @@ pub async fn voice(
 
 /// Why the server cannot carry one more call.
 #[derive(Debug, Clone, Copy)]
-enum Refusal {
+pub(in crate::http) enum Refusal {
     /// `MAX_CALLS` calls are streaming or about to.
     MaxCalls(usize),
     /// The calls' inbound audio is handled later than `ADMISSION_LAG_MS` behind real time.
@@ -204,7 +204,7 @@ enum Refusal {
 }
 
 /// Whether a new call must be refused at `now`, and why.
-fn refusal(state: &AppState, now: Instant) -> Option<Refusal> {
+pub(in crate::http) fn refusal(state: &AppState, now: Instant) -> Option<Refusal> {
     // Streaming calls and those whose stream is on its way (a token minted, not yet used): a
     // socket whose `start` is not yet admitted still holds its token, so it counts once.
     let carried = state.live_calls().streaming() + state.tokens.outstanding(now);

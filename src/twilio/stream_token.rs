@@ -77,6 +77,14 @@ impl StreamTokens {
         self.minted.retain(|_, minted| minted.expires > now);
     }
 
+    /// Whether `token` was minted, is unused and unexpired at `now` (it is redeemed later, by the
+    /// call's `start`).
+    pub fn is_outstanding(&self, token: &str, now: Instant) -> bool {
+        self.minted
+            .get(&hash(token))
+            .is_some_and(|minted| minted.expires > now)
+    }
+
     /// Withdraws `token` before it is used (its call turned out not to be granted a stream).
     pub fn revoke(&self, token: &str) {
         self.minted.remove(&hash(token));

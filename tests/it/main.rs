@@ -22,6 +22,7 @@ mod postgres;
 mod resend;
 mod shutdown;
 mod smart_turn;
+mod softphone;
 mod spoken;
 mod store;
 mod supervision;

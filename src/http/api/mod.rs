@@ -27,6 +27,7 @@ pub mod dnc;
 pub mod documented;
 pub mod events;
 pub mod openapi;
+pub mod softphone;
 pub mod tokens;
 pub mod views;
 pub mod webhooks;
@@ -75,6 +76,8 @@ scope_markers! {
     TokensAdmin => TokensAdmin,
     /// `webhooks:admin`.
     WebhooksAdmin => WebhooksAdmin,
+    /// `calls:softphone`.
+    CallsSoftphone => CallsSoftphone,
 }
 
 /// The request's principal, known to carry `S`'s scope.
@@ -167,6 +170,7 @@ fn routes() -> DocumentedScope<
         .service(Resource::new(webhooks::__path_replay, webhooks::replay))
         .service(Resource::new(webhooks::__path_delete, webhooks::delete))
         .service(Resource::new(webhooks::__path_rotate, webhooks::rotate))
+        .service(Resource::new(softphone::__path_open, softphone::open))
         .service(Resource::new(openapi::__path_document, openapi::document))
 }
 

@@ -1,0 +1,104 @@
+//! The softphone's wire path, as the browser uses it: `POST /api/softphone`, then the Media
+//! Streams socket at `/softphone/media?token=…`, unsigned. (The browser itself is driven in
+//! `console::`.)
+
+use phone_agent::client::sim::{StreamAnswer, TwilioSim};
+use phone_agent::guard::token::Scope;
+use serde_json::Value;
+
+use crate::support::*;
+
+/// `POST /api/softphone` with `token`: the status and the body.
+async fn open(server: &TestServer, token: &str) -> (u16, Value) {
+    let mut response = server
+        .request(awc::http::Method::POST, "/api/softphone", Some(token))
+        .send()
+        .await
+        .expect("server answers");
+    let body = response.json().await.unwrap_or(Value::Null);
+    (response.status().as_u16(), body)
+}
+
+/// The stream of an opened softphone call, as a browser connects it: no Twilio signature.
+fn stream_of(opened: &Value) -> StreamAnswer {
+    let token = opened["stream_token"].as_str().unwrap();
+    StreamAnswer {
+        call_sid: opened["call_sid"].as_str().unwrap().to_owned(),
+        path: format!("{}?token={token}", opened["media_path"].as_str().unwrap()),
+        token: token.to_owned(),
+    }
+}
+
+/// The status of a WebSocket upgrade on `path` without a Twilio signature.
+async fn upgrade_status(server: &TestServer, path: &str) -> u16 {
+    let url = format!("{}{path}", server.base.replacen("http", "ws", 1));
+    match awc::Client::new().ws(url).connect().await {
+        Ok((response, _)) => response.status().as_u16(),
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => status.as_u16(),
+        Err(error) => panic!("upgrade failed: {error}"),
+    }
+}
+
+#[actix_rt::test]
+async fn a_softphone_call_runs_the_call_path_and_is_recorded_as_a_call() {
+    let server = TestServer::start(&[]).await;
+    let token = server.token(&[Scope::CallsSoftphone]).await;
+    let (status, opened) = open(&server, &token).await;
+    assert_eq!(status, 201, "{opened}");
+    assert_eq!(opened["media_path"], "/softphone/media");
+    let sim = TwilioSim::new(server.base.clone());
+    let mut media = sim
+        .connect(&stream_of(&opened))
+        .await
+        .expect("socket opens");
+    // The loopback agent echoes what it hears: the audio went through the call's actors.
+    exchange(&mut media, 7, 0, 5).await;
+
+    let reader = server.token(&[Scope::CallsRead]).await;
+    let path = format!("/api/calls/{}", opened["call_id"].as_str().unwrap());
+    let (status, _, call) = json(
+        server
+            .request(awc::http::Method::GET, &path, Some(&reader))
+            .send(),
+    )
+    .await;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["status"], "in-progress");
+    assert_eq!(call["call_sid"], opened["call_sid"]);
+    assert_eq!((&call["from"], &call["to"]), (&"***".into(), &"***".into()));
+    assert_eq!(server.server.live_calls.count(), 1);
+
+    media.close().await.expect("socket closes");
+    server.until_no_live_calls().await;
+    server
+        .metrics_until(|text| {
+            text.contains("phone_agent_calls_ended_total{reason=\"socket_closed\"} 1")
+        })
+        .await;
+}
+
+#[actix_rt::test]
+async fn a_softphone_call_needs_the_scope_and_its_socket_its_unused_token() {
+    let server = TestServer::start(&[]).await;
+    let writer = server.token(&[Scope::CallsRead, Scope::CallsWrite]).await;
+    let (status, body) = open(&server, &writer).await;
+    assert_eq!(status, 403, "calls:write is not calls:softphone: {body}");
+
+    assert_eq!(
+        upgrade_status(&server, "/softphone/media").await,
+        400,
+        "no token"
+    );
+    let made_up = "/softphone/media?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_eq!(upgrade_status(&server, made_up).await, 403);
+
+    let token = server.token(&[Scope::CallsSoftphone]).await;
+    let (_, opened) = open(&server, &token).await;
+    let stream = stream_of(&opened);
+    let sim = TwilioSim::new(server.base.clone());
+    let mut media = sim.connect(&stream).await.expect("socket opens");
+    exchange(&mut media, 1, 0, 1).await;
+    // Redeemed by the call's `start`: the same token opens nothing more.
+    assert_eq!(upgrade_status(&server, &stream.path).await, 403);
+    assert_eq!(server.server.live_calls.count(), 1);
+}
