@@ -26,7 +26,7 @@ struct Asset {
 }
 
 /// Every file of the console (`index.html` answers `/console/`).
-const ASSETS: [Asset; 3] = [
+const ASSETS: [Asset; 5] = [
     Asset {
         name: "index.html",
         content_type: "text/html; charset=utf-8",
@@ -36,6 +36,16 @@ const ASSETS: [Asset; 3] = [
         name: "console.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("console/console.js"),
+    },
+    Asset {
+        name: "softphone.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/softphone.js"),
+    },
+    Asset {
+        name: "softphone-worklet.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/softphone-worklet.js"),
     },
     Asset {
         name: "console.css",
@@ -91,10 +101,12 @@ mod tests {
     #[test]
     fn the_page_loads_its_script_and_style_and_has_nothing_inline() {
         let page = ASSETS[0].body;
+        assert!(page.contains(r#"src="softphone.js""#), "{page}");
         assert!(page.contains(r#"src="console.js""#), "{page}");
         assert!(page.contains(r#"href="console.css""#), "{page}");
         // Every script is a file (the policy would block an inline one anyway).
-        assert_eq!(page.matches("<script").count(), 1, "{page}");
+        assert_eq!(page.matches("<script").count(), 2, "{page}");
+        assert_eq!(page.matches("<script src=").count(), 2, "{page}");
         assert!(!page.contains(" style=") && !page.contains(" onclick="));
     }
 

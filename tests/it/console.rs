@@ -1,13 +1,19 @@
 //! The browser console in a real browser (headless Chromium over the DevTools protocol): signing
 //! in, a live call appearing as it happens, its transcript, what a token without the scope may
-//! not do, and the content security policy the browser enforces.
+//! not do, the content security policy the browser enforces, and the softphone: a conversation
+//! with the agent on the embedded engines from the browser's (fake) microphone, and a barge-in.
 
 use std::time::Duration;
 
+use phone_agent::client::caller::turns::CallerTurn;
+use phone_agent::client::caller::CallerEngines;
 use phone_agent::client::sim::{MediaConnection, Received};
 use phone_agent::guard::token::Scope;
+use phone_agent_actors::audio::mulaw;
 use serde_json::json;
 
+use crate::embedded::models_dir;
+use crate::spoken::spoken_server_with;
 use crate::support::browser::{Browser, Page};
 use crate::support::directed::*;
 use crate::support::*;
@@ -23,7 +29,11 @@ async fn directed_server() -> (TestServer, DirectedStt) {
 
 /// The console at `path` in a fresh browser, once its script shows the sign-in.
 async fn console_at(server: &TestServer, path: &str) -> (Browser, Page) {
-    let browser = Browser::launch(&[]);
+    console_in(Browser::launch(&[]), server, path).await
+}
+
+/// The console at `path` in `browser`, once its script shows the sign-in.
+async fn console_in(browser: Browser, server: &TestServer, path: &str) -> (Browser, Page) {
     let mut page = browser.page().await;
     page.goto(&format!("{}{path}", server.base)).await;
     page.until("the sign-in", "document.body.dataset.view === 'signin'")
@@ -33,8 +43,17 @@ async fn console_at(server: &TestServer, path: &str) -> (Browser, Page) {
 
 /// The console open in a fresh browser, signed in with a token of `scopes`.
 async fn signed_in(server: &TestServer, scopes: &[Scope]) -> (Browser, Page) {
+    signed_in_with(Browser::launch(&[]), server, scopes).await
+}
+
+/// The console open in `browser`, signed in with a token of `scopes`.
+async fn signed_in_with(
+    browser: Browser,
+    server: &TestServer,
+    scopes: &[Scope],
+) -> (Browser, Page) {
     let token = server.token(scopes).await;
-    let (browser, mut page) = console_at(server, "/console/").await;
+    let (browser, mut page) = console_in(browser, server, "/console/").await;
     page.eval(&format!(
         "document.getElementById('token').value = {}; \
          document.getElementById('signin').requestSubmit(); true",
@@ -169,4 +188,220 @@ async fn the_console_runs_no_inline_script() {
         )
         .await;
     assert_eq!(ran, json!(false), "inline script ran under {policy}");
+}
+
+/// Silence before the caller's first question: the greeting is heard out (about eight seconds).
+const GREETING: Duration = Duration::from_secs(9);
+
+/// Barge-in as the embedded engines have it by default (the test configuration's loopback engines
+/// turn it off).
+const AS_SHIPPED: &[(&str, &str)] = &[("BARGE_IN", "on")];
+
+/// A browser whose microphone says each line (the embedded voice) after its silence, then is
+/// silent; the file is kept in `dir`.
+fn browser_saying(dir: &tempfile::TempDir, lines: &[(Duration, &str)]) -> Browser {
+    let mut engines = CallerEngines::load(models_dir()).unwrap();
+    let mut samples = Vec::new();
+    for (silence, said) in lines {
+        let speech = engines.audio(&CallerTurn::Say((*said).into())).unwrap();
+        samples.extend(std::iter::repeat_n(
+            0_i16,
+            (silence.as_millis() * 8) as usize,
+        ));
+        mulaw::decode_into(&speech, &mut samples);
+    }
+    samples.extend(std::iter::repeat_n(0, 8000));
+    let path = dir.path().join("microphone.wav");
+    std::fs::write(&path, phone_agent::wav::write_pcm16(8000, 1, &samples)).unwrap();
+    Browser::launch(&[
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        &format!(
+            "--use-file-for-fake-audio-capture={}%noloop",
+            path.display()
+        ),
+        "--autoplay-policy=no-user-gesture-required",
+    ])
+}
+
+/// Starts the softphone and waits until its call is live; its call id.
+async fn talk(page: &mut Page) -> String {
+    page.eval("document.getElementById('softphone-start').click(); true")
+        .await;
+    page.until(
+        "the softphone's call live",
+        "document.getElementById('softphone').dataset.state === 'live' && softphone.callId",
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .to_owned()
+}
+
+/// The call's transcript (through the API, as the page reads it, four times a second: within the
+/// API's rate limit) once `done` holds for it.
+async fn transcript_once(page: &mut Page, what: &str, done: &str) -> serde_json::Value {
+    page.until_within(
+        Duration::from_secs(60),
+        what,
+        &format!(
+            "new Promise((wait) => setTimeout(wait, 250)) \
+               .then(() => api('/api/calls/' + softphone.callId)) \
+               .then((call) => {{ const turns = call.transcript; return ({done}) ? turns : null; }})"
+        ),
+    )
+    .await
+}
+
+/// Hangs the softphone up and returns its recording: what the caller said and what it heard,
+/// sample-aligned at 8 kHz.
+async fn hang_up_and_record(page: &mut Page) -> (Vec<f32>, Vec<f32>) {
+    page.eval("document.getElementById('softphone-hangup').click(); true")
+        .await;
+    let encoded = page
+        .until(
+            "the recording",
+            "!document.getElementById('softphone-recording').hidden \
+             && softphone.recording.arrayBuffer().then((b) => \
+                  btoa(Array.from(new Uint8Array(b), (c) => String.fromCharCode(c)).join('')))",
+        )
+        .await;
+    use base64::Engine as _;
+    let wav = base64::engine::general_purpose::STANDARD
+        .decode(encoded.as_str().unwrap())
+        .unwrap();
+    assert_eq!(&wav[..4], b"RIFF");
+    let samples: Vec<f32> = wav[44..]
+        .chunks_exact(2)
+        .map(|pair| f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0)
+        .collect();
+    let said = samples.iter().step_by(2).copied().collect();
+    let heard = samples.iter().skip(1).step_by(2).copied().collect();
+    (said, heard)
+}
+
+/// What the embedded recogniser hears in 8 kHz samples.
+fn recognised(samples: &[f32]) -> String {
+    let mut engines = CallerEngines::load(models_dir()).unwrap();
+    let mut codes = Vec::new();
+    mulaw::encode_float_into(samples, &mut codes);
+    engines.transcribe(&codes).unwrap().to_lowercase()
+}
+
+/// Where the caller's speech ends in a recording: after its last loud sample.
+fn end_of_speech(said: &[f32]) -> usize {
+    said.iter()
+        .rposition(|sample| sample.abs() > 0.02)
+        .unwrap_or(0)
+}
+
+#[actix_rt::test]
+async fn softphone_a_question_from_the_browser_is_answered_and_heard() {
+    let (server, _) = spoken_server_with(AS_SHIPPED).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The question comes after the greeting (about 8 s; it is not interrupted: it carries the AI
+    // disclosure).
+    let browser = browser_saying(&dir, &[(GREETING, "What are your prices?")]);
+    let (_browser, mut page) =
+        signed_in_with(browser, &server, &[Scope::CallsRead, Scope::CallsSoftphone]).await;
+    talk(&mut page).await;
+    let turns = transcript_once(
+        &mut page,
+        "the answer, heard",
+        "turns.length >= 3 && turns[turns.length - 1].speaker === 'agent' \
+         && turns.some((turn) => turn.speaker === 'caller')",
+    )
+    .await;
+    let caller = turns
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|turn| turn["speaker"] == "caller")
+        .unwrap();
+    assert!(
+        caller["text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("price"),
+        "the server heard the browser's microphone say {caller}"
+    );
+    let latencies = page.eval("softphone.latencies").await;
+    let (said, heard) = hang_up_and_record(&mut page).await;
+    // The answer as the page played it, recognised again.
+    let answer = recognised(&heard[end_of_speech(&said)..]);
+    let priced = ["dollar", "$", "95", "ninety"]
+        .iter()
+        .any(|p| answer.contains(p));
+    assert!(
+        answer.contains("clean") && priced,
+        "the page played {answer:?}"
+    );
+    let latencies: Vec<f64> = serde_json::from_value(latencies).unwrap();
+    assert_eq!(latencies.len(), 1, "one answer, one figure: {latencies:?}");
+    assert!(
+        latencies[0] > 0.0 && latencies[0] < 5_000.0,
+        "{latencies:?}"
+    );
+    eprintln!("softphone voice-to-voice as the browser heard it: {latencies:?} ms");
+}
+
+#[actix_rt::test]
+async fn softphone_talking_over_an_answer_interrupts_it() {
+    let (server, _) = spoken_server_with(AS_SHIPPED).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The second question comes about two seconds into the first answer (about ten seconds long).
+    let browser = browser_saying(
+        &dir,
+        &[
+            (GREETING, "What are your prices?"),
+            (Duration::from_secs(3), "And when are you open?"),
+        ],
+    );
+    let (_browser, mut page) =
+        signed_in_with(browser, &server, &[Scope::CallsRead, Scope::CallsSoftphone]).await;
+    talk(&mut page).await;
+    let turns = transcript_once(
+        &mut page,
+        "the answer interrupted, then the next answer",
+        "turns.some((turn) => turn.interrupted) \
+         && turns[turns.length - 1].speaker === 'agent' && !turns[turns.length - 1].interrupted",
+    )
+    .await;
+    // The page dropped the answer's queued audio at `clear` and echoed its marks: the server
+    // knows the caller heard only its beginning.
+    let turns = turns.as_array().unwrap();
+    let answer = turns
+        .iter()
+        .find(|turn| turn["interrupted"] == true)
+        .unwrap();
+    let (said, heard) = (answer["text"].as_str().unwrap(), answer["heard"].as_str());
+    assert!(said.contains("ninety-five dollars"), "{turns:#?}");
+    let heard = heard.unwrap_or_default();
+    assert!(
+        heard.len() < said.len() && said.starts_with(heard.trim_end()),
+        "{answer}"
+    );
+    hang_up_and_record(&mut page).await;
+}
+
+#[actix_rt::test]
+async fn the_softphone_codes_mu_law_exactly_as_the_server_does() {
+    let (server, _) = directed_server().await;
+    let (_browser, mut page) = console_at(&server, "/console/").await;
+    let encoded = page
+        .eval("Array.from({ length: 65536 }, (_, i) => muLawEncode((i - 32768) / 32767))")
+        .await;
+    let encoded: Vec<u8> = serde_json::from_value(encoded).unwrap();
+    let expected: Vec<u8> = (i16::MIN..=i16::MAX).map(mulaw::encode_sample).collect();
+    let differ = (0..expected.len())
+        .filter(|&i| encoded[i] != expected[i])
+        .count();
+    assert_eq!(differ, 0, "{differ} of 65,536 samples encode differently");
+    let decoded = page
+        .eval("Array.from({ length: 256 }, (_, code) => Math.round(muLawDecode(code) * 32768))")
+        .await;
+    let decoded: Vec<i16> = serde_json::from_value(decoded).unwrap();
+    let expected: Vec<i16> = (0..=255).map(mulaw::decode_sample).collect();
+    assert_eq!(decoded, expected);
 }

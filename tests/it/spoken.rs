@@ -24,12 +24,12 @@ use phone_agent::client::sim::{AuthTokenArgs, TwilioAccountArgs};
 /// The latest extraction of any call, and the conversation as the agent last saw it (what the
 /// server heard the caller say, for failure messages).
 #[derive(Default)]
-struct Seen {
+pub struct Seen {
     extraction: Option<Extraction>,
     conversation: Vec<ChatMessage>,
 }
 
-type Kept = Arc<Mutex<Seen>>;
+pub type Kept = Arc<Mutex<Seen>>;
 
 /// A dialogue that keeps the latest extraction and conversation its sessions see.
 struct Keeping<D> {
@@ -77,7 +77,12 @@ impl DialogueSession for KeepingSession {
 }
 
 /// A server on the embedded engines whose calls' extractions and conversations are kept.
-async fn spoken_server() -> (TestServer, Kept) {
+pub async fn spoken_server() -> (TestServer, Kept) {
+    spoken_server_with(&[]).await
+}
+
+/// [`spoken_server`] with `overrides` of the test configuration.
+pub async fn spoken_server_with(overrides: &[(&str, &str)]) -> (TestServer, Kept) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let script = AgentScript::load(&root.join("agents/default.toml")).unwrap();
     let settings = settings();
@@ -94,7 +99,7 @@ async fn spoken_server() -> (TestServer, Kept) {
         tts: Arc::new(tts),
     };
     (
-        TestServer::start_with(&test_config(&[]), engines).await,
+        TestServer::start_with(&test_config(overrides), engines).await,
         kept,
     )
 }

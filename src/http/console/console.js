@@ -1,5 +1,5 @@
 // phone-agent console: sign-in, the live calls table, a call's transcript and latency chart, and
-// metrics charts. Vanilla JS, no build. Served under a strict CSP: no inline code or styles, and
+// metrics charts, and the softphone's panel (softphone.js). Vanilla JS, no build. Served under a strict CSP: no inline code or styles, and
 // untrusted data (numbers, transcripts) only ever goes into the page as text (textContent), never
 // as HTML. The event stream is read with fetch() because EventSource cannot send the bearer token.
 'use strict';
@@ -168,6 +168,7 @@ function signedIn() {
 
 function signOut(message = '') {
   sessionStorage.removeItem(TOKEN_KEY);
+  softphone.hangUp();
   state.feed?.abort();
   state.feed = null;
   state.lastEventId = null;
@@ -830,12 +831,45 @@ function drawLines(chart, series, fmt) {
   chart.replaceChildren(...nodes);
 }
 
+// ---- Softphone -------------------------------------------------------------------------------
+
+const softphone = new Softphone({
+  open: () => api('/api/softphone', { method: 'POST' }),
+  onChange: showSoftphone,
+});
+
+// The softphone panel: its state, voice-to-voice latency as heard here, and the recording.
+function showSoftphone(phone) {
+  const panel = $('#softphone');
+  panel.hidden = false;
+  panel.dataset.state = phone.state;
+  const states = { connecting: 'connecting…', live: 'on a call with the agent', ended: 'call ended' };
+  $('#softphone-state').textContent =
+    [states[phone.state] || phone.state, phone.detail].filter(Boolean).join(': ');
+  const p50 = phone.percentile(50);
+  $('#softphone-latency').textContent = p50 == null
+    ? ''
+    : `voice-to-voice p50 ${Math.round(p50)} ms · p95 ${Math.round(phone.percentile(95))} ms ` +
+      `(${phone.latencies.length} answers)`;
+  const link = $('#softphone-recording');
+  if (phone.recording && !link.href.startsWith('blob:')) {
+    link.href = URL.createObjectURL(phone.recording);
+  } else if (!phone.recording && link.href) {
+    URL.revokeObjectURL(link.href);
+    link.removeAttribute('href');
+  }
+  link.hidden = !phone.recording;
+  $('#softphone-start').disabled = phone.state === 'connecting' || phone.state === 'live';
+}
+
 // ---- Start ----------------------------------------------------------------------------------
 
 function init() {
   $('#signin').addEventListener('submit', onSignIn);
   $('#signout').addEventListener('click', () => signOut());
   $('#calls').addEventListener('click', onCallsClick);
+  $('#softphone-start').addEventListener('click', () => softphone.start());
+  $('#softphone-hangup').addEventListener('click', () => softphone.hangUp());
   window.addEventListener('hashchange', route);
   setInterval(tick, 1000);
   setFeedState(false);

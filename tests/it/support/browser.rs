@@ -177,7 +177,13 @@ impl Page {
         let result = self
             .command(
                 "Runtime.evaluate",
-                json!({ "expression": expression, "awaitPromise": true, "returnByValue": true }),
+                json!({
+                    "expression": expression,
+                    "awaitPromise": true,
+                    "returnByValue": true,
+                    // As if the user acted: the page may start audio.
+                    "userGesture": true,
+                }),
             )
             .await;
         if let Some(thrown) = result.get("exceptionDetails") {
@@ -190,7 +196,12 @@ impl Page {
     /// a second, so a navigation between rounds does not lose the wait); fails naming `what`
     /// after the page timeout.
     pub async fn until(&mut self, what: &str, expression: &str) -> Value {
-        let deadline = Instant::now() + PAGE_TIMEOUT;
+        self.until_within(PAGE_TIMEOUT, what, expression).await
+    }
+
+    /// [`Page::until`] with a timeout of its own (a conversation takes longer than a click).
+    pub async fn until_within(&mut self, timeout: Duration, what: &str, expression: &str) -> Value {
+        let deadline = Instant::now() + timeout;
         let waiting = format!(
             "new Promise((resolve) => {{ const end = Date.now() + 1000; const check = () => {{ \
              let value; try {{ value = ({expression}); }} catch (_) {{ value = null; }} \
