@@ -5,12 +5,14 @@
 // server learns what the caller heard), drops the queue on `clear`, records both sides
 // sample-aligned, and measures voice-to-voice latency: from the caller's last loud sample to the
 // first audible sample of the agent's answer (the agent speaking again after a pause in which the
-// caller spoke).
+// caller started speaking and stopped; answers to a caller who talked over the agent, or who is
+// still talking, are not measured).
 'use strict';
 
 // Loudness (absolute sample value) above which audio counts as voice.
 const LOUD = 0.02;
-// An agent answer starts after at least this much quiet output (samples at 8 kHz: 300 ms).
+// An answer starts after at least this much quiet output, and speech after this much quiet input
+// (samples at 8 kHz: 300 ms).
 const ANSWER_GAP = 2400;
 // The caller's voice counts for an answer only if it ended at most this long before (10 s).
 const VOICE_WINDOW = 80000;
@@ -22,6 +24,7 @@ class SoftphoneProcessor extends AudioWorkletProcessor {
     this.offset = 0; // read position in queue[0] when it is audio
     this.clock = 0; // samples processed
     this.lastVoice = -Infinity; // clock of the caller's last loud sample
+    this.speechStart = -Infinity; // clock of the first loud sample after a pause of the caller's
     this.lastOutput = -Infinity; // clock of the agent's last audible sample
     this.quietOutput = ANSWER_GAP; // samples of quiet output so far
     this.said = []; // recorded microphone chunks
@@ -71,18 +74,23 @@ class SoftphoneProcessor extends AudioWorkletProcessor {
     const said = input ? Float32Array.from(input) : new Float32Array(output.length);
     this.play(output);
     for (let i = 0; i < said.length; i++) {
-      if (Math.abs(said[i]) > LOUD) this.lastVoice = this.clock + i;
+      if (Math.abs(said[i]) <= LOUD) continue;
+      const at = this.clock + i;
+      if (at - this.lastVoice >= ANSWER_GAP) this.speechStart = at;
+      this.lastVoice = at;
     }
     for (let i = 0; i < output.length; i++) {
       if (Math.abs(output[i]) <= LOUD) {
         this.quietOutput++;
         continue;
       }
-      // An answer: the agent speaks again after a pause, and the caller spoke during it.
+      // An answer: the agent speaks again after a pause in which the caller started speaking (not
+      // the agent resuming after the caller talked over it).
       const at = this.clock + i;
-      const answered = this.lastVoice > this.lastOutput && at - this.lastVoice <= VOICE_WINDOW;
+      const quiet = at - this.lastVoice;
+      const answered = this.speechStart > this.lastOutput && quiet > 0 && quiet <= VOICE_WINDOW;
       if (this.quietOutput >= ANSWER_GAP && answered) {
-        this.port.postMessage({ latencyMs: ((at - this.lastVoice) * 1000) / sampleRate });
+        this.port.postMessage({ latencyMs: (quiet * 1000) / sampleRate });
       }
       this.quietOutput = 0;
       this.lastOutput = at;
