@@ -138,6 +138,22 @@ async fn a_live_call_shows_up_as_it_happens_and_its_transcript_opens() {
 }
 
 #[actix_rt::test]
+async fn the_metrics_page_charts_the_servers_own_figures() {
+    let (server, stt) = directed_server().await;
+    let (_browser, mut page) = signed_in(&server, &[Scope::CallsRead]).await;
+    live_call(&server, &stt).await;
+    page.eval("location.hash = '#/metrics'; true").await;
+    // The first sample is drawn at once (a rate such as calls per minute needs a second one).
+    page.until(
+        "one live call, charted",
+        "document.body.dataset.view === 'metrics' \
+         && document.getElementById('current-live').textContent === '1' \
+         && document.querySelectorAll('#chart-live circle, #chart-live path.line').length > 0",
+    )
+    .await;
+}
+
+#[actix_rt::test]
 async fn a_token_without_the_write_scope_cannot_hang_up() {
     let (server, stt) = directed_server().await;
     let (_browser, mut page) = signed_in(&server, &[Scope::CallsRead]).await;
