@@ -212,21 +212,33 @@ impl Writer {
         let mut logged = Vec::with_capacity(writes.len());
         for (call_sid, at, write) in writes {
             let (sid, at, connection) = (call_sid.as_str(), *at, &mut *transaction);
-            let event = match write {
-                Write::Started => {
+            match write {
+                Write::Started => logged.extend(
                     store
                         .apply_status_in(connection, sid, CallStatus::InProgress, None, at)
-                        .await?
+                        .await?,
+                ),
+                Write::Turn(turn) => {
+                    logged.extend(store.append_turn_in(connection, sid, turn, at).await?)
                 }
-                Write::Turn(turn) => store.append_turn_in(connection, sid, turn, at).await?,
-                Write::BargeIn(data) => {
+                Write::BargeIn(data) => logged.extend(
                     store
                         .append_event_in(connection, sid, EventKind::BargeIn, data, at)
-                        .await?
+                        .await?,
+                ),
+                Write::Ended(reason) => {
+                    logged.extend(store.record_end_in(connection, sid, reason, at).await?);
+                    // No provider reports a browser call's status: its end completes it.
+                    if store.direction_in(connection, sid).await? == Some(Direction::Browser) {
+                        let completed = CallStatus::Completed;
+                        logged.extend(
+                            store
+                                .apply_status_in(connection, sid, completed, None, at)
+                                .await?,
+                        );
+                    }
                 }
-                Write::Ended(reason) => store.record_end_in(connection, sid, reason, at).await?,
-            };
-            logged.extend(event);
+            }
         }
         transaction.commit().await?;
         Ok(logged)
@@ -261,6 +273,8 @@ impl Writer {
         let number = match call.direction {
             Direction::Inbound => call.from,
             Direction::Outbound => call.to,
+            // A browser has no number to keep from being called.
+            Direction::Browser => None,
         };
         if let Some(number) = number {
             if store.dnc_add(&number, now_ms()).await? {

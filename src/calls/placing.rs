@@ -195,6 +195,13 @@ impl Placer {
             }
             _ => {}
         }
+        // A browser call has no telephone line to hang up: ending it here is all there is.
+        if call.direction == Direction::Browser {
+            return match ended_here {
+                true => Ok(()),
+                false => Err(PlaceError::WrongState("not live on this server")),
+            };
+        }
         let (Some(rest), Some(sid)) = (&self.rest, sid) else {
             return if ended_here {
                 Ok(())
@@ -212,6 +219,11 @@ impl Placer {
 
     /// Transfers a call in progress to `to`.
     pub async fn transfer(&self, call: &Call, to: &E164) -> Result<(), PlaceError> {
+        if call.direction == Direction::Browser {
+            return Err(PlaceError::WrongState(
+                "a browser call, which has no line to transfer",
+            ));
+        }
         let rest = self.rest.as_ref().ok_or(PlaceError::NotConfigured)?;
         if call.status != CallStatus::InProgress {
             return Err(PlaceError::WrongState("not in progress"));

@@ -30,6 +30,9 @@ pub enum Direction {
     Inbound,
     /// We called someone.
     Outbound,
+    /// Someone talked to the agent from the browser console's softphone (no telephone network:
+    /// no provider reports its status, so its end completes it).
+    Browser,
 }
 
 impl Direction {
@@ -38,12 +41,13 @@ impl Direction {
         match self {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
+            Direction::Browser => "browser",
         }
     }
 
     /// The direction of a name, if it is one.
     pub fn parse(name: &str) -> Option<Self> {
-        [Direction::Inbound, Direction::Outbound]
+        [Direction::Inbound, Direction::Outbound, Direction::Browser]
             .into_iter()
             .find(|direction| direction.as_str() == name)
     }
@@ -297,6 +301,20 @@ impl Store {
             .await?
             .map(|row| self.call_from_row(&row))
             .transpose()
+    }
+
+    /// Who called whom, inside the caller's transaction; `None` for an unknown call.
+    pub async fn direction_in(
+        &self,
+        connection: &mut AnyConnection,
+        id_or_sid: &str,
+    ) -> Result<Option<Direction>, StoreError> {
+        let name: Option<String> =
+            sqlx::query_scalar("SELECT direction FROM calls WHERE id = $1 OR call_sid = $1")
+                .bind(id_or_sid)
+                .fetch_optional(connection)
+                .await?;
+        Ok(name.as_deref().and_then(Direction::parse))
     }
 
     /// Records the CallSid Twilio assigned to a call we placed; false if the call has one.

@@ -2,6 +2,7 @@
 //! Streams socket at `/softphone/media?token=…`, unsigned. (The browser itself is driven in
 //! `console::`.)
 
+use futures_util::StreamExt as _;
 use phone_agent::client::sim::{StreamAnswer, TwilioSim};
 use phone_agent::guard::token::Scope;
 use serde_json::Value;
@@ -68,8 +69,30 @@ async fn a_softphone_call_runs_the_call_path_and_is_recorded_as_a_call() {
     assert_eq!((&call["from"], &call["to"]), (&"***".into(), &"***".into()));
     assert_eq!(server.server.live_calls.count(), 1);
 
+    assert_eq!(call["direction"], "browser");
+
+    // Followed from here: the call's end, then (no provider reports a browser call's status)
+    // its completion.
+    let events_path = format!("{path}/events");
+    let mut events = server
+        .request(awc::http::Method::GET, &events_path, Some(&reader))
+        .send()
+        .await
+        .expect("event stream opens");
     media.close().await.expect("socket closes");
     server.until_no_live_calls().await;
+    let mut seen = String::new();
+    within(async {
+        while !seen.contains(r#""status":"completed""#) {
+            let chunk = events.next().await.expect("stream open").expect("chunk");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    let request = server.request(awc::http::Method::GET, &path, Some(&reader));
+    let (_, _, call) = json(request.send()).await;
+    assert!(call["end_reason"].is_string(), "{call}");
+    assert_eq!(call["status"], "completed", "{call}");
     server
         .metrics_until(|text| {
             text.contains("phone_agent_calls_ended_total{reason=\"socket_closed\"} 1")
@@ -101,4 +124,43 @@ async fn a_softphone_call_needs_the_scope_and_its_socket_its_unused_token() {
     // Redeemed by the call's `start`: the same token opens nothing more.
     assert_eq!(upgrade_status(&server, &stream.path).await, 403);
     assert_eq!(server.server.live_calls.count(), 1);
+}
+
+#[actix_rt::test]
+async fn a_softphone_call_is_hung_up_through_the_api_and_cannot_be_transferred() {
+    // Twilio's REST API configured: a browser call must not be sent to it.
+    let server = TestServer::start(&[
+        ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
+        ("TWILIO_API_BASE", "http://127.0.0.1:9"),
+    ])
+    .await;
+    let token = server.token(&[Scope::CallsSoftphone]).await;
+    let (_, opened) = open(&server, &token).await;
+    let sim = TwilioSim::new(server.base.clone());
+    let mut media = sim
+        .connect(&stream_of(&opened))
+        .await
+        .expect("socket opens");
+    exchange(&mut media, 3, 0, 1).await;
+
+    let writer = server.token(&[Scope::CallsWrite]).await;
+    let path = format!("/api/calls/{}", opened["call_id"].as_str().unwrap());
+    let transfer = server
+        .request(
+            awc::http::Method::POST,
+            &format!("{path}/transfer"),
+            Some(&writer),
+        )
+        .send_json(&serde_json::json!({ "to": "+14155550123" }));
+    let (status, _, body) = json(transfer).await;
+    assert_eq!(status, 409, "{body}");
+    let hang_up = server.request(
+        awc::http::Method::POST,
+        &format!("{path}/hangup"),
+        Some(&writer),
+    );
+    let (status, _, body) = json(hang_up.send()).await;
+    assert_eq!(status, 202, "{body}");
+    let (code, _) = expect_close(&mut media).await;
+    assert_eq!(code, Some(1000), "the agent's side hangs up");
 }

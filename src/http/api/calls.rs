@@ -51,7 +51,7 @@ pub struct ListQuery {
     /// Only calls with this status.
     #[param(value_type = Option<CallStatus>)]
     status: Option<String>,
-    /// Only `inbound` or `outbound` calls.
+    /// Only `inbound`, `outbound` or `browser` (console softphone) calls.
     #[param(value_type = Option<Direction>)]
     direction: Option<String>,
     /// Only calls created at or after this time (RFC 3339).
@@ -129,8 +129,9 @@ pub async fn list(
             .direction
             .as_deref()
             .map(|d| {
-                Direction::parse(d)
-                    .ok_or_else(|| HttpError::bad_request("direction: inbound or outbound"))
+                Direction::parse(d).ok_or_else(|| {
+                    HttpError::bad_request("direction: inbound, outbound or browser")
+                })
             })
             .transpose()?,
         created_from: time_ms("from", query.from.as_deref())?,

@@ -90,7 +90,7 @@ pub async fn open(
 async fn record(state: &AppState, call_sid: &CallSid) -> Result<String, HttpError> {
     let call = NewCall::from_twilio(
         call_sid.as_str(),
-        Direction::Inbound,
+        Direction::Browser,
         SOFTPHONE_FROM,
         SOFTPHONE_TO,
         CallStatus::InProgress,

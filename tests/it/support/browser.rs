@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 
 /// How long a condition may take to hold in the page.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long Chromium may take to listen: its first start on a machine builds caches (fonts), and
+/// tests run beside it.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A headless Chromium, killed when dropped.
 pub struct Browser {
@@ -43,6 +46,7 @@ impl Browser {
     /// Starts the browser with `args` added to the headless defaults.
     pub fn launch(args: &[&str]) -> Self {
         let profile = tempfile::tempdir().expect("browser profile directory");
+        let log = profile.path().join("chromium.log");
         let child = Command::new(executable())
             .args([
                 "--headless",
@@ -53,25 +57,31 @@ impl Browser {
                 "--no-first-run",
                 "--remote-debugging-port=0",
             ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-extensions",
+                "--no-default-browser-check",
+            ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(args)
             .arg("about:blank")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("browser log file"))
             .spawn()
             .expect("Chromium starts");
         // Chromium writes the port it chose, then the browser target's path, once it listens.
         let port_file = profile.path().join("DevToolsActivePort");
-        let deadline = Instant::now() + PAGE_TIMEOUT;
+        let deadline = Instant::now() + LAUNCH_TIMEOUT;
         let port = loop {
             let written = std::fs::read_to_string(&port_file).unwrap_or_default();
             if let Some(port) = written.lines().next().filter(|_| written.contains('\n')) {
                 break port.to_owned();
             }
-            assert!(
-                Instant::now() < deadline,
-                "Chromium opened no DevTools port"
-            );
+            if Instant::now() > deadline {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("Chromium opened no DevTools port in {LAUNCH_TIMEOUT:?}; it said:\n{said}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         };
         Self {
