@@ -32,6 +32,7 @@ const state = {
   metricsGen: 0,
   renderPending: false,
   noticeTimer: null,
+  pumpTimer: null,
 };
 
 // ---- DOM helpers ----------------------------------------------------------------------------
@@ -364,10 +365,24 @@ function queueRefresh(id) {
   pump();
 }
 
+// Re-fetches started in the last second: at most REFRESHES_PER_SECOND, well inside the API's
+// per-client read limit however busy the server is (a call's events meanwhile coalesce into one
+// re-fetch, the queue being a set).
+const REFRESHES_PER_SECOND = 4;
+const recentRefreshes = [];
+
 function pump() {
   for (const id of state.queue) {
     if (state.inflight.size >= 4) return;
     if (state.inflight.has(id)) continue;
+    const now = Date.now();
+    while (recentRefreshes.length && now - recentRefreshes[0] >= 1000) recentRefreshes.shift();
+    if (recentRefreshes.length >= REFRESHES_PER_SECOND) {
+      clearTimeout(state.pumpTimer);
+      state.pumpTimer = setTimeout(pump, 1000 - (now - recentRefreshes[0]));
+      return;
+    }
+    recentRefreshes.push(now);
     state.queue.delete(id);
     state.inflight.add(id);
     refreshCall(id).finally(() => {
