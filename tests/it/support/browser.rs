@@ -5,8 +5,10 @@
 //! [`Browser::launch`] starts it on a throwaway profile with a DevTools port of its choosing;
 //! [`Page`] navigates, evaluates script and waits in the page for a condition to hold.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use awc::ws;
@@ -42,12 +44,31 @@ fn executable() -> PathBuf {
     )
 }
 
+/// The address of Chromium's DevTools (`127.0.0.1:port`), sent once its log says it listens
+/// ("DevTools listening on ws://…"); or all it said, if it stops first. Its log is read to the
+/// end meanwhile, so Chromium never blocks on a full pipe.
+fn listening(stderr: ChildStderr) -> mpsc::Receiver<Result<String, String>> {
+    let (send, listening) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut said = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("DevTools listening on ws://") {
+                let address = url.split('/').next().unwrap_or_default().to_owned();
+                let _ = send.send(Ok(address));
+            }
+            said.push_str(&line);
+            said.push('\n');
+        }
+        let _ = send.send(Err(said));
+    });
+    listening
+}
+
 impl Browser {
     /// Starts the browser with `args` added to the headless defaults.
     pub fn launch(args: &[&str]) -> Self {
         let profile = tempfile::tempdir().expect("browser profile directory");
-        let log = profile.path().join("chromium.log");
-        let child = Command::new(executable())
+        let mut child = Command::new(executable())
             .args([
                 "--headless",
                 // Tests run as root in a container: no setuid sandbox there.
@@ -67,26 +88,18 @@ impl Browser {
             .args(args)
             .arg("about:blank")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("browser log file"))
+            .stderr(Stdio::piped())
             .spawn()
             .expect("Chromium starts");
-        // Chromium writes the port it chose, then the browser target's path, once it listens.
-        let port_file = profile.path().join("DevToolsActivePort");
-        let deadline = Instant::now() + LAUNCH_TIMEOUT;
-        let port = loop {
-            let written = std::fs::read_to_string(&port_file).unwrap_or_default();
-            if let Some(port) = written.lines().next().filter(|_| written.contains('\n')) {
-                break port.to_owned();
-            }
-            if Instant::now() > deadline {
-                let said = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("Chromium opened no DevTools port in {LAUNCH_TIMEOUT:?}; it said:\n{said}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let listening = listening(child.stderr.take().expect("Chromium's stderr"));
+        let devtools = match listening.recv_timeout(LAUNCH_TIMEOUT) {
+            Ok(Ok(address)) => address,
+            Ok(Err(said)) => panic!("Chromium stopped before it listened; it said:\n{said}"),
+            Err(_) => panic!("Chromium opened no DevTools port in {LAUNCH_TIMEOUT:?}"),
         };
         Self {
             child,
-            devtools: format!("127.0.0.1:{port}"),
+            devtools,
             _profile: profile,
         }
     }
