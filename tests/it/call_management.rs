@@ -14,7 +14,7 @@ use phone_agent::guard::token::Scope;
 use serde_json::{json, Value};
 
 use crate::support::postgres;
-use crate::support::{test_config, within, TestServer, TWILIO_AUTH_TOKEN};
+use crate::support::{stream_until, test_config, within, TestServer, TWILIO_AUTH_TOKEN};
 
 const ACCOUNT: &str = "AC00000000000000000000000000000000";
 const FROM: &str = "+14155550199";
@@ -440,12 +440,8 @@ async fn the_event_stream_of_a_live_call_shows_its_status_and_turns() {
         .await
         .expect("stream opens");
     assert_eq!(response.status(), 200);
-    let mut seen = String::new();
-    within(async {
-        while !(seen.contains("event: status") && seen.contains("event: turn")) {
-            let chunk = response.next().await.expect("stream open").expect("chunk");
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
+    let seen = stream_until(&mut response, |seen| {
+        seen.contains("event: status") && seen.contains("event: turn")
     })
     .await;
     assert!(seen.starts_with("id: 1\nevent: status\n"), "{seen}");

@@ -293,7 +293,6 @@ async fn agent_turns(
     call: &Conversation,
     count: usize,
 ) -> Vec<phone_agent::store::transcripts::Turn> {
-    use futures_util::StreamExt as _;
     use phone_agent::guard::token::Scope;
     use phone_agent::store::transcripts::Speaker;
     let token = call.server.token(&[Scope::CallsRead]).await;
@@ -304,12 +303,8 @@ async fn agent_turns(
         .send()
         .await
         .expect("event stream opens");
-    let mut seen = String::new();
-    within(async {
-        while seen.matches(r#""speaker":"agent""#).count() < count {
-            let chunk = events.next().await.expect("stream open").expect("chunk");
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
+    stream_until(&mut events, |seen| {
+        seen.matches(r#""speaker":"agent""#).count() >= count
     })
     .await;
     let turns = call.server.server.store.transcript(&call_sid(1)).await;

@@ -2,8 +2,7 @@
 //! Streams socket at `/softphone/media?token=…`, unsigned. (The browser itself is driven in
 //! `console::`.)
 
-use futures_util::StreamExt as _;
-use phone_agent::client::sim::{StreamAnswer, TwilioSim};
+use phone_agent::client::sim::{MediaConnection, StreamAnswer, TwilioSim};
 use phone_agent::guard::token::Scope;
 use serde_json::Value;
 
@@ -30,6 +29,20 @@ fn stream_of(opened: &Value) -> StreamAnswer {
     }
 }
 
+/// A softphone call opened with a `calls:softphone` token, its socket connected as a browser
+/// connects it: what `POST /api/softphone` answered, and the socket.
+async fn softphone_call(server: &TestServer) -> (Value, MediaConnection) {
+    let token = server.token(&[Scope::CallsSoftphone]).await;
+    let (status, opened) = open(server, &token).await;
+    assert_eq!(status, 201, "{opened}");
+    let sim = TwilioSim::new(server.base.clone());
+    let media = sim
+        .connect(&stream_of(&opened))
+        .await
+        .expect("socket opens");
+    (opened, media)
+}
+
 /// The status of a WebSocket upgrade on `path` without a Twilio signature.
 async fn upgrade_status(server: &TestServer, path: &str) -> u16 {
     let url = format!("{}{path}", server.base.replacen("http", "ws", 1));
@@ -43,15 +56,8 @@ async fn upgrade_status(server: &TestServer, path: &str) -> u16 {
 #[actix_rt::test]
 async fn a_softphone_call_runs_the_call_path_and_is_recorded_as_a_call() {
     let server = TestServer::start(&[]).await;
-    let token = server.token(&[Scope::CallsSoftphone]).await;
-    let (status, opened) = open(&server, &token).await;
-    assert_eq!(status, 201, "{opened}");
+    let (opened, mut media) = softphone_call(&server).await;
     assert_eq!(opened["media_path"], "/softphone/media");
-    let sim = TwilioSim::new(server.base.clone());
-    let mut media = sim
-        .connect(&stream_of(&opened))
-        .await
-        .expect("socket opens");
     // The loopback agent echoes what it hears: the audio went through the call's actors.
     exchange(&mut media, 7, 0, 5).await;
 
@@ -81,14 +87,7 @@ async fn a_softphone_call_runs_the_call_path_and_is_recorded_as_a_call() {
         .expect("event stream opens");
     media.close().await.expect("socket closes");
     server.until_no_live_calls().await;
-    let mut seen = String::new();
-    within(async {
-        while !seen.contains(r#""status":"completed""#) {
-            let chunk = events.next().await.expect("stream open").expect("chunk");
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
-    .await;
+    stream_until(&mut events, |seen| seen.contains(r#""status":"completed""#)).await;
     let request = server.request(awc::http::Method::GET, &path, Some(&reader));
     let (_, _, call) = json(request.send()).await;
     assert!(call["end_reason"].is_string(), "{call}");
@@ -115,14 +114,10 @@ async fn a_softphone_call_needs_the_scope_and_its_socket_its_unused_token() {
     let made_up = "/softphone/media?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     assert_eq!(upgrade_status(&server, made_up).await, 403);
 
-    let token = server.token(&[Scope::CallsSoftphone]).await;
-    let (_, opened) = open(&server, &token).await;
-    let stream = stream_of(&opened);
-    let sim = TwilioSim::new(server.base.clone());
-    let mut media = sim.connect(&stream).await.expect("socket opens");
+    let (opened, mut media) = softphone_call(&server).await;
     exchange(&mut media, 1, 0, 1).await;
     // Redeemed by the call's `start`: the same token opens nothing more.
-    assert_eq!(upgrade_status(&server, &stream.path).await, 403);
+    assert_eq!(upgrade_status(&server, &stream_of(&opened).path).await, 403);
     assert_eq!(server.server.live_calls.count(), 1);
 }
 
@@ -134,13 +129,7 @@ async fn a_softphone_call_is_hung_up_through_the_api_and_cannot_be_transferred()
         ("TWILIO_API_BASE", "http://127.0.0.1:9"),
     ])
     .await;
-    let token = server.token(&[Scope::CallsSoftphone]).await;
-    let (_, opened) = open(&server, &token).await;
-    let sim = TwilioSim::new(server.base.clone());
-    let mut media = sim
-        .connect(&stream_of(&opened))
-        .await
-        .expect("socket opens");
+    let (opened, mut media) = softphone_call(&server).await;
     exchange(&mut media, 3, 0, 1).await;
 
     let writer = server.token(&[Scope::CallsWrite]).await;

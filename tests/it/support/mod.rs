@@ -213,6 +213,25 @@ pub async fn within<F: Future>(future: F) -> F::Output {
         .expect("event within the timeout")
 }
 
+/// Reads a streamed response (Server-Sent Events) until `done` holds for all its text so far, and
+/// returns that text; fails after [`EVENT_TIMEOUT`].
+pub async fn stream_until<S, E>(stream: &mut S, done: impl Fn(&str) -> bool) -> String
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    use futures_util::StreamExt as _;
+    let mut seen = String::new();
+    within(async {
+        while !done(&seen) {
+            let chunk = stream.next().await.expect("stream open").expect("chunk");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    seen
+}
+
 /// The next message that is not a mark (marks are echoed back, as Twilio does once played).
 pub async fn next_non_mark(media: &mut MediaConnection) -> Received {
     loop {
