@@ -65,17 +65,29 @@ async fn signed_in_with(
     (browser, page)
 }
 
-/// A call whose phone echoes every mark (the agent's audio is heard as it is sent).
+/// A call whose phone plays the agent's audio in real time and echoes each mark once the audio
+/// before it has played, as Twilio does (an instant echo would make the reply heard before the
+/// caller finished asking, every latency 0 ms).
 async fn live_call(server: &TestServer, stt: &DirectedStt) {
     let (_, media) = server.call(&call_sid(1)).await;
     within(stt.opened()).await;
-    actix_rt::spawn(echo_marks(media));
+    actix_rt::spawn(play_in_real_time(media));
 }
 
-async fn echo_marks(mut media: MediaConnection) {
+async fn play_in_real_time(mut media: MediaConnection) {
+    let mut played_until = tokio::time::Instant::now();
     while let Some(received) = media.recv().await {
-        if let Received::Mark(name) = received {
-            let _ = media.send_mark(&name).await;
+        match received {
+            Received::Media(samples) => {
+                let length = Duration::from_micros(samples.len() as u64 * 125); // 8 kHz
+                played_until = played_until.max(tokio::time::Instant::now()) + length;
+            }
+            Received::Mark(name) => {
+                tokio::time::sleep_until(played_until).await;
+                let _ = media.send_mark(&name).await;
+            }
+            Received::Clear => played_until = tokio::time::Instant::now(),
+            _ => {}
         }
     }
 }
