@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::calls::control::TwilioTransfer;
 use crate::calls::feed::CallFeed;
 use crate::calls::journal::StoreJournal;
+use crate::calls::ownership::{CallOwnership, StreamGate};
 use crate::calls::placing::Placer;
 use crate::calls::records::CallRecords;
 use crate::calls::{retention, scheduler};
@@ -163,8 +164,18 @@ pub async fn start(
         body_limit: http::WEBHOOK_BODY_LIMIT,
     });
     let live_calls = LiveCalls::new();
-    let tokens = Arc::new(StreamTokens::new(config.stream_token_ttl));
+    let tokens = Arc::new(StreamTokens::shared(
+        config.stream_token_ttl,
+        store.stream_token_keys(),
+    ));
     let records = CallRecords::new(store.clone(), Arc::new(CallFeed::default()));
+    let instance = scheduler::instance_id();
+    let ownership = Arc::new(CallOwnership::new(
+        records.clone(),
+        instance.clone(),
+        config.call_lease,
+    ));
+    ownership.clone().start();
     // The system's arbiter: calls run on the HTTP workers' threads, never here.
     let journal = Arc::new(StoreJournal::start(records.clone(), &Arbiter::current()));
     let rest = twilio_rest(config)?;
@@ -181,7 +192,7 @@ pub async fn start(
     dispatch::start(
         store.clone(),
         config.webhooks.clone(),
-        scheduler::instance_id(),
+        instance,
         metrics.clone(),
         dispatch_stopped,
     )?;
@@ -193,7 +204,7 @@ pub async fn start(
             media: config.media,
             restart: config.restart,
             live_calls: live_calls.clone(),
-            authorizer: tokens.clone(),
+            authorizer: Arc::new(StreamGate::new(tokens.clone(), ownership)),
             conversation: Arc::new(config.conversation.clone()),
             metrics,
             call_control: call_control(config, rest, records.clone()),

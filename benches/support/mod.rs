@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use actix::Addr;
 use base64::Engine as _;
@@ -65,7 +65,7 @@ pub async fn start_call(settings: &CallSettings, tokens: &StreamTokens, n: u32) 
     let (commands, out) = mpsc::channel(SOCKET_QUEUE_CAPACITY);
     let handle = CallActor::start(settings.clone(), commands);
     let call_sid = CallSid::parse(&format!("CA{n:032x}")).expect("valid sid");
-    let token = tokens.mint(&call_sid, Instant::now()).expect("token");
+    let token = tokens.mint(&call_sid, SystemTime::now()).expect("token");
     let stream_sid = format!("MZ{n:032x}");
     let start = format!(
         r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"{stream_sid}","callSid":"{call_sid}","tracks":["inbound"],"customParameters":{{"token":"{token}"}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}},"streamSid":"{stream_sid}"}}"#

@@ -8,7 +8,7 @@
 #![no_main]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -109,7 +109,7 @@ fn run(data: &[u8]) -> Result<()> {
     let mut u = Unstructured::new(data);
     let tokens = Arc::new(StreamTokens::new(Duration::from_secs(60)));
     let call_sid = CallSid::parse(CALL_SID).expect("a CallSid");
-    let token = tokens.mint(&call_sid, Instant::now()).expect("a token");
+    let token = tokens.mint(&call_sid, SystemTime::now()).expect("a token");
     let mut events = Vec::new();
     while !u.is_empty() && events.len() < 64 {
         events.push(event(&mut u, &token)?);

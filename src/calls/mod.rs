@@ -5,6 +5,7 @@
 //! - [`feed`]: the live feed of call events for subscribers.
 //! - [`records`]: the store and the feed every logged event is published on.
 //! - [`journal`]: each call's story, from the CallActor to its record.
+//! - [`ownership`]: which instance carries each call, claimed once and leased.
 //! - [`placing`]: outbound calls: checks, records, Twilio's create-call; hang-ups and transfers.
 //! - [`scheduler`]: scheduled calls placed when due, once across servers.
 //! - [`retention`]: old transcripts, extractions and metadata erased.
@@ -15,6 +16,7 @@ pub mod feed;
 pub mod hours;
 pub mod journal;
 pub mod number;
+pub mod ownership;
 pub mod placing;
 pub mod records;
 pub mod retention;

@@ -100,6 +100,10 @@ pub struct Config {
     pub media_write_timeout: Duration,
     /// How long a stream token minted by the voice webhook stays valid (`STREAM_TOKEN_TTL`).
     pub stream_token_ttl: Duration,
+    /// How long an instance's claim on its calls lasts unless renewed (every third of it): an
+    /// instance that stopped renewing has its calls marked interrupted this long after
+    /// (`CALL_LEASE`).
+    pub call_lease: Duration,
     /// How long live calls may go on after a shutdown signal (`DRAIN_TIMEOUT`).
     pub drain_timeout: Duration,
     /// HTTP worker threads; calls run on the worker that accepted them (`HTTP_WORKERS`).
@@ -203,6 +207,10 @@ impl Config {
         );
         let media_write_timeout = vars.duration("MEDIA_WRITE_TIMEOUT", "5s")?;
         let stream_token_ttl = vars.duration("STREAM_TOKEN_TTL", "60s")?;
+        let call_lease = vars.duration("CALL_LEASE", "30s")?;
+        if call_lease < Duration::from_millis(300) {
+            return Err(vars.invalid("CALL_LEASE", format!("{call_lease:?} (at least 300ms)")));
+        }
         let drain_timeout = vars.duration("DRAIN_TIMEOUT", "30s")?;
         let http_body_timeout = vars.duration("HTTP_BODY_TIMEOUT", "10s")?;
         let restart = RestartPolicy {
@@ -235,6 +243,7 @@ impl Config {
             media,
             media_write_timeout,
             stream_token_ttl,
+            call_lease,
             drain_timeout,
             http_workers,
             http_body_timeout,

@@ -6,7 +6,7 @@
 //! Calls we place carry our id in the webhook URLs (`?call=call_…`, signed by Twilio with the
 //! rest): a webhook that overtakes our record of the CallSid still finds its call.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use phone_agent_actors::call::CallActor;
@@ -157,7 +157,7 @@ pub async fn voice(
         return Ok(over_capacity(&state, &form, &ours, &call_sid, refusal).await);
     }
     // Minted at once, so a burst of webhooks counts each call against the capacity it checked.
-    let token = state.tokens.mint(&call_sid, Instant::now())?;
+    let token = state.tokens.mint(&call_sid, SystemTime::now())?;
     tracing::info!(
         call_sid = %call_sid,
         from = %mask_phone(&form.from),
@@ -207,7 +207,7 @@ pub(in crate::http) enum Refusal {
 pub(in crate::http) fn refusal(state: &AppState, now: Instant) -> Option<Refusal> {
     // Streaming calls and those whose stream is on its way (a token minted, not yet used): a
     // socket whose `start` is not yet admitted still holds its token, so it counts once.
-    let carried = state.live_calls().streaming() + state.tokens.outstanding(now);
+    let carried = state.live_calls().streaming() + state.tokens.outstanding(SystemTime::now());
     if let Some(max) = state.max_calls.filter(|&max| carried >= max) {
         return Some(Refusal::MaxCalls(max));
     }

@@ -22,6 +22,17 @@ use crate::redact::MaskedPhone;
 /// ([`Store::interrupt_unended_calls`]).
 pub const INTERRUPTED: &str = "server_interrupted";
 
+/// What [`Store::claim_stream`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamClaim {
+    /// The stream is this instance's.
+    Claimed,
+    /// The call's stream was claimed before (by this instance or another), or the call ended.
+    Taken,
+    /// No record has this CallSid (its voice webhook could not record it).
+    Unrecorded,
+}
+
 /// Who called whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -347,6 +358,62 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Claims the stream of the call `call_sid` for `instance` at `now_ms`, with a lease until
+    /// `lease_until` (ms): once per call, across every instance sharing the database.
+    pub async fn claim_stream(
+        &self,
+        call_sid: &str,
+        instance: &str,
+        now_ms: i64,
+        lease_until: i64,
+    ) -> Result<StreamClaim, StoreError> {
+        let done = sqlx::query(
+            "UPDATE calls SET stream_started_at = $1, owner = $2, lease_until = $3 \
+             WHERE call_sid = $4 AND stream_started_at IS NULL AND ended_at IS NULL",
+        )
+        .bind(now_ms)
+        .bind(instance)
+        .bind(lease_until)
+        .bind(call_sid)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(StreamClaim::Claimed);
+        }
+        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM calls WHERE call_sid = $1")
+            .bind(call_sid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match known {
+            Some(_) => StreamClaim::Taken,
+            None => StreamClaim::Unrecorded,
+        })
+    }
+
+    /// Extends to `lease_until` (ms) the lease of every unended call `instance` owns: one write
+    /// per instance, however many calls it carries. The number of calls renewed.
+    pub async fn renew_leases(&self, instance: &str, lease_until: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE calls SET lease_until = $1 WHERE owner = $2 AND end_reason IS NULL",
+        )
+        .bind(lease_until)
+        .bind(instance)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The unended calls whose owner's lease ran out before `now_ms`: their instance stopped
+    /// without ending them (killed, crashed, cut off from the database).
+    pub async fn lapsed_calls(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM calls WHERE end_reason IS NULL AND lease_until < $1 ORDER BY id",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Records answering-machine detection's answer and logs it: the event, or `None` if it is

@@ -37,6 +37,9 @@ const KEY_LEN: usize = 32;
 pub const LOOKUP_KEY_INFO: &[u8] = b"phone-agent lookup hash v1";
 /// HKDF's info for the key id: names a key in what it seals without saying anything of it.
 pub const KEY_ID_INFO: &[u8] = b"phone-agent key id v1";
+/// HKDF info of the key signing stream tokens (so every instance sharing the data key verifies
+/// the tokens any of them minted).
+pub const STREAM_TOKEN_KEY_INFO: &[u8] = b"phone-agent stream token v1";
 /// Length of a key id in bytes (shown as twice as many hex digits).
 const KEY_ID_LEN: usize = 4;
 
@@ -146,6 +149,7 @@ fn owner_only(path: &Path) -> Result<(), CryptoError> {
 pub struct DataKey {
     key: LessSafeKey,
     lookup: hmac::Key,
+    stream_tokens: hmac::Key,
     id: String,
     random: SystemRandom,
 }
@@ -180,10 +184,13 @@ impl DataKey {
     fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
         let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(bytes);
-        let lookup = prk
-            .expand(&[LOOKUP_KEY_INFO], hmac::HMAC_SHA256)
-            .expect("32 bytes is a valid HKDF-SHA256 output length")
-            .into();
+        let hmac_key = |info| {
+            prk.expand(&[info], hmac::HMAC_SHA256)
+                .expect("32 bytes is a valid HKDF-SHA256 output length")
+                .into()
+        };
+        let lookup = hmac_key(LOOKUP_KEY_INFO);
+        let stream_tokens = hmac_key(STREAM_TOKEN_KEY_INFO);
         let mut id = [0u8; KEY_ID_LEN];
         prk.expand(&[KEY_ID_INFO], IdLen)
             .and_then(|okm| okm.fill(&mut id))
@@ -191,6 +198,7 @@ impl DataKey {
         Self {
             key: LessSafeKey::new(key),
             lookup,
+            stream_tokens,
             id: hex(&id),
             random: SystemRandom::new(),
         }
@@ -200,6 +208,11 @@ impl DataKey {
     /// every value it seals, so a value names the key that opens it without revealing the key.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The key signing stream tokens: HKDF-SHA256 of the data key, info [`STREAM_TOKEN_KEY_INFO`].
+    pub fn stream_token_key(&self) -> &hmac::Key {
+        &self.stream_tokens
     }
 
     /// Reads the key file at `path`, or creates it (see [`load_or_create_secret`]).

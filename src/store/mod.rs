@@ -227,6 +227,15 @@ impl Store {
         Ok(value)
     }
 
+    /// The keys signing stream tokens, the current data key's first (see
+    /// [`crypto::DataKey::stream_token_key`]): every instance sharing the data key has them.
+    pub fn stream_token_keys(&self) -> Vec<ring::hmac::Key> {
+        self.key
+            .keys()
+            .map(|key| key.stream_token_key().clone())
+            .collect()
+    }
+
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;

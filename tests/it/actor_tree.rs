@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use phone_agent::engines;
@@ -167,7 +167,7 @@ async fn next_text(out: &mut mpsc::Receiver<SocketCommand>) -> serde_json::Value
 
 async fn send_start(call: &CallHandle, tokens: &StreamTokens, sid: &str) {
     let token = tokens
-        .mint(&CallSid::parse(sid).unwrap(), Instant::now())
+        .mint(&CallSid::parse(sid).unwrap(), SystemTime::now())
         .unwrap();
     let start = serde_json::json!({"event": "start", "start": {"streamSid": "MZ7", "callSid": sid,
         "customParameters": {"token": token},

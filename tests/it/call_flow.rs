@@ -12,7 +12,13 @@ async fn voice_webhook_answers_connect_stream_with_a_token() {
     let server = TestServer::start(&[]).await;
     let answer = server.sim.place_call(&call_sid(1)).await.unwrap();
     assert_eq!(answer.path, "/twilio/media");
-    assert_eq!(answer.token.len(), 43, "256-bit token, base64url");
+    let (payload, tag) = answer.token.split_once('.').expect("payload.tag");
+    assert_eq!(
+        payload.len(),
+        78,
+        "expiry, 128-bit nonce and CallSid, base64url"
+    );
+    assert_eq!(tag.len(), 43, "HMAC-SHA256, base64url");
 
     let response = server
         .voice_post(&[("CallSid", call_sid(2).as_str())])

@@ -20,6 +20,7 @@ mod openapi;
 mod outbound_webhooks;
 mod postgres;
 mod resend;
+mod scale_out;
 mod shutdown;
 mod smart_turn;
 mod softphone;

@@ -19,7 +19,7 @@ pub mod pacer;
 pub mod wire;
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
@@ -240,9 +240,21 @@ impl MediaReports {
 
 enum State {
     AwaitingStart,
-    Streaming { stream_sid: StreamSid },
+    /// The `start` was admitted here; its claim among all servers is on its way, and what the
+    /// peer sends meanwhile waits (up to [`MAX_HELD_MESSAGES`]).
+    Claiming {
+        call: CallContext,
+        held: Vec<String>,
+    },
+    Streaming {
+        stream_sid: StreamSid,
+    },
     Ended,
 }
+
+/// Messages held while a stream's claim is on its way: 5 s of media, far more than a database
+/// takes to answer; beyond it, caller audio from before the call began is dropped and counted.
+const MAX_HELD_MESSAGES: usize = 250;
 
 /// The media stream actor of one call.
 pub struct MediaStream {
@@ -305,10 +317,11 @@ impl MediaStream {
         }
     }
 
+    /// Handles one message read at `now` (wall-clock time, against which stream tokens expire).
     fn handle_text(
         &mut self,
         text: &str,
-        now: Instant,
+        now: SystemTime,
         ctx: &mut Context<Self>,
     ) -> Result<(), ProtocolError> {
         if text.len() > self.settings.max_message_bytes {
@@ -316,8 +329,16 @@ impl MediaStream {
                 limit: self.settings.max_message_bytes,
             });
         }
+        if let State::Claiming { held, .. } = &mut self.state {
+            if held.len() < MAX_HELD_MESSAGES {
+                held.push(text.to_owned());
+            } else if let Some(dropped) = self.inbound_dropped.add(1) {
+                tracing::warn!(parent: &self.span, dropped, "stream claim slow: inbound message dropped");
+            }
+            return Ok(());
+        }
         match (wire::parse_inbound(text)?, &self.state) {
-            (_, State::Ended) => {}
+            (_, State::Ended | State::Claiming { .. }) => {}
             (Inbound::Connected, _) => {
                 tracing::debug!(parent: &self.span, "media socket connected");
             }
@@ -331,17 +352,18 @@ impl MediaStream {
                 self.span.record("stream_sid", start.stream_sid.as_str());
                 let mut custom_parameters = start.custom_parameters;
                 custom_parameters.remove(STREAM_TOKEN_PARAMETER);
-                tracing::info!(parent: &self.span, "media stream started");
-                self.state = State::Streaming {
-                    stream_sid: start.stream_sid.clone(),
-                };
-                self.reports.started.do_send(StreamStarted {
+                let claim = self.admission.claim(&call_sid);
+                self.state = State::Claiming {
                     call: CallContext {
                         call_sid,
                         stream_sid: start.stream_sid,
                         custom_parameters,
                     },
-                });
+                    held: Vec::new(),
+                };
+                ctx.spawn(claim.into_actor(self).map(|claimed, stream, ctx| {
+                    stream.claimed(claimed, ctx);
+                }));
             }
             (Inbound::Start(_), State::Streaming { .. }) => {
                 return Err(ProtocolError::DuplicateStart)
@@ -395,6 +417,34 @@ impl MediaStream {
             }
         }
         Ok(())
+    }
+
+    /// The claim of the stream among all servers came back: the call starts, and the messages
+    /// held meanwhile are handled in order; or the stream is refused as at admission.
+    fn claimed(&mut self, claimed: Result<(), AdmissionError>, ctx: &mut Context<Self>) {
+        if !matches!(self.state, State::Claiming { .. }) {
+            return;
+        }
+        if let Err(error) = claimed {
+            self.violation(error.into(), ctx);
+            return;
+        }
+        let State::Claiming { call, held } =
+            std::mem::replace(&mut self.state, State::AwaitingStart)
+        else {
+            unreachable!("matched above");
+        };
+        tracing::info!(parent: &self.span, "media stream started");
+        self.state = State::Streaming {
+            stream_sid: call.stream_sid.clone(),
+        };
+        self.reports.started.do_send(StreamStarted { call });
+        for text in held {
+            if let Err(error) = self.handle_text(&text, SystemTime::now(), ctx) {
+                self.violation(error, ctx);
+                return;
+            }
+        }
     }
 
     /// Sends what the pacer allows now and arms a timer for the rest.
@@ -476,7 +526,7 @@ impl Actor for MediaStream {
         // Twilio sends `start` right after `connected`; a socket that does not is not Twilio, and
         // must not hold a live call by trickling other messages past the idle timeout.
         ctx.run_later(self.settings.start_timeout, |act, ctx| {
-            if matches!(act.state, State::AwaitingStart) {
+            if matches!(act.state, State::AwaitingStart | State::Claiming { .. }) {
                 act.violation(ProtocolError::StartTimeout, ctx);
             }
         });
@@ -498,7 +548,7 @@ impl Handler<SocketEvent> for MediaStream {
         let now = Instant::now();
         self.last_message = now;
         let result = match event {
-            SocketEvent::Text(text) => self.handle_text(&text, now, ctx),
+            SocketEvent::Text(text) => self.handle_text(&text, SystemTime::now(), ctx),
             SocketEvent::Binary => Err(ProtocolError::BinaryFrame),
             SocketEvent::TooLarge => Err(ProtocolError::TooLarge {
                 limit: self.settings.max_message_bytes,
@@ -611,12 +661,13 @@ mod tests {
     use crate::ids::CallSid;
     use crate::runtime::registry::{LiveCallGuard, LiveCalls};
     use crate::testing::{recorder, Recorded};
+    use tokio::sync::oneshot;
 
     /// Admits the token `good`, once per call, for any CallSid.
     struct GoodToken;
 
     impl StreamAuthorizer for GoodToken {
-        fn redeem(&self, _: &CallSid, token: &str, _: Instant) -> Result<(), AdmissionError> {
+        fn redeem(&self, _: &CallSid, token: &str, _: SystemTime) -> Result<(), AdmissionError> {
             (token == "good")
                 .then_some(())
                 .ok_or(AdmissionError::InvalidToken)
@@ -646,7 +697,42 @@ mod tests {
         _ends: Recorded<EndCall>,
     }
 
+    /// Admits the token `good`, and claims the stream when the test says how the claim went.
+    struct ClaimedLater(std::sync::Mutex<Option<oneshot::Receiver<Result<(), AdmissionError>>>>);
+
+    impl StreamAuthorizer for ClaimedLater {
+        fn redeem(
+            &self,
+            sid: &CallSid,
+            token: &str,
+            now: SystemTime,
+        ) -> Result<(), AdmissionError> {
+            GoodToken.redeem(sid, token, now)
+        }
+
+        fn claim(&self, _: &CallSid) -> super::admission::ClaimFuture {
+            let answer = self.0.lock().unwrap().take().expect("one claim");
+            Box::pin(async move { answer.await.expect("the test answers") })
+        }
+    }
+
+    /// A stream whose claim resolves with what the returned sender sends.
+    fn claimed_later() -> (Alone, oneshot::Sender<Result<(), AdmissionError>>) {
+        let (answer, claim) = oneshot::channel();
+        let authorizer = ClaimedLater(std::sync::Mutex::new(Some(claim)));
+        (alone_with(Arc::new(authorizer)), answer)
+    }
+
+    fn media_message(byte: u8) -> String {
+        let payload = BASE64.encode([byte; FRAME_BYTES]);
+        format!(r#"{{"event":"media","media":{{"payload":"{payload}"}},"streamSid":"MZ1"}}"#)
+    }
+
     fn alone() -> Alone {
+        alone_with(Arc::new(GoodToken))
+    }
+
+    fn alone_with(authorizer: Arc<dyn StreamAuthorizer>) -> Alone {
         let (started, started_log) = recorder();
         let (audio, audio_log) = recorder();
         let (marks, marks_log) = recorder();
@@ -656,7 +742,7 @@ mod tests {
         let (end, ends) = recorder::<EndCall>();
         let live_calls = LiveCalls::new();
         let registration = live_calls.register(end);
-        let admission = Admission::new(Arc::new(GoodToken), live_calls.clone(), registration.id());
+        let admission = Admission::new(authorizer, live_calls.clone(), registration.id());
         let settings = MediaSettings {
             playback_lead: Duration::from_millis(100),
             idle_timeout: Duration::from_secs(15),
@@ -726,12 +812,7 @@ mod tests {
             "the stream token is not passed on"
         );
 
-        let payload = BASE64.encode([0x7F; FRAME_BYTES]);
-        media
-            .read(&format!(
-                r#"{{"event":"media","media":{{"payload":"{payload}"}},"streamSid":"MZ1"}}"#
-            ))
-            .await;
+        media.read(&media_message(0x7F)).await;
         let frame = media.audio.next().await.frame;
         assert_eq!((frame.sequence, frame.payload), (0, [0x7F; FRAME_BYTES]));
 
@@ -769,6 +850,39 @@ mod tests {
             media.written().await,
             SocketCommand::Close(CloseFrame::new(CloseFrame::NORMAL, "call ended"))
         );
+    }
+
+    #[actix::test]
+    async fn what_comes_while_the_claim_is_on_its_way_is_handled_in_order_once_granted() {
+        let (mut media, answer) = claimed_later();
+        media.read(&start_message("good")).await;
+        media.read(&media_message(0x11)).await;
+        media.read(&media_message(0x22)).await;
+        assert!(media.started.try_next().is_none(), "not before the claim");
+        assert!(media.audio.try_next().is_none());
+
+        answer.send(Ok(())).unwrap();
+        assert_eq!(media.started.next().await.call.call_sid.as_str(), CALL_SID);
+        assert_eq!(media.audio.next().await.frame.payload, [0x11; FRAME_BYTES]);
+        assert_eq!(media.audio.next().await.frame.payload, [0x22; FRAME_BYTES]);
+        media.read(&media_message(0x33)).await;
+        assert_eq!(media.audio.next().await.frame.payload, [0x33; FRAME_BYTES]);
+    }
+
+    #[actix::test]
+    async fn a_stream_claimed_elsewhere_is_closed_as_a_bad_token_is() {
+        let (mut media, answer) = claimed_later();
+        media.read(&start_message("good")).await;
+        media.read(&media_message(0x11)).await;
+        answer.send(Err(AdmissionError::AlreadyStreaming)).unwrap();
+        let frame = CloseFrame::new(CloseFrame::POLICY, "stream rejected");
+        assert_eq!(
+            media.ended.next().await.reason,
+            EndReason::Protocol(frame.clone())
+        );
+        assert_eq!(media.written().await, SocketCommand::Close(frame));
+        assert!(media.started.try_next().is_none());
+        assert!(media.audio.try_next().is_none());
     }
 
     #[actix::test]

@@ -254,6 +254,11 @@ pub async fn expect_close(media: &mut MediaConnection) -> (Option<u16>, String) 
     }
 }
 
+/// Waits for the server's close frame and checks its `code` and `reason`.
+pub async fn assert_closed(media: &mut MediaConnection, code: u16, reason: &str) {
+    assert_eq!(expect_close(media).await, (Some(code), reason.to_owned()));
+}
+
 /// Sends `count` frames one at a time and checks each comes back unchanged.
 pub async fn exchange(media: &mut MediaConnection, tag: u8, from: u32, count: u32) {
     for n in from..from + count {

@@ -1,0 +1,144 @@
+//! Several `phone-agent` processes on one PostgreSQL, behaving as one service: a call answered by
+//! one instance streams on another, a second socket for it is refused wherever it lands, and the
+//! calls of an instance killed mid-call are marked interrupted by the others within the lease.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use phone_agent::client::sim::{StreamAnswer, TwilioSim};
+
+use crate::support::postgres::{self, Postgres};
+use crate::support::process::{self, Process};
+use crate::support::*;
+
+/// The data key every instance shares (it seals the records and signs the stream tokens).
+const DATA_KEY: &str = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+
+/// Instances of one service: one PostgreSQL, one data key, a data directory and port each.
+struct Service {
+    _postgres: Postgres,
+    _data: Vec<tempfile::TempDir>,
+    instances: Vec<Process>,
+    /// A token with every scope, valid on every instance.
+    token: String,
+}
+
+impl Service {
+    /// `count` instances with `extra` variables, or `None` (the test skipped) without PostgreSQL.
+    async fn start(count: usize, extra: &[(&'static str, &str)]) -> Option<Self> {
+        let postgres = postgres::available()?;
+        let url = postgres.url();
+        let mut data = Vec::new();
+        let mut envs: Vec<BTreeMap<&str, String>> = Vec::new();
+        for _ in 0..count {
+            let dir = tempfile::tempdir().unwrap();
+            let mut env = process::server_env(&dir);
+            env.insert("DATABASE_URL", url.clone());
+            env.insert("DATA_KEY", DATA_KEY.into());
+            env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            data.push(dir);
+            envs.push(env);
+        }
+        let token = process::create_token(&envs[0], "calls:read,calls:write");
+        let mut instances = Vec::new();
+        for env in &envs {
+            instances.push(process::serve(env).await);
+        }
+        Some(Self {
+            _postgres: postgres,
+            _data: data,
+            instances,
+            token,
+        })
+    }
+
+    /// Twilio as seen by instance `n`.
+    fn twilio(&self, n: usize) -> TwilioSim {
+        TwilioSim::new(self.instances[n].base.clone()).signing(TWILIO_AUTH_TOKEN, PUBLIC_HOST)
+    }
+
+    /// The call `sid` as instance `n`'s API shows it.
+    async fn call(&self, n: usize, sid: &str) -> serde_json::Value {
+        let request = awc::Client::new()
+            .get(format!("{}/api/calls/{sid}", self.instances[n].base))
+            .bearer_auth(&self.token);
+        json(request.send()).await.2
+    }
+}
+
+#[actix_rt::test]
+async fn a_call_answered_by_one_instance_streams_on_another_and_no_third_can_take_it() {
+    let Some(service) = Service::start(3, &[]).await else {
+        return;
+    };
+    let answer = service.twilio(0).place_call(&call_sid(1)).await.unwrap();
+    let mut media = service.twilio(1).connect(&answer).await.unwrap();
+    exchange(&mut media, 1, 0, 3).await;
+
+    // The same token shown to a third instance: valid there, but the call's stream is taken.
+    let mut second = service.twilio(2).connect(&answer).await.unwrap();
+    assert_closed(&mut second, 1008, "stream rejected").await;
+    // And to the instance that streams it (spent there).
+    let mut third = service.twilio(1).connect(&answer).await.unwrap();
+    assert_closed(&mut third, 1008, "stream rejected").await;
+
+    exchange(&mut media, 1, 3, 3).await;
+    media.send_stop().await.unwrap();
+    assert_eq!(expect_close(&mut media).await.0, Some(1000));
+    let ended = within(async {
+        loop {
+            let call = service.call(2, &call_sid(1)).await;
+            if call["end_reason"].is_string() {
+                return call;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(ended["end_reason"], "twilio_stop", "{ended}");
+}
+
+#[actix_rt::test]
+async fn the_calls_of_a_killed_instance_are_marked_interrupted_within_the_lease() {
+    const LEASE: Duration = Duration::from_secs(1);
+    let Some(mut service) = Service::start(3, &[("CALL_LEASE", "1s")]).await else {
+        return;
+    };
+    let (live, other) = (call_sid(1), call_sid(2));
+    let answer: StreamAnswer = service.twilio(0).place_call(&live).await.unwrap();
+    let mut media = service.twilio(1).connect(&answer).await.unwrap();
+    exchange(&mut media, 1, 0, 2).await;
+    within(async {
+        while service.call(0, &live).await["status"] != "in-progress" {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    let killed = Instant::now();
+    drop(service.instances.remove(1)); // SIGKILL, mid-call
+    let call = within(async {
+        loop {
+            let call = service.call(0, &live).await;
+            if call["end_reason"].is_string() {
+                return call;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let after = killed.elapsed();
+    assert_eq!(call["end_reason"], "server_interrupted", "{call}");
+    // The lease, plus at most a third of it until an instance looks, plus polling.
+    assert!(after < LEASE * 2, "marked after {after:?}");
+    eprintln!("marked interrupted {} ms after the kill", after.as_millis());
+
+    // The others keep serving: a call answered by one streams on the other.
+    let answer = service.twilio(1).place_call(&other).await.unwrap();
+    let mut media = service.twilio(0).connect(&answer).await.unwrap();
+    exchange(&mut media, 2, 0, 3).await;
+    // A live call is not taken for a dead one: its owner renews its lease.
+    actix_rt::time::sleep(LEASE * 2).await;
+    exchange(&mut media, 2, 3, 1).await;
+    assert!(service.call(1, &other).await["end_reason"].is_null());
+}
