@@ -26,6 +26,7 @@ use crate::calls::journal::StoreJournal;
 use crate::calls::ownership::{CallOwnership, StreamGate};
 use crate::calls::placing::Placer;
 use crate::calls::records::CallRecords;
+use crate::calls::relay;
 use crate::calls::{retention, scheduler};
 use crate::config::{Config, SecuritySettings, TwilioCredentials};
 use crate::guard::audit::AuditLog;
@@ -169,13 +170,14 @@ pub async fn start(
         store.stream_token_keys(),
     ));
     let records = CallRecords::new(store.clone(), Arc::new(CallFeed::default()));
-    let instance = scheduler::instance_id();
+    let instance = store.instance().to_owned();
     let ownership = Arc::new(CallOwnership::new(
         records.clone(),
         instance.clone(),
         config.call_lease,
     ));
     ownership.clone().start();
+
     // The system's arbiter: calls run on the HTTP workers' threads, never here.
     let journal = Arc::new(StoreJournal::start(records.clone(), &Arbiter::current()));
     let rest = twilio_rest(config)?;
@@ -188,13 +190,22 @@ pub async fn start(
     );
     scheduler::start(records.clone(), placer.clone(), config.calls.schedule_grace);
     retention::start(records.clone(), config.calls.retention);
-    let (stop_dispatch, dispatch_stopped) = watch::channel(false);
+    let (stop_background, background_stopped) = watch::channel(false);
+    if store.is_shared() {
+        let url = security.storage.database_url.expose().to_owned();
+        relay::start(
+            url,
+            records.clone(),
+            live_calls.clone(),
+            background_stopped.clone(),
+        )?;
+    }
     dispatch::start(
         store.clone(),
         config.webhooks.clone(),
         instance,
         metrics.clone(),
-        dispatch_stopped,
+        background_stopped,
     )?;
     let state = web::Data::new(AppState {
         public_host: config.public_host.clone(),
@@ -270,7 +281,7 @@ pub async fn start(
             tracing::error!("call journal not flushed in time: the last call events are lost");
         }
         let _ = flush.send(FlushAudit).await;
-        stop_dispatch.send_replace(true);
+        stop_background.send_replace(true);
     });
     let done = actix_web::rt::spawn(server);
     tracing::info!(%local_addr, tls = security.tls.is_some(), "listening");

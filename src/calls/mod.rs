@@ -6,6 +6,7 @@
 //! - [`records`]: the store and the feed every logged event is published on.
 //! - [`journal`]: each call's story, from the CallActor to its record.
 //! - [`ownership`]: which instance carries each call, claimed once and leased.
+//! - [`relay`]: other instances' events and commands, heard through PostgreSQL.
 //! - [`placing`]: outbound calls: checks, records, Twilio's create-call; hang-ups and transfers.
 //! - [`scheduler`]: scheduled calls placed when due, once across servers.
 //! - [`retention`]: old transcripts, extractions and metadata erased.
@@ -19,5 +20,6 @@ pub mod number;
 pub mod ownership;
 pub mod placing;
 pub mod records;
+pub mod relay;
 pub mod retention;
 pub mod scheduler;

@@ -18,8 +18,9 @@ use super::number::E164;
 use super::records::CallRecords;
 use crate::config::CallManagementSettings;
 use crate::store::calls::{Call, Direction, NewCall};
+use crate::store::instances::CallCommand;
 use crate::store::status::CallStatus;
-use crate::store::StoreError;
+use crate::store::{now_ms, StoreError};
 use crate::twilio::rest::{
     AmdMode, CallUpdate, CreateCall, MachineDetection, TwilioError, TwilioRest,
 };
@@ -195,15 +196,19 @@ impl Placer {
             }
             _ => {}
         }
-        // A browser call has no telephone line to hang up: ending it here is all there is.
+        let ended = match (&sid, ended_here) {
+            (Some(sid), false) => self.tell_owner(sid, CallCommand::HangUp).await?,
+            _ => ended_here,
+        };
+        // A browser call has no telephone line to hang up: ending its stream is all there is.
         if call.direction == Direction::Browser {
-            return match ended_here {
+            return match ended {
                 true => Ok(()),
-                false => Err(PlaceError::WrongState("not live on this server")),
+                false => Err(PlaceError::WrongState("not live")),
             };
         }
         let (Some(rest), Some(sid)) = (&self.rest, sid) else {
-            return if ended_here {
+            return if ended {
                 Ok(())
             } else {
                 Err(PlaceError::NotConfigured)
@@ -215,6 +220,22 @@ impl Placer {
             CallUpdate::Cancel
         };
         Ok(rest.update_call(&sid, &update).await?)
+    }
+
+    /// Sends `command` to the instance carrying the call `sid`, if another instance does (its
+    /// lease still running); whether one was told.
+    async fn tell_owner(&self, sid: &CallSid, command: CallCommand) -> Result<bool, StoreError> {
+        let store = self.records.store();
+        if !store.is_shared() {
+            return Ok(false);
+        }
+        match store.live_owner(sid.as_str(), now_ms()).await? {
+            Some(owner) if owner != store.instance() => {
+                store.send_command(&owner, command, sid.as_str()).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Transfers a call in progress to `to`.

@@ -32,6 +32,14 @@ impl CallRecords {
         &self.store
     }
 
+    /// The same feed, recorded through `store` (a pool of another thread's own).
+    pub fn with_store(&self, store: Store) -> Self {
+        Self {
+            store,
+            feed: self.feed.clone(),
+        }
+    }
+
     /// The live feed.
     pub fn feed(&self) -> &CallFeed {
         &self.feed

@@ -22,7 +22,7 @@ const CLAIM_BATCH: i64 = 20;
 
 /// Starts the scheduler on the current arbiter; it runs as long as the arbiter does.
 pub fn start(records: CallRecords, placer: Placer, grace: Duration) {
-    let instance = instance_id();
+    let instance = records.store().instance().to_owned();
     tracing::info!(%instance, "scheduler started");
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(SCHEDULER_TICK);
@@ -56,14 +56,4 @@ async fn run_once(
         }
     }
     Ok(())
-}
-
-/// A name for this process in claims (scheduled calls, outbox messages): random, so two
-/// servers never share one.
-pub fn instance_id() -> String {
-    let mut bytes = [0u8; 8];
-    // Without randomness the claims still work (rows are claimed atomically); only the name
-    // would collide.
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -228,6 +228,7 @@ impl Store {
         .bind(data)
         .execute(&mut *connection)
         .await?;
+        self.announce_event_in(connection, call_id, seq).await?;
         self.enqueue_messages(connection, call_id, seq, kind, plain, now_ms)
             .await
     }

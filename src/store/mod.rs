@@ -24,6 +24,8 @@
 //! - [`idempotency`]: the first answer per API token and `Idempotency-Key`.
 //! - [`erasure`]: erasing a call down to a tombstone; [`retention`]: purging old content.
 //! - [`audit`]: the audit trail.
+//! - [`instances`]: instances sharing a PostgreSQL: each one's name, event and command
+//!   notifications (`NOTIFY`), and which instance carries a call.
 //!
 //! Concurrency: every change to a call is one transaction that starts by updating the call's row
 //! under a condition (the status rank, `claimed_by IS NULL`, …) and appends its event with the
@@ -39,6 +41,7 @@ pub mod dnc;
 pub mod erasure;
 pub mod idempotency;
 mod ids;
+pub mod instances;
 pub mod outbox;
 pub mod rekey;
 pub mod retention;
@@ -157,6 +160,8 @@ pub struct Store {
     pool: AnyPool,
     key: Arc<Keyring>,
     backend: Backend,
+    /// This store's name among the instances sharing the database ([`Store::instance`]).
+    instance: Arc<str>,
 }
 
 impl Store {
@@ -194,6 +199,7 @@ impl Store {
             pool,
             key: Arc::new(key.into()),
             backend,
+            instance: instances::random_name().into(),
         })
     }
 
@@ -207,6 +213,7 @@ impl Store {
             pool: connect(&options, self.backend, connections).await?,
             key: self.key.clone(),
             backend: self.backend,
+            instance: self.instance.clone(),
         })
     }
 

@@ -28,7 +28,7 @@ pub struct TransferBody {
     tag = "calls",
     params(CallId),
     responses(
-        (status = 202, description = "Twilio is hanging up", body = CallView),
+        (status = 202, description = "The call is being hung up: by Twilio, or by the instance carrying it", body = CallView),
         (status = 404, description = "No such call", body = ErrorBody),
         (status = 409, description = "The call has ended, or was never placed", body = ErrorBody),
         (status = 502, description = "Twilio failed", body = ErrorBody),

@@ -1,0 +1,118 @@
+//! The relay between instances sharing a PostgreSQL (`LISTEN`): the events other instances log
+//! reach this one's live feed, so an event stream opened on any instance carries every call; and
+//! the commands sent to this instance (see [`crate::store::instances`]) reach the calls it
+//! carries.
+//!
+//! A notification names an event; the event is read from the database (one read per event per
+//! other instance). While the listening connection is down, live subscribers here miss what
+//! other instances log meanwhile; a call's own event stream resumes from its durable log when
+//! its client reconnects.
+
+use std::time::Duration;
+
+use phone_agent_actors::events::EndReason;
+use phone_agent_actors::ids::CallSid;
+use phone_agent_actors::runtime::registry::LiveCalls;
+use sqlx::postgres::{PgListener, PgNotification};
+use tokio::sync::watch;
+
+use super::records::CallRecords;
+use crate::store::instances::{CallCommand, COMMANDS_CHANNEL, EVENTS_CHANNEL};
+use crate::store::StoreError;
+
+/// Pause before listening again after the connection failed.
+const RELISTEN_AFTER: Duration = Duration::from_secs(1);
+
+/// Starts relaying on a thread of its own, through connections of its own to the PostgreSQL at
+/// `url`, until `stop` says `true`.
+pub fn start(
+    url: String,
+    records: CallRecords,
+    live_calls: LiveCalls,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("instance-relay".into())
+        .spawn(move || actix_rt::System::new().block_on(run(url, records, live_calls, stop)))
+        .map(drop)
+}
+
+async fn run(
+    url: String,
+    records: CallRecords,
+    live_calls: LiveCalls,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let relayed = async {
+            // Connections opened from this thread's runtime, which they need to live on.
+            let records = records.with_store(records.store().own_pool(1).await?);
+            listen(&url, &records, &live_calls).await
+        };
+        tokio::select! {
+            result = relayed => if let Err(error) = result {
+                tracing::warn!(%error, "not listening to other instances; trying again");
+            },
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            _ = actix_rt::time::sleep(RELISTEN_AFTER) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn listen(
+    url: &str,
+    records: &CallRecords,
+    live_calls: &LiveCalls,
+) -> Result<(), StoreError> {
+    let mut listener = PgListener::connect(url).await?;
+    listener
+        .listen_all([EVENTS_CHANNEL, COMMANDS_CHANNEL])
+        .await?;
+    tracing::info!("listening to other instances");
+    loop {
+        let notification = listener.recv().await?;
+        relay(&notification, records, live_calls).await;
+    }
+}
+
+/// Acts on one notification.
+async fn relay(notification: &PgNotification, records: &CallRecords, live_calls: &LiveCalls) {
+    let ours = records.store().instance();
+    let mut words = notification.payload().split(' ');
+    let (Some(instance), Some(what), Some(which)) = (words.next(), words.next(), words.next())
+    else {
+        tracing::warn!(
+            channel = notification.channel(),
+            "malformed notification ignored"
+        );
+        return;
+    };
+    match notification.channel() {
+        EVENTS_CHANNEL if instance != ours => {
+            let Ok(seq) = which.parse::<i64>() else {
+                return;
+            };
+            match records.store().events_after(what, seq - 1, 1).await {
+                Ok(events) => records.publish(events.into_iter().find(|e| e.seq == seq)),
+                Err(error) => {
+                    tracing::warn!(call_id = what, seq, %error, "another instance's event not relayed")
+                }
+            }
+        }
+        COMMANDS_CHANNEL if instance == ours => {
+            let (Some(command), Some(call_sid)) = (CallCommand::parse(what), CallSid::parse(which))
+            else {
+                tracing::warn!("malformed command ignored");
+                return;
+            };
+            let ended = match command {
+                CallCommand::HangUp => live_calls.end(&call_sid, EndReason::HungUp),
+            };
+            tracing::info!(%call_sid, command = command.as_str(), ended, "command from another instance");
+        }
+        _ => {}
+    }
+}
