@@ -39,7 +39,7 @@ def free_port():
 def pg_bin():
     found = shutil.which("initdb")
     if found:
-        return Path(found).parent
+        return Path(found).resolve().parent
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not versions:
         sys.exit("no PostgreSQL binaries (initdb): run scripts/test.sh once, or apt-get install postgresql")
@@ -55,6 +55,7 @@ class Postgres:
         self.bin = pg_bin()
         self.dir = Path(root) / "pg"
         self.dir.mkdir()
+        os.chmod(root, 0o755)  # the postgres user must reach its directory
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
         self.port = free_port()

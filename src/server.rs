@@ -18,7 +18,7 @@ use phone_agent_actors::engines::{CallControl, EngineSet};
 use phone_agent_actors::events::EndReason;
 use phone_agent_actors::runtime::metrics::CallMetrics;
 use phone_agent_actors::runtime::registry::LiveCalls;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::calls::control::TwilioTransfer;
 use crate::calls::feed::CallFeed;
@@ -154,7 +154,7 @@ pub async fn start(
     ));
     RateLimitActor::new(rate_limits.clone()).start();
     let guard = web::Data::new(Guard {
-        authenticator,
+        authenticator: authenticator.clone(),
         auth_actor: auth_actor.clone(),
         rate_limits,
         proxy_trust: security.proxy_trust,
@@ -192,13 +192,16 @@ pub async fn start(
     retention::start(records.clone(), config.calls.retention);
     let (stop_background, background_stopped) = watch::channel(false);
     if store.is_shared() {
+        let (failures, failed) = mpsc::channel(relay::FAILURES_QUEUE);
+        authenticator.share_failures(failures);
+        let relayed = relay::Relayed {
+            records: records.clone(),
+            live_calls: live_calls.clone(),
+            authenticator: authenticator.clone(),
+            failures: failed,
+        };
         let url = security.storage.database_url.expose().to_owned();
-        relay::start(
-            url,
-            records.clone(),
-            live_calls.clone(),
-            background_stopped.clone(),
-        )?;
+        relay::start(url, relayed, background_stopped.clone())?;
     }
     dispatch::start(
         store.clone(),
@@ -322,8 +325,8 @@ fn agent_name(config: &Config) -> Option<String> {
 
 /// Ends the calls a previous run left in progress (it was killed, not drained), with reason
 /// [`INTERRUPTED`]. On SQLite only: its database is this process's alone, so a call in progress
-/// there at start-up can belong to no live server; on PostgreSQL other instances may be carrying
-/// their calls, and ending them takes knowing which instance owns which call.
+/// there at start-up can belong to no live server. On PostgreSQL other instances may be carrying
+/// their calls: a call is ended once its owner's lease runs out ([`CallOwnership::upkeep`]).
 async fn interrupt_unended_calls(
     store: &Store,
     security: &SecuritySettings,

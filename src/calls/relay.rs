@@ -1,56 +1,67 @@
 //! The relay between instances sharing a PostgreSQL (`LISTEN`): the events other instances log
-//! reach this one's live feed, so an event stream opened on any instance carries every call; and
-//! the commands sent to this instance (see [`crate::store::instances`]) reach the calls it
-//! carries.
+//! reach this one's live feed, so an event stream opened on any instance carries every call; the
+//! commands sent to this instance (see [`crate::store::instances`]) reach the calls it carries;
+//! and failed authentications are counted by every instance, so a lockout holds across them.
 //!
 //! A notification names an event; the event is read from the database (one read per event per
 //! other instance). While the listening connection is down, live subscribers here miss what
 //! other instances log meanwhile; a call's own event stream resumes from its durable log when
 //! its client reconnects.
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use phone_agent_actors::events::EndReason;
 use phone_agent_actors::ids::CallSid;
 use phone_agent_actors::runtime::registry::LiveCalls;
 use sqlx::postgres::{PgListener, PgNotification};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::records::CallRecords;
-use crate::store::instances::{CallCommand, COMMANDS_CHANNEL, EVENTS_CHANNEL};
+use crate::guard::auth::Authenticator;
+use crate::store::instances::{CallCommand, COMMANDS_CHANNEL, EVENTS_CHANNEL, GUARD_CHANNEL};
 use crate::store::StoreError;
+
+/// Failed authentications waiting to be announced; past it (a flood), the others miss some.
+pub const FAILURES_QUEUE: usize = 1024;
 
 /// Pause before listening again after the connection failed.
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 
+/// What the relay connects: this instance's records, calls and authenticator, and the failures
+/// its authenticator shares ([`Authenticator::share_failures`]).
+pub struct Relayed {
+    /// The records (their feed gets the other instances' events).
+    pub records: CallRecords,
+    /// The calls this instance carries (commands reach them).
+    pub live_calls: LiveCalls,
+    /// Counts the other instances' failed authentications.
+    pub authenticator: Arc<Authenticator>,
+    /// This instance's failed authentications, to announce.
+    pub failures: mpsc::Receiver<IpAddr>,
+}
+
 /// Starts relaying on a thread of its own, through connections of its own to the PostgreSQL at
 /// `url`, until `stop` says `true`.
-pub fn start(
-    url: String,
-    records: CallRecords,
-    live_calls: LiveCalls,
-    stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+pub fn start(url: String, relayed: Relayed, stop: watch::Receiver<bool>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("instance-relay".into())
-        .spawn(move || actix_rt::System::new().block_on(run(url, records, live_calls, stop)))
+        .spawn(move || actix_rt::System::new().block_on(run(url, relayed, stop)))
         .map(drop)
 }
 
-async fn run(
-    url: String,
-    records: CallRecords,
-    live_calls: LiveCalls,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run(url: String, mut relayed: Relayed, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
-        let relayed = async {
+        let listened = async {
             // Connections opened from this thread's runtime, which they need to live on.
-            let records = records.with_store(records.store().own_pool(1).await?);
-            listen(&url, &records, &live_calls).await
+            let records = relayed
+                .records
+                .with_store(relayed.records.store().own_pool(1).await?);
+            listen(&url, &records, &mut relayed).await
         };
         tokio::select! {
-            result = relayed => if let Err(error) = result {
+            result = listened => if let Err(error) = result {
                 tracing::warn!(%error, "not listening to other instances; trying again");
             },
             _ = stop.changed() => return,
@@ -62,24 +73,24 @@ async fn run(
     }
 }
 
-async fn listen(
-    url: &str,
-    records: &CallRecords,
-    live_calls: &LiveCalls,
-) -> Result<(), StoreError> {
+async fn listen(url: &str, records: &CallRecords, relayed: &mut Relayed) -> Result<(), StoreError> {
     let mut listener = PgListener::connect(url).await?;
     listener
-        .listen_all([EVENTS_CHANNEL, COMMANDS_CHANNEL])
+        .listen_all([EVENTS_CHANNEL, COMMANDS_CHANNEL, GUARD_CHANNEL])
         .await?;
     tracing::info!("listening to other instances");
     loop {
-        let notification = listener.recv().await?;
-        relay(&notification, records, live_calls).await;
+        tokio::select! {
+            notification = listener.recv() => relay(&notification?, records, relayed).await,
+            Some(client) = relayed.failures.recv() => {
+                records.store().announce_auth_failure(client).await?;
+            }
+        }
     }
 }
 
 /// Acts on one notification.
-async fn relay(notification: &PgNotification, records: &CallRecords, live_calls: &LiveCalls) {
+async fn relay(notification: &PgNotification, records: &CallRecords, relayed: &Relayed) {
     let ours = records.store().instance();
     let mut words = notification.payload().split(' ');
     let (Some(instance), Some(what), Some(which)) = (words.next(), words.next(), words.next())
@@ -109,9 +120,16 @@ async fn relay(notification: &PgNotification, records: &CallRecords, live_calls:
                 return;
             };
             let ended = match command {
-                CallCommand::HangUp => live_calls.end(&call_sid, EndReason::HungUp),
+                CallCommand::HangUp => relayed.live_calls.end(&call_sid, EndReason::HungUp),
             };
             tracing::info!(%call_sid, command = command.as_str(), ended, "command from another instance");
+        }
+        GUARD_CHANNEL if instance != ours && what == "auth" => {
+            if let Ok(client) = which.parse::<IpAddr>() {
+                relayed
+                    .authenticator
+                    .failed_elsewhere(client, Instant::now());
+            }
         }
         _ => {}
     }

@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -26,6 +26,7 @@ use actix::{
     WrapFuture as _,
 };
 use dashmap::DashMap;
+use tokio::sync::mpsc;
 
 use super::admin::{self, AdminError, ChangedBy, Issued, NewToken};
 use super::audit::AuditLog;
@@ -111,6 +112,8 @@ pub struct Authenticator {
     tokens: DashMap<TokenHash, CachedToken>,
     lockout: PenaltyBox,
     audit: Arc<AuditLog>,
+    /// Where failures go for the other instances sharing the database to count them too.
+    peers: OnceLock<mpsc::Sender<IpAddr>>,
 }
 
 impl Authenticator {
@@ -121,7 +124,21 @@ impl Authenticator {
             tokens: DashMap::new(),
             lockout: PenaltyBox::new(lockout, networks),
             audit,
+            peers: OnceLock::new(),
         }
+    }
+
+    /// Sends each failure from now on to `peers` as well (the other instances sharing the
+    /// database, which count it as their own: a lockout holds across instances). A failure that
+    /// finds the queue full is counted here only.
+    pub fn share_failures(&self, peers: mpsc::Sender<IpAddr>) {
+        let _ = self.peers.set(peers);
+    }
+
+    /// Counts a failure another instance saw from `client` at `now` (its audit row is that
+    /// instance's).
+    pub fn failed_elsewhere(&self, client: IpAddr, now: Instant) {
+        self.lockout.strike(client, now);
     }
 
     /// Replaces the cached token state with `tokens` (as stored).
@@ -204,6 +221,9 @@ impl Authenticator {
     /// Counts a failure against `client`: an aggregated audit row, or a row of its own when it
     /// locks the client out.
     fn fail(&self, failure: AuthFailure, client: IpAddr, now: Instant, unix_ms: i64) {
+        if let Some(peers) = self.peers.get() {
+            let _ = peers.try_send(client);
+        }
         match self.lockout.strike(client, now) {
             Strike::Counted => self.audit.failure(client, failure.reason(), unix_ms),
             Strike::Blocked(length, blocks) => self.audit.record(AuditEvent {

@@ -4,9 +4,12 @@
 //! (scheduled calls, outbox messages, the calls it streams). On PostgreSQL, every event logged
 //! in a call's record is announced with `NOTIFY` on [`EVENTS_CHANNEL`] in the transaction that
 //! logs it (so only once it commits), and commands for a call go to the instance carrying it on
-//! [`COMMANDS_CHANNEL`]. A notification names things only (instance, call, event number): the
+//! [`COMMANDS_CHANNEL`]; failed authentications go to every instance on [`GUARD_CHANNEL`], so
+//! a lockout counts them all. A notification names things only (instance, call, event number): the
 //! events themselves, sealed where they hold words, are read from the database. On SQLite there
 //! is one instance and nothing to announce.
+
+use std::net::IpAddr;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::AnyConnection;
@@ -18,6 +21,10 @@ pub const EVENTS_CHANNEL: &str = "phone_agent_call_events";
 
 /// The channel carrying commands for a call: `<owner instance> <command> <CallSid>`.
 pub const COMMANDS_CHANNEL: &str = "phone_agent_call_commands";
+
+/// The channel carrying failed authentications, for every instance to count them:
+/// `<instance> auth <client address>`.
+pub const GUARD_CHANNEL: &str = "phone_agent_guard";
 
 /// A command for the instance carrying a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +91,13 @@ impl Store {
         let payload = format!("{owner} {} {call_sid}", command.as_str());
         let mut connection = self.pool.acquire().await?;
         notify(&mut connection, COMMANDS_CHANNEL, &payload).await
+    }
+
+    /// Tells the other instances that `client` failed to authenticate here.
+    pub async fn announce_auth_failure(&self, client: IpAddr) -> Result<(), StoreError> {
+        let payload = format!("{} auth {client}", self.instance);
+        let mut connection = self.pool.acquire().await?;
+        notify(&mut connection, GUARD_CHANNEL, &payload).await
     }
 
     /// The instance carrying the call `call_sid` at `now_ms`: its stream's owner, if the call has

@@ -1,6 +1,8 @@
 //! Several `phone-agent` processes on one PostgreSQL, behaving as one service: a call answered by
-//! one instance streams on another, a second socket for it is refused wherever it lands, and the
-//! calls of an instance killed mid-call are marked interrupted by the others within the lease.
+//! one instance streams on another, a second socket for it is refused wherever it lands, a
+//! hang-up and an event stream work from an instance that does not carry the call, the calls of
+//! an instance killed mid-call are marked interrupted by the others within the lease, and a
+//! lockout counts the failures every instance saw.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -197,4 +199,31 @@ async fn a_hang_up_sent_to_a_third_instance_ends_the_call_and_its_events_reach_e
         at(0.5),
         at(0.99)
     );
+}
+
+#[actix_rt::test]
+async fn failures_spread_over_the_instances_lock_the_client_out_of_all_of_them() {
+    let Some(service) = Service::start(3, &[("AUTH_LOCKOUT_FAILURES", "4")]).await else {
+        return;
+    };
+    // Two failures on the first instance and one on each other: no instance saw four itself.
+    for n in [0, 1, 2, 0] {
+        let request = awc::Client::new()
+            .get(format!("{}/api/calls", service.instances[n].base))
+            .bearer_auth("pa_not_a_token");
+        assert_eq!(json(request.send()).await.0, 401);
+    }
+    // Every instance counted all four: a good token from the same client is refused everywhere.
+    for n in 0..3 {
+        within(async {
+            while json(service.api(n, Method::GET, "/api/calls").send())
+                .await
+                .0
+                != 429
+            {
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
 }
