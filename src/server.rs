@@ -156,7 +156,7 @@ pub async fn start(
     let guard = web::Data::new(Guard {
         authenticator: authenticator.clone(),
         auth_actor: auth_actor.clone(),
-        rate_limits,
+        rate_limits: rate_limits.clone(),
         proxy_trust: security.proxy_trust,
     });
     let validation = web::Data::new(TwilioValidation {
@@ -176,7 +176,6 @@ pub async fn start(
         instance.clone(),
         config.call_lease,
     ));
-    ownership.clone().start();
 
     // The system's arbiter: calls run on the HTTP workers' threads, never here.
     let journal = Arc::new(StoreJournal::start(records.clone(), &Arbiter::current()));
@@ -192,13 +191,16 @@ pub async fn start(
     retention::start(records.clone(), config.calls.retention);
     let (stop_background, background_stopped) = watch::channel(false);
     if store.is_shared() {
-        let (failures, failed) = mpsc::channel(relay::FAILURES_QUEUE);
-        authenticator.share_failures(failures);
+        ownership.clone().start();
+        let (news, heard) = mpsc::channel(relay::NEWS_QUEUE);
+        authenticator.share_failures(news.clone());
+        rate_limits.share_blocks(news);
         let relayed = relay::Relayed {
             records: records.clone(),
             live_calls: live_calls.clone(),
             authenticator: authenticator.clone(),
-            failures: failed,
+            rate_limits: rate_limits.clone(),
+            news: heard,
         };
         let url = security.storage.database_url.expose().to_owned();
         relay::start(url, relayed, background_stopped.clone())?;

@@ -1,7 +1,8 @@
 //! The relay between instances sharing a PostgreSQL (`LISTEN`): the events other instances log
 //! reach this one's live feed, so an event stream opened on any instance carries every call; the
 //! commands sent to this instance (see [`crate::store::instances`]) reach the calls it carries;
-//! and failed authentications are counted by every instance, so a lockout holds across them.
+//! failed authentications are counted by every instance, so a lockout holds across them; and an
+//! IP block started by one instance holds on all.
 //!
 //! A notification names an event; the event is read from the database (one read per event per
 //! other instance). While the listening connection is down, live subscribers here miss what
@@ -20,17 +21,19 @@ use tokio::sync::{mpsc, watch};
 
 use super::records::CallRecords;
 use crate::guard::auth::Authenticator;
+use crate::guard::penalty::PeerNews;
+use crate::guard::rate_limit::RateLimits;
 use crate::store::instances::{CallCommand, COMMANDS_CHANNEL, EVENTS_CHANNEL, GUARD_CHANNEL};
 use crate::store::StoreError;
 
-/// Failed authentications waiting to be announced; past it (a flood), the others miss some.
-pub const FAILURES_QUEUE: usize = 1024;
+/// News of clients waiting to be announced; past it (a flood), the others miss some.
+pub const NEWS_QUEUE: usize = 1024;
 
 /// Pause before listening again after the connection failed.
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 
-/// What the relay connects: this instance's records, calls and authenticator, and the failures
-/// its authenticator shares ([`Authenticator::share_failures`]).
+/// What the relay connects: this instance's records, calls and guards, and the news of clients
+/// its guards share ([`Authenticator::share_failures`], [`RateLimits::share_blocks`]).
 pub struct Relayed {
     /// The records (their feed gets the other instances' events).
     pub records: CallRecords,
@@ -38,8 +41,10 @@ pub struct Relayed {
     pub live_calls: LiveCalls,
     /// Counts the other instances' failed authentications.
     pub authenticator: Arc<Authenticator>,
-    /// This instance's failed authentications, to announce.
-    pub failures: mpsc::Receiver<IpAddr>,
+    /// Applies the other instances' IP blocks.
+    pub rate_limits: Arc<RateLimits>,
+    /// This instance's news of clients, to announce.
+    pub news: mpsc::Receiver<PeerNews>,
 }
 
 /// Starts relaying on a thread of its own, through connections of its own to the PostgreSQL at
@@ -82,9 +87,7 @@ async fn listen(url: &str, records: &CallRecords, relayed: &mut Relayed) -> Resu
     loop {
         tokio::select! {
             notification = listener.recv() => relay(&notification?, records, relayed).await,
-            Some(client) = relayed.failures.recv() => {
-                records.store().announce_auth_failure(client).await?;
-            }
+            Some(news) = relayed.news.recv() => records.store().announce(news).await?,
         }
     }
 }
@@ -124,11 +127,20 @@ async fn relay(notification: &PgNotification, records: &CallRecords, relayed: &R
             };
             tracing::info!(%call_sid, command = command.as_str(), ended, "command from another instance");
         }
-        GUARD_CHANNEL if instance != ours && what == "auth" => {
-            if let Ok(client) = which.parse::<IpAddr>() {
-                relayed
+        GUARD_CHANNEL if instance != ours => {
+            let Ok(client) = which.parse::<IpAddr>() else {
+                return;
+            };
+            match (what, words.next().map(str::parse::<u64>)) {
+                ("auth", None) => relayed
                     .authenticator
-                    .failed_elsewhere(client, Instant::now());
+                    .failed_elsewhere(client, Instant::now()),
+                ("block", Some(Ok(ms))) => relayed.rate_limits.blocked_elsewhere(
+                    client,
+                    Duration::from_millis(ms),
+                    Instant::now(),
+                ),
+                _ => tracing::warn!("malformed guard notification ignored"),
             }
         }
         _ => {}

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use super::admin::{self, AdminError, ChangedBy, Issued, NewToken};
 use super::audit::AuditLog;
 use super::client_ip::ClientNetworks;
-use super::penalty::{PenaltyBox, PenaltySettings, Strike};
+use super::penalty::{PeerNews, PenaltyBox, PenaltySettings, Strike};
 use super::token::{constant_time_eq, hash_token, Scope, Scopes, TokenHash, TOKEN_PREFIX};
 use crate::store::audit::AuditEvent;
 use crate::store::now_ms;
@@ -113,7 +113,7 @@ pub struct Authenticator {
     lockout: PenaltyBox,
     audit: Arc<AuditLog>,
     /// Where failures go for the other instances sharing the database to count them too.
-    peers: OnceLock<mpsc::Sender<IpAddr>>,
+    peers: OnceLock<mpsc::Sender<PeerNews>>,
 }
 
 impl Authenticator {
@@ -131,7 +131,7 @@ impl Authenticator {
     /// Sends each failure from now on to `peers` as well (the other instances sharing the
     /// database, which count it as their own: a lockout holds across instances). A failure that
     /// finds the queue full is counted here only.
-    pub fn share_failures(&self, peers: mpsc::Sender<IpAddr>) {
+    pub fn share_failures(&self, peers: mpsc::Sender<PeerNews>) {
         let _ = self.peers.set(peers);
     }
 
@@ -222,7 +222,7 @@ impl Authenticator {
     /// locks the client out.
     fn fail(&self, failure: AuthFailure, client: IpAddr, now: Instant, unix_ms: i64) {
         if let Some(peers) = self.peers.get() {
-            let _ = peers.try_send(client);
+            let _ = peers.try_send(PeerNews::AuthFailure(client));
         }
         match self.lockout.strike(client, now) {
             Strike::Counted => self.audit.failure(client, failure.reason(), unix_ms),

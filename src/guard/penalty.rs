@@ -45,6 +45,16 @@ pub enum Strike {
     Blocked(Duration, u32),
 }
 
+/// What an instance tells the others sharing its database about a client, for them to act as
+/// if they had seen it (see [`crate::calls::relay`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerNews {
+    /// The client failed to authenticate.
+    AuthFailure(IpAddr),
+    /// The client was blocked for this long for excess over the rate limits.
+    Blocked(IpAddr, Duration),
+}
+
 /// Clients a box keeps records of, at most (about 100 bytes each). Past it, a new client's strikes
 /// go uncounted until a sweep frees room: a spray from more addresses than that defeats per-client
 /// counting anyway, and memory stays bounded whatever the request rate.
@@ -114,6 +124,22 @@ impl PenaltyBox {
         Strike::Blocked(length, record.blocks)
     }
 
+    /// Blocks `ip` for `length` from `now`, as another instance did (its strikes and the
+    /// doubling of its blocks are that instance's), unless it is blocked longer already.
+    pub fn block(&self, ip: IpAddr, length: Duration, now: Instant) {
+        let key = self.networks.key(ip);
+        if self.records.len() >= MAX_RECORDS && !self.records.contains_key(&key) {
+            return;
+        }
+        let mut record = self.records.entry(key).or_insert(Record {
+            strikes: 0,
+            window_start: now,
+            blocks: 0,
+            blocked_until: None,
+        });
+        record.blocked_until = record.blocked_until.max(Some(now + length));
+    }
+
     /// Forgets IPs that have been quiet long enough; bounds memory under a spray of addresses.
     pub fn sweep(&self, now: Instant) {
         let PenaltySettings { window, cap, .. } = self.settings;
@@ -139,6 +165,20 @@ mod tests {
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_block_from_elsewhere_holds_its_length_and_never_shortens_one() {
+        let box_ = penalties();
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let now = Instant::now();
+        box_.block(ip, 60 * SECOND, now);
+        assert_eq!(box_.blocked(ip, now), Some(60 * SECOND));
+        box_.block(ip, 10 * SECOND, now);
+        assert_eq!(box_.blocked(ip, now), Some(60 * SECOND), "not shortened");
+        assert_eq!(box_.blocked(ip, now + 60 * SECOND), None);
+        // The client's own strikes still count from zero here.
+        assert_eq!(box_.strike(ip, now), Strike::Counted);
+    }
 
     fn penalties() -> PenaltyBox {
         PenaltyBox::new(

@@ -12,7 +12,7 @@
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context};
@@ -20,9 +20,10 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::DashMapStateStore;
 use governor::{NotUntil, Quota, RateLimiter};
+use tokio::sync::mpsc;
 
 use super::client_ip::{ClientNetworks, IpList};
-use super::penalty::{PenaltyBox, PenaltySettings, Strike};
+use super::penalty::{PeerNews, PenaltyBox, PenaltySettings, Strike};
 
 /// Which limits a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +189,8 @@ struct ClassLimiters<C: Clock> {
 pub struct RateLimits<C: Clock = DefaultClock> {
     classes: Vec<ClassLimiters<C>>,
     blocks: PenaltyBox,
+    /// Where the blocks this instance starts go, for the others sharing its database.
+    peers: OnceLock<mpsc::Sender<PeerNews>>,
     networks: ClientNetworks,
     allow: IpList,
     deny: IpList,
@@ -219,11 +222,23 @@ impl<C: Clock + Clone> RateLimits<C> {
         Self {
             classes,
             blocks: PenaltyBox::new(settings.blocks, networks),
+            peers: OnceLock::new(),
             networks,
             allow: settings.allow.clone(),
             deny: settings.deny.clone(),
             clock,
         }
+    }
+
+    /// Sends each block this instance starts to `peers` as well (the other instances sharing the
+    /// database, which block the client too). A block that finds the queue full stays here.
+    pub fn share_blocks(&self, peers: mpsc::Sender<PeerNews>) {
+        let _ = self.peers.set(peers);
+    }
+
+    /// Blocks `ip` for `length` from `now`: another instance blocked it.
+    pub fn blocked_elsewhere(&self, ip: IpAddr, length: Duration, now: Instant) {
+        self.blocks.block(ip, length, now);
     }
 
     /// Whether `ip` is allow-listed (then no limit or block applies to it).
@@ -301,6 +316,9 @@ impl<C: Clock + Clone> RateLimits<C> {
                         blocks,
                         "client blocked for repeated excess over the rate limit"
                     );
+                    if let Some(peers) = self.peers.get() {
+                        let _ = peers.try_send(PeerNews::Blocked(ip, retry_after));
+                    }
                     Err(Refusal::Blocked { retry_after })
                 }
             },

@@ -4,17 +4,16 @@
 //! (scheduled calls, outbox messages, the calls it streams). On PostgreSQL, every event logged
 //! in a call's record is announced with `NOTIFY` on [`EVENTS_CHANNEL`] in the transaction that
 //! logs it (so only once it commits), and commands for a call go to the instance carrying it on
-//! [`COMMANDS_CHANNEL`]; failed authentications go to every instance on [`GUARD_CHANNEL`], so
-//! a lockout counts them all. A notification names things only (instance, call, event number): the
+//! [`COMMANDS_CHANNEL`]; failed authentications and IP blocks go to every instance on
+//! [`GUARD_CHANNEL`], so a lockout counts them all and a block holds everywhere. A notification names things only (instance, call, event number): the
 //! events themselves, sealed where they hold words, are read from the database. On SQLite there
 //! is one instance and nothing to announce.
-
-use std::net::IpAddr;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::AnyConnection;
 
 use super::{Backend, Store, StoreError};
+use crate::guard::penalty::PeerNews;
 
 /// The channel announcing events logged: `<instance> <call id> <seq>`.
 pub const EVENTS_CHANNEL: &str = "phone_agent_call_events";
@@ -22,8 +21,8 @@ pub const EVENTS_CHANNEL: &str = "phone_agent_call_events";
 /// The channel carrying commands for a call: `<owner instance> <command> <CallSid>`.
 pub const COMMANDS_CHANNEL: &str = "phone_agent_call_commands";
 
-/// The channel carrying failed authentications, for every instance to count them:
-/// `<instance> auth <client address>`.
+/// The channel carrying news of clients ([`PeerNews`]), for every instance to act on:
+/// `<instance> auth <client address>`, `<instance> block <client address> <ms>`.
 pub const GUARD_CHANNEL: &str = "phone_agent_guard";
 
 /// A command for the instance carrying a call.
@@ -93,9 +92,15 @@ impl Store {
         notify(&mut connection, COMMANDS_CHANNEL, &payload).await
     }
 
-    /// Tells the other instances that `client` failed to authenticate here.
-    pub async fn announce_auth_failure(&self, client: IpAddr) -> Result<(), StoreError> {
-        let payload = format!("{} auth {client}", self.instance);
+    /// Tells the other instances `news` of a client.
+    pub async fn announce(&self, news: PeerNews) -> Result<(), StoreError> {
+        let instance = &self.instance;
+        let payload = match news {
+            PeerNews::AuthFailure(client) => format!("{instance} auth {client}"),
+            PeerNews::Blocked(client, length) => {
+                format!("{instance} block {client} {}", length.as_millis())
+            }
+        };
         let mut connection = self.pool.acquire().await?;
         notify(&mut connection, GUARD_CHANNEL, &payload).await
     }

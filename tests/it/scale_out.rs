@@ -227,3 +227,43 @@ async fn failures_spread_over_the_instances_lock_the_client_out_of_all_of_them()
         .await;
     }
 }
+
+#[actix_rt::test]
+async fn an_ip_blocked_by_one_instance_is_blocked_by_all() {
+    let limits = [
+        ("RATE_LIMIT_API_WRITE", "3/min"),
+        ("RATE_LIMIT_STRIKES", "2"),
+        ("RATE_LIMIT_BLOCK", "5m"),
+    ];
+    let Some(service) = Service::start(3, &limits).await else {
+        return;
+    };
+    // Writes to the first instance past its limit: two strikes, then a block of 5 minutes.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let request = service.api(0, Method::POST, "/api/calls");
+        statuses.push(json(request.send_json(&serde_json::json!({}))).await.0);
+    }
+    assert_eq!(&statuses[3..], [429, 429], "{statuses:?}");
+    // The others block the client too, on reads it has all the budget of (600 a minute).
+    for n in 1..3 {
+        within(async {
+            loop {
+                let (status, headers, _) =
+                    json(service.api(n, Method::GET, "/api/calls").send()).await;
+                let retry_after = headers
+                    .get("retry-after")
+                    .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+                if status == 429 {
+                    assert!(
+                        retry_after.is_some_and(|s| s > 60),
+                        "the block's: {retry_after:?}"
+                    );
+                    return;
+                }
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+}

@@ -429,18 +429,14 @@ impl MediaStream {
     /// The claim of the stream among all servers came back: the call starts, and the messages
     /// held meanwhile are handled in order; or the stream is refused as at admission.
     fn claimed(&mut self, claimed: Result<(), AdmissionError>, ctx: &mut Context<Self>) {
-        if !matches!(self.state, State::Claiming { .. }) {
-            return;
-        }
+        let State::Claiming { call, held } = &mut self.state else {
+            return; // ended meanwhile
+        };
+        let (call, held) = (call.clone(), std::mem::take(held));
         if let Err(error) = claimed {
             self.violation(error.into(), ctx);
             return;
         }
-        let State::Claiming { call, held } =
-            std::mem::replace(&mut self.state, State::AwaitingStart)
-        else {
-            unreachable!("matched above");
-        };
         tracing::info!(parent: &self.span, "media stream started");
         self.state = State::Streaming {
             stream_sid: call.stream_sid.clone(),
