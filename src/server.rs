@@ -176,7 +176,6 @@ pub async fn start(
         instance.clone(),
         config.call_lease,
     ));
-
     // The system's arbiter: calls run on the HTTP workers' threads, never here.
     let journal = Arc::new(StoreJournal::start(records.clone(), &Arbiter::current()));
     let rest = twilio_rest(config)?;

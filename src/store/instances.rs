@@ -1,13 +1,16 @@
 //! Instances sharing one PostgreSQL, coordinated by the database itself.
 //!
 //! Each opened [`Store`] has a name of its own ([`Store::instance`]), which its claims carry
-//! (scheduled calls, outbox messages, the calls it streams). On PostgreSQL, every event logged
-//! in a call's record is announced with `NOTIFY` on [`EVENTS_CHANNEL`] in the transaction that
-//! logs it (so only once it commits), and commands for a call go to the instance carrying it on
-//! [`COMMANDS_CHANNEL`]; failed authentications and IP blocks go to every instance on
-//! [`GUARD_CHANNEL`], so a lockout counts them all and a block holds everywhere. A notification names things only (instance, call, event number): the
-//! events themselves, sealed where they hold words, are read from the database. On SQLite there
-//! is one instance and nothing to announce.
+//! (scheduled calls, outbox messages, the calls it streams). On PostgreSQL:
+//! - every event logged in a call's record is announced with `NOTIFY` on [`EVENTS_CHANNEL`], in
+//!   the transaction that logs it (so only once it commits);
+//! - commands for a call go to the instance carrying it on [`COMMANDS_CHANNEL`];
+//! - failed authentications and IP blocks go to every instance on [`GUARD_CHANNEL`], so a lockout
+//!   counts them all and a block holds everywhere.
+//!
+//! A notification names things only (instance, call, event number, client address): the events
+//! themselves, sealed where they hold words, are read from the database. On SQLite there is one
+//! instance and nothing to announce.
 
 use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::AnyConnection;
@@ -46,12 +49,18 @@ impl CallCommand {
     }
 }
 
-/// A random name (16 hex digits), so two instances never share one.
+/// A random name (16 hex digits), so two instances never share one (their leases, commands and
+/// relayed events would be confused). Should the system's random source fail, the process id and
+/// the time in nanoseconds stand in.
 pub(super) fn random_name() -> String {
     let mut bytes = [0u8; 8];
-    // Without randomness the claims still work (rows are claimed atomically); only the name
-    // would collide.
-    let _ = SystemRandom::new().fill(&mut bytes);
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        bytes[..4].copy_from_slice(&std::process::id().to_be_bytes());
+        bytes[4..].copy_from_slice(&nanos.to_be_bytes());
+    }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
