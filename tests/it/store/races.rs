@@ -222,3 +222,60 @@ async fn of_two_identical_requests_one_claims_the_key_and_one_webhook_records_th
         assert_eq!(a.events_after(&pair[0].1, 0, 10).await.unwrap().len(), 1);
     }
 }
+
+/// Leases on a fake clock: the instance that keeps renewing keeps its call; the other one's call
+/// is ended as interrupted once its lease has run out, by whichever instance looks.
+#[actix_rt::test]
+async fn a_renewed_lease_keeps_its_call_and_a_lapsed_one_is_ended_as_interrupted() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use phone_agent::calls::feed::CallFeed;
+    use phone_agent::calls::ownership::CallOwnership;
+    use phone_agent::calls::records::CallRecords;
+    use phone_agent::store::calls::{StreamClaim, INTERRUPTED};
+    use phone_agent_actors::ids::CallSid;
+
+    const LEASE: Duration = Duration::from_secs(30);
+    let Some((a, b, _postgres)) = two_servers().await else {
+        return;
+    };
+    let ownership = |store: &Store| {
+        let records = CallRecords::new(store.clone(), Arc::new(CallFeed::default()));
+        CallOwnership::new(records, store.instance().to_owned(), LEASE)
+    };
+    let (live, dead) = (ownership(&a), ownership(&b));
+    let sid = |n: u32| CallSid::parse(&format!("CA{n:032x}")).unwrap();
+    for n in [1, 2] {
+        let new = call(
+            CallStatus::InProgress,
+            Some(sid(n).as_str().to_owned()),
+            None,
+        );
+        a.insert_call(&new, 0).await.unwrap();
+    }
+    assert_eq!(live.claim(&sid(1), 0).await.unwrap(), StreamClaim::Claimed);
+    assert_eq!(dead.claim(&sid(2), 0).await.unwrap(), StreamClaim::Claimed);
+    assert_eq!(dead.claim(&sid(1), 0).await.unwrap(), StreamClaim::Taken);
+
+    // The live instance renews every third of the lease; the other one never again (killed).
+    for at in [10_000, 20_000, 30_000] {
+        assert!(
+            live.upkeep(at).await.unwrap().is_empty(),
+            "nothing lapsed at {at}"
+        );
+    }
+    let ended = live.upkeep(40_000).await.unwrap();
+    let second = a.call(sid(2).as_str()).await.unwrap().unwrap();
+    assert_eq!(ended, [second.id.as_str()]);
+    assert_eq!(second.end_reason.as_deref(), Some(INTERRUPTED));
+    assert!(a
+        .call(sid(1).as_str())
+        .await
+        .unwrap()
+        .unwrap()
+        .end_reason
+        .is_none());
+    // Ended once: the instance that looks next finds nothing to end.
+    assert!(dead.upkeep(40_000).await.unwrap().is_empty());
+}
