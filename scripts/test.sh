@@ -11,14 +11,16 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 # The PostgreSQL storage test starts a throwaway server from the Debian package's binaries; the
-# console tests drive the Debian package's headless Chromium.
+# console tests drive the Debian package's headless Chromium; the rolling drain runs behind the
+# Debian package's nginx with compose.yaml's load-balancer configuration.
 packages=()
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   packages+=(postgresql)
 fi
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 if [ ${#packages[@]} -gt 0 ]; then
-  echo "test: installing the Debian packages ${packages[*]} (for the PostgreSQL and console tests)"
+  echo "test: installing the Debian packages ${packages[*]} (for the PostgreSQL, console and load-balancer tests)"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq

@@ -186,11 +186,21 @@ pub async fn start(
         config.public_host.clone(),
         live_calls.clone(),
     );
-    scheduler::start(records.clone(), placer.clone(), config.calls.schedule_grace);
-    retention::start(records.clone(), config.calls.retention);
     let (stop_background, background_stopped) = watch::channel(false);
+    let grace = config.calls.schedule_grace;
+    let mut passes = vec![scheduler::start(
+        records.clone(),
+        placer.clone(),
+        grace,
+        background_stopped.clone(),
+    )];
+    passes.extend(retention::start(
+        records.clone(),
+        config.calls.retention,
+        background_stopped.clone(),
+    ));
     if store.is_shared() {
-        ownership.clone().start();
+        passes.push(ownership.clone().start(background_stopped.clone()));
         let (news, heard) = mpsc::channel(relay::NEWS_QUEUE);
         authenticator.share_failures(news.clone());
         rate_limits.share_blocks(news);
@@ -276,8 +286,10 @@ pub async fn start(
         if requested.wait_for(|&yes| yes).await.is_ok() {
             drain(&calls, drain_timeout).await;
         }
-        handle.stop(true).await;
-        // The calls' last events (their ends) are written before the process goes.
+        // What is left to write is written while the HTTP workers still run: a pooled
+        // PostgreSQL connection that a worker's request opened lives on that worker's runtime
+        // and dies with it. First the calls' last events (their ends), then the audit rows, then
+        // the background passes end (the last one finished).
         if actix_web::rt::time::timeout(CLOSE_GRACE, journal.flushed())
             .await
             .is_err()
@@ -286,6 +298,13 @@ pub async fn start(
         }
         let _ = flush.send(FlushAudit).await;
         stop_background.send_replace(true);
+        if actix_web::rt::time::timeout(CLOSE_GRACE, futures_util::future::join_all(passes))
+            .await
+            .is_err()
+        {
+            tracing::warn!("a background pass was still running at exit");
+        }
+        handle.stop(true).await;
     });
     let done = actix_web::rt::spawn(server);
     tracing::info!(%local_addr, tls = security.tls.is_some(), "listening");

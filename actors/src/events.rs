@@ -258,8 +258,6 @@ impl CloseFrame {
     pub const TOO_BIG: u16 = 1009;
     /// 1011: we failed (an engine gave up).
     pub const INTERNAL: u16 = 1011;
-    /// 1013: try again later (draining).
-    pub const TRY_AGAIN: u16 = 1013;
 
     /// A close frame.
     pub const fn new(code: u16, reason: &'static str) -> Self {

@@ -10,6 +10,7 @@
 //! - [`placing`]: outbound calls: checks, records, Twilio's create-call; hang-ups and transfers.
 //! - [`scheduler`]: scheduled calls placed when due, once across servers.
 //! - [`retention`]: old transcripts, extractions and metadata erased.
+//! - [`periodic`]: those passes at a period, until the server stops them.
 //! - [`control`]: the agent's transfers, through Twilio's REST API.
 
 pub mod control;
@@ -18,6 +19,7 @@ pub mod hours;
 pub mod journal;
 pub mod number;
 pub mod ownership;
+pub mod periodic;
 pub mod placing;
 pub mod records;
 pub mod relay;

@@ -13,9 +13,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use actix_rt::task::JoinHandle;
 use phone_agent_actors::ids::CallSid;
 use phone_agent_actors::media::admission::{AdmissionError, ClaimFuture, StreamAuthorizer};
+use tokio::sync::watch;
 
+use super::periodic;
 use super::records::CallRecords;
 use crate::store::calls::{StreamClaim, INTERRUPTED};
 use crate::store::{now_ms, StoreError};
@@ -76,14 +79,12 @@ impl CallOwnership {
         Ok(ended)
     }
 
-    /// Runs [`Self::upkeep`] every third of the lease, for the life of the process.
-    pub fn start(self: Arc<Self>) {
-        let every = self.lease / 3;
-        actix_rt::spawn(async move {
-            let mut ticks = actix_rt::time::interval(every);
-            loop {
-                ticks.tick().await;
-                match self.upkeep(now_ms()).await {
+    /// Runs [`Self::upkeep`] every third of the lease, until `stop` turns true.
+    pub fn start(self: Arc<Self>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        periodic::every(self.lease / 3, stop, move || {
+            let ownership = self.clone();
+            async move {
+                match ownership.upkeep(now_ms()).await {
                     Ok(ended) if !ended.is_empty() => tracing::warn!(
                         calls = ended.len(),
                         reason = INTERRUPTED,
@@ -93,7 +94,7 @@ impl CallOwnership {
                     Err(error) => tracing::warn!(%error, "call leases not renewed"),
                 }
             }
-        });
+        })
     }
 
     fn lease_from(&self, now_ms: i64) -> i64 {

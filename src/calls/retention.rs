@@ -1,10 +1,14 @@
 //! Retention: transcripts, extractions and metadata older than `RETENTION_DAYS` are erased (the
 //! call records stay), with an audit row saying how much.
 
+use std::rc::Rc;
 use std::time::Duration;
 
+use actix_rt::task::JoinHandle;
 use jiff::Timestamp;
+use tokio::sync::watch;
 
+use super::periodic;
 use super::records::CallRecords;
 use crate::store::audit::AuditEvent;
 use crate::store::StoreError;
@@ -13,21 +17,23 @@ use crate::store::StoreError;
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Starts the retention job on the current arbiter: a pass now, then every
-/// [`RETENTION_INTERVAL`]; `None` keeps everything.
-pub fn start(records: CallRecords, retention: Option<Duration>) {
-    let Some(retention) = retention else {
-        return;
-    };
-    actix_rt::spawn(async move {
-        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
-        loop {
-            tick.tick().await;
+/// [`RETENTION_INTERVAL`], until `stop` turns true; `None` (no handle) keeps everything.
+pub fn start(
+    records: CallRecords,
+    retention: Option<Duration>,
+    stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    let retention = retention?;
+    let records = Rc::new(records);
+    Some(periodic::every(RETENTION_INTERVAL, stop, move || {
+        let records = records.clone();
+        async move {
             let now_ms = Timestamp::now().as_millisecond();
             if let Err(error) = purge(&records, retention, now_ms).await {
                 tracing::error!(%error, "retention pass failed");
             }
         }
-    });
+    }))
 }
 
 /// Erases the content of calls that ended more than `retention` before `now_ms`, and audits it.

@@ -5,10 +5,14 @@
 //! the database, so two servers on one PostgreSQL never place a call twice, and a restart places a
 //! call that fell due while the server was down (if it is not too late).
 
+use std::rc::Rc;
 use std::time::Duration;
 
+use actix_rt::task::JoinHandle;
 use jiff::Timestamp;
+use tokio::sync::watch;
 
+use super::periodic;
 use super::placing::Placer;
 use super::records::CallRecords;
 use crate::store::StoreError;
@@ -20,20 +24,25 @@ pub const SCHEDULER_TICK: Duration = Duration::from_millis(250);
 /// Calls claimed at once; the rest wait for the next tick.
 const CLAIM_BATCH: i64 = 20;
 
-/// Starts the scheduler on the current arbiter; it runs as long as the arbiter does.
-pub fn start(records: CallRecords, placer: Placer, grace: Duration) {
-    let instance = records.store().instance().to_owned();
+/// Starts the scheduler on the current arbiter, until `stop` turns true (the handle resolves once
+/// its last pass has ended).
+pub fn start(
+    records: CallRecords,
+    placer: Placer,
+    grace: Duration,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let instance = Rc::new(records.store().instance().to_owned());
     tracing::info!(%instance, "scheduler started");
-    actix_rt::spawn(async move {
-        let mut tick = tokio::time::interval(SCHEDULER_TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    let (records, placer) = (Rc::new(records), Rc::new(placer));
+    periodic::every(SCHEDULER_TICK, stop, move || {
+        let (records, placer, instance) = (records.clone(), placer.clone(), instance.clone());
+        async move {
             if let Err(error) = run_once(&records, &placer, grace, &instance).await {
                 tracing::error!(%error, "scheduler pass failed");
             }
         }
-    });
+    })
 }
 
 /// One pass at the current time: missed calls marked, due calls claimed and placed.

@@ -31,8 +31,8 @@ use crate::support::*;
 
 /// A request the endpoint received.
 #[derive(Debug, Clone)]
-struct Hook {
-    id: String,
+pub(crate) struct Hook {
+    pub(crate) id: String,
     timestamp: String,
     signature: String,
     body: String,
@@ -44,7 +44,7 @@ impl Hook {
     }
 
     /// Whether one of its signatures is the HMAC of `id.timestamp.body` under `secret`.
-    fn signed_with(&self, secret: &str) -> bool {
+    pub(crate) fn signed_with(&self, secret: &str) -> bool {
         let key = BASE64.decode(secret.trim_start_matches("whsec_")).unwrap();
         let tag = hmac_sha256(
             &key,
@@ -70,8 +70,8 @@ struct Behaviour {
 }
 
 /// A customer's endpoint on 127.0.0.1 that records what it receives.
-struct Endpoint {
-    url: String,
+pub(crate) struct Endpoint {
+    pub(crate) url: String,
     behaviour: web::Data<Behaviour>,
     received: web::Data<Mutex<Vec<Hook>>>,
     count: watch::Receiver<usize>,
@@ -79,7 +79,7 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let behaviour = web::Data::new(Behaviour::default());
         let received = web::Data::new(Mutex::new(Vec::new()));
         let (counter, count) = watch::channel(0usize);
@@ -115,7 +115,7 @@ impl Endpoint {
     }
 
     /// Waits until it has received `n` requests.
-    async fn until(&mut self, n: usize) -> Vec<Hook> {
+    pub(crate) async fn until(&mut self, n: usize) -> Vec<Hook> {
         within(self.count.wait_for(|&count| count >= n))
             .await
             .unwrap();
@@ -185,7 +185,12 @@ async fn api(
 }
 
 /// Registers `url` for `events`: the endpoint's id and secret.
-async fn register(base: &str, token: &str, url: &str, events: &[&str]) -> (String, String) {
+pub(crate) async fn register(
+    base: &str,
+    token: &str,
+    url: &str,
+    events: &[&str],
+) -> (String, String) {
     let body = json!({ "url": url, "events": events });
     let (status, created) = api(base, token, Method::POST, "/api/webhooks", Some(body)).await;
     assert_eq!(status, 201, "{created}");
@@ -196,7 +201,7 @@ async fn register(base: &str, token: &str, url: &str, events: &[&str]) -> (Strin
 }
 
 /// The deliveries matching `query` once `ready` holds for them.
-async fn deliveries_until(
+pub(crate) async fn deliveries_until(
     base: &str,
     token: &str,
     query: &str,

@@ -4,12 +4,18 @@
 //! an instance killed mid-call are marked interrupted by the others within the lease, and a
 //! lockout counts the failures every instance saw.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
 use phone_agent::client::sim::{StreamAnswer, TwilioSim};
+use phone_agent::client::twilio_emulator::settings::Answer;
+use phone_agent::client::twilio_emulator::{EmulatorSettings, TwilioEmulator};
 
+use crate::outbound_webhooks::{deliveries_until, register, Endpoint};
+use crate::support::balancer;
 use crate::support::postgres::{self, Postgres};
 use crate::support::process::{self, Process};
 use crate::support::*;
@@ -21,6 +27,8 @@ const DATA_KEY: &str = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
 struct Service {
     _postgres: Postgres,
     _data: Vec<tempfile::TempDir>,
+    /// Each instance's environment (its address, its data directory).
+    envs: Vec<BTreeMap<&'static str, String>>,
     instances: Vec<Process>,
     /// A token with every scope, valid on every instance.
     token: String,
@@ -42,7 +50,7 @@ impl Service {
             data.push(dir);
             envs.push(env);
         }
-        let token = process::create_token(&envs[0], "calls:read,calls:write");
+        let token = process::create_token(&envs[0], "calls:read,calls:write,webhooks:admin");
         let mut instances = Vec::new();
         for env in &envs {
             instances.push(process::serve(env).await);
@@ -50,9 +58,23 @@ impl Service {
         Some(Self {
             _postgres: postgres,
             _data: data,
+            envs,
             instances,
             token,
         })
+    }
+
+    /// Starts instance `n` again, on its address and data directory, once it has exited.
+    async fn restart(&mut self, n: usize) {
+        self.instances[n] = process::serve(&self.envs[n]).await;
+    }
+
+    /// Each instance's `host:port`.
+    fn addresses(&self) -> Vec<String> {
+        self.envs
+            .iter()
+            .map(|env| env["LISTEN_ADDR"].clone())
+            .collect()
     }
 
     /// Twilio as seen by instance `n`.
@@ -260,4 +282,185 @@ async fn an_ip_blocked_by_one_instance_is_blocked_by_all() {
         let seconds = retry_after.and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
         assert!(seconds.is_some_and(|s| s > 60), "the block's: {seconds:?}");
     }
+}
+
+#[actix_rt::test]
+async fn a_rolling_drain_behind_the_load_balancer_loses_no_call() {
+    const CALLERS: u8 = 12;
+    let Some(mut service) = Service::start(3, &[("DRAIN_TIMEOUT", "30s")]).await else {
+        return;
+    };
+    let addresses = service.addresses();
+    let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let Some(balancer) = balancer::available(&addresses).await else {
+        return;
+    };
+    let stop = Rc::new(Cell::new(false));
+    let callers: Vec<_> = (1..=CALLERS)
+        .map(|caller| {
+            let twilio =
+                TwilioSim::new(balancer.base.clone()).signing(TWILIO_AUTH_TOKEN, PUBLIC_HOST);
+            actix_rt::spawn(keep_calling(twilio, caller, stop.clone()))
+        })
+        .collect();
+
+    // One instance at a time: SIGTERM while it carries calls, its exit, its start again.
+    let mut drained = Vec::new();
+    for n in 0..service.instances.len() {
+        let carried = live_calls_when(&service.instances[n], |count| count > 0).await;
+        let signalled = Instant::now();
+        service.instances[n].terminate();
+        let status = within(service.instances[n].exited()).await;
+        assert!(status.success(), "instance {n} exited with {status}");
+        drained.push((carried, signalled.elapsed()));
+        service.restart(n).await;
+    }
+    stop.set(true);
+
+    let mut calls = Vec::new();
+    for caller in callers {
+        calls.extend(caller.await.expect("every call of the caller went through"));
+    }
+    // Every call ended as its caller ended it: none interrupted, none wound down by a drain.
+    for sid in &calls {
+        let call = service.call_when(0, sid, ended).await;
+        assert_eq!(call["end_reason"], "twilio_stop", "{call}");
+    }
+    eprintln!(
+        "{} calls from {CALLERS} callers through nginx; drained (live calls, SIGTERM to exit): {drained:?}",
+        calls.len()
+    );
+}
+
+/// A caller of the rolling drain: calls after one another through the balancer until `stop` is
+/// set, each a second long with a frame every 100 ms echoed whole (each echo is a turn on the
+/// loopback engines: ten turns, not the fifty of 20 ms frames, keeps the records' writes near a
+/// conversation's), then its caller's hang-up closing the socket normally. Gives the CallSids of
+/// its calls; panics on the first call lost.
+async fn keep_calling(twilio: TwilioSim, caller: u8, stop: Rc<Cell<bool>>) -> Vec<String> {
+    const FRAMES: u32 = 10;
+    let mut calls = Vec::new();
+    while !stop.get() {
+        let sid = phone_agent::client::sim::random_sid("CA");
+        let answer = twilio.place_call(&sid).await;
+        let answer = answer.unwrap_or_else(|e| panic!("the webhook of {sid}: {e:?}"));
+        let connected = twilio.connect(&answer).await;
+        let mut media = connected.unwrap_or_else(|e| panic!("the stream of {sid}: {e:?}"));
+        let mut pace = actix_rt::time::interval(Duration::from_millis(100));
+        for n in 0..FRAMES {
+            pace.tick().await;
+            exchange(&mut media, caller, n, 1).await;
+        }
+        media.send_stop().await.unwrap();
+        assert_eq!(expect_close(&mut media).await.0, Some(1000), "{sid}");
+        calls.push(sid);
+    }
+    calls
+}
+
+/// The live calls `instance`'s `/health` counts, once `wanted` holds for them (asked every 20 ms).
+async fn live_calls_when(instance: &Process, wanted: impl Fn(u64) -> bool) -> u64 {
+    let health = format!("{}/health", instance.base);
+    within(async {
+        loop {
+            // Not kept alive: an idle connection would hold the instance's exit after its drain.
+            let request = awc::Client::new().get(&health).force_close();
+            let (_, _, body) = json(request.send()).await;
+            let count = body["live_calls"].as_u64().expect("live_calls");
+            if wanted(count) {
+                return count;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[actix_rt::test]
+async fn each_call_scheduled_through_any_of_three_instances_is_placed_once() {
+    const SCHEDULED: usize = 30;
+    // The emulator's port is held bound until it serves, so the instances can be told it first.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let twilio_api = format!("http://{}", listener.local_addr().unwrap());
+    let rest = [
+        ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
+        ("TWILIO_API_BASE", twilio_api.as_str()),
+        ("TWILIO_FROM", "+14155550199"),
+    ];
+    let Some(service) = Service::start(3, &rest).await else {
+        return;
+    };
+    let mut settings = EmulatorSettings::new(service.instances[0].base.clone(), TWILIO_AUTH_TOKEN);
+    // Every callee's line is busy: the call is placed, and ends there.
+    settings.callee.answer = Answer::Busy;
+    settings.callee.ring = Duration::ZERO;
+    let emulator = TwilioEmulator::start_on(listener, settings).await.unwrap();
+
+    // All due in a second, scheduled through the three instances in turn: all three schedulers
+    // find them due at about the same time.
+    let due = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    let mut ids = Vec::new();
+    for n in 0..SCHEDULED {
+        let body = serde_json::json!({ "to": format!("+1415555{:04}", 1000 + n), "scheduled_at": due.to_string() });
+        let request = service.api(n % 3, Method::POST, "/api/calls");
+        let (status, _, call) = json(request.send_json(&body)).await;
+        assert_eq!(status, 201, "{call}");
+        ids.push(call["id"].as_str().unwrap().to_owned());
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let call = service
+            .call_when((n + 1) % 3, id, |call| call["status"] == "busy")
+            .await;
+        assert!(call["call_sid"].is_string(), "{call}");
+    }
+    let placed = emulator.calls();
+    let callees: std::collections::BTreeSet<_> =
+        placed.iter().map(|call| call.record.to.clone()).collect();
+    assert_eq!(placed.len(), SCHEDULED, "each placed once");
+    assert_eq!(callees.len(), SCHEDULED, "every callee called");
+}
+
+#[actix_rt::test]
+async fn each_webhook_message_is_delivered_once_by_one_of_three_instances() {
+    const CALLS: u32 = 12;
+    let private = [("WEBHOOK_ALLOW_PRIVATE", "true")];
+    let Some(service) = Service::start(3, &private).await else {
+        return;
+    };
+    let mut endpoint = Endpoint::start();
+    let (base, token) = (&service.instances[0].base, &service.token);
+    let events = ["call.started", "call.completed"];
+    let (_, secret) = register(base, token, &endpoint.url, &events).await;
+    // Calls answered and streamed by different instances: the messages are written by all three,
+    // and all three dispatchers race for each.
+    for n in 0..CALLS {
+        let sid = call_sid(n);
+        let answer = service
+            .twilio(n as usize % 3)
+            .place_call(&sid)
+            .await
+            .unwrap();
+        let mut media = service
+            .twilio((n as usize + 1) % 3)
+            .connect(&answer)
+            .await
+            .unwrap();
+        exchange(&mut media, 1, 0, 2).await;
+        media.send_stop().await.unwrap();
+        expect_close(&mut media).await;
+    }
+    let messages = 2 * CALLS as usize;
+    deliveries_until(base, token, "limit=100", |all| {
+        all.len() == messages && all.iter().all(|d| d["state"] == "delivered")
+    })
+    .await;
+    // Every message is marked delivered: none can be sent again, so the count is final.
+    let hooks = endpoint.until(messages).await;
+    let ids: std::collections::BTreeSet<&str> = hooks.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(
+        (hooks.len(), ids.len()),
+        (messages, messages),
+        "each delivered once"
+    );
+    assert!(hooks.iter().all(|hook| hook.signed_with(&secret)));
 }

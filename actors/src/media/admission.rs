@@ -32,16 +32,12 @@ pub enum AdmissionError {
     /// Another socket is already streaming this call.
     #[error("call already has a live stream")]
     AlreadyStreaming,
-    /// The server is draining and takes no new calls.
-    #[error("server is shutting down")]
-    Draining,
 }
 
 impl From<ClaimError> for AdmissionError {
     fn from(error: ClaimError) -> Self {
         match error {
             ClaimError::AlreadyStreaming => Self::AlreadyStreaming,
-            ClaimError::Draining => Self::Draining,
         }
     }
 }

@@ -103,9 +103,6 @@ impl ProtocolError {
             Self::DuplicateStart => (CloseFrame::POLICY, "duplicate start"),
             Self::StreamSidMismatch => (CloseFrame::POLICY, "streamSid mismatch"),
             Self::StartTimeout => (CloseFrame::POLICY, "no start in time"),
-            Self::Rejected(AdmissionError::Draining) => {
-                (CloseFrame::TRY_AGAIN, "server is shutting down")
-            }
             Self::Rejected(_) => (CloseFrame::POLICY, "stream rejected"),
         };
         CloseFrame::new(code, reason)
@@ -699,6 +696,8 @@ mod tests {
         keys: Recorded<KeyPressed>,
         playback: Recorded<PlaybackStarted>,
         ended: Recorded<StreamEnded>,
+        /// The registry the stream's call is in.
+        live_calls: LiveCalls,
         /// The call stays registered for the stream's life, as its CallActor keeps it.
         _registration: LiveCallGuard,
         _ends: Recorded<EndCall>,
@@ -784,6 +783,7 @@ mod tests {
             keys: keys_log,
             playback: playback_log,
             ended: ended_log,
+            live_calls,
             _registration: registration,
             _ends: ends,
         }
@@ -898,6 +898,15 @@ mod tests {
         assert_eq!(media.written().await, SocketCommand::Close(frame));
         assert!(media.started.try_next().is_none());
         assert!(media.audio.try_next().is_none());
+    }
+
+    #[actix::test]
+    async fn a_socket_accepted_before_the_drain_began_streams_its_call_during_it() {
+        let mut media = alone();
+        media.live_calls.start_draining();
+        media.read(&start_message("good")).await;
+        assert_eq!(media.started.next().await.call.call_sid.as_str(), CALL_SID);
+        assert_eq!(media.live_calls.streaming(), 1);
     }
 
     #[actix::test]

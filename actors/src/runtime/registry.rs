@@ -23,9 +23,6 @@ pub enum ClaimError {
     /// Another live call streams this CallSid.
     #[error("call already has a live stream")]
     AlreadyStreaming,
-    /// The server is draining and takes no new calls.
-    #[error("server is shutting down")]
-    Draining,
 }
 
 /// Identifies one registered call inside this process.
@@ -177,11 +174,12 @@ impl LiveCalls {
         }
     }
 
-    /// Binds `call_sid` to call `id`, unless another live call streams it or we are draining.
+    /// Binds `call_sid` to call `id`, unless another live call streams it.
+    ///
+    /// Also while draining: the call's socket was accepted before the drain began (a new one is
+    /// refused with 503 before its upgrade, where a load balancer can send it to another
+    /// instance), and Twilio cannot retry a stream whose `start` is refused: the call would be lost.
     pub(crate) fn claim(&self, id: CallId, call_sid: &CallSid) -> Result<(), ClaimError> {
-        if self.is_draining() {
-            return Err(ClaimError::Draining);
-        }
         let mut calls = self.lock();
         if calls
             .values()

@@ -1,5 +1,6 @@
 //! Helpers: a real server on 127.0.0.1:0 and a Twilio-faithful client.
 
+pub mod balancer;
 pub mod browser;
 pub mod directed;
 pub mod fault_proxy;
