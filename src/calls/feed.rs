@@ -96,6 +96,11 @@ impl CallFeed {
         event
     }
 
+    /// How many subscriptions are open now.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
     /// Subscribes to events after `position` (`None`: only new ones).
     pub fn subscribe(&self, after: Option<u64>) -> Subscription {
         let recent = self.lock();

@@ -5,9 +5,12 @@
 //! IP block started by one instance holds on all.
 //!
 //! A notification names an event; the event is read from the database (one read per event per
-//! other instance). While the listening connection is down, live subscribers here miss what
-//! other instances log meanwhile; a call's own event stream resumes from its durable log when
-//! its client reconnects.
+//! other instance), while this instance has an event stream open or had one within
+//! [`RESUME_WINDOW`] (a client resuming its stream finds the events it missed). With nobody
+//! watching, the notifications are let go unread: most deployments follow calls by webhook, and
+//! the reads are most of what a second instance costs. While the listening connection is down,
+//! live subscribers here miss what other instances log meanwhile; a call's own event stream
+//! resumes from its durable log when its client reconnects.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -31,6 +34,27 @@ pub const NEWS_QUEUE: usize = 1024;
 
 /// Pause before listening again after the connection failed.
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);
+
+/// How long after its last event stream closed this instance still reads the other instances'
+/// events into its feed, for a client that reconnects with `Last-Event-ID`.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(60);
+
+/// Whether anyone here watches the feed: a subscriber now, or one within [`RESUME_WINDOW`].
+#[derive(Debug, Default)]
+struct Audience {
+    last_watched: Option<Instant>,
+}
+
+impl Audience {
+    /// Whether an event arriving at `now` is wanted, with `subscribers` open.
+    fn wants(&mut self, subscribers: usize, now: Instant) -> bool {
+        if subscribers > 0 {
+            self.last_watched = Some(now);
+        }
+        self.last_watched
+            .is_some_and(|watched| now.saturating_duration_since(watched) < RESUME_WINDOW)
+    }
+}
 
 /// What the relay connects: this instance's records, calls and guards, and the news of clients
 /// its guards share ([`Authenticator::share_failures`], [`RateLimits::share_blocks`]).
@@ -84,16 +108,24 @@ async fn listen(url: &str, records: &CallRecords, relayed: &mut Relayed) -> Resu
         .listen_all([EVENTS_CHANNEL, COMMANDS_CHANNEL, GUARD_CHANNEL])
         .await?;
     tracing::info!("listening to other instances");
+    let mut audience = Audience::default();
     loop {
         tokio::select! {
-            notification = listener.recv() => relay(&notification?, records, relayed).await,
+            notification = listener.recv() => {
+                relay(&notification?, records, relayed, &mut audience).await
+            }
             Some(news) = relayed.news.recv() => records.store().announce(news).await?,
         }
     }
 }
 
 /// Acts on one notification.
-async fn relay(notification: &PgNotification, records: &CallRecords, relayed: &Relayed) {
+async fn relay(
+    notification: &PgNotification,
+    records: &CallRecords,
+    relayed: &Relayed,
+    audience: &mut Audience,
+) {
     let ours = records.store().instance();
     let mut words = notification.payload().split(' ');
     let (Some(instance), Some(what), Some(which)) = (words.next(), words.next(), words.next())
@@ -109,6 +141,9 @@ async fn relay(notification: &PgNotification, records: &CallRecords, relayed: &R
             let Ok(seq) = which.parse::<i64>() else {
                 return;
             };
+            if !audience.wants(records.feed().subscribers(), Instant::now()) {
+                return;
+            }
             match records.store().events_after(what, seq - 1, 1).await {
                 Ok(events) => records.publish(events.into_iter().find(|e| e.seq == seq)),
                 Err(error) => {
@@ -144,5 +179,25 @@ async fn relay(notification: &PgNotification, records: &CallRecords, relayed: &R
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_wanted_while_watched_and_for_the_resume_window_after() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut audience = Audience::default();
+        assert!(!audience.wants(0, at(0)), "never watched");
+        assert!(audience.wants(2, at(10)));
+        assert!(audience.wants(0, at(10) + RESUME_WINDOW - Duration::from_millis(1)));
+        assert!(
+            !audience.wants(0, at(10) + RESUME_WINDOW),
+            "the window has passed"
+        );
+        assert!(audience.wants(1, at(500)), "watched again");
     }
 }
