@@ -62,6 +62,8 @@ pub struct Subscription {
     pub backlog: Vec<Arc<FeedEvent>>,
     /// Whether events after that position are missing from the backlog (too old to be kept).
     pub gap: bool,
+    /// The position of the last event published before the subscription (0: none yet).
+    pub last: u64,
     /// Events published from now on.
     pub live: broadcast::Receiver<Arc<FeedEvent>>,
 }
@@ -105,10 +107,12 @@ impl CallFeed {
     pub fn subscribe(&self, after: Option<u64>) -> Subscription {
         let recent = self.lock();
         let live = self.sender.subscribe();
+        let last = recent.next_position - 1;
         let Some(after) = after else {
             return Subscription {
                 backlog: Vec::new(),
                 gap: false,
+                last,
                 live,
             };
         };
@@ -125,6 +129,7 @@ impl CallFeed {
         Subscription {
             backlog,
             gap: after + 1 < oldest,
+            last,
             live,
         }
     }

@@ -464,3 +464,42 @@ async fn each_webhook_message_is_delivered_once_by_one_of_three_instances() {
     );
     assert!(hooks.iter().all(|hook| hook.signed_with(&secret)));
 }
+
+#[actix_rt::test]
+async fn an_event_stream_resumed_on_another_instance_says_what_it_cannot_replay() {
+    let Some(service) = Service::start(2, &[]).await else {
+        return;
+    };
+    let mut events = service
+        .api(0, Method::GET, "/api/events")
+        .send()
+        .await
+        .unwrap();
+    let answer = service.twilio(0).place_call(&call_sid(1)).await.unwrap();
+    let mut media = service.twilio(0).connect(&answer).await.unwrap();
+    exchange(&mut media, 1, 0, 2).await;
+    let seen = stream_until(&mut events, |seen| seen.matches("\nevent: ").count() >= 2).await;
+    let first = seen
+        .lines()
+        .find_map(|line| line.strip_prefix("id: "))
+        .expect("an event id")
+        .to_owned();
+
+    // On the instance that gave the id, the stream goes on after it.
+    let resume = |n: usize| {
+        service
+            .api(n, Method::GET, "/api/events")
+            .insert_header(("Last-Event-ID", first.as_str()))
+            .send()
+    };
+    let mut same = resume(0).await.unwrap();
+    let (server, position) = first.rsplit_once('-').unwrap();
+    let next = format!("id: {server}-{}\n", position.parse::<u64>().unwrap() + 1);
+    let resumed = stream_until(&mut same, |seen| seen.contains('\n')).await;
+    assert!(resumed.starts_with(&next), "{resumed}");
+    // Another instance cannot tell what came after it: it says so first.
+    let mut other = resume(1).await.unwrap();
+    let moved = stream_until(&mut other, |seen| seen.contains("\n\n")).await;
+    assert!(moved.contains("event: gap\n"), "{moved}");
+    assert!(!moved.contains(&format!("id: {server}-")), "{moved}");
+}

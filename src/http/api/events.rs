@@ -1,7 +1,9 @@
 //! Server-Sent Events of calls (`calls:read`): one call's events, resumable from its log with
-//! `Last-Event-ID` (its event `seq`), and every call's, for dashboards (ids are positions in this
-//! server's feed; a reconnect within the last [`FEED_CAPACITY`] events misses nothing, an older one
-//! gets a `gap` event first).
+//! `Last-Event-ID` (its event `seq`), and every call's, for dashboards. The all-calls stream's ids
+//! are `<server>-<position>`: a position in the feed of this server, as it runs now. A reconnect
+//! to it within the last [`FEED_CAPACITY`] events misses nothing; an older one gets a `gap` event
+//! first, and so does one with an id of another server (behind a load balancer) or of this one
+//! before a restart: the client learns to read what it missed from the calls themselves.
 //!
 //! Each event's data: `{"call_id", "seq", "at", "kind", "data"}`; `kind` is `status`,
 //! `answered_by`, `turn`, `barge_in` or `end`.
@@ -71,17 +73,17 @@ pub async fn of_call(
     Ok(sse::response(body))
 }
 
-/// Follows every call (dashboards): the events this server still keeps after `Last-Event-ID` (a
-/// position in its feed; a `gap` event first when older ones were dropped), then each as it
-/// happens, as Server-Sent Events.
+/// Follows every call (dashboards): the events this server still keeps after `Last-Event-ID` (an
+/// id of this stream; a `gap` event first when older ones were dropped, or when the id is another
+/// server's), then each as it happens, as Server-Sent Events.
 #[utoipa::path(
     get,
     path = "/events",
     operation_id = "follow_all_calls",
     tag = "events",
     params(
-        ("Last-Event-ID" = Option<u64>, Header,
-            description = "Resume after this feed position"),
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "Resume after this event id (`<server>-<position>`)"),
     ),
     responses(
         (status = 200, description = "A stream of every call's events, each record's data one \
@@ -95,31 +97,76 @@ pub async fn all(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
-    let after = last_event_id(&request)
-        .map(|id| {
-            id.parse::<u64>()
-                .map_err(|_| HttpError::bad_request("Last-Event-ID: a feed position"))
-        })
-        .transpose()?;
+    let server: std::sync::Arc<str> = state.records.store().instance().into();
+    let resume = resume_point(last_event_id(&request), &server)?;
+    let after = match resume {
+        Resume::After(position) => Some(position),
+        Resume::New | Resume::Elsewhere => None,
+    };
     let subscription = state.records.feed().subscribe(after);
+    let missed = match resume {
+        Resume::Elsewhere => Some((
+            subscription.last,
+            "events of another server's stream, or from before a restart",
+        )),
+        Resume::After(after) if subscription.gap => {
+            Some((after, "events older than this server keeps"))
+        }
+        _ => None,
+    };
     let mut backlog: Vec<SseRecord> = Vec::new();
-    if subscription.gap {
+    if let Some((position, missed)) = missed {
         backlog.push(SseRecord {
-            id: after.unwrap_or_default().to_string(),
+            id: feed_id(&server, position),
             event: "gap".into(),
-            data: json!({ "missed": "events older than this server keeps" }).to_string(),
+            data: json!({ "missed": missed }).to_string(),
         });
     }
     backlog.extend(
         subscription
             .backlog
             .iter()
-            .map(|event| published(event, event.position.to_string())),
+            .map(|event| published(event, feed_id(&server, event.position))),
     );
-    let body = sse::records(backlog, subscription.live, |event| {
-        Some(published(event, event.position.to_string()))
+    let body = sse::records(backlog, subscription.live, move |event| {
+        Some(published(event, feed_id(&server, event.position)))
     });
     Ok(sse::response(body))
+}
+
+/// Where an all-calls stream starts.
+#[derive(Debug, PartialEq, Eq)]
+enum Resume {
+    /// With the next event (no `Last-Event-ID`).
+    New,
+    /// After this position of this server's feed.
+    After(u64),
+    /// An id of another server's feed, or of this one before a restart (or a bare position, from
+    /// a server before ids named it): what came since cannot be told.
+    Elsewhere,
+}
+
+/// The id of the event at `position` of `server`'s feed.
+fn feed_id(server: &str, position: u64) -> String {
+    format!("{server}-{position}")
+}
+
+/// Reads `Last-Event-ID` for the all-calls stream of `server`.
+fn resume_point(last_event_id: Option<&str>, server: &str) -> Result<Resume, HttpError> {
+    let Some(id) = last_event_id else {
+        return Ok(Resume::New);
+    };
+    let (feed, position) = id
+        .rsplit_once('-')
+        .map_or((None, id), |(f, p)| (Some(f), p));
+    let position = position
+        .parse::<u64>()
+        .map_err(|_| HttpError::bad_request("Last-Event-ID: an event id of this stream"))?;
+    Ok(if feed == Some(server) {
+        Resume::After(position)
+    } else {
+        Resume::Elsewhere
+    })
 }
 
 fn last_event_id(request: &HttpRequest) -> Option<&str> {
@@ -167,5 +214,27 @@ fn record(id: String, call_id: &str, (seq, at): (i64, i64), kind: &str, data: Va
         id,
         event: kind.to_owned(),
         data: serde_json::to_string(&view).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_all_calls_stream_resumes_only_from_its_own_servers_ids() {
+        let ours = "3f2a9c1b0e4d7a65";
+        assert_eq!(resume_point(None, ours).unwrap(), Resume::New);
+        let id = feed_id(ours, 42);
+        assert_eq!(resume_point(Some(&id), ours).unwrap(), Resume::After(42));
+        for elsewhere in ["0123456789abcdef-42", "42"] {
+            assert_eq!(
+                resume_point(Some(elsewhere), ours).unwrap(),
+                Resume::Elsewhere
+            );
+        }
+        for bad in ["", "x", "3f2a9c1b0e4d7a65-", "3f2a9c1b0e4d7a65-x"] {
+            assert!(resume_point(Some(bad), ours).is_err(), "{bad:?}");
+        }
     }
 }
