@@ -57,7 +57,7 @@ if [ "${SOAK_SECONDS:-60}" != 0 ]; then
 fi
 
 # Fuzzing, bounded (FUZZ_SECONDS per target, 5 by default, 0 to skip), when a nightly toolchain
-# is installed: scripts/fuzz.sh builds the targets in fuzz/ (about 8 minutes cold on 2 cores) and
+# is installed: scripts/fuzz.sh builds the targets in fuzz/ (about 5 minutes cold on 2 cores) and
 # runs each; a crash fails the run.
 if [ "${FUZZ_SECONDS:-5}" != 0 ] && cargo +nightly --version >/dev/null 2>&1; then
   scripts/fuzz.sh "${FUZZ_SECONDS:-5}"

@@ -187,11 +187,10 @@ pub async fn start(
         live_calls.clone(),
     );
     let (stop_background, background_stopped) = watch::channel(false);
-    let grace = config.calls.schedule_grace;
     let mut passes = vec![scheduler::start(
         records.clone(),
         placer.clone(),
-        grace,
+        config.calls.schedule_grace,
         background_stopped.clone(),
     )];
     passes.extend(retention::start(
