@@ -289,11 +289,8 @@ pub async fn start(
         // PostgreSQL connection that a worker's request opened lives on that worker's runtime
         // and dies with it. First the calls' last events (their ends), then the audit rows, then
         // the background passes end (the last one finished).
-        if actix_web::rt::time::timeout(CLOSE_GRACE, journal.flushed())
-            .await
-            .is_err()
-        {
-            tracing::error!("call journal not flushed in time: the last call events are lost");
+        if !journal.flushed_unless_stalled(CLOSE_GRACE).await {
+            tracing::error!("call journal stalled: the last call events are lost");
         }
         let _ = flush.send(FlushAudit).await;
         stop_background.send_replace(true);

@@ -71,10 +71,32 @@ impl StoreJournal {
         }
     }
 
-    /// Resolves once every event queued so far is written (shutdown waits for it).
+    /// Resolves once every event queued so far is written.
     pub async fn flushed(&self) {
         // The sender lives in `self`: the channel cannot close while we wait.
         let _ = self.pending.subscribe().wait_for(|&n| n == 0).await;
+    }
+
+    /// Resolves with `true` once every event queued so far is written, or with `false` once
+    /// `stall` passes with none written (the database is gone). Shutdown waits for this: a
+    /// journal behind by more than `stall` but writing still gets to finish.
+    pub async fn flushed_unless_stalled(&self, stall: Duration) -> bool {
+        written_unless_stalled(self.pending.subscribe(), stall).await
+    }
+}
+
+/// Waits for `pending` to reach zero while it keeps falling: `false` once `stall` passes without it
+/// falling.
+async fn written_unless_stalled(mut pending: watch::Receiver<usize>, stall: Duration) -> bool {
+    loop {
+        let before = *pending.borrow_and_update();
+        if before == 0 {
+            return true;
+        }
+        let fell = tokio::time::timeout(stall, pending.wait_for(|&n| n < before)).await;
+        if !matches!(fell, Ok(Ok(_))) {
+            return false;
+        }
     }
 }
 
@@ -296,5 +318,38 @@ fn stored_turn(turn: TranscriptTurn, latencies: TurnLatencies) -> Turn {
         interrupted: turn.interrupted,
         heard: turn.heard,
         latencies,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_journal_that_keeps_writing_is_waited_for_and_a_stalled_one_is_not() {
+        let stall = Duration::from_secs(5);
+        // 100 events written 10 every 3 s: 30 s in all, longer than the stall, never stalled.
+        let (pending, watched) = watch::channel(100usize);
+        let writer = tokio::spawn(async move {
+            while *pending.borrow() > 0 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                pending.send_modify(|n| *n -= 10);
+            }
+        });
+        assert!(written_unless_stalled(watched, stall).await);
+        writer.await.unwrap();
+
+        // 10 written, then nothing: given up 5 s after the last write.
+        let (pending, watched) = watch::channel(20usize);
+        let started = tokio::time::Instant::now();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            pending.send_modify(|n| *n -= 10);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(pending);
+        });
+        assert!(!written_unless_stalled(watched, stall).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(6));
+        writer.abort();
     }
 }
