@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use super::admin::{self, AdminError, ChangedBy, Issued, NewToken};
 use super::audit::AuditLog;
 use super::client_ip::ClientNetworks;
-use super::penalty::{PeerNews, PenaltyBox, PenaltySettings, Strike};
+use super::penalty::{PeerLine, PeerNews, PenaltyBox, PenaltySettings, Strike};
 use super::token::{constant_time_eq, hash_token, Scope, Scopes, TokenHash, TOKEN_PREFIX};
 use crate::store::audit::AuditEvent;
 use crate::store::now_ms;
@@ -113,7 +113,7 @@ pub struct Authenticator {
     lockout: PenaltyBox,
     audit: Arc<AuditLog>,
     /// Where failures go for the other instances sharing the database to count them too.
-    peers: OnceLock<mpsc::Sender<PeerNews>>,
+    peers: PeerLine,
 }
 
 impl Authenticator {
@@ -124,7 +124,7 @@ impl Authenticator {
             tokens: DashMap::new(),
             lockout: PenaltyBox::new(lockout, networks),
             audit,
-            peers: OnceLock::new(),
+            peers: PeerLine::default(),
         }
     }
 
@@ -132,7 +132,7 @@ impl Authenticator {
     /// database, which count it as their own: a lockout holds across instances). A failure that
     /// finds the queue full is counted here only.
     pub fn share_failures(&self, peers: mpsc::Sender<PeerNews>) {
-        let _ = self.peers.set(peers);
+        self.peers.connect(peers);
     }
 
     /// Counts a failure another instance saw from `client` at `now` (its audit row is that
@@ -221,9 +221,7 @@ impl Authenticator {
     /// Counts a failure against `client`: an aggregated audit row, or a row of its own when it
     /// locks the client out.
     fn fail(&self, failure: AuthFailure, client: IpAddr, now: Instant, unix_ms: i64) {
-        if let Some(peers) = self.peers.get() {
-            let _ = peers.try_send(PeerNews::AuthFailure(client));
-        }
+        self.peers.tell(PeerNews::AuthFailure(client));
         match self.lockout.strike(client, now) {
             Strike::Counted => self.audit.failure(client, failure.reason(), unix_ms),
             Strike::Blocked(length, blocks) => self.audit.record(AuditEvent {

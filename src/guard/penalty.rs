@@ -9,9 +9,11 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use tokio::sync::mpsc;
 
 use super::client_ip::ClientNetworks;
 
@@ -53,6 +55,25 @@ pub enum PeerNews {
     AuthFailure(IpAddr),
     /// The client was blocked for this long for excess over the rate limits.
     Blocked(IpAddr, Duration),
+}
+
+/// Where a guard's [`PeerNews`] goes once the server connects it to the other instances (until
+/// then, and on SQLite, nowhere). News that finds the queue full stays with this instance.
+#[derive(Debug, Default)]
+pub struct PeerLine(OnceLock<mpsc::Sender<PeerNews>>);
+
+impl PeerLine {
+    /// Sends the news from now on to `peers` (the first connection holds).
+    pub fn connect(&self, peers: mpsc::Sender<PeerNews>) {
+        let _ = self.0.set(peers);
+    }
+
+    /// Tells the other instances `news`, if connected and the queue has room.
+    pub fn tell(&self, news: PeerNews) {
+        if let Some(peers) = self.0.get() {
+            let _ = peers.try_send(news);
+        }
+    }
 }
 
 /// Clients a box keeps records of, at most (about 100 bytes each). Past it, a new client's strikes

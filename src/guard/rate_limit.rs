@@ -12,7 +12,7 @@
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context};
@@ -23,7 +23,7 @@ use governor::{NotUntil, Quota, RateLimiter};
 use tokio::sync::mpsc;
 
 use super::client_ip::{ClientNetworks, IpList};
-use super::penalty::{PeerNews, PenaltyBox, PenaltySettings, Strike};
+use super::penalty::{PeerLine, PeerNews, PenaltyBox, PenaltySettings, Strike};
 
 /// Which limits a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +190,7 @@ pub struct RateLimits<C: Clock = DefaultClock> {
     classes: Vec<ClassLimiters<C>>,
     blocks: PenaltyBox,
     /// Where the blocks this instance starts go, for the others sharing its database.
-    peers: OnceLock<mpsc::Sender<PeerNews>>,
+    peers: PeerLine,
     networks: ClientNetworks,
     allow: IpList,
     deny: IpList,
@@ -222,7 +222,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         Self {
             classes,
             blocks: PenaltyBox::new(settings.blocks, networks),
-            peers: OnceLock::new(),
+            peers: PeerLine::default(),
             networks,
             allow: settings.allow.clone(),
             deny: settings.deny.clone(),
@@ -233,7 +233,7 @@ impl<C: Clock + Clone> RateLimits<C> {
     /// Sends each block this instance starts to `peers` as well (the other instances sharing the
     /// database, which block the client too). A block that finds the queue full stays here.
     pub fn share_blocks(&self, peers: mpsc::Sender<PeerNews>) {
-        let _ = self.peers.set(peers);
+        self.peers.connect(peers);
     }
 
     /// Blocks `ip` for `length` from `now`: another instance blocked it.
@@ -316,9 +316,7 @@ impl<C: Clock + Clone> RateLimits<C> {
                         blocks,
                         "client blocked for repeated excess over the rate limit"
                     );
-                    if let Some(peers) = self.peers.get() {
-                        let _ = peers.try_send(PeerNews::Blocked(ip, retry_after));
-                    }
+                    self.peers.tell(PeerNews::Blocked(ip, retry_after));
                     Err(Refusal::Blocked { retry_after })
                 }
             },
