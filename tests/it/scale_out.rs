@@ -95,40 +95,38 @@ impl Service {
         json(self.api(n, Method::GET, &path).send()).await.2
     }
 
-    /// The headers of instance `n`'s first 429 to a read with the service's token, asked every
-    /// 20 ms (what refuses it comes from another process).
+    /// The headers of instance `n`'s first 429 to a read with the service's token (what refuses
+    /// it comes from another process).
     async fn refused(&self, n: usize) -> awc::http::header::HeaderMap {
-        within(async {
-            loop {
-                let (status, headers, _) =
-                    json(self.api(n, Method::GET, "/api/calls").send()).await;
-                if status == 429 {
-                    return headers;
-                }
-                actix_rt::time::sleep(Duration::from_millis(20)).await;
-            }
+        polled(|| async {
+            let (status, headers, _) = json(self.api(n, Method::GET, "/api/calls").send()).await;
+            (status == 429).then_some(headers)
         })
         .await
     }
 
-    /// The call `sid` as instance `n`'s API shows it, once `done` holds for it (asked every 20 ms;
-    /// the change comes from another process).
+    /// The call `sid` as instance `n`'s API shows it, once `done` holds for it (the change comes
+    /// from another process).
     async fn call_when(
         &self,
         n: usize,
         sid: &str,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        within(async {
-            loop {
-                let call = self.call(n, sid).await;
-                if done(&call) {
-                    return call;
-                }
-                actix_rt::time::sleep(Duration::from_millis(20)).await;
-            }
+        polled(|| async {
+            let call = self.call(n, sid).await;
+            done(&call).then_some(call)
         })
         .await
+    }
+
+    /// Instance `n`'s stream of every call's events, resumed after the event id `last` if given.
+    fn events(&self, n: usize, last: Option<&str>) -> awc::ClientRequest {
+        let request = self.api(n, Method::GET, "/api/events");
+        match last {
+            Some(id) => request.insert_header(("Last-Event-ID", id)),
+            None => request,
+        }
     }
 }
 
@@ -198,11 +196,7 @@ async fn a_hang_up_sent_to_a_third_instance_ends_the_call_and_its_events_reach_e
         return;
     };
     // The all-calls feed of the third instance, which neither answers nor carries a call.
-    let mut events = service
-        .api(2, Method::GET, "/api/events")
-        .send()
-        .await
-        .unwrap();
+    let mut events = service.events(2, None).send().await.unwrap();
     assert_eq!(events.status(), 200);
     let mut latencies = Vec::new();
     for n in 1..=CALLS {
@@ -358,20 +352,15 @@ async fn keep_calling(twilio: TwilioSim, caller: u8, stop: Rc<Cell<bool>>) -> Ve
     calls
 }
 
-/// The live calls `instance`'s `/health` counts, once `wanted` holds for them (asked every 20 ms).
+/// The live calls `instance`'s `/health` counts, once `wanted` holds for them.
 async fn live_calls_when(instance: &Process, wanted: impl Fn(u64) -> bool) -> u64 {
     let health = format!("{}/health", instance.base);
-    within(async {
-        loop {
-            // Not kept alive: an idle connection would hold the instance's exit after its drain.
-            let request = awc::Client::new().get(&health).force_close();
-            let (_, _, body) = json(request.send()).await;
-            let count = body["live_calls"].as_u64().expect("live_calls");
-            if wanted(count) {
-                return count;
-            }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
+    polled(|| async {
+        // Not kept alive: an idle connection would hold the instance's exit after its drain.
+        let request = awc::Client::new().get(&health).force_close();
+        let (_, _, body) = json(request.send()).await;
+        let count = body["live_calls"].as_u64().expect("live_calls");
+        wanted(count).then_some(count)
     })
     .await
 }
@@ -470,11 +459,7 @@ async fn an_event_stream_resumed_on_another_instance_says_what_it_cannot_replay(
     let Some(service) = Service::start(2, &[]).await else {
         return;
     };
-    let mut events = service
-        .api(0, Method::GET, "/api/events")
-        .send()
-        .await
-        .unwrap();
+    let mut events = service.events(0, None).send().await.unwrap();
     let answer = service.twilio(0).place_call(&call_sid(1)).await.unwrap();
     let mut media = service.twilio(0).connect(&answer).await.unwrap();
     exchange(&mut media, 1, 0, 2).await;
@@ -486,19 +471,13 @@ async fn an_event_stream_resumed_on_another_instance_says_what_it_cannot_replay(
         .to_owned();
 
     // On the instance that gave the id, the stream goes on after it.
-    let resume = |n: usize| {
-        service
-            .api(n, Method::GET, "/api/events")
-            .insert_header(("Last-Event-ID", first.as_str()))
-            .send()
-    };
-    let mut same = resume(0).await.unwrap();
+    let mut same = service.events(0, Some(&first)).send().await.unwrap();
     let (server, position) = first.rsplit_once('-').unwrap();
     let next = format!("id: {server}-{}\n", position.parse::<u64>().unwrap() + 1);
     let resumed = stream_until(&mut same, |seen| seen.contains('\n')).await;
     assert!(resumed.starts_with(&next), "{resumed}");
     // Another instance cannot tell what came after it: it says so first.
-    let mut other = resume(1).await.unwrap();
+    let mut other = service.events(1, Some(&first)).send().await.unwrap();
     let moved = stream_until(&mut other, |seen| seen.contains("\n\n")).await;
     assert!(moved.contains("event: gap\n"), "{moved}");
     assert!(!moved.contains(&format!("id: {server}-")), "{moved}");

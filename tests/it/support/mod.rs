@@ -214,6 +214,20 @@ pub async fn within<F: Future>(future: F) -> F::Output {
         .expect("event within the timeout")
 }
 
+/// Asks `probe` every 20 ms until it answers `Some`, and gives that; fails the test after
+/// [`EVENT_TIMEOUT`]. For what another process changes, which sends no signal to wait for.
+pub async fn polled<T, P: Future<Output = Option<T>>>(mut probe: impl FnMut() -> P) -> T {
+    within(async {
+        loop {
+            if let Some(answer) = probe().await {
+                return answer;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// Reads a streamed response (Server-Sent Events) until `done` holds for all its text so far, and
 /// returns that text; fails after [`EVENT_TIMEOUT`].
 pub async fn stream_until<S, E>(stream: &mut S, done: impl Fn(&str) -> bool) -> String
